@@ -1,0 +1,567 @@
+//! The typed program model: what a `.ded` file means, independent of its concrete syntax.
+//!
+//! Everything carries the source range it came from so diagnostics, the editor and rewrites can
+//! point back into the text. Ids are indexes into the [`Program`]'s vectors.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+
+use crate::text::TextRange;
+
+macro_rules! id_type {
+    ($name:ident) => {
+        #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug, Serialize)]
+        pub struct $name(pub u32);
+        impl $name {
+            pub fn index(self) -> usize {
+                self.0 as usize
+            }
+        }
+    };
+}
+id_type!(ComponentId);
+id_type!(RelationId);
+id_type!(RuleId);
+id_type!(InvariantId);
+
+/// Name of the built-in relation listing the deployment: `nodes(component, address)`.
+pub const NODES_RELATION: &str = "nodes";
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Type {
+    Int,
+    String,
+    Bool,
+    Addr,
+    /// Not known: an undeclared column nothing constrains, or the result of an error already reported.
+    Unknown,
+}
+
+impl Type {
+    pub fn from_name(name: &str) -> Option<Type> {
+        Some(match name {
+            "int" => Type::Int,
+            "string" => Type::String,
+            "bool" => Type::Bool,
+            "addr" => Type::Addr,
+            _ => return None,
+        })
+    }
+    pub const NAMES: [&'static str; 4] = ["int", "string", "bool", "addr"];
+    pub fn is_known(self) -> bool {
+        self != Type::Unknown
+    }
+}
+
+impl std::fmt::Display for Type {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Type::Int => "int",
+            Type::String => "string",
+            Type::Bool => "bool",
+            Type::Addr => "addr",
+            Type::Unknown => "?",
+        })
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RelationKind {
+    Input,
+    Output,
+    Table,
+    Channel,
+    Scratch,
+    /// `nodes(component, address)`: the deployment, visible in every component.
+    Builtin,
+}
+
+impl RelationKind {
+    pub fn keyword(self) -> &'static str {
+        match self {
+            RelationKind::Input => "input",
+            RelationKind::Output => "output",
+            RelationKind::Table => "table",
+            RelationKind::Channel => "channel",
+            RelationKind::Scratch => "scratch",
+            RelationKind::Builtin => "builtin",
+        }
+    }
+    pub fn from_keyword(word: &str) -> Option<RelationKind> {
+        Some(match word {
+            "input" => RelationKind::Input,
+            "output" => RelationKind::Output,
+            "table" => RelationKind::Table,
+            "channel" => RelationKind::Channel,
+            "scratch" => RelationKind::Scratch,
+            _ => return None,
+        })
+    }
+    /// Facts of this kind survive the end of a tick.
+    pub fn is_persistent(self) -> bool {
+        self == RelationKind::Table
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Column {
+    pub name: String,
+    pub name_range: TextRange,
+    pub ty: Type,
+    /// The written type, or None for a column of an undeclared relation (inferred).
+    pub ty_range: Option<TextRange>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Relation {
+    pub name: String,
+    pub kind: RelationKind,
+    /// The declaring component; None for the built-in `nodes`.
+    pub component: Option<ComponentId>,
+    pub columns: Vec<Column>,
+    /// Columns of a declared `key(...)`: they determine the others.
+    pub key: Option<Vec<usize>>,
+    /// Where it is declared, or the head of its first deriving rule when undeclared.
+    pub name_range: TextRange,
+    pub range: TextRange,
+    pub declared: bool,
+}
+
+impl Relation {
+    pub fn arity(&self) -> usize {
+        self.columns.len()
+    }
+    pub fn column_index(&self, name: &str) -> Option<usize> {
+        self.columns.iter().position(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct PartitionKey {
+    /// `p2a.slot` names one relation; plain `slot` applies to every relation with that column.
+    pub relation: Option<(String, TextRange)>,
+    pub column: String,
+    pub column_range: TextRange,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Placement {
+    pub keys: Vec<PartitionKey>,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Component {
+    pub name: String,
+    pub name_range: TextRange,
+    pub range: TextRange,
+    pub placement: Option<Placement>,
+    pub relations: Vec<RelationId>,
+    pub rules: Vec<RuleId>,
+    pub invariants: Vec<InvariantId>,
+    /// Same-tick rules grouped into strata, in evaluation order (filled by stratification).
+    pub strata: Vec<Stratum>,
+}
+
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Stratum {
+    pub rules: Vec<RuleId>,
+    /// Some rule reads a relation derived in this same stratum: needs a fixpoint loop.
+    pub recursive: bool,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RuleKind {
+    /// `:-` derives within the tick.
+    SameTick,
+    /// `:+` derives for the next tick.
+    NextTick,
+    /// `rel@dest(..) :~` sends to another node.
+    Async,
+    /// `delete rel(..) :- ...` removes table facts from the next tick on.
+    Delete,
+    /// `rel(consts).`: an initial fact.
+    Fact,
+}
+
+impl RuleKind {
+    /// Runs after the tick's fixpoint, over its final state.
+    pub fn is_deferred(self) -> bool {
+        matches!(self, RuleKind::NextTick | RuleKind::Async | RuleKind::Delete)
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Rule {
+    pub component: ComponentId,
+    pub kind: RuleKind,
+    pub head: Head,
+    pub body: Vec<BodyItem>,
+    pub range: TextRange,
+    /// The `:-`/`:+`/`:~` operator, or the final `.` of a fact.
+    pub op_range: TextRange,
+    /// Variables of the rule with their inferred types, in order of first appearance.
+    pub variables: Vec<Variable>,
+}
+
+impl Rule {
+    pub fn has_aggregate(&self) -> bool {
+        self.head.args.iter().any(|a| matches!(a, HeadArg::Aggregate(_)))
+    }
+    pub fn atoms(&self) -> impl Iterator<Item = &Atom> {
+        atoms(&self.body)
+    }
+}
+
+pub fn atoms(body: &[BodyItem]) -> impl Iterator<Item = &Atom> {
+    body.iter().filter_map(|item| match item {
+        BodyItem::Atom(atom) => Some(atom),
+        BodyItem::Condition(_) => None,
+    })
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Variable {
+    pub name: String,
+    pub ty: Type,
+    pub first_range: TextRange,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Head {
+    pub relation: String,
+    pub relation_range: TextRange,
+    pub relation_id: Option<RelationId>,
+    pub destination: Option<Expr>,
+    pub args: Vec<HeadArg>,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum HeadArg {
+    Expr(Expr),
+    Aggregate(Aggregate),
+}
+
+impl HeadArg {
+    pub fn range(&self) -> TextRange {
+        match self {
+            HeadArg::Expr(e) => e.range,
+            HeadArg::Aggregate(a) => a.range,
+        }
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AggregateFunc {
+    Count,
+    Sum,
+    Min,
+    Max,
+    Choose,
+}
+
+impl AggregateFunc {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "count" => AggregateFunc::Count,
+            "sum" => AggregateFunc::Sum,
+            "min" => AggregateFunc::Min,
+            "max" => AggregateFunc::Max,
+            "choose" => AggregateFunc::Choose,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            AggregateFunc::Count => "count",
+            AggregateFunc::Sum => "sum",
+            AggregateFunc::Min => "min",
+            AggregateFunc::Max => "max",
+            AggregateFunc::Choose => "choose",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Aggregate {
+    pub func: AggregateFunc,
+    pub arg: Expr,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum BodyItem {
+    Atom(Atom),
+    Condition(Condition),
+}
+
+impl BodyItem {
+    pub fn range(&self) -> TextRange {
+        match self {
+            BodyItem::Atom(a) => a.range,
+            BodyItem::Condition(c) => c.range,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Atom {
+    pub negated: bool,
+    pub relation: String,
+    pub relation_range: TextRange,
+    pub relation_id: Option<RelationId>,
+    pub args: Vec<Expr>,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+pub enum CompareOp {
+    /// `=`: binds the left variable when it is unbound, else tests equality.
+    Assign,
+    Eq,
+    Ne,
+    Lt,
+    Le,
+    Gt,
+    Ge,
+}
+
+impl CompareOp {
+    pub fn from_token(token: &str) -> Option<Self> {
+        Some(match token {
+            "=" => CompareOp::Assign,
+            "==" => CompareOp::Eq,
+            "!=" => CompareOp::Ne,
+            "<" => CompareOp::Lt,
+            "<=" => CompareOp::Le,
+            ">" => CompareOp::Gt,
+            ">=" => CompareOp::Ge,
+            _ => return None,
+        })
+    }
+    pub fn token(self) -> &'static str {
+        match self {
+            CompareOp::Assign => "=",
+            CompareOp::Eq => "==",
+            CompareOp::Ne => "!=",
+            CompareOp::Lt => "<",
+            CompareOp::Le => "<=",
+            CompareOp::Gt => ">",
+            CompareOp::Ge => ">=",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Condition {
+    pub left: Expr,
+    pub op: CompareOp,
+    pub right: Expr,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+pub enum BinaryOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+    Rem,
+    Concat,
+    And,
+    Or,
+}
+
+impl BinaryOp {
+    pub fn from_token(token: &str) -> Option<Self> {
+        Some(match token {
+            "+" => BinaryOp::Add,
+            "-" => BinaryOp::Sub,
+            "*" => BinaryOp::Mul,
+            "/" => BinaryOp::Div,
+            "%" => BinaryOp::Rem,
+            "++" => BinaryOp::Concat,
+            "&&" => BinaryOp::And,
+            "||" => BinaryOp::Or,
+            _ => return None,
+        })
+    }
+    pub fn token(self) -> &'static str {
+        match self {
+            BinaryOp::Add => "+",
+            BinaryOp::Sub => "-",
+            BinaryOp::Mul => "*",
+            BinaryOp::Div => "/",
+            BinaryOp::Rem => "%",
+            BinaryOp::Concat => "++",
+            BinaryOp::And => "&&",
+            BinaryOp::Or => "||",
+        }
+    }
+}
+
+/// Built-in scalar functions.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Function {
+    Hash,
+    Min,
+    Max,
+    Abs,
+    Str,
+}
+
+impl Function {
+    pub fn from_name(name: &str) -> Option<Self> {
+        Some(match name {
+            "hash" => Function::Hash,
+            "min" => Function::Min,
+            "max" => Function::Max,
+            "abs" => Function::Abs,
+            "str" => Function::Str,
+            _ => return None,
+        })
+    }
+    pub fn name(self) -> &'static str {
+        match self {
+            Function::Hash => "hash",
+            Function::Min => "min",
+            Function::Max => "max",
+            Function::Abs => "abs",
+            Function::Str => "str",
+        }
+    }
+    pub const NAMES: [&'static str; 5] = ["hash", "min", "max", "abs", "str"];
+    /// Allowed argument counts: (min, max).
+    pub fn arity(self) -> (usize, usize) {
+        match self {
+            Function::Hash => (1, usize::MAX),
+            Function::Min | Function::Max => (2, 2),
+            Function::Abs | Function::Str => (1, 1),
+        }
+    }
+    pub fn result_type(self) -> Type {
+        match self {
+            Function::Hash | Function::Min | Function::Max | Function::Abs => Type::Int,
+            Function::Str => Type::String,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Expr {
+    pub kind: ExprKind,
+    pub range: TextRange,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub enum ExprKind {
+    Var(String),
+    Wildcard,
+    Int(i64),
+    Str(String),
+    Bool(bool),
+    SelfAddr,
+    Neg(Box<Expr>),
+    Binary(BinaryOp, Box<Expr>, Box<Expr>),
+    Call(Function, Vec<Expr>),
+    /// Syntax that could not be lowered (already reported).
+    Error,
+}
+
+impl Expr {
+    /// Every variable occurrence in this expression, with its range.
+    pub fn variables<'a>(&'a self, out: &mut Vec<(&'a str, TextRange)>) {
+        match &self.kind {
+            ExprKind::Var(name) => out.push((name, self.range)),
+            ExprKind::Neg(e) => e.variables(out),
+            ExprKind::Binary(_, l, r) => {
+                l.variables(out);
+                r.variables(out);
+            }
+            ExprKind::Call(_, args) => args.iter().for_each(|a| a.variables(out)),
+            _ => {}
+        }
+    }
+    pub fn as_var(&self) -> Option<&str> {
+        match &self.kind {
+            ExprKind::Var(name) => Some(name),
+            _ => None,
+        }
+    }
+    pub fn is_constant(&self) -> bool {
+        match &self.kind {
+            ExprKind::Int(_) | ExprKind::Str(_) | ExprKind::Bool(_) => true,
+            ExprKind::Neg(e) => e.is_constant(),
+            ExprKind::Binary(_, l, r) => l.is_constant() && r.is_constant(),
+            ExprKind::Call(_, args) => args.iter().all(Expr::is_constant),
+            _ => false,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct Invariant {
+    pub name: String,
+    pub name_range: TextRange,
+    /// None for a top-level invariant, checked over the union of every node's facts.
+    pub component: Option<ComponentId>,
+    pub args: Vec<Expr>,
+    pub body: Vec<BodyItem>,
+    pub range: TextRange,
+    pub variables: Vec<Variable>,
+}
+
+/// A whole program: every component, relation, rule and invariant of one file.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Program {
+    pub components: Vec<Component>,
+    pub relations: Vec<Relation>,
+    pub rules: Vec<Rule>,
+    pub invariants: Vec<Invariant>,
+    #[serde(skip)]
+    pub relation_index: HashMap<String, RelationId>,
+    #[serde(skip)]
+    pub component_index: HashMap<String, ComponentId>,
+}
+
+impl Program {
+    pub fn component(&self, id: ComponentId) -> &Component {
+        &self.components[id.index()]
+    }
+    pub fn relation(&self, id: RelationId) -> &Relation {
+        &self.relations[id.index()]
+    }
+    pub fn rule(&self, id: RuleId) -> &Rule {
+        &self.rules[id.index()]
+    }
+    pub fn invariant(&self, id: InvariantId) -> &Invariant {
+        &self.invariants[id.index()]
+    }
+    pub fn relation_by_name(&self, name: &str) -> Option<RelationId> {
+        self.relation_index.get(name).copied()
+    }
+    pub fn component_by_name(&self, name: &str) -> Option<ComponentId> {
+        self.component_index.get(name).copied()
+    }
+    pub fn rule_ids(&self) -> impl Iterator<Item = RuleId> {
+        (0..self.rules.len() as u32).map(RuleId)
+    }
+    pub fn relation_ids(&self) -> impl Iterator<Item = RelationId> {
+        (0..self.relations.len() as u32).map(RelationId)
+    }
+    pub fn component_ids(&self) -> impl Iterator<Item = ComponentId> {
+        (0..self.components.len() as u32).map(ComponentId)
+    }
+    /// Rules whose head is `relation`.
+    pub fn rules_deriving(&self, relation: RelationId) -> impl Iterator<Item = RuleId> + '_ {
+        self.rule_ids().filter(move |&r| self.rule(r).head.relation_id == Some(relation))
+    }
+}

@@ -1,0 +1,140 @@
+//! Source positions. Everything in the analysis speaks byte offsets; editors convert at their edge.
+
+use serde::Serialize;
+
+/// A half-open byte range `start..end` in one source file.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
+pub struct TextRange {
+    pub start: u32,
+    pub end: u32,
+}
+
+impl TextRange {
+    pub fn new(start: usize, end: usize) -> Self {
+        TextRange { start: start as u32, end: end as u32 }
+    }
+    pub fn empty(at: usize) -> Self {
+        TextRange::new(at, at)
+    }
+    pub fn len(self) -> usize {
+        (self.end - self.start) as usize
+    }
+    pub fn is_empty(self) -> bool {
+        self.start == self.end
+    }
+    pub fn contains(self, offset: usize) -> bool {
+        self.start as usize <= offset && offset <= self.end as usize
+    }
+    pub fn cover(self, other: TextRange) -> TextRange {
+        TextRange { start: self.start.min(other.start), end: self.end.max(other.end) }
+    }
+    pub fn as_range(self) -> std::ops::Range<usize> {
+        self.start as usize..self.end as usize
+    }
+}
+
+impl std::fmt::Debug for TextRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}..{}", self.start, self.end)
+    }
+}
+
+/// A zero-based line and a column counted in the unit the caller asked for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct LineCol {
+    pub line: u32,
+    pub col: u32,
+}
+
+/// Maps byte offsets to lines and columns (UTF-8 bytes, chars or UTF-16 code units).
+#[derive(Clone, Debug)]
+pub struct LineIndex {
+    line_starts: Vec<u32>,
+}
+
+impl LineIndex {
+    pub fn new(text: &str) -> Self {
+        let mut line_starts = vec![0];
+        line_starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
+        LineIndex { line_starts }
+    }
+
+    pub fn line_count(&self) -> usize {
+        self.line_starts.len()
+    }
+
+    pub fn line_start(&self, line: usize) -> Option<usize> {
+        self.line_starts.get(line).map(|&s| s as usize)
+    }
+
+    fn line_of(&self, offset: usize) -> usize {
+        match self.line_starts.binary_search(&(offset as u32)) {
+            Ok(line) => line,
+            Err(next) => next - 1,
+        }
+    }
+
+    /// Line and column in UTF-8 bytes.
+    pub fn line_col(&self, offset: usize) -> LineCol {
+        let line = self.line_of(offset);
+        LineCol { line: line as u32, col: (offset - self.line_starts[line] as usize) as u32 }
+    }
+
+    /// Line and column in UTF-16 code units (the LSP default).
+    pub fn line_col_utf16(&self, text: &str, offset: usize) -> LineCol {
+        let offset = clamp_to_char_boundary(text, offset);
+        let line = self.line_of(offset);
+        let start = self.line_starts[line] as usize;
+        let col = text[start..offset].chars().map(char::len_utf16).sum::<usize>();
+        LineCol { line: line as u32, col: col as u32 }
+    }
+
+    /// The byte offset of a UTF-16 line/column, clamped into the text (positions past a line's end
+    /// land on its end, positions past the last line on the text's end).
+    pub fn offset_utf16(&self, text: &str, pos: LineCol) -> usize {
+        let Some(start) = self.line_start(pos.line as usize) else {
+            return text.len();
+        };
+        let end = self.line_start(pos.line as usize + 1).map_or(text.len(), |e| e - 1);
+        let mut units = 0u32;
+        for (i, ch) in text[start..end].char_indices() {
+            if units >= pos.col {
+                return start + i;
+            }
+            units += ch.len_utf16() as u32;
+        }
+        end
+    }
+}
+
+fn clamp_to_char_boundary(text: &str, mut offset: usize) -> usize {
+    offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn utf16_round_trip() {
+        let text = "ab\nx𝄞y\n";
+        let index = LineIndex::new(text);
+        let y = text.find('y').unwrap();
+        let pos = index.line_col_utf16(text, y);
+        assert_eq!(pos, LineCol { line: 1, col: 3 });
+        assert_eq!(index.offset_utf16(text, pos), y);
+        assert_eq!(index.offset_utf16(text, LineCol { line: 0, col: 99 }), 2);
+        assert_eq!(index.offset_utf16(text, LineCol { line: 9, col: 0 }), text.len());
+    }
+
+    #[test]
+    fn line_col_bytes() {
+        let index = LineIndex::new("a\nbc");
+        assert_eq!(index.line_col(3), LineCol { line: 1, col: 1 });
+        assert_eq!(index.line_col(0), LineCol { line: 0, col: 0 });
+    }
+}

@@ -1,0 +1,4 @@
+(component_body) @fold
+(rule) @fold
+(invariant) @fold
+(block_comment) @fold

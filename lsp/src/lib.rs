@@ -1,0 +1,1 @@
+//! compart language server (see README.md).

@@ -1,0 +1,1 @@
+//! compart runtime (see README.md).
