@@ -1,5 +1,6 @@
 //! `compart check` and `compart fmt`.
 
+use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
 
 use codespan_reporting::diagnostic::{Diagnostic as Report, Label};
@@ -24,7 +25,8 @@ pub fn check(files: &[PathBuf], format: Format, deny_warnings: bool) -> u8 {
     let mut worst = 0;
     let mut json_files = Vec::new();
     let mut reports = SimpleFiles::new();
-    let writer = StandardStream::stderr(ColorChoice::Auto);
+    let color = if std::io::stderr().is_terminal() { ColorChoice::Auto } else { ColorChoice::Never };
+    let writer = StandardStream::stderr(color);
     let config = term::Config::default();
     let (mut errors, mut warnings) = (0, 0);
     for path in files {
@@ -58,7 +60,8 @@ pub fn check(files: &[PathBuf], format: Format, deny_warnings: bool) -> u8 {
             eprintln!("{summary}");
         }
         Format::Json => {
-            println!("{}", serde_json::to_string_pretty(&json_files).expect("serializable"));
+            // A closed pipe (`| head`) is not an error worth a panic.
+            let _ = writeln!(std::io::stdout(), "{}", serde_json::to_string_pretty(&json_files).expect("serializable"));
         }
     }
     worst
@@ -171,7 +174,9 @@ pub fn fmt(files: &[PathBuf], check_only: bool, stdout: bool) -> u8 {
                 eprintln!("error: {}:{}:{}: {}", path.display(), at.line + 1, at.col + 1, e.message);
                 status = 1;
             }
-            Ok(formatted) if stdout => print!("{formatted}"),
+            Ok(formatted) if stdout => {
+                let _ = write!(std::io::stdout(), "{formatted}");
+            }
             Ok(formatted) if formatted == text => {}
             Ok(_) if check_only => {
                 eprintln!("{} is not formatted", path.display());

@@ -44,7 +44,7 @@ struct Lowerer<'a> {
 }
 
 fn named_children(node: Node<'_>) -> impl Iterator<Item = Node<'_>> {
-    (0..node.named_child_count()).filter_map(move |i| node.named_child(i)).filter(|n| !n.is_extra())
+    (0..node.named_child_count() as u32).filter_map(move |i| node.named_child(i)).filter(|n| !n.is_extra())
 }
 
 fn fields<'t>(node: Node<'t>, field: &'static str) -> Vec<Node<'t>> {

@@ -63,6 +63,19 @@ fn check_head(program: &Program, rule: &Rule, out: &mut Vec<Diagnostic>) {
             head.relation_range,
             format!("`{NODES_RELATION}` is the built-in deployment relation; rules cannot derive it"),
         )),
+        (RuleKind::Fact, kind) if !matches!(kind, RelationKind::Table | RelationKind::Scratch) => out.push(
+            Diagnostic::new(
+                Code::FactForNonStoredRelation,
+                rule.range,
+                format!(
+                    "initial facts are for tables and scratch relations; `{}` is {} {}",
+                    relation.name,
+                    article(kind),
+                    kind.keyword()
+                ),
+            )
+            .with_related(declared_at, "declared here"),
+        ),
         (RuleKind::Async, RelationKind::Channel) => {}
         (RuleKind::Async, kind) => out.push(
             Diagnostic::new(
@@ -103,19 +116,6 @@ fn check_head(program: &Program, rule: &Rule, out: &mut Vec<Diagnostic>) {
                 format!("`{}` is a channel: its facts arrive from other nodes, sent with `:~`", relation.name),
             )
             .with_related(declared_at, "declared as channel here"),
-        ),
-        (RuleKind::Fact, kind) if !matches!(kind, RelationKind::Table | RelationKind::Scratch) => out.push(
-            Diagnostic::new(
-                Code::FactForNonStoredRelation,
-                rule.range,
-                format!(
-                    "initial facts are for tables and scratch relations; `{}` is {} {}",
-                    relation.name,
-                    article(kind),
-                    kind.keyword()
-                ),
-            )
-            .with_related(declared_at, "declared here"),
         ),
         _ => {}
     }
