@@ -36,6 +36,7 @@ macro_rules! codes {
 codes! {
     SyntaxError = "E0001", Error, "the text does not parse";
     MissingToken = "E0002", Error, "a token is missing";
+    NestedTooDeeply = "E0003", Error, "an expression is nested deeper than compart supports";
     UnknownRelation = "E0101", Error, "a rule names a relation that is neither declared nor derived";
     DuplicateRelation = "E0102", Error, "a relation is declared twice (relation names are global)";
     DuplicateComponent = "E0103", Error, "two components have the same name";

@@ -9,6 +9,8 @@ use crate::text::TextRange;
 const INDENT: &str = "    ";
 /// Rules longer than this put each body item on its own line.
 const MAX_WIDTH: usize = 100;
+/// The formatter recurses over expressions (see `lower::MAX_EXPR_DEPTH`).
+const MAX_FORMAT_DEPTH: usize = 400;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FormatError {
@@ -28,6 +30,9 @@ pub fn format_syntax(syntax: &SyntaxTree) -> Result<String, FormatError> {
         crate::syntax::syntax_diagnostics(syntax, &mut diagnostics);
         let range = diagnostics.first().map_or(TextRange::default(), |d| d.range);
         return Err(FormatError { range, message: "the file has syntax errors; fix them before formatting".into() });
+    }
+    if crate::syntax::max_depth(root) > MAX_FORMAT_DEPTH {
+        return Err(FormatError { range: TextRange::default(), message: "the file nests too deeply to format".into() });
     }
     let mut f = Formatter { text: &syntax.text, out: String::with_capacity(syntax.text.len()) };
     f.items(root, 0);

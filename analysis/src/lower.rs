@@ -9,7 +9,7 @@ use crate::syntax::{range_of, SyntaxTree};
 use crate::text::TextRange;
 
 pub fn lower(syntax: &SyntaxTree, diagnostics: &mut Vec<Diagnostic>) -> Program {
-    let mut lowerer = Lowerer { syntax, program: Program::default(), diagnostics, in_head_arg: false };
+    let mut lowerer = Lowerer { syntax, program: Program::default(), diagnostics, in_head_arg: false, expr_depth: 0, reported_depth: false };
     lowerer.builtin_nodes();
     let root = syntax.root();
     let items: Vec<Node> = named_children(root).collect();
@@ -41,10 +41,18 @@ struct Lowerer<'a> {
     diagnostics: &'a mut Vec<Diagnostic>,
     /// Lowering an expression inside a head argument (aggregates there are misplaced, not misnamed).
     in_head_arg: bool,
+    expr_depth: usize,
+    reported_depth: bool,
 }
 
+/// Every later pass recurses over expressions; this bound keeps them far from the stack's limit.
+pub const MAX_EXPR_DEPTH: usize = 128;
+
 fn named_children(node: Node<'_>) -> impl Iterator<Item = Node<'_>> {
-    (0..node.named_child_count() as u32).filter_map(move |i| node.named_child(i)).filter(|n| !n.is_extra())
+    {
+        let mut cursor = node.walk();
+        node.named_children(&mut cursor).filter(|n| !n.is_extra()).collect::<Vec<_>>().into_iter()
+    }
 }
 
 fn fields<'t>(node: Node<'t>, field: &'static str) -> Vec<Node<'t>> {
@@ -420,6 +428,24 @@ impl<'a> Lowerer<'a> {
         if node.is_missing() || node.is_error() {
             return error;
         }
+        if self.expr_depth >= MAX_EXPR_DEPTH {
+            if !self.reported_depth {
+                self.reported_depth = true;
+                self.report(Diagnostic::new(
+                    Code::NestedTooDeeply,
+                    range,
+                    format!("expression nested more than {MAX_EXPR_DEPTH} levels deep; split it with `x = ...` bindings"),
+                ));
+            }
+            return error;
+        }
+        self.expr_depth += 1;
+        let expr = self.lower_expr_inner(node, range, error);
+        self.expr_depth -= 1;
+        expr
+    }
+
+    fn lower_expr_inner(&mut self, node: Node<'_>, range: TextRange, error: Expr) -> Expr {
         let kind = match node.kind() {
             "identifier" => ExprKind::Var(self.text(node).to_string()),
             "wildcard" => ExprKind::Wildcard,

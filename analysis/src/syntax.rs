@@ -81,6 +81,28 @@ pub fn point_at(text: &str, offset: usize) -> Point {
     Point { row, column }
 }
 
+/// The depth of the deepest node, computed without recursion (trees may be arbitrarily deep).
+pub fn max_depth(root: Node<'_>) -> usize {
+    let mut cursor = root.walk();
+    let (mut depth, mut max) = (0usize, 0usize);
+    loop {
+        if cursor.goto_first_child() {
+            depth += 1;
+            max = max.max(depth);
+            continue;
+        }
+        loop {
+            if cursor.goto_next_sibling() {
+                break;
+            }
+            if !cursor.goto_parent() {
+                return max;
+            }
+            depth -= 1;
+        }
+    }
+}
+
 pub fn range_of(node: Node<'_>) -> TextRange {
     TextRange::new(node.start_byte(), node.end_byte())
 }

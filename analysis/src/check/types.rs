@@ -1,28 +1,57 @@
 //! Type checking and inference. Declared columns fix types; columns of undeclared (scratch)
 //! relations are inferred from the rules that derive them, iterating to a fixpoint.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::*;
 use crate::text::TextRange;
 
 pub fn check(program: &mut Program, out: &mut Vec<Diagnostic>) {
-    // Inference rounds without reporting, so that a rule reading a scratch relation derived by a
-    // later rule still sees its types; the final round reports.
-    for _ in 0..program.relations.len().min(32) {
-        let mut sink = Vec::new();
-        if !round(program, &mut sink) {
-            break;
+    // Inference without reporting: a worklist re-runs the rules reading a relation whose inferred
+    // column types changed. Types only go from unknown to known, so this terminates quickly.
+    let mut readers = vec![Vec::new(); program.relations.len()];
+    for (index, rule) in program.rules.iter().enumerate() {
+        for atom in rule.atoms() {
+            if let Some(id) = atom.relation_id {
+                readers[id.index()].push(index);
+            }
         }
     }
-    round(program, out);
+    let mut queue: VecDeque<usize> = (0..program.rules.len()).collect();
+    let mut queued = vec![true; program.rules.len()];
+    let mut sink = Vec::new();
+    while let Some(index) = queue.pop_front() {
+        queued[index] = false;
+        sink.clear();
+        if let Some(changed) = check_rule(program, index, &mut sink) {
+            for &reader in &readers[changed.index()] {
+                if !std::mem::replace(&mut queued[reader], true) {
+                    queue.push_back(reader);
+                }
+            }
+        }
+    }
+    // The reporting pass, with every type that can be known known.
+    for index in 0..program.rules.len() {
+        check_rule(program, index, out);
+    }
+    for index in 0..program.invariants.len() {
+        let invariant = &program.invariants[index];
+        let mut scope = Scope::default();
+        scope.body(program, &invariant.body, out);
+        for arg in &invariant.args {
+            scope.infer(arg, out);
+        }
+        program.invariants[index].variables = scope.into_variables();
+    }
 }
 
-/// One pass over every rule and invariant. Returns whether some inferred column type changed.
-fn round(program: &mut Program, out: &mut Vec<Diagnostic>) -> bool {
+/// Type-check one rule, inferring its head's unknown column types. Returns the head relation if
+/// one of its column types became known.
+fn check_rule(program: &mut Program, index: usize, out: &mut Vec<Diagnostic>) -> Option<RelationId> {
     let mut changed = false;
-    for index in 0..program.rules.len() {
+    {
         let rule = &program.rules[index];
         let mut scope = Scope::default();
         scope.body(program, &rule.body, out);
@@ -82,16 +111,11 @@ fn round(program: &mut Program, out: &mut Vec<Diagnostic>) -> bool {
         }
         program.rules[index].variables = variables;
     }
-    for index in 0..program.invariants.len() {
-        let invariant = &program.invariants[index];
-        let mut scope = Scope::default();
-        scope.body(program, &invariant.body, out);
-        for arg in &invariant.args {
-            scope.infer(arg, out);
-        }
-        program.invariants[index].variables = scope.into_variables();
+    if changed {
+        program.rules[index].head.relation_id
+    } else {
+        None
     }
-    changed
 }
 
 fn column_mismatch(relation: &str, column: &Column, found: Type, range: TextRange) -> Diagnostic {
