@@ -42,9 +42,26 @@ pub fn analyze(text: &str) -> Analysis {
 
 /// Analyse an already parsed file.
 pub fn analyze_syntax(syntax: SyntaxTree) -> Analysis {
+    Analyzer::default().analyze(syntax)
+}
+
+/// Analyses successive versions of one file, reusing what an edit did not touch (components whose
+/// text is unchanged are not lowered again). An editor keeps one per open document.
+#[derive(Default)]
+pub struct Analyzer {
+    lower_cache: lower::LowerCache,
+}
+
+impl Analyzer {
+    pub fn analyze(&mut self, syntax: SyntaxTree) -> Analysis {
+        analyze_with(syntax, &mut self.lower_cache)
+    }
+}
+
+fn analyze_with(syntax: SyntaxTree, lower_cache: &mut lower::LowerCache) -> Analysis {
     let mut diagnostics = Vec::new();
     syntax::syntax_diagnostics(&syntax, &mut diagnostics);
-    let mut program = lower::lower(&syntax, &mut diagnostics);
+    let mut program = lower::lower_cached(&syntax, &mut diagnostics, lower_cache);
     check::check(&mut program, &mut diagnostics);
     diagnostics.sort_by(|a, b| a.range.start.cmp(&b.range.start).then(a.code.as_str().cmp(b.code.as_str())));
     let line_index = LineIndex::new(&syntax.text);

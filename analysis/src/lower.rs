@@ -1,6 +1,10 @@
 //! Concrete syntax tree to program model. Tolerant: whatever parsed is lowered, whatever did not
 //! is skipped (its syntax error is reported elsewhere), so the model is always usable.
 
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 use tree_sitter::Node;
 
 use crate::diagnostics::{closest, Code, Diagnostic};
@@ -9,30 +13,264 @@ use crate::syntax::{range_of, SyntaxTree};
 use crate::text::TextRange;
 
 pub fn lower(syntax: &SyntaxTree, diagnostics: &mut Vec<Diagnostic>) -> Program {
-    let mut lowerer = Lowerer { syntax, program: Program::default(), diagnostics, in_head_arg: false, expr_depth: 0, reported_depth: false };
+    lower_cached(syntax, diagnostics, &mut LowerCache::default())
+}
+
+/// Lowered components from previous runs, keyed by their text, so that an editor re-lowers only
+/// the components an edit touched. Relation names are global, so everything that relates
+/// components (duplicates, name resolution, scratch relations) is redone on every run.
+#[derive(Default)]
+pub struct LowerCache {
+    entries: FxHashMap<u64, CachedComponent>,
+    generation: u64,
+}
+
+struct CachedComponent {
+    text: String,
+    part: Arc<LoweredComponent>,
+    generation: u64,
+}
+
+/// One component lowered on its own: a program holding just that component, and the diagnostics
+/// lowering it produced. Ranges are absolute for `origin`, the component's start offset.
+struct LoweredComponent {
+    origin: u32,
+    program: Program,
+    diagnostics: Vec<Diagnostic>,
+}
+
+pub fn lower_cached(syntax: &SyntaxTree, diagnostics: &mut Vec<Diagnostic>, cache: &mut LowerCache) -> Program {
+    cache.generation += 1;
+    let mut program = Program::default();
+    let mut lowerer = Lowerer {
+        syntax,
+        program: Program::default(),
+        diagnostics,
+        in_head_arg: false,
+        expr_depth: 0,
+        reported_depth: false,
+    };
     lowerer.builtin_nodes();
-    let root = syntax.root();
-    let items: Vec<Node> = named_children(root).collect();
-    // Pass 1: components and declared relations, so rules may refer to anything in the file.
-    let mut component_nodes = Vec::new();
-    for item in &items {
-        if item.kind() == "component" {
-            if let Some(id) = lowerer.declare_component(*item) {
-                component_nodes.push((id, *item));
+    std::mem::swap(&mut program, &mut lowerer.program);
+    let items: Vec<Node> = named_children(syntax.root()).collect();
+    for item in items.iter().filter(|i| i.kind() == "component") {
+        let text = syntax.node_text(*item);
+        let key = {
+            let mut hasher = rustc_hash::FxHasher::default();
+            text.hash(&mut hasher);
+            hasher.finish()
+        };
+        let origin = item.start_byte() as u32;
+        let part = match cache.entries.get_mut(&key) {
+            Some(entry) if entry.text == text => {
+                entry.generation = cache.generation;
+                entry.part.clone()
             }
-        }
+            _ => {
+                let part = Arc::new(lower_component(syntax, *item));
+                let entry =
+                    CachedComponent { text: text.to_string(), part: part.clone(), generation: cache.generation };
+                cache.entries.insert(key, entry);
+                part
+            }
+        };
+        merge_component(&mut program, &part, origin, lowerer.diagnostics);
     }
-    // Pass 2: rules and invariants.
-    for (id, node) in &component_nodes {
-        lowerer.lower_component_items(*id, *node);
-    }
-    for item in &items {
-        if item.kind() == "invariant" {
-            lowerer.lower_invariant(*item, None);
-        }
+    let generation = cache.generation;
+    cache.entries.retain(|_, e| e.generation == generation);
+    lowerer.program = program;
+    for item in items.iter().filter(|i| i.kind() == "invariant") {
+        lowerer.lower_invariant(*item, None);
     }
     lowerer.resolve();
     lowerer.program
+}
+
+fn lower_component(syntax: &SyntaxTree, node: Node<'_>) -> LoweredComponent {
+    let mut diagnostics = Vec::new();
+    let mut lowerer = Lowerer {
+        syntax,
+        program: Program::default(),
+        diagnostics: &mut diagnostics,
+        in_head_arg: false,
+        expr_depth: 0,
+        reported_depth: false,
+    };
+    if let Some(id) = lowerer.declare_component(node) {
+        lowerer.lower_component_items(id, node);
+    }
+    let program = lowerer.program;
+    LoweredComponent { origin: node.start_byte() as u32, program, diagnostics }
+}
+
+/// Add a separately lowered component to the program, moved to `origin`, reporting what clashes
+/// with the components before it.
+fn merge_component(program: &mut Program, part: &LoweredComponent, origin: u32, diagnostics: &mut Vec<Diagnostic>) {
+    let delta = i64::from(origin) - i64::from(part.origin);
+    let Some(component) = part.program.components.first() else {
+        // The component had no name: nothing to merge, but keep what lowering reported.
+        diagnostics.extend(part.diagnostics.iter().cloned().map(|d| shifted_diagnostic(d, delta)));
+        return;
+    };
+    let mut component = component.clone();
+    shift_component(&mut component, delta);
+    diagnostics.extend(part.diagnostics.iter().cloned().map(|d| shifted_diagnostic(d, delta)));
+    if let Some(previous) = program.component_by_name(&component.name) {
+        let first = program.component(previous).name_range;
+        diagnostics.push(
+            Diagnostic::new(
+                Code::DuplicateComponent,
+                component.name_range,
+                format!("component `{}` is defined twice", component.name),
+            )
+            .with_related(first, "first defined here"),
+        );
+        return;
+    }
+    let id = ComponentId(program.components.len() as u32);
+    program.component_index.insert(component.name.clone(), id);
+    component.relations.clear();
+    component.rules.clear();
+    component.invariants.clear();
+    program.components.push(component);
+    for relation in &part.program.relations {
+        let mut relation = relation.clone();
+        shift_relation(&mut relation, delta);
+        if let Some(previous) = program.relation_by_name(&relation.name) {
+            let first = program.relation(previous).name_range;
+            diagnostics.push(
+                Diagnostic::new(
+                    Code::DuplicateRelation,
+                    relation.name_range,
+                    format!("relation `{}` is declared twice; relation names are global to the program", relation.name),
+                )
+                .with_related(first, "first declared here"),
+            );
+            continue;
+        }
+        relation.component = Some(id);
+        let relation_id = RelationId(program.relations.len() as u32);
+        program.relation_index.insert(relation.name.clone(), relation_id);
+        program.components[id.index()].relations.push(relation_id);
+        program.relations.push(relation);
+    }
+    for rule in &part.program.rules {
+        let mut rule = rule.clone();
+        rule.component = id;
+        shift_rule(&mut rule, delta);
+        program.components[id.index()].rules.push(RuleId(program.rules.len() as u32));
+        program.rules.push(rule);
+    }
+    for invariant in &part.program.invariants {
+        let mut invariant = invariant.clone();
+        invariant.component = Some(id);
+        shift_invariant(&mut invariant, delta);
+        program.components[id.index()].invariants.push(InvariantId(program.invariants.len() as u32));
+        program.invariants.push(invariant);
+    }
+}
+
+fn shift(range: &mut TextRange, delta: i64) {
+    if delta != 0 {
+        range.start = (i64::from(range.start) + delta) as u32;
+        range.end = (i64::from(range.end) + delta) as u32;
+    }
+}
+
+fn shifted_diagnostic(mut d: Diagnostic, delta: i64) -> Diagnostic {
+    shift(&mut d.range, delta);
+    d.related.iter_mut().for_each(|r| shift(&mut r.range, delta));
+    if let Some(fix) = &mut d.fix {
+        fix.edits.iter_mut().for_each(|e| shift(&mut e.range, delta));
+    }
+    d
+}
+
+fn shift_component(c: &mut Component, delta: i64) {
+    shift(&mut c.name_range, delta);
+    shift(&mut c.range, delta);
+    if let Some(placement) = &mut c.placement {
+        shift(&mut placement.range, delta);
+        for key in &mut placement.keys {
+            shift(&mut key.range, delta);
+            shift(&mut key.column_range, delta);
+            if let Some((_, range)) = &mut key.relation {
+                shift(range, delta);
+            }
+        }
+    }
+}
+
+fn shift_relation(r: &mut Relation, delta: i64) {
+    shift(&mut r.name_range, delta);
+    shift(&mut r.range, delta);
+    for column in &mut r.columns {
+        shift(&mut column.name_range, delta);
+        if let Some(range) = &mut column.ty_range {
+            shift(range, delta);
+        }
+    }
+}
+
+fn shift_rule(rule: &mut Rule, delta: i64) {
+    if delta == 0 {
+        return;
+    }
+    shift(&mut rule.range, delta);
+    shift(&mut rule.op_range, delta);
+    let head = &mut rule.head;
+    shift(&mut head.range, delta);
+    shift(&mut head.relation_range, delta);
+    if let Some(dest) = &mut head.destination {
+        shift_expr(dest, delta);
+    }
+    for arg in &mut head.args {
+        match arg {
+            HeadArg::Expr(e) => shift_expr(e, delta),
+            HeadArg::Aggregate(a) => {
+                shift(&mut a.range, delta);
+                shift_expr(&mut a.arg, delta);
+            }
+        }
+    }
+    shift_body(&mut rule.body, delta);
+}
+
+fn shift_invariant(invariant: &mut Invariant, delta: i64) {
+    shift(&mut invariant.range, delta);
+    shift(&mut invariant.name_range, delta);
+    invariant.args.iter_mut().for_each(|a| shift_expr(a, delta));
+    shift_body(&mut invariant.body, delta);
+}
+
+fn shift_body(body: &mut [BodyItem], delta: i64) {
+    for item in body {
+        match item {
+            BodyItem::Atom(atom) => {
+                shift(&mut atom.range, delta);
+                shift(&mut atom.relation_range, delta);
+                atom.args.iter_mut().for_each(|a| shift_expr(a, delta));
+            }
+            BodyItem::Condition(c) => {
+                shift(&mut c.range, delta);
+                shift_expr(&mut c.left, delta);
+                shift_expr(&mut c.right, delta);
+            }
+        }
+    }
+}
+
+fn shift_expr(expr: &mut Expr, delta: i64) {
+    shift(&mut expr.range, delta);
+    match &mut expr.kind {
+        ExprKind::Neg(e) => shift_expr(e, delta),
+        ExprKind::Binary(_, l, r) => {
+            shift_expr(l, delta);
+            shift_expr(r, delta);
+        }
+        ExprKind::Call(_, args) => args.iter_mut().for_each(|a| shift_expr(a, delta)),
+        _ => {}
+    }
 }
 
 struct Lowerer<'a> {
@@ -434,7 +672,9 @@ impl<'a> Lowerer<'a> {
                 self.report(Diagnostic::new(
                     Code::NestedTooDeeply,
                     range,
-                    format!("expression nested more than {MAX_EXPR_DEPTH} levels deep; split it with `x = ...` bindings"),
+                    format!(
+                        "expression nested more than {MAX_EXPR_DEPTH} levels deep; split it with `x = ...` bindings"
+                    ),
                 ));
             }
             return error;

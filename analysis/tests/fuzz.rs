@@ -1,13 +1,14 @@
 //! Property test: random and mutated programs through parsing, incremental re-parsing, analysis and
 //! formatting. Nothing may panic; formatting is idempotent and keeps the program's meaning (the same
-//! diagnostics); an incremental re-parse equals a fresh one.
+//! diagnostics); an incremental re-parse equals a fresh one, and so does a re-analysis that reuses
+//! unchanged components.
 //!
 //! CI runs a few thousand cases; by hand: `COMPART_FUZZ_CASES=100000 cargo test --release -p compart-analysis --test fuzz`.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
 
-use compart_analysis::{analyze, analyze_syntax, fmt, SyntaxTree, TextRange};
+use compart_analysis::{analyze, fmt, Analyzer, SyntaxTree, TextRange};
 
 /// splitmix64: tiny, seedable, good enough to drive mutations deterministically.
 struct Rng(u64);
@@ -188,7 +189,21 @@ fn one_case(rng: &mut Rng, seeds: &[String]) -> Result<(), String> {
         if edited.root().to_sexp() != fresh.root().to_sexp() {
             return Err("incremental re-parse differs from a fresh parse".into());
         }
-        let _ = analyze_syntax(edited);
+        // Re-analysis that reuses unchanged components must equal a fresh analysis.
+        let mut analyzer = Analyzer::default();
+        analyzer.analyze(analysis.syntax.clone());
+        let reused = analyzer.analyze(edited.clone());
+        let fresh = analyze(&edited.text);
+        if reused.diagnostics != fresh.diagnostics {
+            return Err(format!(
+                "cached re-analysis differs:\n{:?}\n{:?}\nedited: {:?}",
+                reused.diagnostics, fresh.diagnostics, edited.text
+            ));
+        }
+        let json = |a: &compart_analysis::Analysis| serde_json::to_string(&a.program).unwrap();
+        if json(&reused) != json(&fresh) {
+            return Err(format!("cached re-analysis built another program for {:?}", edited.text));
+        }
         if let Ok(formatted) = fmt::format(&text) {
             let again =
                 fmt::format(&formatted).map_err(|e| format!("formatted output does not parse: {e:?}\n{formatted}"))?;

@@ -2,7 +2,7 @@
 //! positive atom or by a `x = expr` binding whose expression is itself bound. Also flags variables
 //! that occur only once (they are wildcards in disguise).
 
-use std::collections::{HashMap, HashSet};
+use rustc_hash::{FxHashMap as HashMap, FxHashSet as HashSet};
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::*;
@@ -97,7 +97,7 @@ fn report_unbound(
     place: &str,
     out: &mut Vec<Diagnostic>,
 ) {
-    let mut reported = HashSet::new();
+    let mut reported = HashSet::default();
     for &(name, range) in vars {
         if !bound.contains(name) && reported.insert(name) {
             out.push(Diagnostic::new(
@@ -110,7 +110,7 @@ fn report_unbound(
 }
 
 fn single_use<'a>(body: &'a [BodyItem], mut vars: Vec<(&'a str, TextRange)>, out: &mut Vec<Diagnostic>) {
-    let mut in_atoms = HashSet::new();
+    let mut in_atoms = HashSet::default();
     for item in body {
         match item {
             BodyItem::Atom(atom) => {
@@ -127,7 +127,7 @@ fn single_use<'a>(body: &'a [BodyItem], mut vars: Vec<(&'a str, TextRange)>, out
             }
         }
     }
-    let mut counts: HashMap<&str, (usize, TextRange)> = HashMap::new();
+    let mut counts: HashMap<&str, (usize, TextRange)> = HashMap::default();
     for (name, range) in vars {
         counts.entry(name).or_insert((0, range)).0 += 1;
     }

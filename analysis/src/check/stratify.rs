@@ -2,7 +2,7 @@
 //! aggregation only read relations that are complete. `:+`, `:~` and `delete` rules run after the
 //! tick's fixpoint, so they break cycles and never constrain strata.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap as HashMap;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::*;

@@ -1,7 +1,9 @@
 //! Type checking and inference. Declared columns fix types; columns of undeclared (scratch)
 //! relations are inferred from the rules that derive them, iterating to a fixpoint.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use rustc_hash::FxHashMap;
 
 use crate::diagnostics::{Code, Diagnostic};
 use crate::model::*;
@@ -135,7 +137,7 @@ fn column_mismatch(relation: &str, column: &Column, found: Type, range: TextRang
 #[derive(Default)]
 struct Scope {
     /// Variable -> (type, first occurrence, index of first appearance).
-    vars: HashMap<String, (Type, TextRange, usize)>,
+    vars: FxHashMap<String, (Type, TextRange, usize)>,
 }
 
 impl Scope {
