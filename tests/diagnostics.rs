@@ -93,6 +93,8 @@ fn examples_check_clean() {
             let (status, _, stderr) = check(&path, "human");
             assert_eq!(status, 0, "{}:\n{stderr}", path.display());
             assert!(stderr.contains("no problems"), "{}:\n{stderr}", path.display());
+            let fmt = Command::new(env!("CARGO_BIN_EXE_compart")).args(["fmt", "--check"]).arg(&path).output().unwrap();
+            assert!(fmt.status.success(), "{} is not canonically formatted (run `compart fmt`)", path.display());
             count += 1;
         }
     }

@@ -87,7 +87,7 @@ impl<'a> Formatter<'a> {
                     // Comments inside a construct: keep its text as written rather than lose them.
                     self.out.push_str(&reindent(self.src(child), depth));
                 }
-                "relation_decl" => self.relation_decl(child),
+                "relation_decl" => self.relation_decl(child, depth),
                 "rule" | "invariant" => self.rule(child, depth),
                 _ => self.out.push_str(self.src(child).trim_end()),
             }
@@ -116,7 +116,7 @@ impl<'a> Formatter<'a> {
         self.out.push('}');
     }
 
-    fn relation_decl(&mut self, node: Node<'_>) {
+    fn relation_decl(&mut self, node: Node<'_>, depth: usize) {
         let field = |name| node.child_by_field_name(name).map_or("", |n| self.src(n));
         let mut cursor = node.walk();
         let columns: Vec<String> = node
@@ -127,11 +127,19 @@ impl<'a> Formatter<'a> {
                 format!("{name}: {ty}")
             })
             .collect();
-        self.out.push_str(&format!("{} {}({})", field("kind"), field("name"), columns.join(", ")));
+        let declaration = format!("{} {}({})", field("kind"), field("name"), columns.join(", "));
+        self.out.push_str(&declaration);
         if let Some(key) = node.child_by_field_name("key") {
             let mut cursor = key.walk();
             let cols: Vec<&str> = key.named_children(&mut cursor).map(|c| self.src(c)).collect();
-            self.out.push_str(&format!(" key({})", cols.join(", ")));
+            let key = format!("key({})", cols.join(", "));
+            if depth * INDENT.len() + declaration.len() + 1 + key.len() > MAX_WIDTH {
+                self.out.push('\n');
+                self.indent(depth + 1);
+            } else {
+                self.out.push(' ');
+            }
+            self.out.push_str(&key);
         }
     }
 
