@@ -137,7 +137,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
         let (a, b) = random_range(rng, &text);
         match rng.below(6) {
             0 => text.replace_range(a..b, ""),
-            1 => text.insert_str(a, *rng.pick(TOKENS)),
+            1 => text.insert_str(a, rng.pick(TOKENS)),
             2 => {
                 let other = rng.pick(seeds);
                 let (c, d) = random_range(rng, other);
@@ -148,7 +148,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
                 let slice = text[a..b].to_string();
                 text.insert_str(b, &slice);
             }
-            _ => text.replace_range(a..b, *rng.pick(TOKENS)),
+            _ => text.replace_range(a..b, rng.pick(TOKENS)),
         }
     }
     text
@@ -158,7 +158,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
 fn token_soup(rng: &mut Rng) -> String {
     let mut text = String::new();
     for _ in 0..rng.below(80) {
-        text.push_str(*rng.pick(TOKENS));
+        text.push_str(rng.pick(TOKENS));
     }
     if rng.below(10) == 0 {
         text.push_str(&"(".repeat(rng.below(3000)));
