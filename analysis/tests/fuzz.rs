@@ -24,6 +24,9 @@ impl Rng {
     fn below(&mut self, n: usize) -> usize {
         (self.next() % n.max(1) as u64) as usize
     }
+    fn token(&mut self) -> &'static str {
+        TOKENS[self.below(TOKENS.len())]
+    }
     fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
         &items[self.below(items.len())]
     }
@@ -137,7 +140,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
         let (a, b) = random_range(rng, &text);
         match rng.below(6) {
             0 => text.replace_range(a..b, ""),
-            1 => text.insert_str(a, rng.pick(TOKENS)),
+            1 => text.insert_str(a, rng.token()),
             2 => {
                 let other = rng.pick(seeds);
                 let (c, d) = random_range(rng, other);
@@ -148,7 +151,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
                 let slice = text[a..b].to_string();
                 text.insert_str(b, &slice);
             }
-            _ => text.replace_range(a..b, rng.pick(TOKENS)),
+            _ => text.replace_range(a..b, rng.token()),
         }
     }
     text
@@ -158,7 +161,7 @@ fn mutate(rng: &mut Rng, seeds: &[String]) -> String {
 fn token_soup(rng: &mut Rng) -> String {
     let mut text = String::new();
     for _ in 0..rng.below(80) {
-        text.push_str(rng.pick(TOKENS));
+        text.push_str(rng.token());
     }
     if rng.below(10) == 0 {
         text.push_str(&"(".repeat(rng.below(3000)));
@@ -183,7 +186,7 @@ fn one_case(rng: &mut Rng, seeds: &[String]) -> Result<(), String> {
         }
         // An edit applied incrementally parses like the edited text from scratch.
         let (a, b) = random_range(rng, &text);
-        let insert = *rng.pick(TOKENS);
+        let insert = rng.token();
         let edited = analysis.syntax.edit(TextRange::new(a, b), insert);
         let fresh = SyntaxTree::parse(edited.text.clone());
         if edited.root().to_sexp() != fresh.root().to_sexp() {
