@@ -1,6 +1,9 @@
 //! The `compart` command-line tool.
 
 mod check;
+mod explain;
+mod sim;
+mod verify;
 
 use std::process::ExitCode;
 
@@ -33,6 +36,9 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Run a program on the deterministic simulator: seeded schedules with reordering, delays,
+    /// duplicates, crashes and partitions; every invariant checked after every tick.
+    Sim(sim::SimArgs),
     /// Rewrite programs in canonical format (comments kept).
     Fmt {
         #[arg(required = true)]
@@ -43,6 +49,56 @@ enum Command {
         /// Print the formatted program to stdout instead of writing the file.
         #[arg(long, conflicts_with = "check")]
         stdout: bool,
+    },
+    /// Show the scaling class of every component and rule, with the reasons.
+    Explain {
+        file: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "human")]
+        format: Format,
+    },
+    /// Decouple rules into a new component, or partition a component by a key.
+    Rewrite {
+        file: std::path::PathBuf,
+        /// COMPONENT:RULE,RULE,... with rules by 1-based index in the component or by head name.
+        #[arg(long, requires = "into", conflicts_with = "partition")]
+        decouple: Option<String>,
+        /// Name of the new component.
+        #[arg(long)]
+        into: Option<String>,
+        /// Component to partition.
+        #[arg(long)]
+        partition: Option<String>,
+        /// Key column name for --partition (default: the best policy found).
+        #[arg(long, requires = "partition")]
+        by: Option<String>,
+        /// Write the result back to FILE instead of stdout.
+        #[arg(long)]
+        write: bool,
+    },
+    /// Run the original and a rewritten program on the same random inputs and compare them.
+    Verify {
+        original: std::path::PathBuf,
+        rewritten: std::path::PathBuf,
+        #[arg(long, default_value_t = 10)]
+        seeds: u64,
+        /// Input facts per seed.
+        #[arg(long, default_value_t = 12)]
+        inputs: usize,
+        /// Only check invariants (for protocols whose outputs depend on timing).
+        #[arg(long)]
+        invariants_only: bool,
+    },
+    /// Search rewrites for the best predicted throughput on N machines.
+    Optimize {
+        file: std::path::PathBuf,
+        #[arg(long)]
+        machines: usize,
+        /// Runtime profile from `compart run --report`.
+        #[arg(long)]
+        profile: Option<std::path::PathBuf>,
+        /// Write FILE.optimized.ded and .toml into this directory instead of printing them.
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
     },
 }
 
@@ -58,6 +114,17 @@ fn main() -> ExitCode {
     let code = match cli.command {
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
+        Command::Explain { file, format } => explain::explain(&file, format),
+        Command::Rewrite { file, decouple, into, partition, by, write } => {
+            explain::rewrite(&file, decouple.as_deref(), into.as_deref(), partition.as_deref(), by.as_deref(), write)
+        }
+        Command::Verify { original, rewritten, seeds, inputs, invariants_only } => {
+            verify::verify(&original, &rewritten, seeds, inputs, invariants_only)
+        }
+        Command::Optimize { file, machines, profile, out } => {
+            explain::optimize(&file, machines, profile.as_deref(), out.as_ref())
+        }
+        Command::Sim(args) => sim::sim(args),
     };
     ExitCode::from(code)
 }

@@ -9,6 +9,9 @@ pub mod diagnostics;
 pub mod fmt;
 pub mod lower;
 pub mod model;
+pub mod optimize;
+pub mod rewrite;
+pub mod scaling;
 pub mod syntax;
 pub mod text;
 

@@ -3,7 +3,7 @@
 //! Everything carries the source range it came from so diagnostics, the editor and rewrites can
 //! point back into the text. Ids are indexes into the [`Program`]'s vectors.
 
-use std::collections::HashMap;
+use rustc_hash::FxHashMap;
 
 use serde::Serialize;
 
@@ -527,9 +527,9 @@ pub struct Program {
     pub rules: Vec<Rule>,
     pub invariants: Vec<Invariant>,
     #[serde(skip)]
-    pub relation_index: HashMap<String, RelationId>,
+    pub relation_index: FxHashMap<String, RelationId>,
     #[serde(skip)]
-    pub component_index: HashMap<String, ComponentId>,
+    pub component_index: FxHashMap<String, ComponentId>,
 }
 
 impl Program {

@@ -1,1 +1,15 @@
 //! compart runtime (see README.md).
+
+pub mod cluster;
+pub mod deploy;
+pub mod durability;
+pub mod engine;
+pub mod loadgen;
+pub mod net;
+pub mod report;
+pub mod sim;
+pub mod value;
+
+pub use deploy::{Deployment, NodeSpec};
+pub use engine::{route, CompiledProgram, Node, TickOutput};
+pub use value::{NodeAddr, Tuple, Value};

@@ -1,0 +1,260 @@
+//! Small programs aimed at one precondition each: the scaling classes and reasons
+//! (positive and negative), functional dependencies, and rewrite refusals.
+
+use compart_analysis::{analyze, rewrite, scaling};
+
+fn classes(src: &str) -> String {
+    let analysis = analyze(src);
+    let errors: Vec<_> =
+        analysis.diagnostics.iter().filter(|d| d.severity == compart_analysis::Severity::Error).collect();
+    assert!(errors.is_empty(), "fixture has errors: {errors:?}");
+    scaling::render(&analysis.program, &scaling::classify(&analysis.program))
+}
+
+fn decouple(src: &str, component: &str, rules: &[&str], name: &str) -> String {
+    let analysis = analyze(src);
+    let selected = rewrite::select_rules(&analysis, component, rules).map_err(|r| r.reason);
+    match selected.and_then(|rules| rewrite::decouple(&analysis, component, &rules, name).map_err(|r| r.reason)) {
+        Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
+        Err(reason) => format!("refused: {reason}"),
+    }
+}
+
+fn component_class(src: &str, name: &str) -> String {
+    let analysis = analyze(src);
+    let report = scaling::classify(&analysis.program);
+    let c = report.components.iter().find(|c| c.name == name).unwrap();
+    c.verdict.class.label()
+}
+
+#[test]
+fn relay_is_parallel() {
+    let src = "component relay {\n channel msg(id: int, body: string)\n out@d(id, body) :~ msg(id, body), nodes(\"sink\", d).\n}\ncomponent sink {\n channel out(id: int, body: string)\n}\n";
+    assert_eq!(component_class(src, "relay"), "parallel");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn join_on_shared_key_is_partitioned() {
+    let src = "component c {\n channel a(k: int, x: int)\n channel b(k: int, y: int)\n table sa(k: int, x: int)\n table sb(k: int, y: int)\n output both(k: int, x: int, y: int)\n sa(k, x) :- a(k, x).\n sb(k, y) :- b(k, y).\n both(k, x, y) :- sa(k, x), sb(k, y).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by k");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn join_on_different_keys_is_sequential() {
+    let src = "component c {\n channel a(k: int, x: int)\n table sa(k: int, x: int)\n output pair(k: int, j: int)\n sa(k, x) :- a(k, x).\n pair(k, j) :- sa(k, x), sa(j, k).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn aggregate_grouped_by_key_is_partitioned() {
+    let src = "component c {\n channel vote(id: int, voter: addr)\n table log(id: int, voter: addr)\n output tally(id: int, n: int)\n log(id, v) :- vote(id, v).\n tally(id, count(v)) :- log(id, v).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by id");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn global_aggregate_is_sequential() {
+    let src = "component c {\n channel bid(ballot: int)\n output highest(b: int)\n highest(max(b)) :- bid(b).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn negation_on_key_is_partitioned() {
+    let src = "component c {\n channel req(id: int)\n table seen(id: int)\n output first(id: int)\n first(id) :- req(id), !seen(id).\n seen(id) :+ req(id).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by id");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn negation_of_any_key_is_sequential() {
+    let src = "component c {\n channel req(id: int)\n table busy(id: int)\n output start(id: int)\n start(id) :- req(id), !busy(_).\n busy(id) :+ req(id).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn keyed_deletion_is_partitioned() {
+    let src = "component c {\n channel put(k: int, v: int)\n channel del(k: int)\n table store(k: int, v: int)\n store(k, v) :+ put(k, v).\n delete store(k, v) :- store(k, v), del(k).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by k");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn deletion_by_other_column_broadcasts_it() {
+    let src = "component c {\n channel put(k: int, v: int)\n channel drop_value(v: int)\n channel get(k: int)\n table store(k: int, v: int)\n output got(k: int, v: int)\n store(k, v) :+ put(k, v).\n delete store(k, v) :- store(k, v), drop_value(v).\n got(k, v) :- get(k), store(k, v).\n}\n";
+    // Valid: `drop_value` is broadcast, each instance deletes its own share.
+    assert_eq!(component_class(src, "c"), "partitioned by k");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn declared_key_lets_group_by_determine_partition() {
+    let src = "component c {\n channel item(id: int, v: int)\n channel name(id: int, label: string)\n table names(id: int, label: string) key(label)\n output per_label(label: string, n: int)\n names(id, l) :- name(id, l).\n per_label(l, count(v)) :- item(id, v), names(id, l).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by id");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn without_the_key_items_must_be_broadcast() {
+    let src = "component c {\n channel item(id: int, v: int)\n channel name(id: int, label: string)\n table names(id: int, label: string)\n output per_label(label: string, n: int)\n names(id, l) :- name(id, l).\n per_label(l, count(v)) :- item(id, v), names(id, l).\n}\n";
+    // Grouping by label no longer determines id: partition by label, broadcast every item.
+    assert_eq!(component_class(src, "c"), "partitioned by label");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn computed_column_is_a_dependency() {
+    let src = "component c {\n channel req(x: int)\n output routed(x: int, bucket: int)\n bucket_of(x, b) :- req(x), b = hash(x) % 8.\n routed(x, b) :- bucket_of(x, b).\n}\n";
+    let out = classes(src);
+    assert!(out.contains("dependency bucket_of: (x) -> b"), "{out}");
+    assert!(out.contains("dependency routed: (x) -> bucket"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn static_count_of_nodes_is_replicated() {
+    let src = "component c {\n channel ack(id: int, from: addr)\n table acks(id: int, from: addr)\n output done(id: int)\n n(count(a)) :- nodes(\"c\", a).\n acks(id, f) :- ack(id, f).\n got(id, count(f)) :- acks(id, f).\n done(id) :- got(id, k), n(k).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by id");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn growing_broadcast_input_is_replicated() {
+    let src = "component c {\n input ban(user: string)\n channel post(id: int, user: string)\n table banned(user: string)\n output accepted(id: int)\n banned(u) :- ban(u).\n accepted(id) :- post(id, u), !banned(u).\n}\n";
+    // Better than broadcasting `ban`: posts, bans and `banned` all partition by user.
+    assert_eq!(component_class(src, "c"), "partitioned by user");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn deletable_ban_list_partitions_by_user() {
+    let src = "component c {\n input ban(user: string)\n input unban(user: string)\n channel post(id: int, user: string)\n table banned(user: string)\n output accepted(id: int)\n banned(u) :- ban(u).\n delete banned(u) :- banned(u), unban(u).\n accepted(id) :- post(id, u), !banned(u).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by user");
+}
+
+#[test]
+fn replicated_relation_with_deletion_is_sequential() {
+    // By user, `open` would have to be replicated; by id, `banned`: both are deleted from, so
+    // replicas would need a coordinator to agree.
+    let src = "component c {\n input ban(user: string)\n input unban(user: string)\n channel post(id: int, user: string)\n channel opened(id: int)\n channel closed(id: int)\n table banned(user: string)\n table open(id: int)\n output accepted(id: int)\n banned(u) :- ban(u).\n delete banned(u) :- banned(u), unban(u).\n open(id) :- opened(id).\n delete open(id) :- open(id), closed(id).\n accepted(id) :- post(id, u), !banned(u), open(id).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn key_moving_recursion_is_sequential() {
+    let src = "component c {\n channel start(k: int)\n channel edge(k: int, k2: int)\n table step(k: int, k2: int)\n table reach(k: int)\n step(k, k2) :- edge(k, k2).\n reach(k) :- start(k).\n reach(k2) :+ reach(k), step(k, k2).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn per_fact_recursion_is_parallel() {
+    let src = "component c {\n channel start(k: int)\n table reach(k: int)\n reach(k) :- start(k).\n reach(k2) :+ reach(k), k2 = k + 1, k < 10.\n}\n";
+    assert_eq!(component_class(src, "c"), "parallel");
+}
+
+#[test]
+fn singleton_counter_is_sequential() {
+    let src = "component c {\n channel req(id: int)\n table next(n: int) key()\n output numbered(id: int, n: int)\n next(0).\n numbered(id, n) :- req(id), next(n).\n total(count(id)) :- req(id).\n next(n + c) :+ next(n), total(c).\n delete next(n) :- next(n), total(_).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn nonmonotone_flows_through_messages() {
+    let src = "component a {\n channel req(id: int)\n table done(id: int)\n fresh(id) :- req(id), !done(id).\n done(id) :+ req(id).\n note@d(id) :~ fresh(id), nodes(\"b\", d).\n}\ncomponent b {\n channel note(id: int)\n table notes(id: int)\n notes(id) :- note(id).\n}\n";
+    let analysis = analyze(src);
+    let report = scaling::classify(&analysis.program);
+    let notes = report.relations.iter().find(|r| r.name == "notes").unwrap();
+    let cause = notes.nonmonotone.as_ref().expect("fed by a negation upstream");
+    assert_eq!(cause.kind, scaling::ReasonKind::Negation);
+    // b itself stays parallel: each note is stored on its own.
+    assert_eq!(component_class(src, "b"), "parallel");
+}
+
+const SPLIT: &str = "component c {\n channel req(id: int, v: int)\n channel vote(id: int, from: addr)\n table votes(id: int, from: addr)\n table log(id: int, v: int)\n output tally(id: int, n: int)\n\n // broadcast part\n ask@p(id, v, self) :~ req(id, v), nodes(\"p\", p).\n log(id, v) :- req(id, v).\n\n // collection part\n votes(id, f) :- vote(id, f).\n tally(id, count(f)) :- votes(id, f).\n}\ncomponent p {\n channel ask(id: int, v: int, from: addr)\n vote@from(id, self) :~ ask(id, _, from).\n}\n";
+
+#[test]
+fn decouple_mutually_independent() {
+    insta::assert_snapshot!(decouple(SPLIT, "c", &["votes", "tally"], "collector"));
+}
+
+#[test]
+fn decouple_by_index_matches_by_name() {
+    assert_eq!(decouple(SPLIT, "c", &["1"], "bcast"), decouple(SPLIT, "c", &["ask"], "bcast"));
+}
+
+#[test]
+fn decouple_refuses_dependent_rest() {
+    let src = "component c {\n channel req(id: int)\n table seen(id: int)\n output echo(id: int)\n seen(id) :- req(id).\n echo(id) :- seen(id).\n}\n";
+    insta::assert_snapshot!(decouple(src, "c", &["seen"], "d"));
+}
+
+#[test]
+fn decouple_refuses_relation_derived_on_both_sides() {
+    let src = "component c {\n channel a(id: int)\n channel b(id: int)\n output both(id: int)\n both(id) :- a(id).\n both(id) :- b(id).\n}\n";
+    insta::assert_snapshot!(decouple(src, "c", &["1"], "d"));
+}
+
+#[test]
+fn decouple_refuses_forwarding_a_table_with_deletions() {
+    let src = "component c {\n channel req(id: int)\n channel done(id: int)\n table open(id: int)\n output report(id: int)\n open(id) :- req(id).\n delete open(id) :- open(id), done(id).\n report(id) :- open(id).\n}\n";
+    insta::assert_snapshot!(decouple(src, "c", &["report"], "d"));
+}
+
+#[test]
+fn decouple_monotonic_persists_a_growing_table() {
+    let src = "component c {\n channel req(id: int)\n channel ask(id: int)\n table known(id: int)\n output hit(id: int)\n known(id) :- req(id).\n hit(id) :- ask(id), known(id).\n}\n";
+    insta::assert_snapshot!(decouple(src, "c", &["hit"], "d"));
+}
+
+#[test]
+fn decouple_refuses_functional_join() {
+    let src = "component c {\n channel a(id: int)\n channel b(id: int)\n output both(id: int)\n x(id) :- a(id).\n y(id) :- b(id).\n both(id) :- x(id), y(id).\n}\n";
+    insta::assert_snapshot!(decouple(src, "c", &["both"], "d"));
+}
+
+#[test]
+fn decouple_refuses_negation_of_what_stays() {
+    let src = "component c {\n channel a(id: int)\n channel b(id: int)\n table seen(id: int)\n output fresh(id: int)\n seen(id) :- b(id).\n fresh(id) :- a(id), !seen(id).\n}\n";
+    insta::assert_snapshot!(decouple(src, "c", &["fresh"], "d"));
+}
+
+#[test]
+fn decouple_refuses_an_existing_name() {
+    assert!(decouple(SPLIT, "c", &["ask"], "p").starts_with("refused: `p` is not a fresh component name"));
+}
+
+#[test]
+fn partition_by_named_key_and_refusal() {
+    let src = "component c {\n channel vote(id: int, voter: addr)\n table log(id: int, voter: addr)\n output tally(id: int, n: int)\n log(id, v) :- vote(id, v).\n tally(id, count(v)) :- log(id, v).\n}\n";
+    let analysis = analyze(src);
+    let ok = rewrite::partition(&analysis, "c", Some("id")).unwrap();
+    assert!(ok.new_text.contains("component c partitioned by vote.id {"), "{}", ok.new_text);
+    let refused = rewrite::partition(&analysis, "c", Some("voter")).unwrap_err();
+    insta::assert_snapshot!(refused.reason);
+}
+
+#[test]
+fn initial_fact_in_a_keyed_relation_is_not_partitioned() {
+    // Every instance would start with `seen(0)` and count it; only the owner of 0 may.
+    let src = "component c {\n channel req(id: int)\n table seen(id: int)\n output total(id: int, n: int)\n seen(0).\n seen(id) :- req(id).\n total(id, count(id)) :- seen(id).\n}\n";
+    let out = classes(src);
+    assert!(!out.starts_with("component c: partitioned by id"), "{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn decouple_redirects_replies_that_only_moved_rules_read() {
+    // `ask` carries `self` as the return address and `vote` comes back on it; both the request and
+    // every reader of the reply move, so votes go straight to the new component.
+    let out = decouple(SPLIT, "c", &["ask", "votes", "tally"], "round");
+    assert!(out.contains("redirection: replies on `vote` now go straight to `round`"), "{out}");
+    assert!(out.contains("ask@p(id, v, self)"), "self stays the return address:\n{out}");
+    insta::assert_snapshot!(out);
+}

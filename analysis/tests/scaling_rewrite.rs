@@ -1,0 +1,66 @@
+//! Rewrites on the examples: the rewritten program (formatted, analysed without errors by
+//! `finish`) and its explanation, or the refusal.
+
+use compart_analysis::{analyze, rewrite};
+
+fn example(path: &str) -> String {
+    std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
+}
+
+fn decouple(text: &str, component: &str, rules: &[&str], name: &str) -> String {
+    let analysis = analyze(text);
+    let selected = match rewrite::select_rules(&analysis, component, rules) {
+        Ok(r) => r,
+        Err(refusal) => return format!("refused: {}", refusal.reason),
+    };
+    match rewrite::decouple(&analysis, component, &selected, name) {
+        Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
+        Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
+    }
+}
+
+/// `line 12: payload_text`: stable under edits elsewhere in the file, unlike byte offsets.
+fn line(text: &str, range: compart_analysis::TextRange) -> String {
+    let start = range.start as usize;
+    let number = text[..start].matches('\n').count() + 1;
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    format!("line {number} `{}`", text[start..end].trim())
+}
+
+fn partition(text: &str, component: &str, key: Option<&str>) -> String {
+    let analysis = analyze(text);
+    match rewrite::partition(&analysis, component, key) {
+        Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
+        Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
+    }
+}
+
+#[test]
+fn voting_decouple_broadcaster() {
+    insta::assert_snapshot!(decouple(&example("voting.ded"), "leader", &["ballot"], "broadcaster"));
+}
+
+#[test]
+fn voting_partition_leader() {
+    insta::assert_snapshot!(partition(&example("voting.ded"), "leader", Some("id")));
+}
+
+#[test]
+fn two_phase_commit_decouple_acks() {
+    insta::assert_snapshot!(decouple(
+        &example("two_phase_commit.ded"),
+        "coordinator",
+        &["ack_log", "ack_count", "done", "finished"],
+        "ack_collector"
+    ));
+}
+
+#[test]
+fn paxos_decouple_proxy_leader() {
+    insta::assert_snapshot!(decouple(&example("paxos.ded"), "proposer", &["p2a"], "proxy_leader"));
+}
+
+#[test]
+fn paxos_acceptor_partition_refused() {
+    insta::assert_snapshot!(partition(&example("paxos.ded"), "acceptor", Some("slot")));
+}

@@ -1,0 +1,191 @@
+//! A local cluster: every node of a deployment runs as its own OS process (`compart node`), and
+//! the launcher (`compart run`) starts them, drives a workload through them, and stops them.
+//!
+//! The launcher is itself a network peer, with the address one past the last node: it sends
+//! client inputs and control messages to nodes, and nodes send it their outputs and statistics.
+
+pub mod launcher;
+pub mod node;
+pub mod process;
+
+use std::net::{Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::Arc;
+
+use compart_analysis::Analysis;
+use serde::{Deserialize, Serialize};
+
+use crate::deploy::Deployment;
+use crate::engine::CompiledProgram;
+use crate::net::NetStatsSnapshot;
+use crate::value::Tuple;
+
+/// Environment variable holding the shared cluster secret (never passed on the command line,
+/// where `ps` would show it).
+pub const SECRET_ENV: &str = "COMPART_CLUSTER_SECRET";
+
+/// What travels between cluster processes: facts, and the launcher's control protocol.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Envelope {
+    /// A fact of a channel (node to node), an input (launcher to node) or an output (node to
+    /// launcher). `relation` is the program's `RelationId`.
+    Fact {
+        relation: u32,
+        tuple: Tuple,
+    },
+    Control(Control),
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub enum Control {
+    /// Node -> launcher: connected to every peer.
+    Ready,
+    /// Launcher -> node: send your statistics.
+    CollectStats,
+    /// Node -> launcher: a JSON [`NodeStats`] (JSON because the profile schema evolves faster
+    /// than the wire version).
+    Stats(String),
+    /// Launcher -> node: finish the current tick and exit.
+    Stop,
+}
+
+/// Statistics one node process reports at the end of a run.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct NodeStats {
+    pub name: String,
+    pub pid: u32,
+    /// CPU time of the process (user + system), seconds.
+    pub cpu_user_s: f64,
+    pub cpu_sys_s: f64,
+    pub ticks: u64,
+    /// Time spent inside ticks, seconds.
+    pub tick_s: f64,
+    pub facts_in: u64,
+    pub facts_sent: u64,
+    pub facts_out: u64,
+    pub rejected_inputs: u64,
+    pub net: NetStatsSnapshot,
+    /// Facts derived (or sent) per rule, indexed by rule id.
+    pub rule_facts: Vec<u64>,
+    pub rule_nanos: Vec<u64>,
+    /// Size of each table of the node's component at the end.
+    pub tables: Vec<(String, usize)>,
+    /// Changes replayed from the durability log at start (0 without --durable).
+    pub recovered_changes: usize,
+}
+
+/// A program with its deployment, as both the launcher and the nodes load it.
+pub struct Cluster {
+    pub analysis: Analysis,
+    pub program: Arc<CompiledProgram>,
+    pub deployment: Arc<Deployment>,
+    /// The `[workload]` table of the deployment file, if any.
+    pub workload: Option<toml::Table>,
+}
+
+impl Cluster {
+    /// Parse and compile `program_path` and its deployment. `ports`, when given, replaces the
+    /// file's ports (one per node, in address order).
+    pub fn load(program_path: &Path, deploy_path: &Path, ports: Option<&[u16]>) -> Result<Cluster, String> {
+        let text = std::fs::read_to_string(program_path)
+            .map_err(|e| format!("cannot read {}: {e}", program_path.display()))?;
+        let analysis = compart_analysis::analyze(&text);
+        if analysis.has_errors() {
+            let first = analysis
+                .diagnostics
+                .iter()
+                .find(|d| d.severity == compart_analysis::Severity::Error)
+                .map(|d| d.message.clone())
+                .unwrap_or_default();
+            return Err(format!("{} has errors (run `compart check`): {first}", program_path.display()));
+        }
+        let program = CompiledProgram::new(&analysis).map_err(|ds| {
+            let msgs: Vec<String> = ds.iter().map(|d| d.message.clone()).collect();
+            format!("{} cannot run: {}", program_path.display(), msgs.join("; "))
+        })?;
+        let deploy_text =
+            std::fs::read_to_string(deploy_path).map_err(|e| format!("cannot read {}: {e}", deploy_path.display()))?;
+        let (deployment, workload) =
+            parse_deployment(&deploy_text, &analysis).map_err(|e| format!("{}: {e}", deploy_path.display()))?;
+        let mut deployment = deployment;
+        if let Some(ports) = ports {
+            if ports.len() != deployment.nodes.len() {
+                return Err(format!("{} ports given for {} nodes", ports.len(), deployment.nodes.len()));
+            }
+            for (n, &p) in deployment.nodes.iter_mut().zip(ports) {
+                n.socket = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), p);
+            }
+        }
+        Ok(Cluster { analysis, program: Arc::new(program), deployment: Arc::new(deployment), workload })
+    }
+
+    /// The launcher's peer id.
+    pub fn launcher_id(&self) -> u32 {
+        self.deployment.nodes.len() as u32
+    }
+}
+
+/// Splits the `[workload]` table (read by the launcher) from the rest (read by
+/// [`Deployment::from_toml`]).
+pub fn parse_deployment(text: &str, analysis: &Analysis) -> Result<(Deployment, Option<toml::Table>), String> {
+    let mut doc: toml::Table = text.parse().map_err(|e: toml::de::Error| format!("invalid TOML: {e}"))?;
+    let workload = match doc.remove("workload") {
+        None => None,
+        Some(toml::Value::Table(t)) => Some(t),
+        Some(_) => return Err("`workload` must be a table".into()),
+    };
+    let rest = toml::to_string(&doc).map_err(|e| e.to_string())?;
+    let deployment = Deployment::from_toml(&rest, &analysis.program).map_err(|e| e.to_string())?;
+    Ok((deployment, workload))
+}
+
+/// Free TCP ports on 127.0.0.1, found by binding port 0 (another process could take one before
+/// we use it; the node then fails to bind and the launcher reports it).
+pub fn free_ports(n: usize) -> std::io::Result<Vec<u16>> {
+    let listeners: Vec<std::net::TcpListener> =
+        (0..n).map(|_| std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))).collect::<Result<_, _>>()?;
+    listeners.iter().map(|l| l.local_addr().map(|a| a.port())).collect()
+}
+
+/// CPU time (user, system) of this process, in seconds.
+pub fn own_cpu_seconds() -> (f64, f64) {
+    // SAFETY: getrusage only writes the struct we pass.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::getrusage(libc::RUSAGE_SELF, &mut usage) };
+    if rc != 0 {
+        return (0.0, 0.0);
+    }
+    let secs = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    (secs(usage.ru_utime), secs(usage.ru_stime))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn envelope_round_trips_through_the_codec() {
+        use crate::net::codec::{decode, encode, Frame};
+        use crate::value::Value;
+        let f = Frame::Data {
+            from: 2,
+            seq: 5,
+            batch: vec![
+                Envelope::Fact { relation: 3, tuple: vec![Value::Int(-4), Value::str("x"), Value::Bool(true)] },
+                Envelope::Control(Control::Stats("{}".into())),
+            ],
+        };
+        assert_eq!(decode::<Envelope>(&encode(&f)).unwrap(), f);
+    }
+
+    #[test]
+    fn workload_table_is_split_from_the_deployment() {
+        let a = compart_analysis::analyze("component c { input req(id: int) output rep(id: int) rep(i) :- req(i). }");
+        let (d, w) =
+            parse_deployment("base_port = 9000\n[components]\nc = 2\n[workload]\nentry = \"c\"\ninput = \"req\"\n", &a)
+                .unwrap();
+        assert_eq!(d.nodes.len(), 2);
+        assert_eq!(w.unwrap().get("input").and_then(|v| v.as_str()), Some("req"));
+        assert!(parse_deployment("[components]\nc = 1\nworkload = 3\n", &a).is_err());
+    }
+}

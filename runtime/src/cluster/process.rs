@@ -1,0 +1,96 @@
+//! Child processes of the launcher, and the guarantee that none outlives it.
+//!
+//! Three layers: children are killed by [`Children`]'s `Drop` (normal exit, error return, panic
+//! unwinding); each child asks the kernel to SIGKILL it when the launcher dies
+//! (`PR_SET_PDEATHSIG`, covers SIGKILL of the launcher); and each child runs in its own process
+//! group so a terminal's Ctrl-C reaches only the launcher, which then stops them in order.
+
+use std::os::unix::process::CommandExt;
+use std::process::{Child, Command};
+use std::time::{Duration, Instant};
+
+pub struct Children {
+    /// One slot per node; None while a node is down (killed by a fault and not yet restarted).
+    pub procs: Vec<Option<Child>>,
+}
+
+impl Children {
+    pub fn new(n: usize) -> Self {
+        Children { procs: (0..n).map(|_| None).collect() }
+    }
+
+    /// Spawn `cmd` as node `i`. Must be called from the thread that lives as long as the child
+    /// should: PDEATHSIG fires when the spawning *thread* exits.
+    pub fn spawn(&mut self, i: usize, mut cmd: Command) -> std::io::Result<u32> {
+        cmd.process_group(0);
+        // SAFETY: the closure only calls async-signal-safe functions (prctl, getppid, kill).
+        unsafe {
+            let parent = libc::getpid();
+            cmd.pre_exec(move || {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                // The launcher may have died between fork and prctl.
+                if libc::getppid() != parent {
+                    libc::kill(libc::getpid(), libc::SIGKILL);
+                }
+                Ok(())
+            });
+        }
+        let child = cmd.spawn()?;
+        let pid = child.id();
+        self.procs[i] = Some(child);
+        Ok(pid)
+    }
+
+    pub fn pid(&self, i: usize) -> Option<u32> {
+        self.procs[i].as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL node `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        if let Some(mut c) = self.procs[i].take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Nodes that exited on their own: (index, exit status description).
+    pub fn exited(&mut self) -> Vec<(usize, String)> {
+        let mut out = Vec::new();
+        for (i, slot) in self.procs.iter_mut().enumerate() {
+            if let Some(c) = slot {
+                if let Ok(Some(status)) = c.try_wait() {
+                    out.push((i, status.to_string()));
+                    *slot = None;
+                }
+            }
+        }
+        out
+    }
+
+    /// Wait up to `timeout` for every child to exit, then SIGKILL the rest.
+    pub fn wait_all(&mut self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            let _ = self.exited();
+            if self.procs.iter().all(Option::is_none) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        self.kill_all();
+    }
+
+    pub fn kill_all(&mut self) {
+        for i in 0..self.procs.len() {
+            self.kill(i);
+        }
+    }
+}
+
+impl Drop for Children {
+    fn drop(&mut self) {
+        self.kill_all();
+    }
+}

@@ -1,0 +1,1036 @@
+//! The evaluation engine: one [`Node`] runs the rules of its component, tick by tick.
+//!
+//! Semantics are those of docs/language.md section 11. Evaluation is semi-naive within a
+//! stratum; join orders and indexes are fixed at compile time ([`CompiledProgram`]); tables and
+//! their indexes persist across ticks, so rules driven by a message probe tables rather than scan
+//! them; scratch relations computed from tables only ("views") are kept between ticks and
+//! recomputed only when a table they read changed; and an aggregate over a single table atom is
+//! maintained per group as the table changes (a count over a 1M-row table costs O(1) per change).
+
+mod compile;
+mod eval;
+pub(crate) mod store;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use compart_analysis::model::{AggregateFunc, ComponentId, RelationId, RelationKind, RuleKind, Type};
+use rustc_hash::{FxHashMap, FxHashSet};
+
+pub use compile::CompiledProgram;
+use compile::{HArg, InvariantPlan, RulePlan};
+use eval::Env;
+use store::{decode, encode, Interner, Row, Store};
+
+use crate::deploy::Deployment;
+use crate::durability::Change;
+use crate::value::{stable_hash, NodeAddr, Tuple, Value};
+
+/// What one tick produced.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct TickOutput {
+    /// Channel facts to deliver: (logical destination, channel, fact). Route them with [`route`].
+    pub sends: Vec<(NodeAddr, RelationId, Tuple)>,
+    pub outputs: Vec<(RelationId, Tuple)>,
+    /// Local invariants and keys violated in this tick (only when checking is on).
+    pub violations: Vec<Violation>,
+    /// Rejected input facts, divisions by zero.
+    pub warnings: Vec<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Violation {
+    /// The invariant's name, or `key(relation)` for a key violation.
+    pub invariant: String,
+    /// The node it was found on (None for a global invariant).
+    pub node: Option<NodeAddr>,
+    /// The invariant's arguments for this match, or the offending key values.
+    pub args: Vec<Value>,
+}
+
+impl std::fmt::Display for Violation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let args: Vec<String> = self.args.iter().map(|v| v.to_string()).collect();
+        write!(f, "invariant {}({}) violated", self.invariant, args.join(", "))?;
+        if let Some(n) = self.node {
+            write!(f, " on node {n}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Counters for the cost model and debugging.
+#[derive(Clone, Debug, Default)]
+pub struct NodeProfile {
+    pub ticks: u64,
+    /// Facts each rule derived (or sent), indexed by `RuleId`.
+    pub rule_facts: Vec<u64>,
+    /// Time spent evaluating each rule, in nanoseconds, indexed by `RuleId`.
+    pub rule_nanos: Vec<u64>,
+    pub tick_nanos: u64,
+    pub facts_in: u64,
+    pub facts_sent: u64,
+    pub facts_out: u64,
+    pub rejected_inputs: u64,
+    pub div_by_zero: u64,
+    /// Strata skipped because nothing they read changed.
+    pub strata_cached: u64,
+}
+
+#[derive(Clone, Debug)]
+pub struct NodeOptions {
+    /// Evaluate local invariants and keys at the end of every tick (costs a scan of the relations
+    /// they read; the simulator turns it on, `compart run` need not).
+    pub check_invariants: bool,
+}
+
+impl Default for NodeOptions {
+    fn default() -> Self {
+        NodeOptions { check_invariants: true }
+    }
+}
+
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Debug)]
+enum SortKey {
+    I(i64),
+    S(Arc<str>),
+    U(u64),
+}
+
+#[derive(Default)]
+struct GroupState {
+    /// Per aggregate column: distinct value -> (encoded value, number of table rows giving it).
+    values: Vec<BTreeMap<SortKey, (u64, u32)>>,
+    sums: Vec<i64>,
+}
+
+/// Per-node state of one incrementally maintained aggregate.
+struct IncState {
+    stratum: usize,
+    rule: usize,
+    groups: FxHashMap<Box<[u64]>, GroupState>,
+    dirty: FxHashSet<Box<[u64]>>,
+    current: FxHashMap<Box<[u64]>, Row>,
+}
+
+struct State {
+    stores: Vec<Store>,
+    interner: Interner,
+    inc: Vec<IncState>,
+    /// table relation -> incremental aggregates reading it.
+    watchers: Vec<Vec<usize>>,
+    journal: Option<Vec<Change>>,
+    tables_changed: bool,
+}
+
+/// One node (one instance of a component) of a deployment.
+pub struct Node {
+    program: Arc<CompiledProgram>,
+    deployment: Arc<Deployment>,
+    me: NodeAddr,
+    logical: NodeAddr,
+    component: ComponentId,
+    state: State,
+    started: bool,
+    /// `:+` facts of scratch and output relations for the next tick.
+    next_tick: Vec<(usize, Box<[u64]>)>,
+    stratum_cache: Vec<Option<Vec<u64>>>,
+    profile: NodeProfile,
+    options: NodeOptions,
+    /// See [`Node::set_incremental`].
+    incremental: bool,
+    snapshot_rels: Vec<usize>,
+    snapshot: Vec<(RelationId, Vec<Tuple>)>,
+    log: Option<crate::durability::DurableLog>,
+}
+
+impl Node {
+    /// A node of `deployment` at address `me` (the process address; `self` is its logical node).
+    ///
+    /// # Panics
+    /// If `me` is not a node of `deployment` (a caller bug, not bad input).
+    pub fn new(program: Arc<CompiledProgram>, me: NodeAddr, deployment: Arc<Deployment>) -> Node {
+        Self::with_options(program, me, deployment, NodeOptions::default())
+    }
+
+    pub fn with_options(
+        program: Arc<CompiledProgram>,
+        me: NodeAddr,
+        deployment: Arc<Deployment>,
+        options: NodeOptions,
+    ) -> Node {
+        let spec = deployment.node(me).unwrap_or_else(|| panic!("node {me} is not in the deployment")).clone();
+        let mut interner = Interner::default();
+        for s in &program.strings {
+            interner.intern_arc(s);
+        }
+        let stores: Vec<Store> = program
+            .rels
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let mut cols = program.indexes.per_relation[i].clone();
+                if let Some(k) = &r.key {
+                    // Keys are checked through an index on them.
+                    if !k.is_empty() && k.len() < r.types.len() && !cols.contains(k) {
+                        cols.push(k.clone());
+                    }
+                }
+                Store::new(&cols)
+            })
+            .collect();
+        let mut inc = Vec::new();
+        let mut watchers = vec![Vec::new(); program.rels.len()];
+        for &(ci, si, ri) in &program.inc_aggs {
+            if ci == spec.component.index() {
+                let plan = program.components[ci].strata[si].rules[ri].inc_agg.as_ref().map(|p| p.table);
+                if let Some(table) = plan {
+                    watchers[table].push(inc.len());
+                }
+                inc.push(IncState {
+                    stratum: si,
+                    rule: ri,
+                    groups: FxHashMap::default(),
+                    dirty: FxHashSet::default(),
+                    current: FxHashMap::default(),
+                });
+            }
+        }
+        let nstrata = program.components[spec.component.index()].strata.len();
+        let nrules = program.program.rules.len();
+        let mut node = Node {
+            deployment: deployment.clone(),
+            me,
+            logical: spec.logical,
+            component: spec.component,
+            state: State { stores, interner, inc, watchers, journal: None, tables_changed: false },
+            started: false,
+            next_tick: Vec::new(),
+            stratum_cache: vec![None; nstrata],
+            profile: NodeProfile { rule_facts: vec![0; nrules], rule_nanos: vec![0; nrules], ..Default::default() },
+            options,
+            incremental: true,
+            snapshot_rels: Vec::new(),
+            snapshot: Vec::new(),
+            log: None,
+            program,
+        };
+        // The deployment, as logical nodes.
+        let nodes_rel = node.program.nodes_rel;
+        for n in deployment.logical_nodes() {
+            let name = node.state.interner.intern(&node.program.program.component(n.component).name);
+            node.state.stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+        }
+        node
+    }
+
+    pub fn addr(&self) -> NodeAddr {
+        self.me
+    }
+    pub fn logical_addr(&self) -> NodeAddr {
+        self.logical
+    }
+    pub fn component(&self) -> ComponentId {
+        self.component
+    }
+    pub fn program(&self) -> &Arc<CompiledProgram> {
+        &self.program
+    }
+    pub fn profile(&self) -> &NodeProfile {
+        &self.profile
+    }
+    pub fn options_mut(&mut self) -> &mut NodeOptions {
+        &mut self.options
+    }
+
+    /// The node has work without new inputs: its first tick, `:+` facts, or tables that changed
+    /// in the last tick (rules over tables may fire again).
+    pub fn wants_tick(&self) -> bool {
+        !self.started || !self.next_tick.is_empty() || self.state.tables_changed
+    }
+
+    /// Current facts of `relation`: tables between ticks, and views; ephemeral relations are empty
+    /// between ticks (see [`Node::set_snapshot`]).
+    pub fn facts(&self, relation: RelationId) -> Vec<Tuple> {
+        let Some(store) = self.state.stores.get(relation.index()) else { return Vec::new() };
+        let types = &self.program.rels[relation.index()].types;
+        let mut out: Vec<Tuple> = store
+            .rows
+            .iter()
+            .map(|row| row.iter().zip(types).map(|(&v, &t)| decode(&self.state.interner, t, v)).collect())
+            .collect();
+        out.sort();
+        out
+    }
+
+    /// Keep views between ticks and maintain single-table aggregates incrementally (the default).
+    /// Off: every same-tick rule is re-evaluated from scratch each tick, the reference the tests
+    /// compare the incremental engine to. Set it before the first tick.
+    pub fn set_incremental(&mut self, on: bool) {
+        self.incremental = on;
+    }
+
+    /// Number of facts of `relation` (cheaper than [`Node::facts`]).
+    pub fn facts_len(&self, relation: RelationId) -> usize {
+        self.state.stores.get(relation.index()).map(|s| s.len()).unwrap_or(0)
+    }
+
+    /// Keep a copy of these relations as they stood at the end of each tick's fixpoint
+    /// (for global invariants).
+    pub fn set_snapshot(&mut self, relations: &[RelationId]) {
+        self.snapshot_rels = relations.iter().map(|r| r.index()).collect();
+    }
+
+    pub fn snapshot(&self) -> &[(RelationId, Vec<Tuple>)] {
+        &self.snapshot
+    }
+
+    /// Log every table change to `log` from now on (see [`crate::durability`]).
+    pub fn attach_log(&mut self, log: crate::durability::DurableLog) {
+        self.log = Some(log);
+        self.state.journal = Some(Vec::new());
+    }
+
+    /// A node whose tables are recovered from the durability log at `path` (created if missing),
+    /// and which logs every table change there from now on.
+    pub fn open_durable(
+        program: Arc<CompiledProgram>,
+        me: NodeAddr,
+        deployment: Arc<Deployment>,
+        path: &std::path::Path,
+    ) -> std::io::Result<(Node, crate::durability::RecoveryReport)> {
+        let (log, changes, report) = crate::durability::DurableLog::open(path)?;
+        let mut node = Node::new(program, me, deployment);
+        node.restore(&changes).map_err(std::io::Error::other)?;
+        node.attach_log(log);
+        Ok((node, report))
+    }
+
+    /// Record every table change in memory from now on (drain with [`Node::take_journal`]); the
+    /// simulator's durability uses this instead of a file.
+    pub fn enable_journal(&mut self) {
+        if self.state.journal.is_none() {
+            self.state.journal = Some(Vec::new());
+        }
+    }
+
+    pub fn take_journal(&mut self) -> Vec<Change> {
+        self.state.journal.as_mut().map(std::mem::take).unwrap_or_default()
+    }
+
+    /// Restores tables from recovered changes (in order) and marks the node started, so initial
+    /// facts are not inserted again.
+    pub fn restore(&mut self, changes: &[Change]) -> Result<(), String> {
+        for change in changes {
+            let (rel, tuple, insert) = match change {
+                Change::Insert(r, t) => (*r, t, true),
+                Change::Delete(r, t) => (*r, t, false),
+            };
+            let Some(info) = self.program.rels.get(rel.index()) else {
+                return Err(format!("log names relation #{} that the program does not have", rel.0));
+            };
+            if info.kind != RelationKind::Table || tuple.len() != info.types.len() {
+                return Err(format!("log entry for `{}` does not fit the program", info.name));
+            }
+            let mut row = Vec::with_capacity(tuple.len());
+            for (v, &t) in tuple.iter().zip(&info.types) {
+                row.push(
+                    encode(&mut self.state.interner, t, v)
+                        .ok_or_else(|| format!("log value {v} has the wrong type"))?,
+                );
+            }
+            self.change_table(rel.index(), &row, insert, false);
+        }
+        self.started = self.started || !changes.is_empty();
+        self.state.tables_changed = true;
+        Ok(())
+    }
+
+    /// Marks the node as already started (its tables come from elsewhere, e.g. recovery).
+    pub fn mark_started(&mut self) {
+        self.started = true;
+    }
+
+    fn owns_fact(&self, rel: usize, row: &[Value]) -> bool {
+        let spec = &self.deployment.nodes[self.me.index()];
+        if spec.partitions <= 1 {
+            return true;
+        }
+        route(&self.program, &self.deployment, self.logical, RelationId(rel as u32), row).contains(&self.me)
+    }
+
+    /// Inserts or deletes a table row, keeping incremental aggregates and the journal up to date.
+    fn change_table(&mut self, rel: usize, row: &[u64], insert: bool, log: bool) -> bool {
+        let changed =
+            if insert { self.state.stores[rel].insert(row).is_some() } else { self.state.stores[rel].remove(row) };
+        if !changed {
+            return false;
+        }
+        self.state.tables_changed = true;
+        if log {
+            if let Some(j) = &mut self.state.journal {
+                let types = &self.program.rels[rel].types;
+                let tuple: Tuple = row.iter().zip(types).map(|(&v, &t)| decode(&self.state.interner, t, v)).collect();
+                j.push(if insert {
+                    Change::Insert(RelationId(rel as u32), tuple)
+                } else {
+                    Change::Delete(RelationId(rel as u32), tuple)
+                });
+            }
+        }
+        if !self.incremental {
+            return true;
+        }
+        for k in 0..self.state.watchers[rel].len() {
+            let id = self.state.watchers[rel][k];
+            self.inc_update(id, row, insert);
+        }
+        true
+    }
+
+    fn inc_update(&mut self, id: usize, row: &[u64], insert: bool) {
+        let program = self.program.clone();
+        let state = &mut self.state;
+        let inc = &mut state.inc[id];
+        let plan = &program.components[self.component.index()].strata[inc.stratum].rules[inc.rule];
+        let Some(ia) = &plan.inc_agg else { return };
+        let mut env = Env {
+            interner: &mut state.interner,
+            deployment: &self.deployment,
+            self_addr: self.logical.0 as u64,
+            div_by_zero: 0,
+        };
+        let mut vars = vec![0u64; plan.nvars];
+        if !eval::match_pats(&ia.pats, row, &mut vars, &mut env) {
+            return;
+        }
+        let mut out = Vec::new();
+        if !eval::push_head(&plan.head, &vars, &mut env, &mut out) {
+            return;
+        }
+        let group: Box<[u64]> =
+            plan.head.args.iter().zip(&out).filter(|(a, _)| matches!(a, HArg::Expr(_))).map(|(_, &v)| v).collect();
+        let naggs = plan.head.args.iter().filter(|a| matches!(a, HArg::Agg(..))).count();
+        let gs = inc.groups.entry(group.clone()).or_insert_with(|| GroupState {
+            values: (0..naggs).map(|_| BTreeMap::new()).collect(),
+            sums: vec![0; naggs],
+        });
+        let mut k = 0;
+        for (a, &v) in plan.head.args.iter().zip(&out) {
+            let HArg::Agg(_, e) = a else { continue };
+            let key = match e.ty {
+                Type::Int | Type::Unknown => SortKey::I(v as i64),
+                Type::String => SortKey::S(env.interner.get(v).clone()),
+                _ => SortKey::U(v),
+            };
+            let map = &mut gs.values[k];
+            if insert {
+                let entry = map.entry(key).or_insert((v, 0));
+                if entry.1 == 0 {
+                    gs.sums[k] = gs.sums[k].wrapping_add(v as i64);
+                }
+                entry.1 += 1;
+            } else if let Some(entry) = map.get_mut(&key) {
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    map.remove(&key);
+                    gs.sums[k] = gs.sums[k].wrapping_sub(v as i64);
+                }
+            }
+            k += 1;
+        }
+        if gs.values.iter().all(|m| m.is_empty()) {
+            inc.groups.remove(&group);
+        }
+        inc.dirty.insert(group);
+    }
+
+    /// Rewrites the facts of the incremental aggregate `id` for the groups that changed.
+    fn inc_refresh(&mut self, id: usize) {
+        let program = self.program.clone();
+        let inc = &mut self.state.inc[id];
+        let plan = &program.components[self.component.index()].strata[inc.stratum].rules[inc.rule];
+        let head = plan.head.rel;
+        let dirty: Vec<Box<[u64]>> = inc.dirty.drain().collect();
+        for group in dirty {
+            if let Some(old) = inc.current.remove(&group) {
+                self.state.stores[head].remove(&old);
+            }
+            let Some(gs) = inc.groups.get(&group) else { continue };
+            let mut row = Vec::with_capacity(plan.head.args.len());
+            let (mut g, mut k) = (0, 0);
+            for a in &plan.head.args {
+                match a {
+                    HArg::Expr(_) => {
+                        row.push(group[g]);
+                        g += 1;
+                    }
+                    HArg::Agg(f, _) => {
+                        let m = &gs.values[k];
+                        row.push(match f {
+                            AggregateFunc::Count => m.len() as u64,
+                            AggregateFunc::Sum => gs.sums[k] as u64,
+                            AggregateFunc::Min | AggregateFunc::Choose => m.values().next().map(|x| x.0).unwrap_or(0),
+                            AggregateFunc::Max => m.values().next_back().map(|x| x.0).unwrap_or(0),
+                        });
+                        k += 1;
+                    }
+                }
+            }
+            if let Some(r) = self.state.stores[head].insert(&row) {
+                inc.current.insert(group, r);
+            }
+            self.profile.rule_facts[plan.id.index()] += 1;
+        }
+    }
+
+    /// One tick: `inputs` are input-relation facts and delivered channel facts for this node.
+    pub fn tick(&mut self, inputs: Vec<(RelationId, Tuple)>) -> TickOutput {
+        let start = Instant::now();
+        let program = self.program.clone();
+        let comp = &program.components[self.component.index()];
+        let mut out = TickOutput::default();
+        self.profile.ticks += 1;
+        self.state.tables_changed = false;
+        let div_before = self.profile.div_by_zero;
+
+        // 1. Gather.
+        if !self.started {
+            self.started = true;
+            for fact in &comp.facts {
+                let rel = fact.rel;
+                let mut row = Vec::new();
+                let mut env = self.env();
+                if !eval::push_head(fact, &[], &mut env, &mut row) {
+                    continue;
+                }
+                if program.rels[rel].kind == RelationKind::Table {
+                    let values: Vec<Value> = row
+                        .iter()
+                        .zip(&program.rels[rel].types)
+                        .map(|(&v, &t)| decode(&self.state.interner, t, v))
+                        .collect();
+                    if self.owns_fact(rel, &values) {
+                        self.change_table(rel, &row, true, true);
+                    }
+                }
+            }
+        }
+        for fact in &comp.facts {
+            let rel = fact.rel;
+            if program.rels[rel].kind != RelationKind::Table {
+                let mut row = Vec::new();
+                let mut env = self.env();
+                if eval::push_head(fact, &[], &mut env, &mut row) {
+                    let owned = self.deployment.nodes[self.me.index()].partitions <= 1 || {
+                        let types = &program.rels[rel].types;
+                        let values: Vec<Value> =
+                            row.iter().zip(types).map(|(&v, &t)| decode(&self.state.interner, t, v)).collect();
+                        self.owns_fact(rel, &values)
+                    };
+                    if owned {
+                        self.state.stores[rel].insert(&row);
+                    }
+                }
+            }
+        }
+        for (rel, row) in std::mem::take(&mut self.next_tick) {
+            self.state.stores[rel].insert(&row);
+        }
+        for (rel, tuple) in inputs {
+            match self.encode_input(rel, &tuple) {
+                Ok(row) => {
+                    self.profile.facts_in += 1;
+                    self.state.stores[rel.index()].insert(&row);
+                }
+                Err(e) => {
+                    self.profile.rejected_inputs += 1;
+                    out.warnings.push(e);
+                }
+            }
+        }
+
+        // 2. Derive, stratum by stratum.
+        for (si, stratum) in comp.strata.iter().enumerate() {
+            self.eval_stratum(si, stratum);
+        }
+
+        // 3. Check.
+        if self.options.check_invariants {
+            for inv in &comp.invariants {
+                out.violations.extend(self.check_invariant(inv));
+            }
+            self.check_keys(&mut out.violations);
+        }
+        if !self.snapshot_rels.is_empty() {
+            self.snapshot = self
+                .snapshot_rels
+                .iter()
+                .map(|&r| {
+                    let rid = RelationId(r as u32);
+                    (rid, self.facts(rid))
+                })
+                .collect();
+        }
+
+        // 4. Emit and send.
+        let own_rels: Vec<usize> =
+            program.program.component(self.component).relations.iter().map(|r| r.index()).collect();
+        for &rel in &own_rels {
+            if program.rels[rel].kind == RelationKind::Output {
+                for t in self.facts(RelationId(rel as u32)) {
+                    out.outputs.push((RelationId(rel as u32), t));
+                }
+            }
+        }
+        // 5. Prepare the next tick (deferred rules see the finished tick).
+        let mut deletes: Vec<(usize, Vec<u64>)> = Vec::new();
+        let mut inserts: Vec<(usize, Vec<u64>)> = Vec::new();
+        for rule in &comp.deferred {
+            let t0 = Instant::now();
+            let rows = self.eval_rule(rule, false);
+            let width = eval::head_width(&rule.head);
+            let rel = rule.head.rel;
+            let n = rows.len().checked_div(width).unwrap_or(rows.len());
+            self.profile.rule_facts[rule.id.index()] += n as u64;
+            let rows_iter: Vec<&[u64]> = if width == 0 {
+                if rows.is_empty() {
+                    Vec::new()
+                } else {
+                    vec![&[]]
+                }
+            } else {
+                rows.chunks_exact(width).collect()
+            };
+            for row in rows_iter {
+                match rule.kind {
+                    RuleKind::Delete => deletes.push((rel, row.to_vec())),
+                    RuleKind::NextTick if program.rels[rel].kind == RelationKind::Table => {
+                        inserts.push((rel, row.to_vec()))
+                    }
+                    RuleKind::NextTick => self.next_tick.push((rel, row.into())),
+                    RuleKind::Async => {
+                        let dest = NodeAddr(row[0] as u32);
+                        let types = &program.rels[rel].types;
+                        let tuple: Tuple =
+                            row[1..].iter().zip(types).map(|(&v, &t)| decode(&self.state.interner, t, v)).collect();
+                        out.sends.push((dest, RelationId(rel as u32), tuple));
+                    }
+                    _ => {}
+                }
+            }
+            self.profile.rule_nanos[rule.id.index()] += t0.elapsed().as_nanos() as u64;
+        }
+        out.sends.sort();
+        out.sends.dedup();
+        self.profile.facts_sent += out.sends.len() as u64;
+        self.profile.facts_out += out.outputs.len() as u64;
+
+        // Ephemeral relations end with the tick; deletions apply, then `:+` insertions (they win).
+        for (i, info) in program.rels.iter().enumerate() {
+            if info.ephemeral() && !self.state.stores[i].is_empty() {
+                self.state.stores[i].clear();
+            }
+        }
+        for (rel, row) in deletes {
+            self.change_table(rel, &row, false, true);
+        }
+        for (rel, row) in inserts {
+            self.change_table(rel, &row, true, true);
+        }
+        self.state.tables_changed = self.state.tables_changed || !self.next_tick.is_empty();
+        // Durability: one record per tick, written before the tick's messages leave.
+        if let (Some(log), Some(journal)) = (&mut self.log, &mut self.state.journal) {
+            if !journal.is_empty() {
+                if let Err(e) = log.append(journal) {
+                    out.warnings.push(format!("durability log: {e}"));
+                }
+                journal.clear();
+            }
+        }
+        let div = self.profile.div_by_zero - div_before;
+        if div > 0 {
+            out.warnings.push(format!("{div} division(s) by zero in this tick (those matches produced nothing)"));
+        }
+        self.profile.tick_nanos += start.elapsed().as_nanos() as u64;
+        out
+    }
+
+    fn env(&mut self) -> Env<'_> {
+        Env {
+            interner: &mut self.state.interner,
+            deployment: &self.deployment,
+            self_addr: self.logical.0 as u64,
+            div_by_zero: 0,
+        }
+    }
+
+    fn encode_input(&mut self, rel: RelationId, tuple: &[Value]) -> Result<Vec<u64>, String> {
+        let Some(info) = self.program.rels.get(rel.index()) else {
+            return Err(format!("unknown relation #{}", rel.0));
+        };
+        if !matches!(info.kind, RelationKind::Input | RelationKind::Channel) || info.component != Some(self.component) {
+            return Err(format!("`{}` is not an input or channel of this node's component", info.name));
+        }
+        if tuple.len() != info.types.len() {
+            return Err(format!("`{}` takes {} values, got {}", info.name, info.types.len(), tuple.len()));
+        }
+        let mut row = Vec::with_capacity(tuple.len());
+        for (i, (v, &t)) in tuple.iter().zip(&info.types).enumerate() {
+            row.push(
+                encode(&mut self.state.interner, t, v)
+                    .ok_or_else(|| format!("`{}` column {i}: {v} is not a {t}", info.name))?,
+            );
+        }
+        Ok(row)
+    }
+
+    /// Evaluates a rule's body (full plan, or the delta plans when `delta`), returning head rows
+    /// (aggregated when the head aggregates).
+    fn eval_rule(&mut self, rule: &RulePlan, delta: bool) -> Vec<u64> {
+        let mut rows = Vec::new();
+        let mut vars = vec![0u64; rule.nvars];
+        let state = &mut self.state;
+        let mut env = Env {
+            interner: &mut state.interner,
+            deployment: &self.deployment,
+            self_addr: self.logical.0 as u64,
+            div_by_zero: 0,
+        };
+        let head = &rule.head;
+        let mut emit = |vars: &[u64], env: &mut Env| {
+            eval::push_head(head, vars, env, &mut rows);
+        };
+        if delta {
+            for (rel, steps) in &rule.deltas {
+                if !state.stores[*rel].recent.is_empty() {
+                    eval::run(steps, &state.stores, &mut vars, &mut env, &mut emit);
+                }
+            }
+        } else {
+            eval::run(&rule.full, &state.stores, &mut vars, &mut env, &mut emit);
+        }
+        let div = env.div_by_zero;
+        if head.has_agg() {
+            rows = eval::aggregate(head, &rows, &env);
+        }
+        self.profile.div_by_zero += div;
+        // Zero-width heads (`flag()`): one empty row per match; keep a marker so callers see it.
+        if eval::head_width(head) == 0 && rows.is_empty() {
+            // push_head pushed nothing; detect matches through a second run is wasteful, so flags
+            // are handled by `eval_flag` instead.
+            return self.eval_flag(rule, delta);
+        }
+        rows
+    }
+
+    /// Zero-column heads: returns a one-element vector when the body matched at least once.
+    fn eval_flag(&mut self, rule: &RulePlan, delta: bool) -> Vec<u64> {
+        let mut hit = false;
+        let mut vars = vec![0u64; rule.nvars];
+        let state = &mut self.state;
+        let mut env = Env {
+            interner: &mut state.interner,
+            deployment: &self.deployment,
+            self_addr: self.logical.0 as u64,
+            div_by_zero: 0,
+        };
+        let mut emit = |_: &[u64], _: &mut Env| hit = true;
+        if delta {
+            for (rel, steps) in &rule.deltas {
+                if !state.stores[*rel].recent.is_empty() {
+                    eval::run(steps, &state.stores, &mut vars, &mut env, &mut emit);
+                }
+            }
+        } else {
+            eval::run(&rule.full, &state.stores, &mut vars, &mut env, &mut emit);
+        }
+        if hit {
+            vec![0]
+        } else {
+            Vec::new()
+        }
+    }
+
+    fn insert_derived(&mut self, rel: usize, rows: &[u64], width: usize, new: &mut Vec<Row>) -> u64 {
+        let table = self.program.rels[rel].kind == RelationKind::Table;
+        let mut added = 0;
+        let chunks: Vec<&[u64]> = if width == 0 {
+            if rows.is_empty() {
+                Vec::new()
+            } else {
+                vec![&[]]
+            }
+        } else {
+            rows.chunks_exact(width).collect()
+        };
+        for row in chunks {
+            if table {
+                if self.change_table(rel, row, true, true) {
+                    added += 1;
+                    if let Some(r) = self.state.stores[rel].rows.get(row) {
+                        new.push(r.clone());
+                    }
+                }
+            } else if let Some(r) = self.state.stores[rel].insert(row) {
+                added += 1;
+                new.push(r);
+            }
+        }
+        added
+    }
+
+    fn eval_stratum(&mut self, si: usize, stratum: &compile::StratumPlan) {
+        let incremental = self.incremental;
+        if stratum.cacheable && incremental {
+            let versions: Vec<u64> = stratum.reads.iter().map(|&r| self.state.stores[r].version).collect();
+            if self.stratum_cache[si].as_ref() == Some(&versions) {
+                self.profile.strata_cached += 1;
+                return;
+            }
+            for &h in &stratum.heads {
+                self.state.stores[h].clear();
+            }
+            self.stratum_cache[si] = Some(versions);
+        } else {
+            for &h in &stratum.heads {
+                let info = &self.program.rels[h];
+                let inc_maintained =
+                    incremental && stratum.rules.iter().any(|r| r.inc_agg.is_some() && r.head.rel == h);
+                if info.view && !inc_maintained {
+                    self.state.stores[h].clear();
+                }
+            }
+        }
+        let mut new_rows: Vec<(usize, Vec<Row>)> = stratum.heads.iter().map(|&h| (h, Vec::new())).collect();
+        for rule in &stratum.rules {
+            let t0 = Instant::now();
+            if rule.inc_agg.is_some() && incremental {
+                let id = self.state.inc.iter().position(|s| {
+                    self.program.components[self.component.index()].strata[s.stratum].rules[s.rule].id == rule.id
+                });
+                if let Some(id) = id {
+                    self.inc_refresh(id);
+                }
+            } else {
+                let rows = self.eval_rule(rule, false);
+                let width = eval::head_width(&rule.head);
+                let slot = new_rows.iter().position(|(h, _)| *h == rule.head.rel).unwrap_or(0);
+                let mut new = std::mem::take(&mut new_rows[slot].1);
+                let n = self.insert_derived(rule.head.rel, &rows, width, &mut new);
+                new_rows[slot].1 = new;
+                self.profile.rule_facts[rule.id.index()] += n;
+            }
+            self.profile.rule_nanos[rule.id.index()] += t0.elapsed().as_nanos() as u64;
+        }
+        if !stratum.recursive {
+            return;
+        }
+        loop {
+            let mut any = false;
+            for (h, rows) in &mut new_rows {
+                any |= !rows.is_empty();
+                self.state.stores[*h].recent = std::mem::take(rows);
+            }
+            if !any {
+                break;
+            }
+            for rule in &stratum.rules {
+                if rule.deltas.is_empty() {
+                    continue;
+                }
+                let t0 = Instant::now();
+                let rows = self.eval_rule(rule, true);
+                let width = eval::head_width(&rule.head);
+                let slot = new_rows.iter().position(|(h, _)| *h == rule.head.rel).unwrap_or(0);
+                let mut new = std::mem::take(&mut new_rows[slot].1);
+                let n = self.insert_derived(rule.head.rel, &rows, width, &mut new);
+                new_rows[slot].1 = new;
+                self.profile.rule_facts[rule.id.index()] += n;
+                self.profile.rule_nanos[rule.id.index()] += t0.elapsed().as_nanos() as u64;
+            }
+        }
+        for &h in &stratum.heads {
+            self.state.stores[h].recent.clear();
+        }
+    }
+
+    fn check_invariant(&mut self, inv: &InvariantPlan) -> Vec<Violation> {
+        let found =
+            run_invariant(inv, &self.state.stores, &mut self.state.interner, &self.deployment, self.logical.0 as u64);
+        found.into_iter().map(|args| Violation { invariant: inv.name.clone(), node: Some(self.me), args }).collect()
+    }
+
+    fn check_keys(&mut self, out: &mut Vec<Violation>) {
+        let program = self.program.clone();
+        for &rid in &program.program.component(self.component).relations {
+            let info = &program.rels[rid.index()];
+            let Some(key) = &info.key else { continue };
+            let store = &self.state.stores[rid.index()];
+            if key.len() == info.types.len() {
+                continue;
+            }
+            if key.is_empty() {
+                if store.len() > 1 {
+                    out.push(Violation {
+                        invariant: format!("key({})", info.name),
+                        node: Some(self.me),
+                        args: Vec::new(),
+                    });
+                }
+                continue;
+            }
+            let Some(index) = store.indexes.iter().find(|i| *i.cols == key[..]) else { continue };
+            for (k, rows) in &index.map {
+                if rows.len() > 1 {
+                    let args =
+                        k.iter().zip(key).map(|(&v, &c)| decode(&self.state.interner, info.types[c], v)).collect();
+                    out.push(Violation { invariant: format!("key({})", info.name), node: Some(self.me), args });
+                }
+            }
+        }
+    }
+}
+
+/// Runs an invariant's body; returns the argument values of each match (at most 16).
+fn run_invariant(
+    inv: &InvariantPlan,
+    stores: &[Store],
+    interner: &mut Interner,
+    deployment: &Deployment,
+    self_addr: u64,
+) -> Vec<Vec<Value>> {
+    let mut rows: Vec<u64> = Vec::new();
+    let mut count = 0usize;
+    let mut vars = vec![0u64; inv.nvars];
+    let mut env = Env { interner, deployment, self_addr, div_by_zero: 0 };
+    let args = &inv.args;
+    let mut emit = |vars: &[u64], env: &mut Env| {
+        if count < 16 {
+            let start = rows.len();
+            for a in args {
+                match eval::eval(a, vars, env) {
+                    Some(v) => rows.push(v),
+                    None => {
+                        rows.truncate(start);
+                        return;
+                    }
+                }
+            }
+        }
+        count += 1;
+    };
+    eval::run(&inv.steps, stores, &mut vars, &mut env, &mut emit);
+    let mut out = Vec::new();
+    for i in 0..count.min(16) {
+        let row = &rows[i * args.len()..(i + 1) * args.len()];
+        out.push(row.iter().zip(args).map(|(&v, a)| decode(env.interner, a.ty, v)).collect());
+    }
+    if count > 0 && args.is_empty() && out.is_empty() {
+        out.push(Vec::new());
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Checks the program's global invariants over the union of facts given by each node.
+pub struct GlobalChecker {
+    program: Arc<CompiledProgram>,
+    deployment: Arc<Deployment>,
+}
+
+impl GlobalChecker {
+    pub fn new(program: Arc<CompiledProgram>, deployment: Arc<Deployment>) -> Self {
+        GlobalChecker { program, deployment }
+    }
+
+    /// Relations the global invariants read: ask every node to snapshot these.
+    pub fn relations(&self) -> Vec<RelationId> {
+        let mut rels: Vec<RelationId> =
+            self.program.global_invariants.iter().flat_map(|i| i.reads.iter().map(|&r| RelationId(r as u32))).collect();
+        rels.sort();
+        rels.dedup();
+        rels
+    }
+
+    pub fn check<'a>(&self, facts: impl IntoIterator<Item = &'a (RelationId, Vec<Tuple>)>) -> Vec<Violation> {
+        if self.program.global_invariants.is_empty() {
+            return Vec::new();
+        }
+        let mut interner = Interner::default();
+        for s in &self.program.strings {
+            interner.intern_arc(s);
+        }
+        let mut stores: Vec<Store> = self
+            .program
+            .rels
+            .iter()
+            .enumerate()
+            .map(|(i, _)| Store::new(&self.program.indexes.per_relation[i]))
+            .collect();
+        for (rel, tuples) in facts {
+            let types = &self.program.rels[rel.index()].types;
+            for t in tuples {
+                let row: Option<Vec<u64>> = t.iter().zip(types).map(|(v, &ty)| encode(&mut interner, ty, v)).collect();
+                if let Some(row) = row {
+                    stores[rel.index()].insert(&row);
+                }
+            }
+        }
+        let nodes_rel = self.program.nodes_rel;
+        for n in self.deployment.logical_nodes() {
+            let name = interner.intern(&self.program.program.component(n.component).name);
+            stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+        }
+        let mut out = Vec::new();
+        for inv in &self.program.global_invariants {
+            for args in run_invariant(inv, &stores, &mut interner, &self.deployment, 0) {
+                out.push(Violation { invariant: inv.name.clone(), node: None, args });
+            }
+        }
+        out
+    }
+}
+
+/// Where a fact sent to the logical node `dest` goes: the instance `hash(key) mod N` for a
+/// relation with a partition column, every instance otherwise (or `dest` itself when unpartitioned).
+pub fn route(
+    program: &CompiledProgram,
+    deployment: &Deployment,
+    dest: NodeAddr,
+    relation: RelationId,
+    tuple: &[Value],
+) -> Vec<NodeAddr> {
+    let mut out = Vec::new();
+    route_into(program, deployment, dest, relation, tuple, &mut out);
+    out
+}
+
+pub fn route_into(
+    program: &CompiledProgram,
+    deployment: &Deployment,
+    dest: NodeAddr,
+    relation: RelationId,
+    tuple: &[Value],
+    out: &mut Vec<NodeAddr>,
+) {
+    out.clear();
+    let logical = deployment.logical(dest);
+    let instances = deployment.instances(logical);
+    if instances.len() <= 1 {
+        out.push(logical);
+        return;
+    }
+    match program.partition_column(relation).and_then(|c| tuple.get(c)) {
+        Some(v) => {
+            let i = (stable_hash(std::slice::from_ref(v)) as u64 % instances.len() as u64) as usize;
+            out.push(instances[i].addr);
+        }
+        None => out.extend(instances.iter().map(|n| n.addr)),
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,273 @@
+use super::*;
+
+fn compile(src: &str) -> (Arc<CompiledProgram>, Program) {
+    let analysis = compart_analysis::analyze(src);
+    let errors: Vec<_> =
+        analysis.diagnostics.iter().filter(|d| d.severity == compart_analysis::Severity::Error).collect();
+    assert!(errors.is_empty(), "{errors:#?}");
+    (Arc::new(CompiledProgram::new(&analysis).unwrap()), analysis.program)
+}
+
+use compart_analysis::Program;
+
+fn single(src: &str) -> (Node, Program) {
+    let (p, program) = compile(src);
+    let d = Arc::new(Deployment::local(&program, &[]));
+    (Node::new(p, NodeAddr(0), d), program)
+}
+
+fn rel(program: &Program, name: &str) -> RelationId {
+    program.relation_by_name(name).unwrap()
+}
+
+fn show(node: &Node, program: &Program, name: &str) -> String {
+    node.facts(rel(program, name)).iter().map(|t| crate::value::format_fact(name, t)).collect::<Vec<_>>().join(" ")
+}
+
+#[test]
+fn transitive_closure_is_a_view() {
+    let (mut n, p) = single(
+        "component c {
+            table edge(a: int, b: int)
+            edge(1, 2). edge(2, 3). edge(3, 4). edge(4, 2).
+            path(a, b) :- edge(a, b).
+            path(a, c) :- path(a, b), edge(b, c).
+            input add(a: int, b: int)
+            edge(a, b) :- add(a, b).
+        }",
+    );
+    n.tick(vec![]);
+    assert_eq!(n.facts(rel(&p, "path")).len(), 12);
+    n.tick(vec![]);
+    assert!(n.profile().strata_cached >= 1, "unchanged tables: the view is not recomputed");
+    n.tick(vec![(rel(&p, "add"), vec![Value::Int(0), Value::Int(1)])]);
+    assert_eq!(n.facts(rel(&p, "path")).len(), 16);
+}
+
+#[test]
+fn deferred_rules_deletes_and_insertion_wins() {
+    let (mut n, p) = single(
+        "component c {
+            input  set(v: int)
+            output seen(v: int)
+            table  cur(v: int) key()
+            cur(0).
+            delete cur(x) :- cur(x), set(_).
+            cur(v) :+ set(v).
+            seen(v) :- cur(v).
+        }",
+    );
+    let out = n.tick(vec![]);
+    assert_eq!(out.outputs, vec![(rel(&p, "seen"), vec![Value::Int(0)])]);
+    let out = n.tick(vec![(rel(&p, "set"), vec![Value::Int(5)])]);
+    assert_eq!(out.outputs, vec![(rel(&p, "seen"), vec![Value::Int(0)])], "delete and :+ apply next tick");
+    assert_eq!(show(&n, &p, "cur"), "cur(5)");
+    // Same value deleted and re-inserted: insertion wins.
+    n.tick(vec![(rel(&p, "set"), vec![Value::Int(5)])]);
+    assert_eq!(show(&n, &p, "cur"), "cur(5)");
+    assert!(out.violations.is_empty());
+}
+
+#[test]
+fn aggregates_negation_and_functions() {
+    let (mut n, p) = single(
+        r#"component c {
+            input  x(k: string, v: int)
+            output stats(k: string, n: int, s: int, lo: int, hi: int)
+            output none(k: string)
+            output f(h: int, s: string, m: int, a: int, d: int, r: int)
+            output pick(k: string, v: int)
+            stats(k, count(v), sum(v), min(v), max(v)) :- x(k, v).
+            pick(k, choose(v)) :- x(k, v).
+            none(k) :- x(k, _), !big(k).
+            big(k) :- x(k, v), v > 10.
+            f(h % 1000, str(v) ++ "!" ++ str(self), max(v, 3), abs(0 - v), 7 / v, 0 - 7 % 2) :- x("a", v), h = hash(v, "a").
+        }"#,
+    );
+    let x = rel(&p, "x");
+    let out = n.tick(vec![
+        (x, vec![Value::str("a"), Value::Int(2)]),
+        (x, vec![Value::str("a"), Value::Int(-4)]),
+        (x, vec![Value::str("b"), Value::Int(20)]),
+        (x, vec![Value::str("a"), Value::Int(0)]),
+    ]);
+    let mut shown: Vec<String> =
+        out.outputs.iter().map(|(r, t)| crate::value::format_fact(&p.relation(*r).name, t)).collect();
+    shown.sort();
+    insta::assert_snapshot!(shown.join("\n"), @r#"
+    f(45, "2!127.0.0.1:7000", 3, 2, 3, -1)
+    f(867, "-4!127.0.0.1:7000", 3, 4, -1, -1)
+    none("a")
+    pick("a", -4)
+    pick("b", 20)
+    stats("a", 3, -2, -4, 2)
+    stats("b", 1, 20, 20, 20)
+    "#);
+    assert_eq!(out.warnings.len(), 1, "7 / 0 is reported: {:?}", out.warnings);
+}
+
+#[test]
+fn incremental_count_follows_deletes() {
+    let (mut n, p) = single(
+        "component c {
+            input  add(k: int, v: int)
+            input  del(k: int)
+            table  t(k: int, v: int)
+            t(k, v) :- add(k, v).
+            delete t(k, v) :- t(k, v), del(k).
+            cnt(k, count(v)) :- t(k, v).
+            total(count(k)) :- t(k, _).
+            hi(k, max(v)) :- t(k, v).
+            output report(k: int, n: int, m: int, all: int)
+            report(k, c, m, a) :- cnt(k, c), hi(k, m), total(a).
+        }",
+    );
+    let add = rel(&p, "add");
+    let del = rel(&p, "del");
+    let i = |a: i64, b: i64| vec![Value::Int(a), Value::Int(b)];
+    n.tick(vec![(add, i(1, 10)), (add, i(1, 11)), (add, i(2, 5))]);
+    assert_eq!(show(&n, &p, "cnt"), "cnt(1, 2) cnt(2, 1)");
+    n.tick(vec![(del, vec![Value::Int(1)]), (add, i(2, 7))]);
+    let out = n.tick(vec![]);
+    assert_eq!(show(&n, &p, "cnt"), "cnt(2, 2)");
+    assert_eq!(show(&n, &p, "hi"), "hi(2, 7)");
+    assert_eq!(
+        out.outputs,
+        vec![(rel(&p, "report"), vec![Value::Int(2), Value::Int(2), Value::Int(7), Value::Int(1)])]
+    );
+    n.tick(vec![(del, vec![Value::Int(2)])]);
+    n.tick(vec![]);
+    assert_eq!(show(&n, &p, "total"), "", "empty body: no fact, not 0");
+}
+
+#[test]
+fn sends_nodes_and_self() {
+    let (prog, p) = compile(
+        "component a {
+            input go(x: int)
+            ping@b(x, self) :~ go(x), nodes(\"b\", b).
+        }
+        component b {
+            channel ping(x: int, from: addr)
+            table got(x: int, from: addr)
+            got(x, f) :- ping(x, f).
+        }",
+    );
+    let d = Arc::new(Deployment::local(&p, &[("a", 1), ("b", 2)]));
+    let mut a = Node::new(prog.clone(), NodeAddr(0), d.clone());
+    let out = a.tick(vec![(rel(&p, "go"), vec![Value::Int(7)])]);
+    let ping = rel(&p, "ping");
+    assert_eq!(
+        out.sends,
+        vec![
+            (NodeAddr(1), ping, vec![Value::Int(7), Value::Addr(NodeAddr(0))]),
+            (NodeAddr(2), ping, vec![Value::Int(7), Value::Addr(NodeAddr(0))])
+        ]
+    );
+    let mut b = Node::new(prog, NodeAddr(1), d);
+    let out = b.tick(vec![(ping, vec![Value::Int(7), Value::Addr(NodeAddr(0))]), (rel(&p, "go"), vec![Value::Int(1)])]);
+    assert_eq!(out.warnings.len(), 1, "an input of another component is rejected");
+    assert_eq!(b.facts(rel(&p, "got")).len(), 1);
+}
+
+#[test]
+fn invariants_and_keys_are_checked() {
+    let (mut n, p) = single(
+        "component c {
+            input put(k: int, v: int)
+            table kv(k: int, v: int) key(k)
+            kv(k, v) :- put(k, v).
+            invariant small(k) :- kv(k, v), v > 100.
+        }",
+    );
+    let put = rel(&p, "put");
+    let out = n.tick(vec![(put, vec![Value::Int(1), Value::Int(1)]), (put, vec![Value::Int(1), Value::Int(2)])]);
+    assert_eq!(out.violations.len(), 1);
+    assert_eq!(out.violations[0].invariant, "key(kv)");
+    let out = n.tick(vec![(put, vec![Value::Int(2), Value::Int(200)])]);
+    assert!(
+        out.violations.iter().any(|v| v.invariant == "small" && v.args == vec![Value::Int(2)]),
+        "{:?}",
+        out.violations
+    );
+}
+
+#[test]
+fn partitioned_routing_and_initial_facts() {
+    let (prog, p) = compile(
+        "component s partitioned by k {
+            channel put(k: int, v: int)
+            channel all(v: int)
+            table kv(k: int, v: int)
+            table cfg(v: int)
+            kv(k, v) :- put(k, v).
+            kv(1, 1). kv(2, 2). kv(3, 3). kv(4, 4).
+            cfg(9).
+            scratch sc(k: int)
+            sc(1). sc(2). sc(3). sc(4). sc(5).
+            output o(k: int)
+            o(k) :- sc(k).
+        }",
+    );
+    let d = Arc::new(Deployment::local_partitioned(&p, &[("s", 1, 3)]));
+    let put = rel(&p, "put");
+    let mut seen = std::collections::BTreeSet::new();
+    for k in 0..50 {
+        let r = route(&prog, &d, NodeAddr(0), put, &[Value::Int(k), Value::Int(0)]);
+        assert_eq!(r.len(), 1);
+        assert_eq!(r, route(&prog, &d, NodeAddr(2), put, &[Value::Int(k), Value::Int(9)]), "same key, same instance");
+        seen.insert(r[0]);
+    }
+    assert_eq!(seen.len(), 3);
+    assert_eq!(route(&prog, &d, NodeAddr(0), rel(&p, "all"), &[Value::Int(1)]).len(), 3);
+    let (mut total, mut outputs) = (0, 0);
+    for i in 0..3 {
+        let mut n = Node::new(prog.clone(), NodeAddr(i), d.clone());
+        let out = n.tick(vec![]);
+        outputs += out.outputs.len();
+        total += n.facts(rel(&p, "kv")).len();
+        assert_eq!(n.facts(rel(&p, "cfg")).len(), 1, "replicated");
+    }
+    assert_eq!(total, 4, "each initial fact lives on one instance");
+    assert_eq!(outputs, 5, "scratch facts are placed like table facts");
+}
+
+#[test]
+fn durable_node_recovers_tables_after_a_torn_write() {
+    let src = "component c {
+        input put(k: int)
+        table t(k: int)
+        table boot()
+        boot().
+        delete boot() :- boot().
+        output booted()
+        booted() :- boot().
+        t(k) :- put(k).
+        delete t(k) :- t(k), put(k2), k2 == k + 100.
+    }";
+    let (prog, p) = compile(src);
+    let d = Arc::new(Deployment::local(&p, &[]));
+    let path = std::env::temp_dir().join(format!("compart-node-{}.log", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let put = rel(&p, "put");
+    {
+        let (mut n, report) = Node::open_durable(prog.clone(), NodeAddr(0), d.clone(), &path).unwrap();
+        assert_eq!(report.records, 0);
+        for k in [1, 2, 3, 101] {
+            n.tick(vec![(put, vec![Value::Int(k)])]);
+        }
+        assert_eq!(show(&n, &p, "t"), "t(2) t(3) t(101)");
+    }
+    // A crash in the middle of the last record's write.
+    let len = std::fs::metadata(&path).unwrap().len();
+    let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    f.set_len(len - 3).unwrap();
+    drop(f);
+    let (mut n, report) = Node::open_durable(prog, NodeAddr(0), d, &path).unwrap();
+    assert!(report.dropped_bytes > 0 && report.dropped_reason.is_some());
+    assert_eq!(show(&n, &p, "t"), "t(1) t(2) t(3)", "the last tick (insert 101, delete 1) is lost whole");
+    assert_eq!(show(&n, &p, "boot"), "");
+    let out = n.tick(vec![]);
+    assert!(out.outputs.is_empty(), "initial facts are not inserted again after recovery");
+    let _ = std::fs::remove_file(&path);
+}

@@ -1,0 +1,619 @@
+//! Networking between node processes: tokio TCP, length-delimited frames with a versioned postcard
+//! codec ([`codec`]), an authenticated handshake ([`auth`]), and reliable delivery.
+//!
+//! Each endpoint listens on one socket and dials every peer it sends to. A dialed connection
+//! carries data one way (dialer -> acceptor) and acks the other way. Every `Data` frame has a
+//! per-direction sequence number; the dialer keeps a frame until it is acked, and the acceptor
+//! acks only after the application says it processed the frame ([`Endpoint::ack`]). On reconnect
+//! the acceptor announces the last frame it processed and the dialer retransmits the rest, so no
+//! message is lost across a dropped connection or a restarted receiver; the acceptor drops
+//! duplicates by sequence number (reset when the dialer's process restarts: its `incarnation`).
+//!
+//! Malformed, oversized or wrong-version frames, and peers failing authentication, are logged and
+//! their connection dropped; nothing a peer sends can crash the endpoint.
+
+pub mod auth;
+pub mod codec;
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
+
+pub use auth::Secret;
+use codec::{decode, encode, Frame, Nonce};
+pub use codec::{DEFAULT_MAX_FRAME_BYTES, WIRE_VERSION};
+
+/// A batch bigger than this is split into several frames, so that one tick's sends to a node
+/// always fit under the receiver's frame limit.
+const MAX_MESSAGES_PER_FRAME: usize = 2048;
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKOFF_START: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// Where an endpoint listens and whom it talks to.
+#[derive(Clone)]
+pub struct NetConfig {
+    pub me: u32,
+    pub listen: SocketAddr,
+    pub peers: Vec<(u32, SocketAddr)>,
+    pub secret: Secret,
+    /// Frames longer than this are refused (the connection is dropped).
+    pub max_frame_bytes: usize,
+    /// Changes on every process start (see the module docs).
+    pub incarnation: u64,
+}
+
+impl NetConfig {
+    pub fn new(me: u32, listen: SocketAddr, peers: Vec<(u32, SocketAddr)>) -> Self {
+        NetConfig {
+            me,
+            listen,
+            peers,
+            secret: Secret::none(),
+            max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
+            incarnation: fresh_incarnation(),
+        }
+    }
+}
+
+/// A process-unique number: nanoseconds since the epoch, mixed with the pid.
+pub fn fresh_incarnation() -> u64 {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (t.as_nanos() as u64) ^ ((std::process::id() as u64) << 48)
+}
+
+/// One received `Data` frame; pass `from` and `seq` back to [`Endpoint::ack`] once processed.
+#[derive(Debug)]
+pub struct Delivery<M> {
+    pub from: u32,
+    pub seq: u64,
+    pub batch: Vec<M>,
+}
+
+#[derive(Default)]
+struct NetStats {
+    msgs_sent: AtomicU64,
+    bytes_sent: AtomicU64,
+    frames_sent: AtomicU64,
+    msgs_recv: AtomicU64,
+    bytes_recv: AtomicU64,
+    frames_recv: AtomicU64,
+    retransmitted_frames: AtomicU64,
+    duplicate_frames: AtomicU64,
+    reconnects: AtomicU64,
+    rejected_connections: AtomicU64,
+}
+
+/// Counters of one endpoint since it started. Bytes include the 4-byte length prefixes;
+/// messages are items of `Data` batches; retransmissions count again.
+#[derive(Clone, Copy, Default, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NetStatsSnapshot {
+    pub msgs_sent: u64,
+    pub bytes_sent: u64,
+    pub frames_sent: u64,
+    pub msgs_recv: u64,
+    pub bytes_recv: u64,
+    pub frames_recv: u64,
+    pub retransmitted_frames: u64,
+    pub duplicate_frames: u64,
+    pub reconnects: u64,
+    pub rejected_connections: u64,
+}
+
+fn add(c: &AtomicU64, n: u64) {
+    c.fetch_add(n, Ordering::Relaxed);
+}
+
+impl NetStats {
+    fn snapshot(&self) -> NetStatsSnapshot {
+        let g = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        NetStatsSnapshot {
+            msgs_sent: g(&self.msgs_sent),
+            bytes_sent: g(&self.bytes_sent),
+            frames_sent: g(&self.frames_sent),
+            msgs_recv: g(&self.msgs_recv),
+            bytes_recv: g(&self.bytes_recv),
+            frames_recv: g(&self.frames_recv),
+            retransmitted_frames: g(&self.retransmitted_frames),
+            duplicate_frames: g(&self.duplicate_frames),
+            reconnects: g(&self.reconnects),
+            rejected_connections: g(&self.rejected_connections),
+        }
+    }
+}
+
+/// What the acceptor remembers of one dialing peer (across its connections).
+struct Inbound {
+    incarnation: u64,
+    last_delivered: u64,
+    last_acked: u64,
+    ack_tx: Option<mpsc::UnboundedSender<u64>>,
+}
+
+struct Shared<M> {
+    me: u32,
+    secret: Secret,
+    max_frame_bytes: usize,
+    incarnation: u64,
+    stats: NetStats,
+    /// Frames queued or sent but not yet acknowledged, over every peer.
+    unacked: Arc<AtomicU64>,
+    inbound: Mutex<HashMap<u32, Inbound>>,
+    deliver: mpsc::UnboundedSender<Delivery<M>>,
+    /// Peers whose outgoing connection is up.
+    connected: watch::Sender<Vec<u32>>,
+    /// Accepted connections' tasks, aborted with the endpoint.
+    connections: Mutex<Vec<tokio::task::AbortHandle>>,
+}
+
+/// A node's (or the launcher's) network endpoint. Dropping it stops every task.
+pub struct Endpoint<M> {
+    shared: Arc<Shared<M>>,
+    outgoing: HashMap<u32, mpsc::UnboundedSender<Vec<M>>>,
+    local_addr: SocketAddr,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl<M> Drop for Endpoint<M> {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        for c in self.shared.connections.lock().unwrap_or_else(|e| e.into_inner()).drain(..) {
+            c.abort();
+        }
+    }
+}
+
+macro_rules! log {
+    ($me:expr, $($arg:tt)*) => {
+        eprintln!("[compart net {}] {}", $me, format!($($arg)*))
+    };
+}
+
+fn framing(max: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder().max_frame_length(max).new_codec()
+}
+
+impl<M> Endpoint<M>
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    /// Bind the listener and start dialing every peer. Must be called inside a tokio runtime.
+    pub async fn start(config: NetConfig) -> io::Result<(Endpoint<M>, mpsc::UnboundedReceiver<Delivery<M>>)> {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let (deliver, rx) = mpsc::unbounded_channel();
+        let shared = Arc::new(Shared {
+            me: config.me,
+            secret: config.secret.clone(),
+            max_frame_bytes: config.max_frame_bytes,
+            incarnation: config.incarnation,
+            stats: NetStats::default(),
+            unacked: Arc::new(AtomicU64::new(0)),
+            inbound: Mutex::new(HashMap::new()),
+            deliver,
+            connected: watch::channel(Vec::new()).0,
+            connections: Mutex::new(Vec::new()),
+        });
+        let mut tasks = vec![tokio::spawn(accept_loop(listener, shared.clone()))];
+        let mut outgoing = HashMap::new();
+        for &(peer, addr) in &config.peers {
+            if peer == config.me {
+                continue;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            outgoing.insert(peer, tx);
+            tasks.push(tokio::spawn(dial_loop(shared.clone(), peer, addr, rx)));
+        }
+        Ok((Endpoint { shared, outgoing, local_addr, tasks }, rx))
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    pub fn me(&self) -> u32 {
+        self.shared.me
+    }
+
+    /// Queue one batch for `to` (sent as one frame, or a few if it is very large). Sending to
+    /// oneself delivers locally. Returns false for an unknown peer.
+    pub fn send(&self, to: u32, batch: Vec<M>) -> bool {
+        if batch.is_empty() {
+            return true;
+        }
+        if to == self.shared.me {
+            return self.shared.deliver.send(Delivery { from: to, seq: 0, batch }).is_ok();
+        }
+        match self.outgoing.get(&to) {
+            Some(tx) => tx.send(batch).is_ok(),
+            None => false,
+        }
+    }
+
+    /// The application processed every frame from `from` up to `seq`: acknowledge them.
+    pub fn ack(&self, from: u32, seq: u64) {
+        if from == self.shared.me || seq == 0 {
+            return;
+        }
+        let mut inbound = self.shared.inbound.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(state) = inbound.get_mut(&from) {
+            if seq > state.last_acked {
+                state.last_acked = seq;
+                if let Some(tx) = &state.ack_tx {
+                    let _ = tx.send(seq);
+                }
+            }
+        }
+    }
+
+    /// Wait until the outgoing connection to every peer is up.
+    pub async fn wait_connected(&self) {
+        let want = self.outgoing.len();
+        let mut rx = self.shared.connected.subscribe();
+        let _ = rx.wait_for(|c| c.len() >= want).await;
+    }
+
+    /// Wait until every frame sent so far is acknowledged, or `timeout` passes; true if all were.
+    pub async fn drain(&self, timeout: Duration) -> bool {
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.shared.unacked.load(Ordering::Relaxed) == 0 {
+                return true;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    }
+
+    pub fn stats(&self) -> NetStatsSnapshot {
+        self.shared.stats.snapshot()
+    }
+}
+
+async fn accept_loop<M>(listener: TcpListener, shared: Arc<Shared<M>>)
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    loop {
+        match listener.accept().await {
+            Ok((stream, addr)) => {
+                let task_shared = shared.clone();
+                let task = tokio::spawn(async move {
+                    match serve_connection(stream, &task_shared).await {
+                        Ok(()) => {}
+                        Err(e) if quiet_error(&e) => {}
+                        Err(e) => log!(task_shared.me, "dropping connection from {addr}: {e}"),
+                    }
+                });
+                let mut connections = shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+                connections.retain(|c| !c.is_finished());
+                connections.push(task.abort_handle());
+            }
+            Err(e) => {
+                // Out of file descriptors and the like: wait rather than spin.
+                log!(shared.me, "accept failed: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Errors of a peer going away (stopping or crashing): expected, not worth a log line.
+fn quiet_error(e: &io::Error) -> bool {
+    matches!(e.kind(), io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionReset | io::ErrorKind::BrokenPipe)
+}
+
+fn err(msg: impl Into<String>) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, msg.into())
+}
+
+async fn read_frame<M: DeserializeOwned>(
+    read: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    stats: &NetStats,
+) -> io::Result<Option<Frame<M>>> {
+    match read.next().await {
+        None => Ok(None),
+        Some(Err(e)) => Err(e),
+        Some(Ok(bytes)) => {
+            add(&stats.bytes_recv, bytes.len() as u64 + 4);
+            decode(&bytes).map(Some).map_err(|e| err(e.to_string()))
+        }
+    }
+}
+
+/// Frames without a batch encode the same for every `M`; callers use `M = ()` for them so that
+/// spawned writers need no bounds on the payload type.
+async fn write_frame<M: Serialize>(
+    write: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    frame: &Frame<M>,
+) -> io::Result<()> {
+    write.send(encode(frame)).await
+}
+
+/// The accepting side of one connection: handshake, then deliver data and send acks.
+async fn serve_connection<M>(stream: TcpStream, shared: &Arc<Shared<M>>) -> io::Result<()>
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    stream.set_nodelay(true)?;
+    let (r, w) = stream.into_split();
+    let mut read = FramedRead::new(r, framing(shared.max_frame_bytes));
+    let mut write = FramedWrite::new(w, framing(shared.max_frame_bytes));
+    let challenge = auth::random_nonce();
+    write_frame::<M>(&mut write, &Frame::Challenge { nonce: challenge }).await?;
+    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame::<M>(&mut read, &shared.stats))
+        .await
+        .map_err(|_| err("no hello within the handshake timeout"))??;
+    let Some(Frame::Hello { from, incarnation, nonce, mac }) = hello else {
+        return Err(err("expected a hello frame"));
+    };
+    if !shared.secret.verify_hello(&challenge, from, incarnation, &nonce, &mac) {
+        add(&shared.stats.rejected_connections, 1);
+        return Err(err(format!("peer claiming to be {from} failed authentication")));
+    }
+    let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
+    let resume_from = {
+        let mut inbound = shared.inbound.lock().unwrap_or_else(|e| e.into_inner());
+        let state =
+            inbound.entry(from).or_insert(Inbound { incarnation, last_delivered: 0, last_acked: 0, ack_tx: None });
+        if state.incarnation != incarnation {
+            // The dialer restarted: its numbering starts over.
+            *state = Inbound { incarnation, last_delivered: 0, last_acked: 0, ack_tx: None };
+        }
+        // Replacing the sender ends the previous connection's ack writer.
+        state.ack_tx = Some(ack_tx);
+        state.last_acked
+    };
+    let mac = shared.secret.welcome_mac(&nonce, resume_from);
+    write_frame::<M>(&mut write, &Frame::Welcome { resume_from, mac }).await?;
+
+    let ack_writer = tokio::spawn(async move {
+        while let Some(mut upto) = ack_rx.recv().await {
+            while let Ok(more) = ack_rx.try_recv() {
+                upto = upto.max(more);
+            }
+            if write_frame::<()>(&mut write, &Frame::Ack { upto }).await.is_err() {
+                break;
+            }
+        }
+    });
+    let result = async {
+        loop {
+            match read_frame::<M>(&mut read, &shared.stats).await? {
+                None => return Ok(()),
+                Some(Frame::Data { from: sender, seq, batch }) => {
+                    if sender != from {
+                        return Err(err(format!("data from {sender} on the connection of {from}")));
+                    }
+                    add(&shared.stats.frames_recv, 1);
+                    add(&shared.stats.msgs_recv, batch.len() as u64);
+                    let mut inbound = shared.inbound.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(state) = inbound.get_mut(&from) else { return Ok(()) };
+                    if state.incarnation != incarnation {
+                        return Ok(()); // a newer connection of a restarted dialer took over
+                    }
+                    if seq <= state.last_delivered {
+                        add(&shared.stats.duplicate_frames, 1);
+                        continue;
+                    }
+                    state.last_delivered = seq;
+                    drop(inbound);
+                    if shared.deliver.send(Delivery { from, seq, batch }).is_err() {
+                        return Ok(()); // the application is gone
+                    }
+                }
+                Some(_) => return Err(err("unexpected frame after the handshake")),
+            }
+        }
+    }
+    .await;
+    ack_writer.abort();
+    result
+}
+
+struct Outbox {
+    next_seq: u64,
+    pending: Arc<AtomicU64>,
+    /// (seq, encoded frame, messages in it), in sequence order.
+    unacked: VecDeque<(u64, Bytes, u64)>,
+}
+
+impl Outbox {
+    fn push<M: Serialize>(&mut self, me: u32, batch: Vec<M>) -> Vec<usize> {
+        let mut added = Vec::new();
+        let mut batch = batch;
+        while !batch.is_empty() {
+            let rest =
+                if batch.len() > MAX_MESSAGES_PER_FRAME { batch.split_off(MAX_MESSAGES_PER_FRAME) } else { Vec::new() };
+            let seq = self.next_seq;
+            self.next_seq += 1;
+            let n = batch.len() as u64;
+            let bytes = encode(&Frame::Data { from: me, seq, batch });
+            self.unacked.push_back((seq, bytes, n));
+            add(&self.pending, 1);
+            added.push(self.unacked.len() - 1);
+            batch = rest;
+        }
+        added
+    }
+
+    fn acked(&mut self, upto: u64) {
+        while self.unacked.front().is_some_and(|(s, _, _)| *s <= upto) {
+            self.unacked.pop_front();
+            self.pending.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// The dialing side towards one peer: connect with exponential backoff, retransmit what was not
+/// acknowledged, then stream new batches and consume acks until the connection fails.
+async fn dial_loop<M>(shared: Arc<Shared<M>>, peer: u32, addr: SocketAddr, mut rx: mpsc::UnboundedReceiver<Vec<M>>)
+where
+    M: Serialize + DeserializeOwned + Send + Sync + 'static,
+{
+    let mut outbox = Outbox { next_seq: 1, pending: shared.unacked.clone(), unacked: VecDeque::new() };
+    let mut backoff = BACKOFF_START;
+    let mut ever_connected = false;
+    loop {
+        match handshake(&shared, addr).await {
+            Ok((mut read, mut write, resume_from)) => {
+                backoff = BACKOFF_START;
+                if ever_connected {
+                    add(&shared.stats.reconnects, 1);
+                }
+                ever_connected = true;
+                outbox.acked(resume_from);
+                shared.connected.send_modify(|c| c.push(peer));
+                let error = stream_to_peer(&shared, &mut outbox, &mut rx, &mut read, &mut write).await;
+                shared.connected.send_modify(|c| c.retain(|&p| p != peer));
+                match error {
+                    None => return, // the endpoint was dropped
+                    // A peer that stops or crashes closes its connections: expected, and the
+                    // reconnect loop below handles it quietly.
+                    Some(e) if quiet_error(&e) => {}
+                    Some(e) => log!(shared.me, "connection to {peer} ({addr}) lost: {e}; reconnecting"),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                log!(shared.me, "peer {peer} ({addr}) refused: {e}");
+            }
+            // Peers that are not up yet refuse connections: retry quietly.
+            Err(_) => {}
+        }
+        // Keep accepting batches while disconnected so the application never blocks.
+        let wake = tokio::time::sleep(backoff);
+        tokio::pin!(wake);
+        loop {
+            tokio::select! {
+                _ = &mut wake => break,
+                batch = rx.recv() => match batch {
+                    None => return,
+                    Some(b) => { outbox.push(shared.me, b); }
+                },
+            }
+        }
+        backoff = (backoff * 2).min(BACKOFF_MAX);
+    }
+}
+
+type Halves = (FramedRead<OwnedReadHalf, LengthDelimitedCodec>, FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>, u64);
+
+async fn handshake<M>(shared: &Shared<M>, addr: SocketAddr) -> io::Result<Halves>
+where
+    M: Serialize + DeserializeOwned,
+{
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
+    stream.set_nodelay(true)?;
+    let (r, w) = stream.into_split();
+    let mut read = FramedRead::new(r, framing(shared.max_frame_bytes));
+    // Our own frames are bounded by MAX_MESSAGES_PER_FRAME; the receiver enforces its limit.
+    let mut write = FramedWrite::new(w, framing(usize::MAX));
+    let steps = async {
+        let Some(Frame::Challenge { nonce: challenge }) = read_frame::<M>(&mut read, &shared.stats).await? else {
+            return Err(err("expected a challenge"));
+        };
+        let nonce: Nonce = auth::random_nonce();
+        let mac = shared.secret.hello_mac(&challenge, shared.me, shared.incarnation, &nonce);
+        write_frame::<M>(&mut write, &Frame::Hello { from: shared.me, incarnation: shared.incarnation, nonce, mac })
+            .await?;
+        match read_frame::<M>(&mut read, &shared.stats).await? {
+            Some(Frame::Welcome { resume_from, mac }) => {
+                if !shared.secret.verify_welcome(&nonce, resume_from, &mac) {
+                    return Err(io::Error::new(io::ErrorKind::PermissionDenied, "peer failed authentication"));
+                }
+                Ok(resume_from)
+            }
+            // The acceptor closes without a welcome when our MAC was wrong.
+            None => Err(io::Error::new(io::ErrorKind::PermissionDenied, "closed during the handshake (wrong secret?)")),
+            Some(_) => Err(err("expected a welcome")),
+        }
+    };
+    let resume_from = tokio::time::timeout(HANDSHAKE_TIMEOUT, steps)
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+    Ok((read, write, resume_from))
+}
+
+/// Returns None when the application dropped its sender (clean stop), or the connection error.
+async fn stream_to_peer<M>(
+    shared: &Shared<M>,
+    outbox: &mut Outbox,
+    rx: &mut mpsc::UnboundedReceiver<Vec<M>>,
+    read: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    write: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+) -> Option<io::Error>
+where
+    M: Serialize + DeserializeOwned,
+{
+    let stats = &shared.stats;
+    // Retransmit everything not yet acknowledged, in order.
+    for (_, bytes, n) in &outbox.unacked {
+        add(&stats.retransmitted_frames, 1);
+        add(&stats.frames_sent, 1);
+        add(&stats.msgs_sent, *n);
+        add(&stats.bytes_sent, bytes.len() as u64 + 4);
+        if let Err(e) = write.feed(bytes.clone()).await {
+            return Some(e);
+        }
+    }
+    if let Err(e) = SinkExt::<Bytes>::flush(write).await {
+        return Some(e);
+    }
+    loop {
+        tokio::select! {
+            batch = rx.recv() => {
+                let Some(batch) = batch else {
+                    // Clean stop: flush what is queued, then report it.
+                    let _ = SinkExt::<Bytes>::flush(write).await;
+                    return None;
+                };
+                let mut batches = vec![batch];
+                while let Ok(b) = rx.try_recv() {
+                    batches.push(b);
+                }
+                for b in batches {
+                    for i in outbox.push(shared.me, b) {
+                        let (_, bytes, n) = &outbox.unacked[i];
+                        add(&stats.frames_sent, 1);
+                        add(&stats.msgs_sent, *n);
+                        add(&stats.bytes_sent, bytes.len() as u64 + 4);
+                        if let Err(e) = write.feed(bytes.clone()).await {
+                            return Some(e);
+                        }
+                    }
+                }
+                if let Err(e) = SinkExt::<Bytes>::flush(write).await {
+                    return Some(e);
+                }
+            }
+            frame = read_frame::<M>(read, stats) => match frame {
+                Ok(Some(Frame::Ack { upto })) => outbox.acked(upto),
+                Ok(Some(_)) => return Some(err("unexpected frame from the acceptor")),
+                Ok(None) => return Some(io::Error::new(io::ErrorKind::UnexpectedEof, "closed by peer")),
+                Err(e) => return Some(e),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,179 @@
+//! `compart explain`, `compart rewrite`, `compart optimize`: the scaling analysis, the rewrites
+//! and the optimizer of the analysis crate, on files.
+
+use std::path::{Path, PathBuf};
+
+use compart_analysis::{analyze, optimize, rewrite, scaling, Analysis};
+
+use crate::Format;
+
+/// Write to stdout; a closed pipe (`| head`) is not an error worth a panic.
+pub(crate) fn emit(text: &str) {
+    use std::io::Write;
+    let _ = std::io::stdout().write_all(text.as_bytes());
+}
+
+fn load(path: &Path) -> Result<Analysis, u8> {
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        eprintln!("error: cannot read {}: {e}", path.display());
+        2u8
+    })?;
+    let analysis = analyze(&text);
+    if analysis.has_errors() {
+        eprintln!("error: {} has errors; run `compart check` first", path.display());
+        return Err(1);
+    }
+    Ok(analysis)
+}
+
+fn location(analysis: &Analysis, path: &Path, range: compart_analysis::TextRange) -> String {
+    let line = analysis.text()[..range.start as usize].matches('\n').count() + 1;
+    format!("{}:{line}", path.display())
+}
+
+/// Print every component's and rule's scaling class with its reasons.
+pub fn explain(file: &Path, format: Format) -> u8 {
+    let analysis = match load(file) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let report = scaling::classify(&analysis.program);
+    match format {
+        Format::Human => emit(&scaling::render(&analysis.program, &report)),
+        Format::Json => match serde_json::to_string_pretty(&report) {
+            Ok(json) => emit(&format!("{json}\n")),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+    }
+    0
+}
+
+/// Apply one rewrite; the new program goes to stdout (or back to the file with `write`), the
+/// explanation to stderr. Exit 1 when the rewrite is refused.
+pub fn rewrite(
+    file: &Path,
+    decouple: Option<&str>,
+    into: Option<&str>,
+    partition: Option<&str>,
+    by: Option<&str>,
+    write: bool,
+) -> u8 {
+    let analysis = match load(file) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let result = match (decouple, partition) {
+        (Some(spec), None) => {
+            let Some(into) = into else {
+                eprintln!("error: --decouple needs --into NAME");
+                return 2;
+            };
+            let Some((component, selectors)) = spec.split_once(':') else {
+                eprintln!("error: --decouple takes COMPONENT:RULE,RULE,... (rules by 1-based index or head name)");
+                return 2;
+            };
+            let selectors: Vec<&str> = selectors.split(',').filter(|s| !s.is_empty()).collect();
+            rewrite::select_rules(&analysis, component, &selectors)
+                .and_then(|rules| rewrite::decouple(&analysis, component, &rules, into))
+        }
+        (None, Some(component)) => rewrite::partition(&analysis, component, by),
+        _ => {
+            eprintln!("error: give exactly one of --decouple or --partition");
+            return 2;
+        }
+    };
+    match result {
+        Ok(result) => {
+            for line in &result.explanation {
+                eprintln!("note: {line}");
+            }
+            if write {
+                if let Err(e) = std::fs::write(file, &result.new_text) {
+                    eprintln!("error: cannot write {}: {e}", file.display());
+                    return 2;
+                }
+            } else {
+                emit(&result.new_text);
+            }
+            0
+        }
+        Err(refusal) => {
+            eprintln!("refused: {}: {}", location(&analysis, file, refusal.range), refusal.reason);
+            1
+        }
+    }
+}
+
+/// Profile written by `compart run --report` (`compart-run-report/1`, runtime/README.md): each
+/// rule's `facts_per_request`, keyed by the analysis' rule id, becomes the rule's measured
+/// frequency. The report must come from the same program (rule ids are positions in it).
+fn read_profile(path: &Path, program: &compart_analysis::Program) -> Result<optimize::Profile, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let report: compart_runtime::report::RunReport =
+        serde_json::from_str(&text).map_err(|e| format!("{}: not a run report: {e}", path.display()))?;
+    let mut profile = optimize::Profile::default();
+    for entry in &report.rules {
+        let id = compart_analysis::model::RuleId(entry.rule);
+        if id.index() >= program.rules.len() || program.rule(id).head.relation != entry.head {
+            return Err(format!(
+                "{}: rule {} (`{}`) is not in this program; profile the same program you optimize",
+                path.display(),
+                entry.rule,
+                entry.head
+            ));
+        }
+        profile.rule_facts.insert(optimize::Profile::key(program.rule(id)), entry.facts_per_request);
+    }
+    Ok(profile)
+}
+
+/// Search rewrites for the best predicted throughput on `machines` machines.
+pub fn optimize(file: &Path, machines: usize, profile: Option<&Path>, out: Option<&PathBuf>) -> u8 {
+    let analysis = match load(file) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let profile = match profile.map(|p| read_profile(p, &analysis.program)).transpose() {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
+    let mut logical = std::collections::BTreeMap::new();
+    let toml = file.with_extension("toml");
+    if let Ok(text) = std::fs::read_to_string(&toml) {
+        match compart_runtime::Deployment::from_toml(&text, &analysis.program) {
+            Ok(deployment) => {
+                for node in deployment.logical_nodes() {
+                    *logical.entry(analysis.program.component(node.component).name.clone()).or_insert(0) += 1;
+                }
+            }
+            Err(e) => eprintln!("warning: ignoring {}: {e}", toml.display()),
+        }
+    }
+    let options = optimize::Options { machines, profile, logical };
+    let plan = optimize::optimize(&analysis, &options);
+    emit(&optimize::render_steps(&plan));
+    match out {
+        Some(dir) => {
+            let stem = file.file_stem().and_then(|s| s.to_str()).unwrap_or("program");
+            let program = dir.join(format!("{stem}.optimized.ded"));
+            let deployment = dir.join(format!("{stem}.optimized.toml"));
+            let written = std::fs::create_dir_all(dir)
+                .and_then(|_| std::fs::write(&program, &plan.text))
+                .and_then(|_| std::fs::write(&deployment, &plan.deployment));
+            if let Err(e) = written {
+                eprintln!("error: cannot write to {}: {e}", dir.display());
+                return 2;
+            }
+            emit(&format!("\nwrote {} and {}\n", program.display(), deployment.display()));
+        }
+        None => emit(&format!("\n{}\n{}", plan.deployment, plan.text)),
+    }
+    0
+}
