@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod run;
 mod sim;
 mod verify;
 
@@ -36,9 +37,14 @@ enum Command {
         #[arg(long)]
         deny_warnings: bool,
     },
+    /// Run a program on a local cluster (one process per node) under a generated workload.
+    Run(run::RunArgs),
     /// Run a program on the deterministic simulator: seeded schedules with reordering, delays,
     /// duplicates, crashes and partitions; every invariant checked after every tick.
     Sim(sim::SimArgs),
+    /// One node of a cluster (started by `compart run`).
+    #[command(hide = true)]
+    Node(run::NodeCli),
     /// Rewrite programs in canonical format (comments kept).
     Fmt {
         #[arg(required = true)]
@@ -124,7 +130,9 @@ fn main() -> ExitCode {
         Command::Optimize { file, machines, profile, out } => {
             explain::optimize(&file, machines, profile.as_deref(), out.as_ref())
         }
+        Command::Run(args) => run::run(args),
         Command::Sim(args) => sim::sim(args),
+        Command::Node(args) => run::node(args),
     };
     ExitCode::from(code)
 }

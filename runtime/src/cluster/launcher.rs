@@ -363,7 +363,7 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                         restarts[i] += 1;
                         dead.remove(&i);
                     } else {
-                        children.kill(i);
+                        children.kill_node(i);
                         dead.insert(i);
                     }
                     pb.set_message(format!("{} {name}", if restart { "restarted" } else { "killed" }));
@@ -431,7 +431,8 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
     children.wait_all(Duration::from_secs(3));
 
     // ---- The report.
-    let total_cpu: f64 = stats.values().map(|s| s.cpu_user_s + s.cpu_sys_s).sum();
+    let total_cpu: f64 =
+        stats.values().map(|s| s.cpu_user_s + s.cpu_sys_s).sum::<f64>() + children.cpu_of_killed.iter().sum::<f64>();
     let per_req = |x: f64| if summary.ok > 0 { x / summary.ok as f64 } else { 0.0 };
     summary.cpu_us_per_request = per_req(total_cpu * 1e6);
     let (user, sys) = super::own_cpu_seconds();
@@ -443,7 +444,7 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
         .enumerate()
         .map(|(i, spec)| {
             let s = stats.get(&i).cloned().unwrap_or_default();
-            let cpu = s.cpu_user_s + s.cpu_sys_s;
+            let cpu = s.cpu_user_s + s.cpu_sys_s + children.cpu_of_killed[i];
             NodeReport {
                 name: spec.name.clone(),
                 component: program.component(spec.component).name.clone(),

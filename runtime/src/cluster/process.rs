@@ -12,11 +12,26 @@ use std::time::{Duration, Instant};
 pub struct Children {
     /// One slot per node; None while a node is down (killed by a fault and not yet restarted).
     pub procs: Vec<Option<Child>>,
+    /// CPU seconds of each node's earlier processes (killed by a fault), read just before the kill.
+    pub cpu_of_killed: Vec<f64>,
+}
+
+/// CPU seconds (user + system) of a live process, from /proc/<pid>/stat.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name (which may contain spaces): utime and stime are the 12th
+    // and 13th of them.
+    let rest = stat.rsplit_once(')')?.1;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: f64 = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    Some(ticks / if hz > 0 { hz as f64 } else { 100.0 })
 }
 
 impl Children {
     pub fn new(n: usize) -> Self {
-        Children { procs: (0..n).map(|_| None).collect() }
+        Children { procs: (0..n).map(|_| None).collect(), cpu_of_killed: vec![0.0; n] }
     }
 
     /// Spawn `cmd` as node `i`. Must be called from the thread that lives as long as the child
@@ -45,6 +60,14 @@ impl Children {
 
     pub fn pid(&self, i: usize) -> Option<u32> {
         self.procs[i].as_ref().map(|c| c.id())
+    }
+
+    /// SIGKILL node `i` (a fault) and reap it, remembering the CPU time it used.
+    pub fn kill_node(&mut self, i: usize) {
+        if let Some(pid) = self.pid(i) {
+            self.cpu_of_killed[i] += cpu_seconds(pid).unwrap_or(0.0);
+        }
+        self.kill(i);
     }
 
     /// SIGKILL node `i` and reap it.
@@ -92,5 +115,20 @@ impl Children {
 impl Drop for Children {
     fn drop(&mut self) {
         self.kill_all();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reads_own_cpu_time() {
+        let mut x = 0u64;
+        for i in 0..3_000_000u64 {
+            x = x.wrapping_mul(31).wrapping_add(i);
+        }
+        assert!(x != 1);
+        let cpu = super::cpu_seconds(std::process::id()).unwrap();
+        assert!((0.0..1e6).contains(&cpu));
+        assert!(super::cpu_seconds(u32::MAX).is_none());
     }
 }

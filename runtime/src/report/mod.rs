@@ -111,6 +111,7 @@ pub struct NodeReport {
     pub restarts: u32,
     /// Whether the node answered the final statistics request (a node that died did not).
     pub reported: bool,
+    /// CPU seconds of every process that ran this node (killed ones read just before the kill).
     pub cpu_s: f64,
     pub cpu_us_per_request: f64,
     pub ticks: u64,
