@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod lsp;
 mod run;
 mod sim;
 mod verify;
@@ -27,6 +28,8 @@ pub enum Format {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Serve the language server protocol over stdin/stdout (for editors).
+    Lsp,
     /// Parse and analyse programs; report errors and warnings.
     Check {
         #[arg(required = true)]
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
         }
     };
     let code = match cli.command {
+        Command::Lsp => lsp::lsp(),
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),

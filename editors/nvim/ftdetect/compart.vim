@@ -1,0 +1,2 @@
+" compart protocols: *.ded
+autocmd BufRead,BufNewFile *.ded setfiletype compart

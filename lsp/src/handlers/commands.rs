@@ -1,0 +1,215 @@
+//! workspace/executeCommand: "Run local cluster" and "Simulate" spawn `compart run` / `compart sim`
+//! on the document's file, stream each output line as `$/progress` and window/logMessage, and
+//! report the final figures (throughput, latency) or the invariant violation.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+
+use serde_json::{json, Value};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::Command;
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::{ExecuteCommandParams, MessageType, NumberOrString, Uri};
+
+use crate::session::{invalid_params, request_failed, Session};
+
+pub const RUN: &str = "compart.run";
+pub const SIMULATE: &str = "compart.simulate";
+pub const ALL: &[&str] = &[RUN, SIMULATE];
+
+/// A run that does not end by itself is stopped after this long.
+const TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The subcommand and arguments for a command, checked before anything is spawned.
+pub fn command_line(params: &ExecuteCommandParams) -> Result<(&'static str, PathBuf, Vec<String>)> {
+    let sub = match params.command.as_str() {
+        RUN => "run",
+        SIMULATE => "sim",
+        other => return Err(invalid_params(format!("unknown command `{other}`"))),
+    };
+    let uri = params
+        .arguments
+        .first()
+        .and_then(Value::as_str)
+        .ok_or_else(|| invalid_params("expected the document's URI as the first argument"))?;
+    let uri: Uri = uri.parse().map_err(|_| invalid_params(format!("`{uri}` is not a URI")))?;
+    let path = uri
+        .to_file_path()
+        .map(|p| p.into_owned())
+        .ok_or_else(|| invalid_params(format!("`{}` is not a file", uri.as_str())))?;
+    // Optional second argument: extra command-line arguments, e.g. ["--duration", "5s"].
+    let extra = match params.arguments.get(1) {
+        None | Some(Value::Null) => vec![],
+        Some(Value::Array(items)) => items
+            .iter()
+            .map(|v| v.as_str().map(str::to_string).ok_or_else(|| invalid_params("extra arguments must be strings")))
+            .collect::<Result<_>>()?,
+        Some(_) => return Err(invalid_params("the second argument must be a list of strings")),
+    };
+    Ok((sub, path, extra))
+}
+
+/// `run|sim PROGRAM --deploy PROGRAM.toml [defaults] [extra]`: the deployment file beside the
+/// program unless the extra arguments name one.
+pub fn arguments(sub: &str, path: &Path, extra: Vec<String>) -> Result<Vec<String>> {
+    let mut args = vec![sub.to_string(), path.display().to_string()];
+    if !extra.iter().any(|a| a == "--deploy" || a.starts_with("--deploy=")) {
+        let deploy = path.with_extension("toml");
+        if !deploy.is_file() {
+            return Err(request_failed(format!(
+                "no deployment file {} beside the program (or pass [\"--deploy\", PATH] as the second argument)",
+                deploy.display()
+            )));
+        }
+        args.extend(["--deploy".to_string(), deploy.display().to_string()]);
+    }
+    // Quick feedback in the editor: a few seeded schedules, a short run.
+    let defaults: &[&str] = if sub == "sim" { &["--schedules", "10"] } else { &["--requests", "2000"] };
+    let flag = defaults[0];
+    if !extra.iter().any(|a| a == flag) {
+        args.extend(defaults.iter().map(|s| s.to_string()));
+    }
+    args.extend(extra);
+    Ok(args)
+}
+
+/// The `compart` executable: configured, else this very binary when it is `compart`, else PATH.
+fn compart_executable(session: &Session) -> PathBuf {
+    if let Some(path) = session.config().compart_path {
+        return path;
+    }
+    match std::env::current_exe() {
+        Ok(exe) if exe.file_stem().is_some_and(|s| s == "compart") => exe,
+        _ => PathBuf::from("compart"),
+    }
+}
+
+/// Lines worth repeating at the end: the figures and any violation.
+fn is_summary(line: &str) -> bool {
+    let l = line.to_ascii_lowercase();
+    ["throughput", "latency", "violat", "invariant", "p50", "p99", "error", "ops/s", "facts/s"]
+        .iter()
+        .any(|k| l.contains(k))
+}
+
+pub async fn execute(session: &Session, params: ExecuteCommandParams) -> Result<Option<Value>> {
+    let (sub, path, extra) = command_line(&params)?;
+    let exe = compart_executable(session);
+    let title = if sub == "run" { "compart: running local cluster" } else { "compart: simulating" };
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
+    let args = arguments(sub, &path, extra)?;
+    let mut child = Command::new(&exe)
+        .args(&args)
+        .current_dir(path.parent().unwrap_or(Path::new(".")))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| request_failed(format!("cannot start `{} {sub}`: {e}", exe.display())))?;
+
+    // Use the client's token when it sent one; otherwise create one if the client can show progress.
+    let token = match params.work_done_progress_params.work_done_token.clone() {
+        Some(token) => Some(token),
+        None if session.config().work_done_progress => {
+            let token = NumberOrString::String(format!("compart/{sub}/{}", std::process::id()));
+            session.client.create_work_done_progress(token.clone()).await.ok().map(|_| token)
+        }
+        None => None,
+    };
+    let progress = match token {
+        Some(token) => Some(session.client.progress(token, title).with_message(file.clone()).begin().await),
+        None => None,
+    };
+
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
+    let stderr = child.stderr.take().map(|s| BufReader::new(s).lines());
+    for mut lines in [stdout.map(Lines::Out), stderr.map(Lines::Err)].into_iter().flatten() {
+        let tx = tx.clone();
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    drop(tx);
+    let mut output = Vec::new();
+    let collect = async {
+        while let Some(line) = rx.recv().await {
+            session.client.log_message(MessageType::INFO, format!("[{sub}] {line}")).await;
+            if let Some(p) = &progress {
+                p.report(line.clone()).await;
+            }
+            output.push(line);
+        }
+        child.wait().await
+    };
+    let status = match tokio::time::timeout(TIMEOUT, collect).await {
+        Ok(status) => status.map_err(|e| request_failed(format!("waiting for `compart {sub}`: {e}")))?,
+        Err(_) => {
+            if let Some(p) = progress {
+                p.finish_with_message("timed out").await;
+            }
+            return Err(request_failed(format!("`compart {sub}` did not finish within {} s", TIMEOUT.as_secs())));
+        }
+    };
+    let mut summary: Vec<&str> = output.iter().map(String::as_str).filter(|l| is_summary(l)).collect();
+    if summary.is_empty() {
+        summary.extend(output.last().map(String::as_str));
+    }
+    let summary = summary.join("\n");
+    let ok = status.success();
+    let message = format!(
+        "compart {sub} {file}: {}{}",
+        if ok { "done" } else { "failed" },
+        if summary.is_empty() { String::new() } else { format!("\n{summary}") }
+    );
+    if let Some(p) = progress {
+        p.finish_with_message(if ok { "done" } else { "failed" }).await;
+    }
+    session.client.show_message(if ok { MessageType::INFO } else { MessageType::ERROR }, &message).await;
+    Ok(Some(
+        json!({ "command": params.command, "exitCode": status.code(), "success": ok, "summary": summary, "output": output }),
+    ))
+}
+
+enum Lines {
+    Out(tokio::io::Lines<BufReader<tokio::process::ChildStdout>>),
+    Err(tokio::io::Lines<BufReader<tokio::process::ChildStderr>>),
+}
+
+impl Lines {
+    async fn next_line(&mut self) -> std::io::Result<Option<String>> {
+        match self {
+            Lines::Out(l) => l.next_line().await,
+            Lines::Err(l) => l.next_line().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn arguments_find_the_deployment() {
+        let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+        let voting = examples.join("voting.ded");
+        let args = arguments("sim", &voting, vec![]).unwrap();
+        assert_eq!(args[0], "sim");
+        assert!(args.iter().any(|a| a.ends_with("voting.toml")), "{args:?}");
+        assert!(args.ends_with(&["--schedules".to_string(), "10".to_string()]));
+        let args = arguments("run", &voting, vec!["--requests".into(), "5".into()]).unwrap();
+        assert_eq!(args.iter().filter(|a| *a == "--requests").count(), 1);
+        assert!(arguments("run", &examples.join("nothing.ded"), vec![]).is_err());
+        let args = arguments("run", &examples.join("nothing.ded"), vec!["--deploy".into(), "x.toml".into()]).unwrap();
+        assert_eq!(
+            args,
+            ["run", &examples.join("nothing.ded").display().to_string(), "--requests", "2000", "--deploy", "x.toml"]
+        );
+    }
+}

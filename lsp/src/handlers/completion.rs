@@ -1,0 +1,138 @@
+//! Completion: relation names (the cursor's component first), keywords and built-in functions;
+//! inside an atom's parentheses, the relation's columns (the one at the cursor's position first).
+//!
+//! The context is read from the text rather than the tree because the text being typed rarely
+//! parses.
+
+use compart_analysis::model::{Function, RelationKind, NODES_RELATION};
+use compart_analysis::Analysis;
+use tower_lsp_server::ls_types::{CompletionItem, CompletionItemKind};
+
+use crate::handlers::hover::signature;
+
+const KEYWORDS: &[&str] =
+    &["component", "input", "output", "table", "channel", "scratch", "delete", "invariant", "partitioned by", "key"];
+const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "choose"];
+
+/// The relation whose argument list holds `offset`, and the argument index there.
+fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
+    let before = &text[..offset];
+    let (mut depth, mut commas) = (0i32, 0usize);
+    for (i, ch) in before.char_indices().rev() {
+        match ch {
+            ')' => depth += 1,
+            '(' if depth > 0 => depth -= 1,
+            '(' => {
+                let head = before[..i].trim_end();
+                let start =
+                    head.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '@')).map_or(0, |p| p + 1);
+                // `ballot@p(` names `ballot`.
+                let name = head[start..].split('@').next().unwrap_or("");
+                return (!name.is_empty()).then_some((name, commas));
+            }
+            ',' if depth == 0 => commas += 1,
+            '.' | '{' | '}' | ';' => return None,
+            ':' if before[i..].starts_with(":-") || before[i..].starts_with(":+") || before[i..].starts_with(":~") => {
+                return None
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
+pub fn completion(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
+    let program = &analysis.program;
+    let text = analysis.text();
+    if let Some((name, arg)) = enclosing_atom(text, offset) {
+        if Function::from_name(name).is_some() || AGGREGATES.contains(&name) {
+            return variables_at(analysis, offset);
+        }
+        let Some(rel) = program.relation_by_name(name).map(|r| program.relation(r)) else { return vec![] };
+        let mut items: Vec<CompletionItem> = rel
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, c)| CompletionItem {
+                label: c.name.clone(),
+                kind: Some(CompletionItemKind::FIELD),
+                detail: Some(format!("{}: {} (column {} of {})", c.name, c.ty, i + 1, rel.name)),
+                sort_text: Some(format!("{}{i:03}", if i == arg { 0 } else { 1 })),
+                preselect: (i == arg).then_some(true),
+                ..Default::default()
+            })
+            .collect();
+        items.extend(variables_at(analysis, offset));
+        return items;
+    }
+    let here = program.components.iter().position(|c| c.range.contains(offset));
+    let mut items: Vec<CompletionItem> = program
+        .relations
+        .iter()
+        .map(|rel| {
+            let kind = match rel.kind {
+                RelationKind::Table => CompletionItemKind::STRUCT,
+                RelationKind::Channel => CompletionItemKind::EVENT,
+                RelationKind::Input | RelationKind::Output => CompletionItemKind::INTERFACE,
+                _ => CompletionItemKind::FUNCTION,
+            };
+            let local = rel.name == NODES_RELATION || rel.component.map(|c| c.index()) == here;
+            CompletionItem {
+                label: rel.name.clone(),
+                kind: Some(kind),
+                detail: Some(signature(rel)),
+                sort_text: Some(format!("{}{}", if local { 0 } else { 1 }, rel.name)),
+                ..Default::default()
+            }
+        })
+        .collect();
+    items.extend(KEYWORDS.iter().map(|k| CompletionItem {
+        label: k.to_string(),
+        kind: Some(CompletionItemKind::KEYWORD),
+        sort_text: Some(format!("2{k}")),
+        ..Default::default()
+    }));
+    items.extend(Function::NAMES.iter().chain(AGGREGATES).map(|f| CompletionItem {
+        label: f.to_string(),
+        kind: Some(CompletionItemKind::FUNCTION),
+        detail: Some("built-in".into()),
+        sort_text: Some(format!("3{f}")),
+        ..Default::default()
+    }));
+    items.dedup_by(|a, b| a.label == b.label);
+    items
+}
+
+/// Variables already used in the rule around `offset`.
+fn variables_at(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
+    let program = &analysis.program;
+    let Some(rule) = program.rules.iter().find(|r| r.range.contains(offset)) else { return vec![] };
+    rule.variables
+        .iter()
+        .filter(|v| !v.first_range.contains(offset))
+        .map(|v| CompletionItem {
+            label: v.name.clone(),
+            kind: Some(CompletionItemKind::VARIABLE),
+            detail: Some(format!("{}: {}", v.name, v.ty)),
+            sort_text: Some(format!("5{}", v.name)),
+            ..Default::default()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_the_enclosing_atom() {
+        let text = "component c { x(a) :- vote_log(id, v";
+        assert_eq!(enclosing_atom(text, text.len()), Some(("vote_log", 1)));
+        let text = "component c { ballot@p(id, ";
+        assert_eq!(enclosing_atom(text, text.len()), Some(("ballot", 1)));
+        let text = "component c { x(a) :- f(hash(a), b), ";
+        assert_eq!(enclosing_atom(text, text.len()), None);
+        let text = "component c { x(a) :- f(hash(a), ";
+        assert_eq!(enclosing_atom(text, text.len()), Some(("f", 1)));
+    }
+}

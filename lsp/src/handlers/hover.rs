@@ -1,0 +1,166 @@
+//! Hover: a relation's schema, kind and home; a component's shape; a variable's type and the
+//! columns it binds.
+
+use compart_analysis::model::{BodyItem, Relation, RelationKind, RuleKind};
+use compart_analysis::{Analysis, Program};
+use tower_lsp_server::ls_types::{Hover, HoverContents, MarkupContent, MarkupKind, Position};
+
+use crate::converters::Converter;
+use crate::documents::Snapshot;
+use crate::index::{self, Scope, Symbol};
+
+pub fn hover(snapshot: &Snapshot, position: Position) -> Result<Option<Hover>, crate::converters::OutOfRange> {
+    let analysis = &snapshot.analysis;
+    let conv = Converter::new(analysis);
+    let offset = conv.offset(position)?;
+    let occurrences = index::occurrences(&analysis.program);
+    let Some(occ) = index::at(&occurrences, offset) else { return Ok(None) };
+    let Some(markdown) = describe(snapshot, &occ.symbol) else { return Ok(None) };
+    Ok(Some(Hover {
+        contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: markdown }),
+        range: Some(conv.range(occ.range)),
+    }))
+}
+
+/// `table vote_log(id: int, voter: addr) key(id)`
+pub fn signature(relation: &Relation) -> String {
+    let columns = relation.columns.iter().map(|c| format!("{}: {}", c.name, c.ty)).collect::<Vec<_>>().join(", ");
+    let key = relation.key.as_ref().map_or(String::new(), |k| {
+        format!(" key({})", k.iter().map(|&i| relation.columns[i].name.as_str()).collect::<Vec<_>>().join(", "))
+    });
+    format!("{} {}({columns}){key}", relation.kind.keyword(), relation.name)
+}
+
+fn line_of(analysis: &Analysis, offset: u32) -> u32 {
+    analysis.line_index.line_col(offset as usize).line + 1
+}
+
+pub fn describe(snapshot: &Snapshot, symbol: &Symbol) -> Option<String> {
+    let analysis: &Analysis = &snapshot.analysis;
+    let scaling = !analysis.has_errors();
+    let program = &analysis.program;
+    match symbol {
+        Symbol::Relation(name) => {
+            let id = program.relation_by_name(name)?;
+            let relation = program.relation(id);
+            let home = relation.component.map(|c| program.component(c).name.as_str()).unwrap_or("every component");
+            let kind = match relation.kind {
+                RelationKind::Input => "input: facts injected from outside",
+                RelationKind::Output => "output: facts emitted to the outside",
+                RelationKind::Table => "table: persistent until deleted",
+                RelationKind::Channel => "channel: received from other nodes, present in the tick it arrives",
+                RelationKind::Scratch => "scratch: holds within one tick",
+                RelationKind::Builtin => "built-in: the deployment",
+            };
+            let origin = if relation.declared {
+                format!("declared in `{home}` at line {}", line_of(analysis, relation.name_range.start))
+            } else {
+                format!(
+                    "not declared: column types inferred; first derived in `{home}` at line {}",
+                    line_of(analysis, relation.name_range.start)
+                )
+            };
+            let derived = program.rules_deriving(id).filter(|&r| program.rule(r).kind != RuleKind::Fact).count();
+            let read = program.rules.iter().filter(|r| r.atoms().any(|a| a.relation_id == Some(id))).count();
+            let mut text = format!(
+                "```compart\n{}\n```\n{kind}; {origin}.\n\nDerived by {derived} rule{}, read by {read} rule{}.",
+                signature(relation),
+                plural(derived),
+                plural(read)
+            );
+            if let Some(note) = scaling.then(|| crate::handlers::scaling::relation_note(snapshot, name)).flatten() {
+                text.push_str(&format!("\n\n{note}"));
+            }
+            Some(text)
+        }
+        Symbol::Component(name) => {
+            let id = program.component_by_name(name)?;
+            let c = program.component(id);
+            let placement = c.placement.as_ref().map_or("one instance".to_string(), |p| {
+                format!(
+                    "partitioned by {}",
+                    p.keys
+                        .iter()
+                        .map(|k| match &k.relation {
+                            Some((r, _)) => format!("{r}.{}", k.column),
+                            None => k.column.clone(),
+                        })
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            });
+            let mut text = format!(
+                "```compart\ncomponent {name}\n```\n{} relation{}, {} rule{}, {} strat{}; {placement}.",
+                c.relations.len(),
+                plural(c.relations.len()),
+                c.rules.len(),
+                plural(c.rules.len()),
+                c.strata.len(),
+                if c.strata.len() == 1 { "um" } else { "a" },
+            );
+            if scaling {
+                text.push_str(&format!("\n\n{}", crate::handlers::scaling::component_note(snapshot, id)));
+            }
+            Some(text)
+        }
+        Symbol::Column { relation, index } => {
+            let rel = program.relation(program.relation_by_name(relation)?);
+            let col = rel.columns.get(*index)?;
+            let key = rel.key.as_ref().is_some_and(|k| k.contains(index));
+            Some(format!(
+                "```compart\n{}: {}\n```\ncolumn {} of `{}`{}",
+                col.name,
+                col.ty,
+                index + 1,
+                rel.name,
+                if key { " (key)" } else { "" }
+            ))
+        }
+        Symbol::Variable { scope, name } => {
+            let (variables, body) = match scope {
+                Scope::Rule(r) => (&program.rule(*r).variables, &program.rule(*r).body),
+                Scope::Invariant(i) => (&program.invariant(*i).variables, &program.invariant(*i).body),
+            };
+            let var = variables.iter().find(|v| &v.name == name)?;
+            let binds = bound_columns(program, body, name);
+            let mut text = format!("```compart\n{}: {}\n```\nvariable of this {}", var.name, var.ty, scope_word(scope));
+            if !binds.is_empty() {
+                text.push_str(&format!("; binds {}", binds.join(", ")));
+            }
+            Some(text)
+        }
+    }
+}
+
+fn scope_word(scope: &Scope) -> &'static str {
+    match scope {
+        Scope::Rule(_) => "rule",
+        Scope::Invariant(_) => "invariant",
+    }
+}
+
+fn bound_columns(program: &Program, body: &[BodyItem], name: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for atom in compart_analysis::model::atoms(body).filter(|a| !a.negated) {
+        let Some(rel) = atom.relation_id.map(|r| program.relation(r)) else { continue };
+        for (i, arg) in atom.args.iter().enumerate() {
+            if arg.as_var() == Some(name) {
+                if let Some(col) = rel.columns.get(i) {
+                    let entry = format!("`{}.{}`", rel.name, col.name);
+                    if !out.contains(&entry) {
+                        out.push(entry);
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}

@@ -1,0 +1,16 @@
+//! One file per feature. Handlers are synchronous functions of a [`Snapshot`](crate::documents::Snapshot)
+//! and the request's parameters, so they are easy to test and never see a half-applied edit.
+
+pub mod code_actions;
+pub mod code_lens;
+pub mod commands;
+pub mod completion;
+pub mod diagnostics;
+pub mod folding;
+pub mod formatting;
+pub mod hover;
+pub mod inlay_hints;
+pub mod navigation;
+pub mod scaling;
+pub mod semantic_tokens;
+pub mod symbols;

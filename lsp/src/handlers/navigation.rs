@@ -1,0 +1,108 @@
+//! Go to definition, find references and rename, all over [`crate::index`].
+
+use std::collections::HashMap;
+
+use compart_analysis::model::RelationKind;
+use tower_lsp_server::jsonrpc::Result;
+use tower_lsp_server::ls_types::{Location, Position, PrepareRenameResponse, TextEdit, WorkspaceEdit};
+
+use crate::converters::Converter;
+use crate::documents::Snapshot;
+use crate::index::{self, Occurrence, Symbol};
+use crate::session::{invalid_params, request_failed};
+
+fn occurrence_at(snapshot: &Snapshot, position: Position) -> Result<(Vec<Occurrence>, Option<Occurrence>)> {
+    let conv = Converter::new(&snapshot.analysis);
+    let offset = conv.offset(position).map_err(|e| invalid_params(e.to_string()))?;
+    let all = index::occurrences(&snapshot.analysis.program);
+    let found = index::at(&all, offset).cloned();
+    Ok((all, found))
+}
+
+pub fn definition(snapshot: &Snapshot, position: Position) -> Result<Option<Location>> {
+    let (all, found) = occurrence_at(snapshot, position)?;
+    let conv = Converter::new(&snapshot.analysis);
+    Ok(found
+        .and_then(|o| index::definition(&all, &o.symbol))
+        .map(|range| Location::new(snapshot.uri.clone(), conv.range(range))))
+}
+
+pub fn references(snapshot: &Snapshot, position: Position, include_declaration: bool) -> Result<Option<Vec<Location>>> {
+    let (all, found) = occurrence_at(snapshot, position)?;
+    let Some(found) = found else { return Ok(None) };
+    let conv = Converter::new(&snapshot.analysis);
+    Ok(Some(
+        index::references(&all, &found.symbol)
+            .filter(|o| include_declaration || !o.is_definition)
+            .map(|o| Location::new(snapshot.uri.clone(), conv.range(o.range)))
+            .collect(),
+    ))
+}
+
+pub fn prepare_rename(snapshot: &Snapshot, position: Position) -> Result<Option<PrepareRenameResponse>> {
+    let (_, found) = occurrence_at(snapshot, position)?;
+    let Some(found) = found else { return Ok(None) };
+    renamable(snapshot, &found.symbol)?;
+    Ok(Some(PrepareRenameResponse::Range(Converter::new(&snapshot.analysis).range(found.range))))
+}
+
+fn renamable(snapshot: &Snapshot, symbol: &Symbol) -> Result<()> {
+    let program = &snapshot.analysis.program;
+    match symbol {
+        Symbol::Relation(name) => match program.relation_by_name(name).map(|r| program.relation(r).kind) {
+            Some(RelationKind::Builtin) | None => Err(request_failed(format!("`{name}` is built in or unknown"))),
+            Some(_) => Ok(()),
+        },
+        // Key clauses name columns too, and the model keeps no ranges for them yet.
+        Symbol::Column { .. } => Err(request_failed("renaming columns is not supported yet")),
+        Symbol::Component(_) | Symbol::Variable { .. } => Ok(()),
+    }
+}
+
+const KEYWORDS: &[&str] = &[
+    "component",
+    "partitioned",
+    "by",
+    "key",
+    "invariant",
+    "delete",
+    "input",
+    "output",
+    "table",
+    "channel",
+    "scratch",
+    "true",
+    "false",
+    "self",
+    "nodes",
+];
+
+pub fn rename(snapshot: &Snapshot, position: Position, new_name: &str) -> Result<Option<WorkspaceEdit>> {
+    let (all, found) = occurrence_at(snapshot, position)?;
+    let Some(found) = found else { return Ok(None) };
+    renamable(snapshot, &found.symbol)?;
+    let valid = new_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && new_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && new_name != "_"
+        && !KEYWORDS.contains(&new_name);
+    if !valid {
+        return Err(invalid_params(format!("`{new_name}` is not a valid name")));
+    }
+    let program = &snapshot.analysis.program;
+    let clash = match &found.symbol {
+        Symbol::Relation(_) => program.relation_by_name(new_name).is_some(),
+        Symbol::Component(_) => program.component_by_name(new_name).is_some(),
+        Symbol::Variable { scope, .. } => all
+            .iter()
+            .any(|o| matches!(&o.symbol, Symbol::Variable { scope: s, name } if s == scope && name == new_name)),
+        Symbol::Column { .. } => false,
+    };
+    if clash {
+        return Err(request_failed(format!("`{new_name}` already exists here")));
+    }
+    let conv = Converter::new(&snapshot.analysis);
+    let edits = index::references(&all, &found.symbol)
+        .map(|o| TextEdit { range: conv.range(o.range), new_text: new_name.to_string() })
+        .collect();
+    Ok(Some(WorkspaceEdit { changes: Some(HashMap::from([(snapshot.uri.clone(), edits)])), ..Default::default() }))
+}

@@ -1,0 +1,240 @@
+//! The scaling analysis in the editor: each component's and rule's class as inlay hints and in
+//! hovers, and the rewrites (decouple, partition) as code actions that replace the program with
+//! the rewritten one, or show why they do not apply (a disabled action with the reason).
+
+use std::collections::HashMap;
+
+use compart_analysis::model::{ComponentId, RuleId, RuleKind};
+use compart_analysis::rewrite::{self, Refusal, RewriteResult};
+use compart_analysis::scaling::{self, Context, ScalingReport, Verdict};
+use compart_analysis::{Program, TextRange};
+use tower_lsp_server::ls_types::{
+    CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, InlayHint, InlayHintLabel, InlayHintTooltip,
+    MarkupContent, MarkupKind, TextEdit, WorkspaceEdit,
+};
+
+use crate::converters::Converter;
+use crate::documents::Snapshot;
+
+/// `parallel`, `partitioned by id`, `sequential`.
+fn label(verdict: &Verdict) -> String {
+    verdict.class.label()
+}
+
+/// The verdict in Markdown: the summary, then every reason.
+pub fn explain(program: &Program, verdict: &Verdict) -> String {
+    let mut text = format!("**Scaling: {}** — {}", label(verdict), verdict.summary);
+    for reason in &verdict.reasons {
+        text.push_str(&format!("\n- {}", reason.render(program)));
+    }
+    text
+}
+
+pub fn component_note(snapshot: &Snapshot, id: ComponentId) -> String {
+    explain(&snapshot.analysis.program, &snapshot.scaling().component(id).verdict)
+}
+
+pub fn relation_note(snapshot: &Snapshot, name: &str) -> Option<String> {
+    let report: &ScalingReport = snapshot.scaling();
+    let rel = report.relations.iter().find(|r| r.name == name)?;
+    let reason = rel.nonmonotone.as_ref()?;
+    Some(format!("Not monotone: {}", reason.render(&snapshot.analysis.program)))
+}
+
+fn hint(conv: &Converter<'_>, at: u32, text: String, tooltip: String) -> InlayHint {
+    InlayHint {
+        position: conv.position(at as usize),
+        label: InlayHintLabel::String(text),
+        kind: None,
+        text_edits: None,
+        tooltip: Some(InlayHintTooltip::MarkupContent(MarkupContent { kind: MarkupKind::Markdown, value: tooltip })),
+        padding_left: Some(true),
+        padding_right: Some(false),
+        data: None,
+    }
+}
+
+/// One hint after each component's name (and placement), one after each rule.
+pub fn inlay_hints(snapshot: &Snapshot, within: TextRange) -> Vec<InlayHint> {
+    let analysis = &snapshot.analysis;
+    // A program with errors has no meaningful classes; say nothing rather than something wrong.
+    if analysis.has_errors() {
+        return vec![];
+    }
+    let program = &analysis.program;
+    let conv = Converter::new(analysis);
+    let report = snapshot.scaling();
+    let inside = |r: TextRange| r.start <= within.end && within.start <= r.end;
+    let mut out = Vec::new();
+    for c in &report.components {
+        let comp = program.component(c.component);
+        let end = comp.placement.as_ref().map_or(comp.name_range.end, |p| p.range.end);
+        if inside(TextRange { start: comp.name_range.start, end }) {
+            out.push(hint(&conv, end, format!("⟨{}⟩", label(&c.verdict)), explain(program, &c.verdict)));
+        }
+    }
+    for r in &report.rules {
+        let rule = program.rule(r.rule);
+        if rule.kind == RuleKind::Fact || !inside(rule.range) {
+            continue;
+        }
+        out.push(hint(&conv, rule.range.end, format!("⟨{}⟩", label(&r.verdict)), explain(program, &r.verdict)));
+    }
+    out.sort_by_key(|h| (h.position.line, h.position.character));
+    out
+}
+
+fn whole_document_edit(snapshot: &Snapshot, result: &RewriteResult) -> WorkspaceEdit {
+    let conv = Converter::new(&snapshot.analysis);
+    let range = conv.range(TextRange::new(0, snapshot.analysis.text().len()));
+    let edit = TextEdit { range, new_text: result.new_text.clone() };
+    WorkspaceEdit { changes: Some(HashMap::from([(snapshot.uri.clone(), vec![edit])])), ..Default::default() }
+}
+
+fn action(snapshot: &Snapshot, title: String, outcome: Result<RewriteResult, Refusal>) -> CodeActionOrCommand {
+    let (edit, disabled) = match outcome {
+        Ok(result) => (Some(whole_document_edit(snapshot, &result)), None),
+        Err(refusal) => (None, Some(CodeActionDisabled { reason: refusal.reason })),
+    };
+    CodeActionOrCommand::CodeAction(CodeAction {
+        title,
+        kind: Some(CodeActionKind::REFACTOR_REWRITE),
+        edit,
+        disabled,
+        ..Default::default()
+    })
+}
+
+fn lazy_action(title: String, disabled: Option<String>, data: serde_json::Value) -> CodeActionOrCommand {
+    CodeActionOrCommand::CodeAction(CodeAction {
+        title,
+        kind: Some(CodeActionKind::REFACTOR_REWRITE),
+        disabled: disabled.map(|reason| CodeActionDisabled { reason }),
+        data: Some(data),
+        ..Default::default()
+    })
+}
+
+/// A component name that is not taken: `leader_ballot`, `leader_ballot2`, ...
+fn fresh_name(program: &Program, base: &str) -> String {
+    let taken = |n: &str| program.component_by_name(n).is_some() || program.relation_by_name(n).is_some();
+    if !taken(base) {
+        return base.to_string();
+    }
+    (2..).map(|i| format!("{base}{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_string())
+}
+
+/// Programs longer than this get their rewrites computed on `codeAction/resolve` (when the client
+/// supports it): each rewrite re-parses, re-analyses and formats the whole program, which takes
+/// hundreds of milliseconds at thousands of lines. Below it, actions carry their edit, and a
+/// refused decoupling shows as a disabled action with the reason.
+pub const LAZY_ABOVE_LINES: usize = 1500;
+
+/// What `codeAction/resolve` needs to compute a rewrite later.
+fn lazy_data(snapshot: &Snapshot, rewrite: &str, component: &str, rules: &[RuleId], name: &str) -> serde_json::Value {
+    serde_json::json!({
+        "uri": snapshot.uri.as_str(),
+        "version": snapshot.version,
+        "rewrite": rewrite,
+        "component": component,
+        "rules": rules.iter().map(|r| r.0).collect::<Vec<_>>(),
+        "name": name,
+    })
+}
+
+/// Compute the edit of a lazily listed rewrite, on the same document version.
+pub fn resolve(snapshot: &Snapshot, mut action: CodeAction) -> Result<CodeAction, String> {
+    let data = action.data.clone().ok_or("this code action has nothing to resolve")?;
+    if data["version"].as_i64() != Some(snapshot.version as i64) {
+        return Err("the document changed since this action was offered; ask for code actions again".into());
+    }
+    let component = data["component"].as_str().ok_or("missing component")?;
+    let analysis = &snapshot.analysis;
+    let outcome = match data["rewrite"].as_str() {
+        Some("decouple") => {
+            let rules: Vec<RuleId> = data["rules"]
+                .as_array()
+                .ok_or("missing rules")?
+                .iter()
+                .filter_map(|r| r.as_u64())
+                .filter(|&r| (r as usize) < analysis.program.rules.len())
+                .map(|r| RuleId(r as u32))
+                .collect();
+            rewrite::decouple(analysis, component, &rules, data["name"].as_str().unwrap_or_default())
+        }
+        Some("partition") => rewrite::partition(analysis, component, None),
+        _ => return Err("unknown rewrite".into()),
+    };
+    match outcome {
+        Ok(result) => {
+            action.edit = Some(whole_document_edit(snapshot, &result));
+            Ok(action)
+        }
+        Err(refusal) => Err(refusal.reason),
+    }
+}
+
+/// "Decouple these rules into a new component" for the rules the selection touches (or the rule
+/// under the cursor), and "Partition `c` by `key`" for the component around it.
+pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool) -> Vec<CodeActionOrCommand> {
+    let lazy = client_resolves && snapshot.analysis.line_index.line_count() > LAZY_ABOVE_LINES;
+    let analysis = &snapshot.analysis;
+    if analysis.has_errors() {
+        return vec![];
+    }
+    let program = &analysis.program;
+    let mut out = Vec::new();
+    let touched: Vec<RuleId> = program
+        .rule_ids()
+        .filter(|&r| {
+            let rule = program.rule(r);
+            rule.range.start <= range.end && range.start <= rule.range.end
+        })
+        .collect();
+    if let Some(&first) = touched.first() {
+        let cid = program.rule(first).component;
+        if touched.iter().all(|&r| program.rule(r).component == cid) {
+            let comp = program.component(cid);
+            let name = fresh_name(program, &format!("{}_{}", comp.name, program.rule(first).head.relation));
+            let what = if touched.len() == 1 { "this rule" } else { "these rules" };
+            let title = format!("Decouple {what} into a new component `{name}`");
+            if lazy {
+                out.push(lazy_action(title, None, lazy_data(snapshot, "decouple", &comp.name, &touched, &name)));
+            } else {
+                let outcome = rewrite::decouple(analysis, &comp.name, &touched, &name);
+                out.push(action(snapshot, title, outcome));
+            }
+        }
+    }
+    let around = program.component_ids().find(|&c| program.component(c).range.contains(range.start as usize));
+    if let Some(cid) = around {
+        let comp = program.component(cid);
+        if comp.placement.is_none() && lazy {
+            // The cached report says whether a policy exists; resolve runs the rewrite itself.
+            let verdict = &snapshot.scaling().component(cid).verdict;
+            let (title, disabled) = match &verdict.class {
+                scaling::ScalingClass::PartitionedBy { policy } => {
+                    (format!("Partition `{}` by `{}`", comp.name, scaling::key_label(policy)), None)
+                }
+                _ if verdict.class.is_sequential() => {
+                    let why = verdict.reasons.first().map_or(verdict.summary.clone(), |r| r.render(program));
+                    (
+                        format!("Partition `{}` by a key", comp.name),
+                        Some(format!("`{}` cannot be partitioned: {why}", comp.name)),
+                    )
+                }
+                _ => (format!("Partition `{}` by a key", comp.name), None),
+            };
+            out.push(lazy_action(title, disabled, lazy_data(snapshot, "partition", &comp.name, &[], "")));
+        } else if comp.placement.is_none() {
+            let policies = Context::new(program).policies(cid, &comp.rules);
+            let key = policies.first().map(|p| scaling::key_label(p));
+            let title = match &key {
+                Some(k) => format!("Partition `{}` by `{k}`", comp.name),
+                None => format!("Partition `{}` by a key", comp.name),
+            };
+            out.push(action(snapshot, title, rewrite::partition(analysis, &comp.name, None)));
+        }
+    }
+    out
+}

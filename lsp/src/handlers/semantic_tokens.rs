@@ -1,0 +1,146 @@
+//! Semantic tokens from the concrete tree (same classification as grammar/queries/highlights.scm).
+
+use compart_analysis::model::RelationKind;
+use compart_analysis::Analysis;
+use tower_lsp_server::ls_types::{SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend};
+use tree_sitter::Node;
+
+use crate::converters::Converter;
+
+pub const TYPES: &[SemanticTokenType] = &[
+    SemanticTokenType::KEYWORD,
+    SemanticTokenType::NAMESPACE,
+    SemanticTokenType::FUNCTION,
+    SemanticTokenType::PROPERTY,
+    SemanticTokenType::TYPE,
+    SemanticTokenType::VARIABLE,
+    SemanticTokenType::NUMBER,
+    SemanticTokenType::STRING,
+    SemanticTokenType::COMMENT,
+    SemanticTokenType::OPERATOR,
+    SemanticTokenType::EVENT,
+    SemanticTokenType::STRUCT,
+];
+pub const MODIFIERS: &[SemanticTokenModifier] =
+    &[SemanticTokenModifier::DECLARATION, SemanticTokenModifier::READONLY, SemanticTokenModifier::DEFAULT_LIBRARY];
+
+#[derive(Clone, Copy)]
+enum T {
+    Keyword = 0,
+    Namespace,
+    Function,
+    Property,
+    Type,
+    Variable,
+    Number,
+    String,
+    Comment,
+    Operator,
+    Event,
+    Struct,
+}
+const DECLARATION: u32 = 1;
+const READONLY: u32 = 2;
+const DEFAULT_LIBRARY: u32 = 4;
+
+pub fn legend() -> SemanticTokensLegend {
+    SemanticTokensLegend { token_types: TYPES.to_vec(), token_modifiers: MODIFIERS.to_vec() }
+}
+
+const KEYWORDS: &[&str] = &["component", "partitioned", "by", "key", "invariant"];
+const OPERATORS: &[&str] =
+    &["=", "==", "!=", "<", "<=", ">", ">=", "+", "-", "++", "*", "/", "%", "&&", "||", "!", "@"];
+
+pub fn tokens(analysis: &Analysis) -> Vec<SemanticToken> {
+    let mut raw = Vec::new();
+    walk(analysis, analysis.syntax.root(), &mut raw);
+    encode(analysis, raw)
+}
+
+fn relation_type(analysis: &Analysis, name: &str) -> T {
+    let program = &analysis.program;
+    match program.relation_by_name(name).map(|r| program.relation(r).kind) {
+        Some(RelationKind::Channel) => T::Event,
+        Some(RelationKind::Table) => T::Struct,
+        _ => T::Function,
+    }
+}
+
+fn walk(analysis: &Analysis, node: Node<'_>, out: &mut Vec<(usize, usize, u32, u32)>) {
+    let kind = node.kind();
+    let field = node.parent().and_then(|p| {
+        ["name", "relation", "column", "function"]
+            .into_iter()
+            .find(|f| p.child_by_field_name(f).is_some_and(|c| c.id() == node.id()))
+    });
+    let parent = node.parent().map(|p| p.kind()).unwrap_or("");
+    let class = match kind {
+        "line_comment" | "block_comment" => Some((T::Comment, 0)),
+        "string" => Some((T::String, 0)),
+        "integer" => Some((T::Number, 0)),
+        "boolean" | "self" | "wildcard" => Some((T::Variable, READONLY | DEFAULT_LIBRARY)),
+        "relation_kind" | "delete" => Some((T::Keyword, 0)),
+        "rule_op" => Some((T::Operator, 0)),
+        "identifier" => Some(match (parent, field) {
+            ("component", Some("name")) => (T::Namespace, DECLARATION),
+            ("relation_decl", Some("name")) => (relation_type(analysis, analysis.syntax.node_text(node)), DECLARATION),
+            ("invariant", Some("name")) => (T::Function, DECLARATION),
+            ("column", Some("name")) => (T::Property, DECLARATION),
+            ("type", _) => (T::Type, DEFAULT_LIBRARY),
+            ("key_clause", _) | ("partition_key", Some("column")) => (T::Property, 0),
+            ("head" | "atom" | "partition_key", Some("relation")) => {
+                let name = analysis.syntax.node_text(node);
+                if name == compart_analysis::model::NODES_RELATION {
+                    (T::Function, DEFAULT_LIBRARY)
+                } else {
+                    (relation_type(analysis, name), 0)
+                }
+            }
+            ("call", Some("function")) => (T::Function, DEFAULT_LIBRARY),
+            _ => (T::Variable, 0),
+        }),
+        _ if !node.is_named() && KEYWORDS.contains(&kind) => Some((T::Keyword, 0)),
+        _ if !node.is_named() && OPERATORS.contains(&kind) => Some((T::Operator, 0)),
+        _ => None,
+    };
+    if let Some((ty, modifiers)) = class {
+        if !node.byte_range().is_empty() {
+            out.push((node.start_byte(), node.end_byte(), ty as u32, modifiers));
+        }
+        return;
+    }
+    let mut cursor = node.walk();
+    for child in node.children(&mut cursor) {
+        walk(analysis, child, out);
+    }
+}
+
+/// Delta-encode, splitting tokens that span lines (block comments) since LSP tokens are one-line.
+fn encode(analysis: &Analysis, raw: Vec<(usize, usize, u32, u32)>) -> Vec<SemanticToken> {
+    let conv = Converter::new(analysis);
+    let text = analysis.text();
+    let mut out = Vec::with_capacity(raw.len());
+    let (mut last_line, mut last_col) = (0u32, 0u32);
+    for (start, end, ty, modifiers) in raw {
+        let mut piece_start = start;
+        for piece in text[start..end].split_inclusive('\n') {
+            let piece_end = piece_start + piece.trim_end_matches(['\n', '\r']).len();
+            if piece_end > piece_start {
+                let s = conv.position(piece_start);
+                let e = conv.position(piece_end);
+                let delta_line = s.line - last_line;
+                let delta_start = if delta_line == 0 { s.character - last_col } else { s.character };
+                out.push(SemanticToken {
+                    delta_line,
+                    delta_start,
+                    length: e.character - s.character,
+                    token_type: ty,
+                    token_modifiers_bitset: modifiers,
+                });
+                (last_line, last_col) = (s.line, s.character);
+            }
+            piece_start += piece.len();
+        }
+    }
+    out
+}

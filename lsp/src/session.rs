@@ -1,0 +1,65 @@
+//! Server state shared by all handlers: the client handle, the configuration and the documents.
+
+use std::path::PathBuf;
+use std::sync::RwLock;
+
+use tower_lsp_server::jsonrpc::{Error, ErrorCode, Result};
+use tower_lsp_server::ls_types::{MessageType, Uri};
+use tower_lsp_server::Client;
+
+use crate::documents::{Documents, Snapshot};
+use crate::handlers::diagnostics;
+
+#[derive(Clone, Debug, Default)]
+pub struct Config {
+    /// The `compart` executable run by the Run/Simulate commands (initializationOptions.compartPath).
+    pub compart_path: Option<PathBuf>,
+    /// The client can show `$/progress` (window.workDoneProgress).
+    pub work_done_progress: bool,
+    /// The client can fill in a code action's edit later (codeAction/resolve of `edit`).
+    pub code_action_resolve: bool,
+}
+
+pub struct Session {
+    pub client: Client,
+    pub documents: Documents,
+    pub config: RwLock<Config>,
+}
+
+impl Session {
+    pub fn new(client: Client) -> Self {
+        Session { client, documents: Documents::default(), config: RwLock::new(Config::default()) }
+    }
+
+    pub fn config(&self) -> Config {
+        self.config.read().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    /// The current snapshot of an open document, or an InvalidParams error.
+    pub fn snapshot(&self, uri: &Uri) -> Result<Snapshot> {
+        self.documents.snapshot(uri).ok_or_else(|| invalid_params(format!("{} is not open", uri.as_str())))
+    }
+
+    /// Publish a snapshot's diagnostics unless a newer version has replaced it meanwhile.
+    pub async fn publish(&self, snapshot: Snapshot) {
+        let diagnostics = diagnostics::to_lsp(&snapshot);
+        if self.documents.version(&snapshot.uri) != Some(snapshot.version) {
+            return;
+        }
+        self.client.publish_diagnostics(snapshot.uri, diagnostics, Some(snapshot.version)).await;
+    }
+
+    pub async fn log_error(&self, message: impl std::fmt::Display) {
+        self.client.log_message(MessageType::ERROR, message).await;
+    }
+}
+
+pub fn invalid_params(message: impl Into<String>) -> Error {
+    Error { code: ErrorCode::InvalidParams, message: message.into().into(), data: None }
+}
+
+/// LSP's RequestFailed (-32803): the request was valid but cannot be done (e.g. formatting a file
+/// with syntax errors).
+pub fn request_failed(message: impl Into<String>) -> Error {
+    Error { code: ErrorCode::ServerError(-32803), message: message.into().into(), data: None }
+}

@@ -1,0 +1,478 @@
+//! The language server driven in process through tower's `LspService`: typed JSON-RPC in,
+//! responses and notifications out, snapshots of what an editor would receive.
+
+mod common;
+
+use common::*;
+use insta::assert_snapshot;
+use serde_json::{json, Value};
+
+const URI: &str = "file:///work/tally.ded";
+
+async fn tally() -> (Client, String) {
+    let mut client = Client::initialized(json!({})).await;
+    let text = fixture("tally.ded");
+    let diagnostics = client.open(URI, &text).await;
+    assert_eq!(diagnostics["version"], 1);
+    (client, text)
+}
+
+#[tokio::test]
+async fn initialize_announces_capabilities() {
+    let mut client = Client::new();
+    let result = client.result("initialize", json!({ "capabilities": {} })).await;
+    assert_snapshot!(pretty(&result));
+}
+
+#[tokio::test]
+async fn diagnostics_with_related_information() {
+    let mut client = Client::initialized(json!({})).await;
+    let diagnostics = client.open(URI, &fixture("tally.ded")).await;
+    assert_snapshot!(pretty(&diagnostics));
+}
+
+#[tokio::test]
+async fn quick_fix_from_a_diagnostic() {
+    let (mut client, text) = tally().await;
+    let (line, col) = find(&text, "votess", 0);
+    let actions = client
+        .result(
+            "textDocument/codeAction",
+            json!({ "textDocument": doc(URI), "range": { "start": pos(line, col), "end": pos(line, col + 6) }, "context": { "diagnostics": [] } }),
+        )
+        .await;
+    assert_snapshot!(pretty(&actions));
+    let edit = &actions[0]["edit"]["changes"][URI][0];
+    assert_eq!(edit["newText"], "votes");
+    // Apply it as an editor would: the error goes away.
+    client
+        .notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": URI, "version": 2 }, "contentChanges": [{ "range": edit["range"], "text": "votes" }] }),
+        )
+        .await;
+    let diagnostics = client.next("textDocument/publishDiagnostics").await;
+    assert_eq!(diagnostics["version"], 2);
+    let codes: Vec<&str> =
+        diagnostics["diagnostics"].as_array().unwrap().iter().map(|d| d["code"].as_str().unwrap()).collect();
+    assert!(!codes.contains(&"E0101"), "{codes:?}");
+}
+
+#[tokio::test]
+async fn incremental_changes_keep_positions_in_utf16() {
+    let (mut client, text) = tally().await;
+    // Insert a character after the astral clef on line 7 (`/* 𝄞 */`), then delete it again.
+    let (line, col) = find(&text, " */ count_by_item", 0);
+    let change = |version: i32, range: Value, text: &str| json!({ "textDocument": { "uri": URI, "version": version }, "contentChanges": [{ "range": range, "text": text }] });
+    let here = json!({ "start": pos(line, col), "end": pos(line, col) });
+    client.notify("textDocument/didChange", change(2, here, "!")).await;
+    client.next("textDocument/publishDiagnostics").await;
+    let hover = client.result("textDocument/hover", at(URI, line, col + 6)).await;
+    assert_eq!(hover["range"]["start"], pos(line, col + 5), "{hover}");
+    let bang = json!({ "start": pos(line, col), "end": pos(line, col + 1) });
+    client.notify("textDocument/didChange", change(3, bang, "")).await;
+    let diagnostics = client.next("textDocument/publishDiagnostics").await;
+    assert_eq!(diagnostics["version"], 3);
+    let fresh = Client::initialized(json!({})).await.open(URI, &text).await;
+    assert_eq!(diagnostics["diagnostics"], fresh["diagnostics"]);
+}
+
+#[tokio::test]
+async fn hover_on_relation_component_and_variable() {
+    let (mut client, text) = tally().await;
+    let mut out = Vec::new();
+    for (needle, n) in [("votes", 1), ("tally", 1), ("voter", 3), ("count_by_item", 1), ("leader", 0)] {
+        let (line, col) = find(&text, needle, n);
+        let hover = client.result("textDocument/hover", at(URI, line, col + 1)).await;
+        out.push(format!("{needle}#{n}:\n{}", hover["contents"]["value"].as_str().unwrap_or("<none>")));
+    }
+    assert_snapshot!(out.join("\n\n"));
+}
+
+#[tokio::test]
+async fn definition_references_and_rename() {
+    let (mut client, text) = tally().await;
+    let (line, col) = find(&text, "vote(", 2);
+    let def = client.result("textDocument/definition", at(URI, line, col)).await;
+    assert_eq!(def["range"]["start"], json!({ "line": 2, "character": 12 }));
+
+    let mut params = at(URI, line, col);
+    params["context"] = json!({ "includeDeclaration": true });
+    let refs = client.result("textDocument/references", params).await;
+    // Declaration, two body atoms and the async head in `client`.
+    assert_eq!(refs.as_array().unwrap().len(), 4, "{refs}");
+
+    let (cl, cc) = find(&text, "tally", 1);
+    let prepare = client.result("textDocument/prepareRename", at(URI, cl, cc)).await;
+    assert_eq!(prepare["start"], pos(cl, cc));
+    let mut params = at(URI, cl, cc);
+    params["newName"] = json!("counter");
+    let edit = client.result("textDocument/rename", params).await;
+    assert_snapshot!(pretty(&edit));
+
+    // Clashes and bad names are errors.
+    let mut params = at(URI, line, col);
+    params["newName"] = json!("votes");
+    assert!(client.request("textDocument/rename", params.clone()).await.get("error").is_some());
+    params["newName"] = json!("9lives");
+    assert!(client.request("textDocument/rename", params).await.get("error").is_some());
+}
+
+#[tokio::test]
+async fn variable_rename_stays_in_its_rule() {
+    let (mut client, text) = tally().await;
+    let (line, col) = find(&text, "winner(item", 1);
+    let mut params = at(URI, line, col + 7);
+    params["newName"] = json!("thing");
+    let edit = client.result("textDocument/rename", params).await;
+    let edits = edit["changes"][URI].as_array().unwrap();
+    assert_eq!(edits.len(), 2, "{edit}");
+    assert!(edits.iter().all(|e| e["range"]["start"]["line"] == line));
+}
+
+#[tokio::test]
+async fn outline_folding_tokens_and_lenses() {
+    let (mut client, _) = tally().await;
+    let symbols = client.result("textDocument/documentSymbol", json!({ "textDocument": doc(URI) })).await;
+    assert_snapshot!("symbols", pretty(&symbols));
+    let folds = client.result("textDocument/foldingRange", json!({ "textDocument": doc(URI) })).await;
+    assert_snapshot!("folds", pretty(&folds));
+    let tokens = client.result("textDocument/semanticTokens/full", json!({ "textDocument": doc(URI) })).await;
+    let data = tokens["data"].as_array().unwrap();
+    assert_eq!(data.len() % 5, 0);
+    // A second initialize is refused.
+    assert_eq!(client.request("initialize", json!({ "capabilities": {} })).await["error"]["code"], -32600);
+    // Decode to (line, col, length, type) rows so the snapshot can be read.
+    let types = compart_lsp::handlers::semantic_tokens::TYPES;
+    let (mut line, mut col) = (0, 0);
+    let rows: Vec<String> = data
+        .chunks(5)
+        .take(40)
+        .map(|t| {
+            let (dl, dc, len, ty) =
+                (t[0].as_u64().unwrap(), t[1].as_u64().unwrap(), t[2].as_u64().unwrap(), t[3].as_u64().unwrap());
+            line += dl;
+            col = if dl == 0 { col + dc } else { dc };
+            format!("{line}:{col} len {len} {} mods {}", types[ty as usize].as_str(), t[4])
+        })
+        .collect();
+    assert_snapshot!("tokens", rows.join("\n"));
+}
+
+#[tokio::test]
+async fn lenses_need_an_error_free_program() {
+    let mut client = Client::initialized(json!({})).await;
+    let uri = "file:///work/voting.ded";
+    let diagnostics = client.open(uri, &example("voting.ded")).await;
+    let errors = diagnostics["diagnostics"].as_array().unwrap().iter().filter(|d| d["severity"] == 1).count();
+    assert_eq!(errors, 0, "{diagnostics}");
+    let lenses = client.result("textDocument/codeLens", json!({ "textDocument": doc(uri) })).await;
+    assert_snapshot!(pretty(&lenses));
+    // With an error, no lenses: running would only fail.
+    let (mut client, _) = tally().await;
+    let lenses = client.result("textDocument/codeLens", json!({ "textDocument": doc(URI) })).await;
+    assert_eq!(lenses, json!([]));
+}
+
+#[tokio::test]
+async fn inlay_hints_show_inferred_types() {
+    let (mut client, _) = tally().await;
+    let hints = client
+        .result(
+            "textDocument/inlayHint",
+            json!({ "textDocument": doc(URI), "range": { "start": pos(0, 0), "end": pos(20, 0) } }),
+        )
+        .await;
+    assert_snapshot!(pretty(&hints));
+}
+
+#[tokio::test]
+async fn completion_of_relations_and_columns() {
+    let (mut client, text) = tally().await;
+    // Inside `count_by_item(` in the winner rule: the relation's columns, the second one first.
+    let (line, col) = find(&text, "item, n), n > 2", 0);
+    let items = client.result("textDocument/completion", at(URI, line, col + 6)).await;
+    let labels: Vec<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} [{}] {}",
+                i["label"].as_str().unwrap(),
+                i["sortText"].as_str().unwrap_or(""),
+                i["detail"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_snapshot!("columns", labels.join("\n"));
+    // At the start of a body item: relation names of this component first.
+    let (line, col) = find(&text, "vote(item, who)", 0);
+    let items = client.result("textDocument/completion", at(URI, line, col)).await;
+    let first: Vec<&str> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|i| i["sortText"].as_str().unwrap().starts_with('0'))
+        .map(|i| i["label"].as_str().unwrap())
+        .collect();
+    assert_snapshot!("relations", first.join(", "));
+}
+
+#[tokio::test]
+async fn formatting_whole_document_or_error() {
+    let mut client = Client::initialized(json!({})).await;
+    let uri = "file:///work/messy.ded";
+    client.open(uri, "component c {\ntable t(x: int)\n   t(1).\n}\n").await;
+    let edits = client
+        .result(
+            "textDocument/formatting",
+            json!({ "textDocument": doc(uri), "options": { "tabSize": 4, "insertSpaces": true } }),
+        )
+        .await;
+    assert_snapshot!(pretty(&edits));
+    let bad = "file:///work/bad.ded";
+    client.open(bad, "component c {\ntable t(x: int\n").await;
+    let response = client
+        .request(
+            "textDocument/formatting",
+            json!({ "textDocument": doc(bad), "options": { "tabSize": 4, "insertSpaces": true } }),
+        )
+        .await;
+    assert_eq!(response["error"]["code"], -32803, "{response}");
+}
+
+#[tokio::test]
+async fn bad_requests_are_errors_not_crashes() {
+    let (mut client, _) = tally().await;
+    // A line past the end.
+    let response = client.request("textDocument/hover", at(URI, 999, 0)).await;
+    assert_eq!(response["error"]["code"], -32602, "{response}");
+    // A column past the end of a line is the line's end (per the specification), not an error.
+    assert!(client.request("textDocument/hover", at(URI, 0, 9999)).await.get("result").is_some());
+    // A document that is not open.
+    let response = client.request("textDocument/hover", at("file:///nope.ded", 0, 0)).await;
+    assert_eq!(response["error"]["code"], -32602);
+    // Unknown method.
+    let response = client.request("compart/nope", json!({})).await;
+    assert_eq!(response["error"]["code"], -32601);
+    // Missing parameters.
+    let response = client.request("textDocument/hover", json!({ "textDocument": doc(URI) })).await;
+    assert_eq!(response["error"]["code"], -32602);
+    // Edits to a closed document, stale versions and out-of-range edits are logged and ignored.
+    client.drain();
+    client
+        .notify("textDocument/didChange", json!({ "textDocument": { "uri": "file:///closed.ded", "version": 2 }, "contentChanges": [{ "text": "x" }] }))
+        .await;
+    client
+        .notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": URI, "version": 1 }, "contentChanges": [{ "text": "x" }] }),
+        )
+        .await;
+    let far = json!({ "start": pos(500, 0), "end": pos(500, 1) });
+    client
+        .notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": URI, "version": 7 }, "contentChanges": [{ "range": far, "text": "x" }] }),
+        )
+        .await;
+    let mut logs = Vec::new();
+    for _ in 0..3 {
+        logs.push(client.next("window/logMessage").await["message"].as_str().unwrap().to_string());
+    }
+    assert_snapshot!(logs.join("\n"));
+    // The server still answers, at the old version.
+    let symbols = client.result("textDocument/documentSymbol", json!({ "textDocument": doc(URI) })).await;
+    assert!(!symbols.as_array().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn commands_validate_arguments() {
+    let mut client = Client::initialized(json!({ "compartPath": "/nonexistent/compart" })).await;
+    let response =
+        client.request("workspace/executeCommand", json!({ "command": "compart.fly", "arguments": [] })).await;
+    assert_eq!(response["error"]["code"], -32602);
+    let response =
+        client.request("workspace/executeCommand", json!({ "command": "compart.run", "arguments": [42] })).await;
+    assert_eq!(response["error"]["code"], -32602);
+    let response = client
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": "compart.simulate", "arguments": ["file:///tmp/x.ded"] }),
+        )
+        .await;
+    assert!(response["error"]["message"].as_str().unwrap().contains("no deployment file"), "{response}");
+    let voting = format!("file://{}/../examples/voting.ded", env!("CARGO_MANIFEST_DIR"));
+    let response = client
+        .request("workspace/executeCommand", json!({ "command": "compart.simulate", "arguments": [voting] }))
+        .await;
+    assert_eq!(response["error"]["code"], -32803, "{response}");
+    assert!(response["error"]["message"].as_str().unwrap().contains("cannot start"));
+}
+
+async fn voting() -> (Client, String) {
+    let mut client = Client::initialized(json!({})).await;
+    let text = example("voting.ded");
+    client.open(VOTING, &text).await;
+    (client, text)
+}
+
+const VOTING: &str = "file:///work/examples/voting.ded";
+
+#[tokio::test]
+async fn scaling_classes_as_inlay_hints() {
+    let (mut client, text) = voting().await;
+    let hints = client
+        .result(
+            "textDocument/inlayHint",
+            json!({ "textDocument": doc(VOTING), "range": { "start": pos(0, 0), "end": pos(999, 0) } }),
+        )
+        .await;
+    let lines: Vec<&str> = text.lines().collect();
+    let rows: Vec<String> = hints
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let (line, col) = (
+                h["position"]["line"].as_u64().unwrap() as usize,
+                h["position"]["character"].as_u64().unwrap() as usize,
+            );
+            let label = h["label"].as_str().unwrap();
+            let source: String = lines[line].chars().take(col).collect();
+            format!(
+                "{:>3}: {}{}",
+                line + 1,
+                source.trim_start(),
+                if label.starts_with(':') { label.to_string() } else { format!("  {label}") }
+            )
+        })
+        .collect();
+    assert_snapshot!(rows.join("\n"));
+    // The tooltip explains the component's class.
+    let leader = hints.as_array().unwrap().iter().find(|h| h["label"] == "⟨partitioned by id⟩").unwrap();
+    assert!(leader["tooltip"]["value"].as_str().unwrap().contains("aggregates `count`"), "{leader}");
+}
+
+#[tokio::test]
+async fn hover_explains_the_component_class() {
+    let (mut client, text) = voting().await;
+    let (line, col) = find(&text, "component leader", 0);
+    let hover = client.result("textDocument/hover", at(VOTING, line, col + 11)).await;
+    assert_snapshot!(hover["contents"]["value"].as_str().unwrap());
+}
+
+#[tokio::test]
+async fn decouple_and_partition_code_actions() {
+    let (mut client, text) = voting().await;
+    // The broadcast rule: decoupling it is allowed (functional), and leader can be partitioned.
+    let (line, col) = find(&text, "ballot@p(id", 0);
+    let actions = client
+        .result(
+            "textDocument/codeAction",
+            json!({ "textDocument": doc(VOTING), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } }),
+        )
+        .await;
+    let titles: Vec<String> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} [{}]{}",
+                a["title"].as_str().unwrap(),
+                a["kind"].as_str().unwrap(),
+                a["disabled"]["reason"].as_str().map(|r| format!(" disabled: {r}")).unwrap_or_default()
+            )
+        })
+        .collect();
+    assert_snapshot!("voting_actions", titles.join("\n"));
+    let decouple = &actions[0];
+    let new_text = decouple["edit"]["changes"][VOTING][0]["newText"].as_str().unwrap().to_string();
+    assert!(new_text.contains("component leader_ballot"), "{new_text}");
+    // Applying it yields a program without errors.
+    let end = find(&format!("{text}\u{0}"), "\u{0}", 0);
+    client
+        .notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": VOTING, "version": 2 }, "contentChanges": [{ "range": { "start": pos(0, 0), "end": pos(end.0, end.1) }, "text": new_text }] }),
+        )
+        .await;
+    let diagnostics = client.next("textDocument/publishDiagnostics").await;
+    assert!(diagnostics["diagnostics"].as_array().unwrap().iter().all(|d| d["severity"] != 1), "{diagnostics}");
+}
+
+#[tokio::test]
+async fn refused_rewrites_are_disabled_with_a_reason() {
+    let mut client = Client::initialized(json!({})).await;
+    let uri = "file:///work/seq.ded";
+    let text = "component seq {\n    input req(id: int)\n    output highest(n: int)\n    table seen(id: int)\n    seen(id) :- req(id).\n    top(max(id)) :- seen(id).\n    highest(n) :- top(n).\n}\n";
+    client.open(uri, text).await;
+    let (line, col) = find(text, "top(max", 0);
+    let actions = client
+        .result(
+            "textDocument/codeAction",
+            json!({ "textDocument": doc(uri), "range": { "start": pos(line, col), "end": pos(line + 1, 5) }, "context": { "diagnostics": [] } }),
+        )
+        .await;
+    let rows: Vec<String> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            format!(
+                "{} | enabled: {} | {}",
+                a["title"].as_str().unwrap(),
+                a.get("edit").is_some(),
+                a["disabled"]["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_snapshot!(rows.join("\n"));
+    assert!(actions.as_array().unwrap().iter().any(|a| a.get("disabled").is_some()), "{actions}");
+}
+
+#[tokio::test]
+async fn large_programs_resolve_rewrites_lazily() {
+    let capabilities = json!({ "textDocument": { "codeAction": { "resolveSupport": { "properties": ["edit"] } } } });
+    let mut client = Client::new();
+    client.result("initialize", json!({ "capabilities": capabilities })).await;
+    client.notify("initialized", json!({})).await;
+    // Past LAZY_ABOVE_LINES with comment lines: the same program, but long.
+    let text = format!("{}{}", example("voting.ded"), "// filler\n".repeat(1600));
+    client.open(VOTING, &text).await;
+    let (line, col) = find(&text, "ballot@p(id", 0);
+    let params = json!({ "textDocument": doc(VOTING), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
+    let actions = client.result("textDocument/codeAction", params.clone()).await;
+    let actions = actions.as_array().unwrap();
+    assert_eq!(actions.len(), 2, "{actions:?}");
+    assert!(actions.iter().all(|a| a.get("edit").is_none() && a.get("data").is_some()));
+    assert_eq!(actions[1]["title"], "Partition `leader` by `id`");
+    let resolved = client.result("codeAction/resolve", actions[0].clone()).await;
+    let new_text = resolved["edit"]["changes"][VOTING][0]["newText"].as_str().unwrap();
+    assert!(new_text.contains("component leader_ballot"));
+    // After an edit the offered action is stale: resolving it is an error, not a stale edit.
+    client
+        .notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": VOTING, "version": 2 }, "contentChanges": [{ "range": { "start": pos(0, 0), "end": pos(0, 0) }, "text": "\n" }] }),
+        )
+        .await;
+    let response = client.request("codeAction/resolve", actions[1].clone()).await;
+    assert!(response["error"]["message"].as_str().unwrap().contains("changed"), "{response}");
+
+    // A sequential component: the partition action is disabled with the reason, without a rewrite.
+    let uri = "file:///work/seq_long.ded";
+    let seq = format!(
+        "component seq {{\n    input req(id: int)\n    output highest(n: int)\n    table seen(id: int)\n    seen(id) :- req(id).\n    top(max(id)) :- seen(id).\n    highest(n) :- top(n).\n}}\n{}",
+        "// filler\n".repeat(1600)
+    );
+    client.open(uri, &seq).await;
+    let actions = client
+        .result("textDocument/codeAction", json!({ "textDocument": doc(uri), "range": { "start": pos(5, 6), "end": pos(5, 6) }, "context": { "diagnostics": [] } }))
+        .await;
+    let partition =
+        actions.as_array().unwrap().iter().find(|a| a["title"].as_str().unwrap().starts_with("Partition")).unwrap();
+    assert!(partition["disabled"]["reason"].as_str().unwrap().contains("cannot be partitioned"), "{partition}");
+}
