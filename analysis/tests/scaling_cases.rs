@@ -258,3 +258,53 @@ fn decouple_redirects_replies_that_only_moved_rules_read() {
     assert!(out.contains("ask@p(id, v, self)"), "self stays the return address:\n{out}");
     insta::assert_snapshot!(out);
 }
+
+/// `c` sends work to `w`, which answers on `done`; `c` keeps only the highest `level` it heard of
+/// and moves the collection of answers out.
+const NACK: &str = "component c {\n input req(id: int)\n channel done(w: addr, id: int, level: int)\n table heard(level: int)\n table got(id: int, w: addr)\n output finished(id: int)\n work@x(self, id) :~ req(id), nodes(\"w\", x).\n heard(l) :- done(_, _, l).\n got(id, w) :- done(w, id, _).\n finished(id) :- got(id, _).\n}\ncomponent w {\n channel work(from: addr, id: int)\n done@from(self, id, 7) :~ work(from, id).\n}\n";
+
+#[test]
+fn decouple_redirects_a_channel_the_rest_reads_through_a_projection() {
+    let out = decouple(NACK, "c", &["got", "finished"], "collect");
+    assert!(out.contains("nack redirection: `done` now goes straight to `collect`: its senders (`done@from(self, id, 7) :~ work(from, id)`)"), "{out}");
+    // The sender addresses the new component, with the node it used to address as the last column.
+    assert!(out.contains("done@dest(self, id, 7, from) :~ work(from, id), nodes(\"collect\", dest)."), "{out}");
+    // The rest reads only the projected column, on a new channel.
+    assert!(out.contains("channel done_nack(level: int)"), "{out}");
+    assert!(out.contains("heard(l) :- done_nack(l)."), "{out}");
+    assert!(out.contains("done_nack@origin(level) :~ done(w, id, level, origin)."), "{out}");
+    assert!(out.contains("got(id, w) :- done(w, id, _, _)."), "{out}");
+    assert!(!out.contains("done_collect"), "done is no longer forwarded:\n{out}");
+    insta::assert_snapshot!(out);
+}
+
+#[test]
+fn nack_redirection_is_refused_when_the_rest_aggregates_or_reads_the_whole_fact() {
+    // An aggregate over the channel: fall back to forwarding, with the reason.
+    let agg = NACK.replace("heard(l) :- done(_, _, l).", "heard(count(l)) :- done(_, _, l).");
+    let out = decouple(&agg, "c", &["got", "finished"], "collect");
+    assert!(out.contains("done_collect@dest(w, id, level) :~ done(w, id, level)"), "{out}");
+    assert!(out.contains("aggregates over it (not monotone)"), "{out}");
+    // Every column read: passing it back would cost as much as forwarding it.
+    let whole = NACK.replace("heard(l) :- done(_, _, l).", "heard(l) :- done(w, id, l), id > 0, w != w.");
+    let out = decouple(&whole, "c", &["got", "finished"], "collect");
+    assert!(out.contains("read every column of `done`"), "{out}");
+    // Negation of the channel.
+    let neg = NACK.replace("heard(l) :- done(_, _, l).", "heard(l) :- req(l), !done(_, _, l).");
+    let out = decouple(&neg, "c", &["got", "finished"], "collect");
+    assert!(out.contains("negates it (not monotone)") && !out.contains("nack redirection"), "{out}");
+    // What the moved part computes from the channel leads back to `c` through `w`: `c` could hear
+    // of it before the nack, which the original never allows.
+    let back = NACK
+        .replace(
+            "output finished(id: int)\n",
+            "output finished(id: int)\n channel note(id: int)\n poke@w(id) :~ got(id, w).\n heard(id) :- note(id).\n",
+        )
+        .replace(
+            "channel work(from: addr, id: int)\n",
+            "channel work(from: addr, id: int)\n channel poke(id: int)\n note@x(id) :~ poke(id), nodes(\"c\", x).\n",
+        );
+    let out = decouple(&back, "c", &["got", "finished", "poke"], "collect");
+    assert!(out.contains("`poke@w(id) :~ got(id, w)` sends what the moved rules compute from `done`"), "{out}");
+    assert!(!out.contains("nack redirection"), "{out}");
+}

@@ -15,6 +15,7 @@
 use std::collections::BTreeSet;
 
 use crate::model::{ExprKind, HeadArg, RelationId, RelationKind, Rule, RuleId, RuleKind, Type};
+use crate::rewrite::nack::{self, Nack};
 use crate::rewrite::{component, finish, splice, Refusal, RewriteResult};
 use crate::scaling::{display, Context};
 use crate::text::TextRange;
@@ -306,6 +307,22 @@ pub fn decouple(
             }
         }
     }
+    // Channels the rest still reads only through a projection go straight to D, which passes
+    // the projection back (a nack); the others stay forwarded, with the reason kept to explain.
+    let mut nacked: Vec<Nack> = Vec::new();
+    let mut nack_refused: Vec<(RelationId, String)> = Vec::new();
+    for &(rel, flow) in &forwarded {
+        let read_by_kept = kept.iter().any(|&k| program.rule(k).atoms().any(|a| a.relation_id == Some(rel)));
+        if flow != Flow::Event || !read_by_kept {
+            continue;
+        }
+        let moved: Vec<RuleId> = moved.iter().copied().collect();
+        match nack::plan(program, cid, &kept, &moved, rel) {
+            Ok(n) => nacked.push(n),
+            Err(reason) => nack_refused.push((rel, reason)),
+        }
+    }
+    forwarded.retain(|f| !nacked.iter().any(|n| n.relation == f.0));
     // Column types of forwarded relations must be known to declare the new channels.
     for &(rel, _) in &forwarded {
         let relation = program.relation(rel);
@@ -347,7 +364,11 @@ pub fn decouple(
             ));
         }
         if !self_ranges(rule).is_empty() {
-            let fed = rule.atoms().any(|a| !a.negated && forwarded.iter().any(|f| Some(f.0) == a.relation_id));
+            let fed = rule.atoms().any(|a| {
+                !a.negated
+                    && (forwarded.iter().any(|f| Some(f.0) == a.relation_id)
+                        || nacked.iter().any(|n| Some(n.relation) == a.relation_id))
+            });
             if !fed {
                 return Err(Refusal::new(
                     rule.head.range,
@@ -480,12 +501,56 @@ pub fn decouple(
                 }
             } else if copied_static.contains(&rel) {
                 local_edits.push((shift(atom.relation_range, span), format!("{}_{new_name}", atom.relation)));
+            } else if nacked.iter().any(|n| n.relation == rel) {
+                // The redirected channel carries the addressed C node last: that is `origin`.
+                let extra = if needs_origin && !origin_bound && !atom.negated {
+                    origin_bound = true;
+                    format!(", {origin_var}")
+                } else {
+                    ", _".to_string()
+                };
+                let close = TextRange::empty(atom.range.end as usize - 1);
+                local_edits.push((shift(close, span), extra));
             }
         }
         for range in self_ranges(rule) {
             local_edits.push((shift(range, span), origin_var.to_string()));
         }
         d_rules.push(splice(&text[span.as_range()], &local_edits).trim().to_string());
+    }
+    // Nacks: the channel's declaration moves to D with an `origin` column, its senders address D,
+    // D passes the projection back, and C's readers read the projection.
+    for n in &nacked {
+        let relation = program.relation(n.relation);
+        let vars = unique_names(relation);
+        let mut cols: Vec<String> = vars.iter().zip(&relation.columns).map(|(v, c)| format!("{v}: {}", c.ty)).collect();
+        cols.push(format!("{origin_var}: addr"));
+        d_decls.push(format!("channel {}({})", relation.name, cols.join(", ")));
+        let nack_cols: Vec<String> =
+            n.columns.iter().map(|&i| format!("{}: {}", vars[i], relation.columns[i].ty)).collect();
+        let nack_decl = format!("channel {}({})", n.name, nack_cols.join(", "));
+        if relation.declared {
+            edits.push((relation.range, nack_decl));
+        } else {
+            forwarding.insert(0, nack_decl);
+        }
+        let projected: Vec<&str> = n.columns.iter().map(|&i| vars[i].as_str()).collect();
+        d_rules.push(format!(
+            "{}@{origin_var}({}) :~ {}({}, {origin_var}).",
+            n.name,
+            projected.join(", "),
+            relation.name,
+            vars.join(", ")
+        ));
+        for &k in &kept {
+            for atom in program.rule(k).atoms().filter(|a| a.relation_id == Some(n.relation)) {
+                let args: Vec<&str> = n.columns.iter().map(|&i| &text[atom.args[i].range.as_range()]).collect();
+                edits.push((atom.range, format!("{}({})", n.name, args.join(", "))));
+            }
+        }
+        for sender in program.rules_deriving(n.relation) {
+            edits.extend(nack::redirect_sender(program, text, sender, new_name));
+        }
     }
     // Invariants about the moved relations move with them.
     for &inv in &comp.invariants {
@@ -538,19 +603,27 @@ pub fn decouple(
     // ---- Explanation.
     let strongest = forwarded.iter().map(|f| f.1).max();
     let kind = match strongest {
+        None | Some(Flow::Event) if !nacked.is_empty() => "decoupling with nack redirection",
         None | Some(Flow::Event) => "mutually independent decoupling (redirection)",
         Some(Flow::Functional) => "functional decoupling",
         Some(Flow::Persisted) => "monotonic decoupling",
     };
     let mut explanation =
         vec![format!("{kind}: {} rule(s) of `{component_name}` move to the new component `{new_name}`", moved.len())];
-    explanation.push(format!("`{component_name}` reads nothing `{new_name}` derives, so it is independent of it"));
+    if nacked.is_empty() {
+        explanation.push(format!("`{component_name}` reads nothing `{new_name}` derives, so it is independent of it"));
+    } else {
+        explanation.push(format!(
+            "`{component_name}` reads nothing `{new_name}` derives but the nacks, which are its own messages delayed"
+        ));
+    }
     for &(rel, flow) in &forwarded {
         let name = &program.relation(rel).name;
         let kept_reader = kept.iter().find(|&&k| program.rule(k).atoms().any(|a| a.relation_id == Some(rel)));
         if let (Flow::Event, Some(&k)) = (flow, kept_reader) {
+            let why = nack_refused.iter().find(|r| r.0 == rel).map_or("", |r| r.1.as_str());
             explanation.push(format!(
-                "`{name}` is also read in `{component_name}` by `{}`, so it still arrives at `{component_name}`, which forwards it to `{new_name}`; sending it straight to `{new_name}` would need `{new_name}` to pass it back (for a reply: a nack), which this rewrite does not do",
+                "`{name}` is also read in `{component_name}` by `{}`, so it still arrives at `{component_name}`, which forwards it to `{new_name}`; it cannot go straight to `{new_name}` with a nack back: {why}",
                 display::rule(program.rule(k))
             ));
             continue;
@@ -560,6 +633,19 @@ pub fn decouple(
             Flow::Functional => format!("`{name}` is forwarded fact by fact; `{new_name}` uses each alone, with no aggregation or negation"),
             Flow::Persisted => format!("`{name}` only grows: it is forwarded on insertion and persisted again in `{new_name}`"),
         });
+    }
+    for n in &nacked {
+        let relation = program.relation(n.relation);
+        let name = &relation.name;
+        let cols: Vec<&str> = n.columns.iter().map(|&i| relation.columns[i].name.as_str()).collect();
+        let senders: Vec<String> =
+            program.rules_deriving(n.relation).map(|s| format!("`{}`", display::rule(program.rule(s)))).collect();
+        explanation.push(format!(
+            "nack redirection: `{name}` now goes straight to `{new_name}`: its senders ({}) address `{new_name}`, with the `{component_name}` node they addressed as `{origin_var}`; `{component_name}` reads only {} of it, positively and without aggregation, which `{new_name}` passes back on `{}`: to `{component_name}` this is `{name}` arriving later, a delay messages may always have, and `{new_name}`'s inputs could always arrive after everything `{component_name}` did",
+            senders.join(", "),
+            cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
+            n.name
+        ));
     }
     for &x in &redirected {
         explanation.push(format!(

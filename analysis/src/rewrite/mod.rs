@@ -8,6 +8,7 @@
 //! with that head, deletions included): see [`select_rules`].
 
 mod decouple;
+mod nack;
 
 use serde::Serialize;
 
