@@ -34,6 +34,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
+    /// The whole-program report if some request already computed it for this version.
+    pub fn scaling_if_computed(&self) -> Option<&ScalingReport> {
+        self.scaling.get()
+    }
+
     pub fn scaling(&self) -> &ScalingReport {
         self.scaling.get_or_init(|| compart_analysis::scaling::classify(&self.analysis.program))
     }

@@ -11,6 +11,9 @@
 //!
 //! `self` used as a return address in a moved rule becomes the address of the C node that
 //! forwarded the fact (an extra `origin` column), so replies still reach C.
+//!
+//! A channel that C still reads only through a projection is not forwarded but sent straight to
+//! D, which passes the projection back (see `nack.rs`).
 
 use std::collections::BTreeSet;
 

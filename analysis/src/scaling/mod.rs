@@ -370,33 +370,8 @@ impl Context<'_> {
 /// Classify every rule and component of a program.
 pub fn classify(program: &Program) -> ScalingReport {
     let ctx = Context::new(program);
-    let components: Vec<ComponentScaling> = program
-        .component_ids()
-        .map(|id| {
-            let component = program.component(id);
-            ComponentScaling {
-                component: id,
-                name: component.name.clone(),
-                range: component.name_range,
-                verdict: ctx.verdict(id, &component.rules),
-            }
-        })
-        .collect();
-    let rules = program
-        .rule_ids()
-        .map(|id| {
-            let rule = program.rule(id);
-            let in_component = &components[rule.component.index()].verdict;
-            let verdict = rule_verdict(&ctx, id, in_component);
-            RuleScaling {
-                rule: id,
-                component: rule.component,
-                range: rule.range,
-                verdict,
-                nonmonotone: ctx.causes[id.index()].clone(),
-            }
-        })
-        .collect();
+    let (components, mut rules) = classify_with(&ctx, program.component_ids());
+    rules.sort_by_key(|r| r.rule);
     let nonmonotone = monotone::nonmonotone_relations(program, &ctx.causes);
     let relations = program
         .relation_ids()
@@ -409,6 +384,41 @@ pub fn classify(program: &Program) -> ScalingReport {
         })
         .collect();
     ScalingReport { components, rules, relations }
+}
+
+/// The verdicts of some components and of their rules, as [`classify`] gives them: what an editor
+/// needs for the lines on screen, without judging every other component after each keystroke.
+pub fn classify_components(program: &Program, ids: &[ComponentId]) -> (Vec<ComponentScaling>, Vec<RuleScaling>) {
+    classify_with(&Context::new(program), ids.iter().copied())
+}
+
+fn classify_with(
+    ctx: &Context<'_>,
+    ids: impl Iterator<Item = ComponentId>,
+) -> (Vec<ComponentScaling>, Vec<RuleScaling>) {
+    let program = ctx.program;
+    let mut components = Vec::new();
+    let mut rules = Vec::new();
+    for id in ids {
+        let component = program.component(id);
+        let verdict = ctx.verdict(id, &component.rules);
+        for &rule_id in &component.rules {
+            rules.push(RuleScaling {
+                rule: rule_id,
+                component: id,
+                range: program.rule(rule_id).range,
+                verdict: rule_verdict(ctx, rule_id, &verdict),
+                nonmonotone: ctx.causes[rule_id.index()].clone(),
+            });
+        }
+        components.push(ComponentScaling {
+            component: id,
+            name: component.name.clone(),
+            range: component.name_range,
+            verdict,
+        });
+    }
+    (components, rules)
 }
 
 /// A rule inside a parallel or partitioned component shares the component's policy; inside a

@@ -63,17 +63,26 @@ pub fn inlay_hints(snapshot: &Snapshot, within: TextRange) -> Vec<InlayHint> {
     }
     let program = &analysis.program;
     let conv = Converter::new(analysis);
-    let report = snapshot.scaling();
     let inside = |r: TextRange| r.start <= within.end && within.start <= r.end;
+    // Hints are asked for the lines on screen after every edit: judge only the components there,
+    // unless a hover or code action already classified this version whole.
+    let visible: Vec<ComponentId> = program.component_ids().filter(|&c| inside(program.component(c).range)).collect();
+    let (components, rules) = match snapshot.scaling_if_computed() {
+        Some(report) => (
+            report.components.iter().filter(|c| visible.contains(&c.component)).cloned().collect(),
+            report.rules.iter().filter(|r| visible.contains(&r.component)).cloned().collect(),
+        ),
+        None => scaling::classify_components(program, &visible),
+    };
     let mut out = Vec::new();
-    for c in &report.components {
+    for c in &components {
         let comp = program.component(c.component);
         let end = comp.placement.as_ref().map_or(comp.name_range.end, |p| p.range.end);
         if inside(TextRange { start: comp.name_range.start, end }) {
             out.push(hint(&conv, end, format!("⟨{}⟩", label(&c.verdict)), explain(program, &c.verdict)));
         }
     }
-    for r in &report.rules {
+    for r in &rules {
         let rule = program.rule(r.rule);
         if rule.kind == RuleKind::Fact || !inside(rule.range) {
             continue;
