@@ -219,10 +219,8 @@ impl<'p> Context<'p> {
         v
     }
 
-    /// The verdict for a set of rules of one component run as one unit (a whole component, or
-    /// the part a rewrite would move). Relations the rules read but do not derive count as inputs.
-    pub fn verdict(&self, component: ComponentId, rules: &[RuleId]) -> Verdict {
-        let scope = policy::Scope {
+    fn scope(&self, component: ComponentId, rules: &[RuleId]) -> policy::Scope<'_> {
+        policy::Scope {
             program: self.program,
             component,
             rules: rules.to_vec(),
@@ -230,7 +228,13 @@ impl<'p> Context<'p> {
             fds: &self.fds,
             causes: &self.causes,
             vars: &self.vars,
-        };
+        }
+    }
+
+    /// The verdict for a set of rules of one component run as one unit (a whole component, or
+    /// the part a rewrite would move). Relations the rules read but do not derive count as inputs.
+    pub fn verdict(&self, component: ComponentId, rules: &[RuleId]) -> Verdict {
+        let scope = self.scope(component, rules);
         let causes: Vec<Reason> = rules.iter().flat_map(|r| self.causes[r.index()].iter().cloned()).collect();
         let anywhere = scope.attempt(None);
         // A deletion of the very facts the rule reads (`delete booting() :- booting()`) only
@@ -319,15 +323,7 @@ impl Context<'_> {
     /// Why no policy keyed by a column named `key` works: the conflicts of the attempts seeded
     /// with each input of the rules that has such a column (fewest conflicts first).
     pub fn key_conflicts(&self, component: ComponentId, rules: &[RuleId], key: &str) -> Vec<Reason> {
-        let scope = policy::Scope {
-            program: self.program,
-            component,
-            rules: rules.to_vec(),
-            is_static: &self.is_static,
-            fds: &self.fds,
-            causes: &self.causes,
-            vars: &self.vars,
-        };
+        let scope = self.scope(component, rules);
         let mut attempts: Vec<_> = scope
             .seeds()
             .into_iter()
@@ -341,15 +337,7 @@ impl Context<'_> {
 
     /// Every valid co-hashing policy for these rules, best first (most rules partitioned).
     pub fn policies(&self, component: ComponentId, rules: &[RuleId]) -> Vec<Vec<PlacedRelation>> {
-        let scope = policy::Scope {
-            program: self.program,
-            component,
-            rules: rules.to_vec(),
-            is_static: &self.is_static,
-            fds: &self.fds,
-            causes: &self.causes,
-            vars: &self.vars,
-        };
+        let scope = self.scope(component, rules);
         policy::search(&scope)
             .0
             .into_iter()
