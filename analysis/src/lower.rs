@@ -810,6 +810,13 @@ impl<'a> Lowerer<'a> {
             };
             self.program.rules[index].head.relation_id = id;
         }
+        let mut derivers = vec![Vec::new(); self.program.relations.len()];
+        for (index, rule) in self.program.rules.iter().enumerate() {
+            if let Some(head) = rule.head.relation_id {
+                derivers[head.index()].push(RuleId(index as u32));
+            }
+        }
+        self.program.derivers = derivers;
         let names: Vec<String> = self.program.relations.iter().map(|r| r.name.clone()).collect();
         let mut unknown = Vec::new();
         let index = &self.program.relation_index;

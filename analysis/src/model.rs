@@ -530,6 +530,9 @@ pub struct Program {
     pub relation_index: FxHashMap<String, RelationId>,
     #[serde(skip)]
     pub component_index: FxHashMap<String, ComponentId>,
+    /// Rules by head relation, indexed by `RelationId` (filled by lowering with the relation ids).
+    #[serde(skip)]
+    pub derivers: Vec<Vec<RuleId>>,
 }
 
 impl Program {
@@ -562,6 +565,6 @@ impl Program {
     }
     /// Rules whose head is `relation`.
     pub fn rules_deriving(&self, relation: RelationId) -> impl Iterator<Item = RuleId> + '_ {
-        self.rule_ids().filter(move |&r| self.rule(r).head.relation_id == Some(relation))
+        self.derivers.get(relation.index()).into_iter().flatten().copied()
     }
 }
