@@ -341,15 +341,8 @@ impl<'a> Lowerer<'a> {
     }
 
     fn declare_component(&mut self, node: Node<'_>) -> Option<ComponentId> {
+        // Components are lowered one per program (see `lower_component`); `merge_component` reports duplicates.
         let (name, name_range) = self.field_text(node, "name")?;
-        if let Some(previous) = self.program.component_by_name(name) {
-            let first = self.program.component(previous).name_range;
-            self.report(
-                Diagnostic::new(Code::DuplicateComponent, name_range, format!("component `{name}` is defined twice"))
-                    .with_related(first, "first defined here"),
-            );
-            return None;
-        }
         let id = ComponentId(self.program.components.len() as u32);
         self.program.component_index.insert(name.to_string(), id);
         self.program.components.push(Component {

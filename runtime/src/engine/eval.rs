@@ -227,6 +227,15 @@ pub(crate) fn run(
 }
 
 /// Width of a head's evaluated rows: the destination (for `:~`) then one column per argument.
+/// The rows of a flat buffer of `width`-wide rows; a zero-width relation holds one empty row or none.
+pub(crate) fn rows_of(flat: &[u64], width: usize) -> Vec<&[u64]> {
+    match width {
+        0 if flat.is_empty() => Vec::new(),
+        0 => vec![&[]],
+        _ => flat.chunks_exact(width).collect(),
+    }
+}
+
 pub(crate) fn head_width(head: &HeadPlan) -> usize {
     head.dest.is_some() as usize + head.args.len()
 }

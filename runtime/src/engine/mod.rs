@@ -594,16 +594,7 @@ impl Node {
             let rel = rule.head.rel;
             let n = rows.len().checked_div(width).unwrap_or(rows.len());
             self.profile.rule_facts[rule.id.index()] += n as u64;
-            let rows_iter: Vec<&[u64]> = if width == 0 {
-                if rows.is_empty() {
-                    Vec::new()
-                } else {
-                    vec![&[]]
-                }
-            } else {
-                rows.chunks_exact(width).collect()
-            };
-            for row in rows_iter {
+            for row in eval::rows_of(&rows, width) {
                 match rule.kind {
                     RuleKind::Delete => deletes.push((rel, row.to_vec())),
                     RuleKind::NextTick if program.rels[rel].kind == RelationKind::Table => {
@@ -756,16 +747,7 @@ impl Node {
     fn insert_derived(&mut self, rel: usize, rows: &[u64], width: usize, new: &mut Vec<Row>) -> u64 {
         let table = self.program.rels[rel].kind == RelationKind::Table;
         let mut added = 0;
-        let chunks: Vec<&[u64]> = if width == 0 {
-            if rows.is_empty() {
-                Vec::new()
-            } else {
-                vec![&[]]
-            }
-        } else {
-            rows.chunks_exact(width).collect()
-        };
-        for row in chunks {
+        for row in eval::rows_of(rows, width) {
             if table {
                 if self.change_table(rel, row, true, true) {
                     added += 1;

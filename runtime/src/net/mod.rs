@@ -553,6 +553,19 @@ where
     Ok((read, write, resume_from))
 }
 
+/// Queue one encoded frame of `msgs` messages on the connection, counting it (4 bytes of length prefix).
+async fn feed_frame(
+    write: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    stats: &NetStats,
+    bytes: &Bytes,
+    msgs: u64,
+) -> io::Result<()> {
+    add(&stats.frames_sent, 1);
+    add(&stats.msgs_sent, msgs);
+    add(&stats.bytes_sent, bytes.len() as u64 + 4);
+    write.feed(bytes.clone()).await
+}
+
 /// Returns None when the application dropped its sender (clean stop), or the connection error.
 async fn stream_to_peer<M>(
     shared: &Shared<M>,
@@ -568,10 +581,7 @@ where
     // Retransmit everything not yet acknowledged, in order.
     for (_, bytes, n) in &outbox.unacked {
         add(&stats.retransmitted_frames, 1);
-        add(&stats.frames_sent, 1);
-        add(&stats.msgs_sent, *n);
-        add(&stats.bytes_sent, bytes.len() as u64 + 4);
-        if let Err(e) = write.feed(bytes.clone()).await {
+        if let Err(e) = feed_frame(write, stats, bytes, *n).await {
             return Some(e);
         }
     }
@@ -593,10 +603,7 @@ where
                 for b in batches {
                     for i in outbox.push(shared.me, b) {
                         let (_, bytes, n) = &outbox.unacked[i];
-                        add(&stats.frames_sent, 1);
-                        add(&stats.msgs_sent, *n);
-                        add(&stats.bytes_sent, bytes.len() as u64 + 4);
-                        if let Err(e) = write.feed(bytes.clone()).await {
+                        if let Err(e) = feed_frame(write, stats, bytes, *n).await {
                             return Some(e);
                         }
                     }
