@@ -20,11 +20,14 @@ pub struct WorkloadSpec {
     pub int_range: i64,
     /// At most this many inputs per schedule.
     pub max_inputs: usize,
+    /// Chance that an input carrying a request identifier is sent again, later, to another node
+    /// of the same component: a client that retries elsewhere (e.g. to another proposer).
+    pub resend: f64,
 }
 
 impl Default for WorkloadSpec {
     fn default() -> Self {
-        WorkloadSpec { input_percent: 15, weights: Vec::new(), int_range: 4, max_inputs: 40 }
+        WorkloadSpec { input_percent: 15, weights: Vec::new(), int_range: 4, max_inputs: 40, resend: 0.2 }
     }
 }
 
@@ -56,6 +59,8 @@ pub(crate) struct Generator {
     strings: Vec<Arc<str>>,
     addrs: Vec<NodeAddr>,
     next_id: i64,
+    /// A copy of an earlier input for another node, sent as the next input.
+    resend: Option<(NodeAddr, RelationId, Tuple)>,
     emitted: usize,
     spec: WorkloadSpec,
 }
@@ -99,12 +104,16 @@ impl Generator {
             program.strings.iter().filter(|s| program.program.component_by_name(s).is_none()).cloned().collect();
         strings.extend(["x", "y"].map(Arc::from));
         let addrs = deployment.logical_nodes().map(|n| n.addr).collect();
-        Generator { choices, strings, addrs, next_id: 1, emitted: 0, spec: spec.clone() }
+        Generator { choices, strings, addrs, next_id: 1, resend: None, emitted: 0, spec: spec.clone() }
     }
 
     pub fn next(&mut self, rng: &mut Rng) -> Option<(NodeAddr, RelationId, Tuple)> {
         if self.choices.is_empty() || self.emitted >= self.spec.max_inputs {
             return None;
+        }
+        if let Some(copy) = self.resend.take() {
+            self.emitted += 1;
+            return Some(copy);
         }
         let total: u64 = self.choices.iter().map(|c| c.weight as u64).sum();
         let mut pick = rng.below(total);
@@ -133,7 +142,12 @@ impl Generator {
                 Type::Addr => Value::Addr(self.addrs[rng.below(self.addrs.len().max(1) as u64) as usize]),
             });
         }
-        let node = choice.targets[rng.below(choice.targets.len() as u64) as usize];
+        let pick = rng.below(choice.targets.len() as u64) as usize;
+        let node = choice.targets[pick];
+        if choice.targets.len() > 1 && choice.unique.iter().any(|&u| u) && rng.chance(self.spec.resend) {
+            let other = (pick + 1 + rng.below(choice.targets.len() as u64 - 1) as usize) % choice.targets.len();
+            self.resend = Some((choice.targets[other], choice.relation, tuple.clone()));
+        }
         self.emitted += 1;
         Some((node, choice.relation, tuple))
     }
