@@ -59,6 +59,7 @@ pub fn rewrite(
     into: Option<&str>,
     partition: Option<&str>,
     by: Option<&str>,
+    seal: bool,
     write: bool,
 ) -> u8 {
     let analysis = match load(file) {
@@ -79,6 +80,7 @@ pub fn rewrite(
             rewrite::select_rules(&analysis, component, &selectors)
                 .and_then(|rules| rewrite::decouple(&analysis, component, &rules, into))
         }
+        (None, Some(component)) if seal => rewrite::partition_sealed(&analysis, component, by),
         (None, Some(component)) => rewrite::partition(&analysis, component, by),
         _ => {
             eprintln!("error: give exactly one of --decouple or --partition");
@@ -130,19 +132,14 @@ fn read_profile(path: &Path, program: &compart_analysis::Program) -> Result<opti
     Ok(profile)
 }
 
-/// Search rewrites for the best predicted throughput on `machines` machines.
-pub fn optimize(file: &Path, machines: usize, profile: Option<&Path>, out: Option<&PathBuf>) -> u8 {
-    let analysis = match load(file) {
-        Ok(a) => a,
-        Err(code) => return code,
-    };
-    let profile = match profile.map(|p| read_profile(p, &analysis.program)).transpose() {
-        Ok(p) => p,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return 2;
-        }
-    };
+/// The plan `compart optimize` prints (also used by `compart bench`); Err(exit code, message).
+pub fn plan(file: &Path, machines: usize, profile: Option<&Path>) -> Result<optimize::Plan, (u8, String)> {
+    let text = std::fs::read_to_string(file).map_err(|e| (2u8, format!("cannot read {}: {e}", file.display())))?;
+    let analysis = analyze(&text);
+    if analysis.has_errors() {
+        return Err((1, format!("{} has errors; run `compart check` first", file.display())));
+    }
+    let profile = profile.map(|p| read_profile(p, &analysis.program)).transpose().map_err(|e| (2u8, e))?;
     // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
     let mut logical = std::collections::BTreeMap::new();
     let toml = file.with_extension("toml");
@@ -156,8 +153,19 @@ pub fn optimize(file: &Path, machines: usize, profile: Option<&Path>, out: Optio
             Err(e) => eprintln!("warning: ignoring {}: {e}", toml.display()),
         }
     }
-    let options = optimize::Options { machines, profile, logical };
-    let plan = optimize::optimize(&analysis, &options);
+    let options = optimize::Options { machines, profile, logical, ..Default::default() };
+    Ok(optimize::optimize(&analysis, &options))
+}
+
+/// Search rewrites for the best predicted throughput on `machines` machines.
+pub fn optimize(file: &Path, machines: usize, profile: Option<&Path>, out: Option<&PathBuf>) -> u8 {
+    let plan = match plan(file, machines, profile) {
+        Ok(plan) => plan,
+        Err((code, e)) => {
+            eprintln!("error: {e}");
+            return code;
+        }
+    };
     emit(&optimize::render_steps(&plan));
     match out {
         Some(dir) => {

@@ -80,6 +80,10 @@ enum Command {
         /// Key column name for --partition (default: the best policy found).
         #[arg(long, requires = "partition")]
         by: Option<String>,
+        /// With --partition: keep aggregates over every fact per instance and seal the replies
+        /// that carry them (acceptor groups); not an equivalence, so verify the invariants.
+        #[arg(long, requires = "partition")]
+        seal: bool,
         /// Write the result back to FILE instead of stdout.
         #[arg(long)]
         write: bool,
@@ -125,9 +129,15 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),
-        Command::Rewrite { file, decouple, into, partition, by, write } => {
-            explain::rewrite(&file, decouple.as_deref(), into.as_deref(), partition.as_deref(), by.as_deref(), write)
-        }
+        Command::Rewrite { file, decouple, into, partition, by, seal, write } => explain::rewrite(
+            &file,
+            decouple.as_deref(),
+            into.as_deref(),
+            partition.as_deref(),
+            by.as_deref(),
+            seal,
+            write,
+        ),
         Command::Verify { original, rewritten, seeds, inputs, invariants_only } => {
             verify::verify(&original, &rewritten, seeds, inputs, invariants_only)
         }

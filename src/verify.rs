@@ -359,4 +359,21 @@ mod tests {
         assert!(!ok, "{out}");
         assert!(out.contains("missing output: client_reply("), "{out}");
     }
+
+    /// Acceptors partitioned by slot with sealing keep Paxos' invariants, and still commit: a
+    /// p1b that never sealed would elect no leader and produce no output at all.
+    #[test]
+    fn sealed_paxos_acceptors_keep_the_invariants() {
+        let path = std::path::PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/paxos.ded"));
+        let text = std::fs::read_to_string(&path).unwrap();
+        let analysis = analyze(&text);
+        let sealed = compart_analysis::rewrite::partition_sealed(&analysis, "acceptor", Some("slot")).unwrap();
+        let (orig, new) = (compile(&text).unwrap(), compile(&sealed.new_text).unwrap());
+        let mut out = String::new();
+        let ok = compare(&orig, &new, (Some(&path), None), 8, 20, true, &mut out).unwrap();
+        assert!(ok, "{out}");
+        let outputs: usize =
+            out.lines().filter_map(|l| l.split(" inputs, ").nth(1)?.split(' ').next()?.parse::<usize>().ok()).sum();
+        assert!(outputs > 0, "nothing committed: {out}");
+    }
 }

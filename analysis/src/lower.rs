@@ -50,7 +50,7 @@ pub fn lower_cached(syntax: &SyntaxTree, diagnostics: &mut Vec<Diagnostic>, cach
         expr_depth: 0,
         reported_depth: false,
     };
-    lowerer.builtin_nodes();
+    lowerer.builtin_relations();
     std::mem::swap(&mut program, &mut lowerer.program);
     let items: Vec<Node> = named_children(syntax.root()).collect();
     for item in items.iter().filter(|i| i.kind() == "component") {
@@ -315,19 +315,25 @@ impl<'a> Lowerer<'a> {
         self.diagnostics.push(diagnostic);
     }
 
-    fn builtin_nodes(&mut self) {
+    fn builtin_relations(&mut self) {
         let column =
             |name: &str, ty| Column { name: name.into(), name_range: TextRange::default(), ty, ty_range: None };
-        self.add_relation(Relation {
-            name: NODES_RELATION.into(),
-            kind: RelationKind::Builtin,
-            component: None,
-            columns: vec![column("component", Type::String), column("address", Type::Addr)],
-            key: None,
-            name_range: TextRange::default(),
-            range: TextRange::default(),
-            declared: true,
-        });
+        let builtins = [
+            (NODES_RELATION, vec![column("component", Type::String), column("address", Type::Addr)], None),
+            (INSTANCE_RELATION, vec![column("index", Type::Int), column("count", Type::Int)], Some(Vec::new())),
+        ];
+        for (name, columns, key) in builtins {
+            self.add_relation(Relation {
+                name: name.into(),
+                kind: RelationKind::Builtin,
+                component: None,
+                columns,
+                key,
+                name_range: TextRange::default(),
+                range: TextRange::default(),
+                declared: true,
+            });
+        }
     }
 
     fn add_relation(&mut self, relation: Relation) -> RelationId {
@@ -385,11 +391,11 @@ impl<'a> Lowerer<'a> {
         let Some(kind) = node.child_by_field_name("kind").and_then(|k| RelationKind::from_keyword(self.text(k))) else {
             return;
         };
-        if name == NODES_RELATION {
+        if name == NODES_RELATION || name == INSTANCE_RELATION {
             self.report(Diagnostic::new(
                 Code::ReservedName,
                 name_range,
-                format!("`{NODES_RELATION}` is the built-in deployment relation and cannot be declared"),
+                format!("`{name}` is a built-in deployment relation and cannot be declared"),
             ));
             return;
         }

@@ -28,6 +28,11 @@ id_type!(InvariantId);
 /// Name of the built-in relation listing the deployment: `nodes(component, address)`.
 pub const NODES_RELATION: &str = "nodes";
 
+/// Name of the built-in relation `instance(index, count)`: this node is instance `index` (from 0)
+/// of the `count` instances of its logical node (`instance(0, 1)` when not partitioned). Sealed
+/// partitioning tags the parts of a reply with it, so that the receiver can recombine them.
+pub const INSTANCE_RELATION: &str = "instance";
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Type {

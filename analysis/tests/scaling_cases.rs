@@ -308,3 +308,72 @@ fn nack_redirection_is_refused_when_the_rest_aggregates_or_reads_the_whole_fact(
     assert!(out.contains("`poke@w(id) :~ got(id, w)` sends what the moved rules compute from `done`"), "{out}");
     assert!(!out.contains("nack redirection"), "{out}");
 }
+
+fn sealed(src: &str, component: &str, key: Option<&str>) -> Result<String, String> {
+    let analysis = analyze(src);
+    rewrite::partition_sealed(&analysis, component, key).map(|r| r.new_text).map_err(|r| r.reason)
+}
+
+/// A log whose replies carry the highest slot it holds (max) and its size (count).
+const SEALABLE_LOG: &str = "
+component client {
+    input write(id: int, slot: int)
+    input probe(round: int)
+    output size(round: int, log: addr, high: int, entries: int)
+    output stored(id: int, high: int)
+    channel status(log: addr, round: int, high: int, entries: int)
+    channel ack(id: int, high: int)
+    store@l(self, id, s) :~ write(id, s), nodes(\"log\", l).
+    ask@l(self, r) :~ probe(r), nodes(\"log\", l).
+    size(r, l, h, n) :- status(l, r, h, n).
+    stored(id, h) :- ack(id, h).
+}
+component log {
+    channel store(from: addr, id: int, slot: int)
+    channel ask(from: addr, round: int)
+    table entries(slot: int, id: int) key(slot)
+    entries(s, id) :+ store(_, id, s).
+    slot_in(s) :- entries(s, _).
+    slot_in(s) :- store(_, _, s).
+    high(max(s)) :- slot_in(s).
+    entry_count(count(s)) :- entries(s, _).
+    status@f(self, r, h, n) :~ ask(f, r), high(h), entry_count(n).
+    ack@f(id, h) :~ store(f, id, _), high(h).
+}
+";
+
+#[test]
+fn sealed_partition_recombines_max_and_count_at_the_receiver() {
+    let text = sealed(SEALABLE_LOG, "log", Some("slot")).unwrap();
+    assert!(text.contains("component log partitioned by store.slot"), "{text}");
+    assert!(text.contains("status_part@f(self, r, h, n, part, parts) :~"), "{text}");
+    assert!(text.contains("status_high(log, round, max(high))"), "{text}");
+    assert!(text.contains("sum(entries_tagged)"), "{text}");
+    let analysis = analyze(&text);
+    assert!(!analysis.has_errors());
+}
+
+#[test]
+fn sealed_partition_refusals_name_the_reason() {
+    // Nothing aggregates over every fact: plain partitioning is the rewrite to use.
+    let plain = "component c {\n channel a(k: int, v: int)\n table t(k: int, v: int)\n t(k, v) :+ a(k, v).\n}\n";
+    assert!(sealed(plain, "c", None).unwrap_err().contains("nothing to seal"));
+    // A count answered to a keyed message would be one instance's part of it.
+    let keyed_count = SEALABLE_LOG
+        .replace("ack@f(id, h) :~ store(f, id, _), high(h).", "ack@f(id, n) :~ store(f, id, _), entry_count(n).");
+    let reason = sealed(&keyed_count, "log", Some("slot")).unwrap_err();
+    assert!(reason.contains("not a bound of it"), "{reason}");
+    // An output cannot be recombined by clients.
+    let output = SEALABLE_LOG
+        .replace("component log {\n", "component log {\n    output top(high: int)\n    top(h) :- high(h).\n");
+    let reason = sealed(&output, "log", Some("slot")).unwrap_err();
+    assert!(reason.contains("clients cannot recombine"), "{reason}");
+    // `choose` picks an arbitrary fact: no combination recovers it.
+    let choose = SEALABLE_LOG.replace("high(max(s))", "high(choose(s))");
+    assert!(sealed(&choose, "log", Some("slot")).unwrap_err().contains("choose"));
+    // A column computed from a per-instance value cannot be recombined either.
+    let computed = SEALABLE_LOG
+        .replace("ack@f(id, h) :~ store(f, id, _), high(h).", "ack@f(id, h + 1) :~ store(f, id, _), high(h).");
+    let reason = sealed(&computed, "log", Some("slot")).unwrap_err();
+    assert!(reason.contains("computes a message column"), "{reason}");
+}

@@ -5,12 +5,16 @@ use compart_analysis::{analyze, optimize};
 
 fn plan(path: &str, machines: usize, logical: &[(&str, usize)]) -> String {
     let text = std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    plan_text(&text, machines, logical)
+}
+
+fn plan_text(text: &str, machines: usize, logical: &[(&str, usize)]) -> String {
     let options = optimize::Options {
         machines,
-        profile: None,
         logical: logical.iter().map(|&(c, n)| (c.to_string(), n)).collect(),
+        ..Default::default()
     };
-    let plan = optimize::optimize(&analyze(&text), &options);
+    let plan = optimize::optimize(&analyze(text), &options);
     assert!(!analyze(&plan.text).has_errors());
     format!("{}\n{}\n{}", optimize::render_steps(&plan), plan.deployment, components(&plan.text))
 }
@@ -53,4 +57,45 @@ fn a_profile_replaces_static_frequencies_by_rule_text() {
     let participant = program.component_by_name("participant").unwrap().index();
     assert!(measured[leader] > static_load[leader] + 100.0, "{measured:?} vs {static_load:?}");
     assert_eq!(measured[participant], static_load[participant]);
+}
+
+/// A replicated log whose nodes each keep the highest slot they hold (a max over every slot) and
+/// their size (a count): sequential, and the bottleneck behind a light client. The optimizer
+/// gives it sealed partitioning by slot, and the client recombines the status replies.
+#[test]
+fn sealed_partitioning_when_the_sequential_part_is_the_bottleneck() {
+    let text = "
+component client {
+    input write(id: int, slot: int, payload: string) key(id)
+    input probe(round: int)
+    output size(round: int, log: addr, high: int, entries: int)
+    output stored(id: int, high: int)
+    channel status(log: addr, round: int, high: int, entries: int)
+    channel ack(id: int, high: int)
+    store@l(self, id, s, p) :~ write(id, s, p), nodes(\"log\", l).
+    ask@l(self, r) :~ probe(r), nodes(\"log\", l).
+    size(r, l, h, n) :- status(l, r, h, n).
+    stored(id, h) :- ack(id, h).
+}
+component log {
+    channel store(from: addr, id: int, slot: int, payload: string)
+    channel ask(from: addr, round: int)
+    table entries(slot: int, id: int, payload: string) key(slot)
+    table by_id(id: int, slot: int) key(id)
+    entries(s, id, p) :+ store(_, id, s, p).
+    by_id(id, s) :+ store(_, id, s, _).
+    fresh(s, id) :- store(_, id, s, _), !entries(s, _, _).
+    overwrite(s, id, old) :- store(_, id, s, _), entries(s, old, _), old != id.
+    delete entries(s, old, p) :- entries(s, old, p), overwrite(s, _, old).
+    slot_in(s) :- entries(s, _, _).
+    slot_in(s) :- store(_, _, s, _).
+    high(max(s)) :- slot_in(s).
+    entry_count(count(s)) :- entries(s, _, _).
+    status@f(self, r, h, n) :~ ask(f, r), high(h), entry_count(n).
+    ack@f(id, h) :~ store(f, id, s, _), fresh(s, id), high(h).
+}
+";
+    let out = plan_text(text, 12, &[("client", 1), ("log", 3)]);
+    assert!(out.contains("sealed partitioning of `log`"), "{out}");
+    insta::assert_snapshot!(out);
 }

@@ -64,3 +64,16 @@ fn paxos_decouple_proxy_leader() {
 fn paxos_acceptor_partition_refused() {
     insta::assert_snapshot!(partition(&example("paxos.ded"), "acceptor", Some("slot")));
 }
+
+fn sealed(text: &str, component: &str, key: Option<&str>) -> String {
+    let analysis = analyze(text);
+    match rewrite::partition_sealed(&analysis, component, key) {
+        Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
+        Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
+    }
+}
+
+#[test]
+fn paxos_acceptor_sealed_partition_by_slot() {
+    insta::assert_snapshot!(sealed(&example("paxos.ded"), "acceptor", Some("slot")));
+}

@@ -61,7 +61,7 @@ fn check_head(program: &Program, rule: &Rule, out: &mut Vec<Diagnostic>) {
         (_, RelationKind::Builtin) => out.push(Diagnostic::new(
             Code::ReservedName,
             head.relation_range,
-            format!("`{NODES_RELATION}` is the built-in deployment relation; rules cannot derive it"),
+            format!("`{}` is a built-in deployment relation; rules cannot derive it", relation.name),
         )),
         (RuleKind::Fact, kind) if !matches!(kind, RelationKind::Table | RelationKind::Scratch) => out.push(
             Diagnostic::new(
@@ -211,7 +211,7 @@ fn check_body(program: &Program, component: Option<ComponentId>, body: &[BodyIte
                         );
                     }
                 }
-                if relation.kind == RelationKind::Builtin {
+                if relation.name == NODES_RELATION {
                     if let Some(Expr { kind: ExprKind::Str(name), range }) = atom.args.first() {
                         if program.component_by_name(name).is_none() {
                             let mut d = Diagnostic::new(

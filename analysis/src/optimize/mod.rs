@@ -83,6 +83,8 @@ pub struct Options {
     pub profile: Option<Profile>,
     /// Logical nodes per component from the original deployment (default 1); new components get 1.
     pub logical: BTreeMap<String, usize>,
+    /// Components given sealed partitioning (sequential by class, scalable all the same).
+    pub sealed: Vec<String>,
 }
 
 impl Options {
@@ -234,13 +236,20 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
         .map(|id| {
             let c = program.component(id);
             let verdict = ctx.verdict(id, &c.rules);
+            let sealed = options.sealed.contains(&c.name) && c.placement.is_some();
+            let class = match &c.placement {
+                Some(p) if sealed => {
+                    format!("sealed, {}", p.keys.iter().map(|k| k.column.as_str()).collect::<Vec<_>>().join("/"))
+                }
+                _ => verdict.class.label(),
+            };
             ComponentCost {
                 name: c.name.clone(),
-                class: verdict.class.label(),
+                class,
                 load: load[id.index()],
                 logical: options.logical(&c.name),
                 partitions: 1,
-                scalable: !matches!(verdict.class, ScalingClass::Sequential),
+                scalable: sealed || !matches!(verdict.class, ScalingClass::Sequential),
             }
         })
         .collect();
@@ -379,13 +388,41 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
         current = estimate(&a.program, &unscaled);
         steps.push(Step { description, throughput: current.throughput, machines: current.machines });
     }
+    // Sealed partitioning of a sequential component, when the scale-out it allows pays.
+    let mut options = options.clone();
+    let a = crate::analyze(&text);
+    let scaled = estimate(&a.program, &options);
+    for cost in scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0) {
+        let Ok(result) = rewrite::partition_sealed(&a, &cost.name, None) else { continue };
+        let mut sealed = options.clone();
+        sealed.sealed.push(cost.name.clone());
+        let next = crate::analyze(&result.new_text);
+        let est = estimate(&next.program, &sealed);
+        let now = estimate(&crate::analyze(&text).program, &options);
+        if est.throughput > now.throughput * 1.01 {
+            text = result.new_text;
+            options = sealed;
+            let a = crate::analyze(&text);
+            current = estimate(&a.program, &Options { machines: 0, ..options.clone() });
+            steps.push(Step {
+                description: format!(
+                    "sealed partitioning of `{}`: its aggregates over every fact held per instance, replies sealed",
+                    cost.name
+                ),
+                throughput: current.throughput,
+                machines: current.machines,
+            });
+        }
+    }
     // Scale out: add instances as the budget allows, recording each component's placement.
     let a = crate::analyze(&text);
-    let target = estimate(&a.program, options);
+    let target = estimate(&a.program, &options);
     let mut partial = current.components.clone();
     for cost in target.components.iter().filter(|c| c.partitions > 1) {
         let what = if cost.class == "parallel" { "replicate" } else { "partition" };
-        if let Ok(result) = rewrite::partition(&crate::analyze(&text), &cost.name, None) {
+        if options.sealed.contains(&cost.name) {
+            // Already carries its `partitioned by`.
+        } else if let Ok(result) = rewrite::partition(&crate::analyze(&text), &cost.name, None) {
             text = result.new_text;
         }
         if let Some(p) = partial.iter_mut().find(|p| p.name == cost.name) {

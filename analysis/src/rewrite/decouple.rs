@@ -691,7 +691,7 @@ fn collect_self(e: &crate::model::Expr, out: &mut Vec<TextRange>) {
 }
 
 /// Column names usable as variables: unique, and never `dest`, `origin` or `self`.
-fn unique_names(relation: &crate::model::Relation) -> Vec<String> {
+pub(crate) fn unique_names(relation: &crate::model::Relation) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
     for (i, c) in relation.columns.iter().enumerate() {
         let base = if c.name.is_empty() || matches!(c.name.as_str(), "dest" | "origin" | "self" | "_") {

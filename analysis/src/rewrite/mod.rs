@@ -9,6 +9,7 @@
 
 mod decouple;
 mod nack;
+mod seal;
 
 use serde::Serialize;
 
@@ -18,6 +19,7 @@ use crate::text::TextRange;
 use crate::Analysis;
 
 pub use decouple::decouple;
+pub use seal::partition_sealed;
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RewriteResult {
@@ -122,38 +124,8 @@ pub fn partition(analysis: &Analysis, component_name: &str, key: Option<&str>) -
         };
         return Err(Refusal::new(range, format!("`{component_name}` cannot be partitioned{what}{others}: {why}")));
     };
-    let is_source = |p: &PlacedRelation| {
-        matches!(
-            program.relation(p.relation).kind,
-            crate::model::RelationKind::Input | crate::model::RelationKind::Channel
-        )
-    };
-    // Keyed inputs and channels go where their key lives; those used one fact at a time may go
-    // anywhere, so they are routed by their first column rather than broadcast and processed by
-    // every instance.
-    let keys: Vec<String> = policy
-        .iter()
-        .filter(|p| is_source(p))
-        .filter_map(|p| match &p.placement {
-            RelationPlacement::Key { name, .. } => Some(format!("{}.{name}", p.name)),
-            RelationPlacement::Anywhere => {
-                program.relation(p.relation).columns.first().map(|c| format!("{}.{}", p.name, c.name))
-            }
-            RelationPlacement::Replicated => None,
-        })
-        .collect();
-    if !policy.iter().any(|p| is_source(p) && matches!(p.placement, RelationPlacement::Key { .. })) {
-        return Err(Refusal::new(
-            comp.name_range,
-            format!("`{component_name}` receives no input or channel to route by a key"),
-        ));
-    }
-    let placement = format!(" partitioned by {}", keys.join(", "));
-    let text = analysis.text();
-    let new_text = match &comp.placement {
-        Some(existing) => splice(text, &[(existing.range, placement.trim_start().to_string())]),
-        None => splice(text, &[(TextRange::empty(comp.name_range.end as usize), placement)]),
-    };
+    let keys = routing_keys(analysis, id, policy)?;
+    let new_text = splice(analysis.text(), &[placement_edit(analysis, id, &keys)]);
     let mut explanation = vec![format!(
         "co-hashing: `{component_name}` runs as N instances; each fact of {} goes to instance hash(key) mod N",
         keys.join(", ")
@@ -177,6 +149,49 @@ pub fn partition(analysis: &Analysis, component_name: &str, key: Option<&str>) -
             .into(),
     );
     finish(new_text, explanation)
+}
+
+fn is_source(program: &crate::model::Program, p: &PlacedRelation) -> bool {
+    matches!(program.relation(p.relation).kind, crate::model::RelationKind::Input | crate::model::RelationKind::Channel)
+}
+
+/// The `rel.column` keys by which the runtime routes a component's inputs and channels under
+/// `policy`. Keyed ones go where their key lives; those used one fact at a time may go anywhere,
+/// so they are routed by their first column rather than broadcast and processed by every instance.
+pub(crate) fn routing_keys(
+    analysis: &Analysis,
+    id: ComponentId,
+    policy: &[PlacedRelation],
+) -> Result<Vec<String>, Refusal> {
+    let program = &analysis.program;
+    if !policy.iter().any(|p| is_source(program, p) && matches!(p.placement, RelationPlacement::Key { .. })) {
+        let comp = program.component(id);
+        return Err(Refusal::new(
+            comp.name_range,
+            format!("`{}` receives no input or channel to route by a key", comp.name),
+        ));
+    }
+    Ok(policy
+        .iter()
+        .filter(|p| is_source(program, p))
+        .filter_map(|p| match &p.placement {
+            RelationPlacement::Key { name, .. } => Some(format!("{}.{name}", p.name)),
+            RelationPlacement::Anywhere => {
+                program.relation(p.relation).columns.first().map(|c| format!("{}.{}", p.name, c.name))
+            }
+            RelationPlacement::Replicated => None,
+        })
+        .collect())
+}
+
+/// The edit that sets a component's `partitioned by` clause to `keys`.
+pub(crate) fn placement_edit(analysis: &Analysis, id: ComponentId, keys: &[String]) -> (TextRange, String) {
+    let comp = analysis.program.component(id);
+    let placement = format!("partitioned by {}", keys.join(", "));
+    match &comp.placement {
+        Some(existing) => (existing.range, placement),
+        None => (TextRange::empty(comp.name_range.end as usize), format!(" {placement}")),
+    }
 }
 
 /// Replace ranges (non-overlapping) of `text`.

@@ -337,8 +337,28 @@ impl Context<'_> {
 
     /// Every valid co-hashing policy for these rules, best first (most rules partitioned).
     pub fn policies(&self, component: ComponentId, rules: &[RuleId]) -> Vec<Vec<PlacedRelation>> {
-        let scope = self.scope(component, rules);
-        policy::search(&scope)
+        self.policies_in(&self.scope(component, rules))
+    }
+
+    /// Like [`Context::policies`], with `per_instance` relations held by each instance for itself
+    /// (sealed partitioning): like replicated ones, any instance may join with them, and the rules
+    /// deriving them are not in `rules`.
+    pub fn policies_with_per_instance(
+        &self,
+        component: ComponentId,
+        rules: &[RuleId],
+        per_instance: &[RelationId],
+    ) -> Vec<Vec<PlacedRelation>> {
+        let mut fixed = self.is_static.clone();
+        for r in per_instance {
+            fixed[r.index()] = true;
+        }
+        let scope = policy::Scope { is_static: &fixed, ..self.scope(component, rules) };
+        self.policies_in(&scope)
+    }
+
+    fn policies_in(&self, scope: &policy::Scope<'_>) -> Vec<Vec<PlacedRelation>> {
+        policy::search(scope)
             .0
             .into_iter()
             .map(|a| {

@@ -178,6 +178,7 @@ pub struct CompiledProgram {
     pub(crate) strings: Vec<Arc<str>>,
     pub(crate) indexes: IndexRegistry,
     pub(crate) nodes_rel: usize,
+    pub(crate) instance_rel: usize,
     pub(crate) inc_aggs: Vec<(usize, usize, usize)>,
 }
 
@@ -226,6 +227,7 @@ struct Compiler<'a> {
 
 fn compile(program: &Program) -> Result<CompiledProgram, String> {
     let nodes_rel = program.relation_by_name(NODES_RELATION).ok_or("no built-in `nodes` relation")?.index();
+    let instance_rel = program.relation_by_name(INSTANCE_RELATION).ok_or("no built-in `instance` relation")?.index();
     let mut rels: Vec<RelInfo> = program
         .relations
         .iter()
@@ -335,6 +337,7 @@ fn compile(program: &Program) -> Result<CompiledProgram, String> {
         strings: compiler.strings,
         indexes: compiler.indexes,
         nodes_rel,
+        instance_rel,
         inc_aggs,
     })
 }

@@ -222,6 +222,8 @@ impl Node {
             let name = node.state.interner.intern(&node.program.program.component(n.component).name);
             node.state.stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
         }
+        let instance_rel = node.program.instance_rel;
+        node.state.stores[instance_rel].insert(&[spec.partition as u64, spec.partitions.max(1) as u64]);
         node
     }
 
