@@ -110,36 +110,82 @@ pub fn rewrite(
 }
 
 /// Profile written by `compart run --report` (`compart-run-report/1`, runtime/README.md): each
-/// rule's `facts_per_request`, keyed by the analysis' rule id, becomes the rule's measured
-/// frequency. The report must come from the same program (rule ids are positions in it).
-fn read_profile(path: &Path, program: &compart_analysis::Program) -> Result<optimize::Profile, String> {
+/// rule's `facts_per_request` becomes the measured frequency of rules with the same text. A report
+/// of the program being optimized is matched by rule id; a report of another program (a rewriting
+/// of it, run earlier: profile-guided rounds) through that program, read from the path the report
+/// names, so that rewritten rules the search produces again get their measured frequencies.
+fn read_profile(
+    path: &Path,
+    program: &compart_analysis::Program,
+    profile: &mut optimize::Profile,
+) -> Result<(), String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
     let report: compart_runtime::report::RunReport =
         serde_json::from_str(&text).map_err(|e| format!("{}: not a run report: {e}", path.display()))?;
-    let mut profile = optimize::Profile::default();
-    for entry in &report.rules {
-        let id = compart_analysis::model::RuleId(entry.rule);
-        if id.index() >= program.rules.len() || program.rule(id).head.relation != entry.head {
-            return Err(format!(
-                "{}: rule {} (`{}`) is not in this program; profile the same program you optimize",
+    let matches = |program: &compart_analysis::Program| {
+        report.rules.iter().all(|entry| {
+            let id = compart_analysis::model::RuleId(entry.rule);
+            id.index() < program.rules.len() && program.rule(id).head.relation == entry.head
+        })
+    };
+    let other;
+    let source = if matches(program) {
+        program
+    } else {
+        let text = std::fs::read_to_string(&report.program).map_err(|e| {
+            format!(
+                "{}: its rules are not this program's, and its program {} cannot be read: {e}",
                 path.display(),
-                entry.rule,
-                entry.head
+                report.program
+            )
+        })?;
+        other = analyze(&text);
+        if !matches(&other.program) {
+            return Err(format!(
+                "{}: its rules match neither this program nor {} (changed since the run?)",
+                path.display(),
+                report.program
             ));
         }
-        profile.rule_facts.insert(optimize::Profile::key(program.rule(id)), entry.facts_per_request);
+        &other.program
+    };
+    let own: std::collections::HashSet<String> = program.rules.iter().map(optimize::Profile::key).collect();
+    let shared = report
+        .rules
+        .iter()
+        .any(|e| own.contains(&optimize::Profile::key(source.rule(compart_analysis::model::RuleId(e.rule)))));
+    if !shared {
+        return Err(format!(
+            "{}: none of its rules ({}) is in this program; give reports of this program or of rewritings of it",
+            path.display(),
+            report.program
+        ));
     }
-    Ok(profile)
+    for entry in &report.rules {
+        let key = optimize::Profile::key(source.rule(compart_analysis::model::RuleId(entry.rule)));
+        // The first report that measured a rule decides.
+        profile.rule_facts.entry(key).or_insert(entry.facts_per_request);
+    }
+    Ok(())
 }
 
-/// The plan `compart optimize` prints (also used by `compart bench`); Err(exit code, message).
-pub fn plan(file: &Path, machines: usize, profile: Option<&Path>) -> Result<optimize::Plan, (u8, String)> {
+/// The plan `compart optimize` prints, with run reports of the program itself or of rewritings of
+/// it; Err(exit code, message).
+pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
     let text = std::fs::read_to_string(file).map_err(|e| (2u8, format!("cannot read {}: {e}", file.display())))?;
     let analysis = analyze(&text);
     if analysis.has_errors() {
         return Err((1, format!("{} has errors; run `compart check` first", file.display())));
     }
-    let profile = profile.map(|p| read_profile(p, &analysis.program)).transpose().map_err(|e| (2u8, e))?;
+    let profile = if profiles.is_empty() {
+        None
+    } else {
+        let mut profile = optimize::Profile::default();
+        for p in profiles {
+            read_profile(p, &analysis.program, &mut profile).map_err(|e| (2u8, e))?;
+        }
+        Some(profile)
+    };
     // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
     let mut logical = std::collections::BTreeMap::new();
     let toml = file.with_extension("toml");
@@ -158,8 +204,9 @@ pub fn plan(file: &Path, machines: usize, profile: Option<&Path>) -> Result<opti
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.
-pub fn optimize(file: &Path, machines: usize, profile: Option<&Path>, out: Option<&PathBuf>) -> u8 {
-    let plan = match plan(file, machines, profile) {
+pub fn optimize(file: &Path, machines: usize, profiles: &[PathBuf], out: Option<&PathBuf>) -> u8 {
+    let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
+    let plan = match plan_with_profiles(file, machines, &profiles) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

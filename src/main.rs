@@ -106,9 +106,10 @@ enum Command {
         file: std::path::PathBuf,
         #[arg(long)]
         machines: usize,
-        /// Runtime profile from `compart run --report`.
+        /// Runtime profile from `compart run --report` of this program; repeat it to add reports
+        /// of rewritings of it run earlier (their rules' measured frequencies carry over by text).
         #[arg(long)]
-        profile: Option<std::path::PathBuf>,
+        profile: Vec<std::path::PathBuf>,
         /// Write FILE.optimized.ded and .toml into this directory instead of printing them.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
@@ -142,7 +143,7 @@ fn main() -> ExitCode {
             verify::verify(&original, &rewritten, seeds, inputs, invariants_only)
         }
         Command::Optimize { file, machines, profile, out } => {
-            explain::optimize(&file, machines, profile.as_deref(), out.as_ref())
+            explain::optimize(&file, machines, &profile, out.as_ref())
         }
         Command::Run(args) => run::run(args),
         Command::Sim(args) => sim::sim(args),

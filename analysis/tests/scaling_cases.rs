@@ -377,3 +377,26 @@ fn sealed_partition_refusals_name_the_reason() {
     let reason = sealed(&computed, "log", Some("slot")).unwrap_err();
     assert!(reason.contains("computes a message column"), "{reason}");
 }
+
+/// The nack filter needs both a running maximum at the receiver and a guard that returns to the
+/// node that fed it into that maximum; without either, every projection is passed back.
+#[test]
+fn nack_filter_needs_a_running_maximum_and_a_returning_guard() {
+    let paxos = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/paxos.ded")).unwrap();
+    let rules = ["proposals", "accepted_by", "accept_count", "commit", "committed", "reply"];
+    let filtered = "max_ballot > ballot.";
+    assert!(decouple(&paxos, "proposer", &rules, "commit_part").contains(filtered));
+    // The maximum is not kept across ticks: a smaller nack could still matter later.
+    let forgetful = paxos.replace("    seen(b) :- heard_max(b).\n", "");
+    assert_ne!(forgetful, paxos);
+    let out = decouple(&forgetful, "proposer", &rules, "commit_part");
+    assert!(out.contains("p2b_nack@origin") && !out.contains(filtered), "{out}");
+    // The acceptor answers with a ballot the proposer never fed into its maximum.
+    let foreign = paxos.replace(
+        "p2b@p(self, b, s, m) :~ p2a(p, b, s, _, _), promised(m).",
+        "p2b@p(self, b + 1, s, m) :~ p2a(p, b, s, _, _), promised(m).",
+    );
+    assert_ne!(foreign, paxos);
+    let out = decouple(&foreign, "proposer", &rules, "commit_part");
+    assert!(out.contains("p2b_nack@origin") && !out.contains(filtered), "{out}");
+}

@@ -77,3 +77,17 @@ fn sealed(text: &str, component: &str, key: Option<&str>) -> String {
 fn paxos_acceptor_sealed_partition_by_slot() {
     insta::assert_snapshot!(sealed(&example("paxos.ded"), "acceptor", Some("slot")));
 }
+
+/// The commit path of Paxos decoupled: p2b goes straight to the new part, which passes back to
+/// the proposer only real preemptions (`max_ballot > ballot`).
+#[test]
+fn paxos_decouple_commit_path_with_filtered_nack() {
+    let out = decouple(
+        &example("paxos.ded"),
+        "proposer",
+        &["proposals", "accepted_by", "accept_count", "commit", "committed", "reply"],
+        "commit_part",
+    );
+    assert!(out.contains("p2b(acceptor, ballot, slot, max_ballot, origin),\n        max_ballot > ballot."), "{out}");
+    insta::assert_snapshot!(out);
+}

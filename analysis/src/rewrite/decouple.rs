@@ -538,8 +538,12 @@ pub fn decouple(
             forwarding.insert(0, nack_decl);
         }
         let projected: Vec<&str> = n.columns.iter().map(|&i| vars[i].as_str()).collect();
+        let guard = match (&n.only_above, n.columns.as_slice()) {
+            (Some((g, _)), [value]) => format!(", {} > {}", vars[*value], vars[*g]),
+            _ => String::new(),
+        };
         d_rules.push(format!(
-            "{}@{origin_var}({}) :~ {}({}, {origin_var}).",
+            "{}@{origin_var}({}) :~ {}({}, {origin_var}){guard}.",
             n.name,
             projected.join(", "),
             relation.name,
@@ -649,6 +653,9 @@ pub fn decouple(
             cols.iter().map(|c| format!("`{c}`")).collect::<Vec<_>>().join(", "),
             n.name
         ));
+        if let Some((_, why)) = &n.only_above {
+            explanation.push(format!("nack filter: {why}"));
+        }
     }
     for &x in &redirected {
         explanation.push(format!(

@@ -118,10 +118,13 @@ pub fn partition_sealed(
     };
     let Some(policy) = chosen else {
         let what = key.map_or(String::new(), |k| format!(" by `{k}`"));
-        let conflicts = key.map(|k| ctx.key_conflicts(id, &in_scope, k)).unwrap_or_default();
+        let mut conflicts = key.map(|k| ctx.key_conflicts(id, &in_scope, k)).unwrap_or_default();
+        if conflicts.is_empty() {
+            conflicts = ctx.verdict(id, &in_scope).reasons;
+        }
         let (range, why) = match conflicts.first() {
             Some(c) => (c.range, format!(": {}", c.render(program))),
-            None => (comp.name_range, String::new()),
+            None => (comp.name_range, ": then no input or channel it reads is placed by a key".to_string()),
         };
         return Err(Refusal::new(
             range,

@@ -172,6 +172,7 @@ pub fn resolve(snapshot: &Snapshot, mut action: CodeAction) -> Result<CodeAction
             rewrite::decouple(analysis, component, &rules, data["name"].as_str().unwrap_or_default())
         }
         Some("partition") => rewrite::partition(analysis, component, None),
+        Some("partition_sealed") => rewrite::partition_sealed(analysis, component, None),
         _ => return Err("unknown rewrite".into()),
     };
     match outcome {
@@ -235,6 +236,10 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool
                 _ => (format!("Partition `{}` by a key", comp.name), None),
             };
             out.push(lazy_action(title, disabled, lazy_data(snapshot, "partition", &comp.name, &[], "")));
+            if verdict.class.is_sequential() {
+                let title = sealed_title(&comp.name);
+                out.push(lazy_action(title, None, lazy_data(snapshot, "partition_sealed", &comp.name, &[], "")));
+            }
         } else if comp.placement.is_none() {
             let policies = Context::new(program).policies(cid, &comp.rules);
             let key = policies.first().map(|p| scaling::key_label(p));
@@ -243,7 +248,17 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool
                 None => format!("Partition `{}` by a key", comp.name),
             };
             out.push(action(snapshot, title, rewrite::partition(analysis, &comp.name, None)));
+            if key.is_none() {
+                let outcome = rewrite::partition_sealed(analysis, &comp.name, None);
+                out.push(action(snapshot, sealed_title(&comp.name), outcome));
+            }
         }
     }
     out
+}
+
+/// Sealed partitioning changes behaviour (each instance acts on its own aggregates): the title says
+/// so, and that the invariants need checking.
+fn sealed_title(component: &str) -> String {
+    format!("Partition `{component}` with sealing (aggregates per instance; check invariants with `compart verify`)")
 }

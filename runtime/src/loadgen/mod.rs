@@ -106,29 +106,34 @@ impl Workload {
         };
         for input in inputs.iter().copied() {
             let component = program.relation(input).component;
+            // Outputs of the input's own component first; a rewrite may have moved the reply
+            // path to another component (Paxos' commit part), whose outputs come next.
             let outputs: Vec<RelationId> = match &choice.output {
                 Some(name) => vec![rel(name, RelationKind::Output)?],
-                None => program
-                    .relation_ids()
-                    .filter(|&r| {
-                        let o = program.relation(r);
-                        o.kind == RelationKind::Output && o.component == component && int_first(r)
-                    })
-                    .collect(),
+                None => {
+                    let mut outputs: Vec<RelationId> = program
+                        .relation_ids()
+                        .filter(|&r| program.relation(r).kind == RelationKind::Output && int_first(r))
+                        .collect();
+                    outputs.sort_by_key(|&r| program.relation(r).component != component);
+                    outputs
+                }
             };
-            // Prefer the output whose first column has the input's id name.
+            // Prefer the output whose first column has the input's id name; from another
+            // component, only such an output.
             let id_name = &program.relation(input).columns.first().map(|c| c.name.clone()).unwrap_or_default();
             let best = outputs
                 .iter()
                 .copied()
                 .find(|&o| &program.relation(o).columns[0].name == id_name)
-                .or_else(|| outputs.first().copied());
+                .or_else(|| outputs.first().copied().filter(|&o| program.relation(o).component == component));
             if let Some(output) = best {
                 return Workload::new(program, input, output, choice.send_to.unwrap_or(SendTo::All));
             }
         }
         Err("cannot find a request/reply pair: an input whose first column is an int id and an output \
-             of the same component echoing it; name them with --input and --output"
+             echoing it (of the same component, or of another with the same id column name); name them \
+             with --input and --output"
             .into())
     }
 
@@ -282,6 +287,22 @@ mod tests {
         assert_eq!(w.request(7), vec![Value::Int(7), Value::str("payload7"), Value::Int(7)]);
         let bad = WorkloadChoice { input: Some("rep".into()), ..Default::default() };
         assert!(Workload::detect(&a.program, &bad).unwrap_err().contains("not an input"));
+    }
+
+    /// After a decoupling the reply may come from another component: it pairs by the id column's
+    /// name, never with an unrelated output of another component.
+    #[test]
+    fn detects_a_reply_moved_to_another_component() {
+        let moved = "component front {\n input request(id: int, v: string)\n fwd@d(id, v) :~ request(id, v), nodes(\"back\", d).\n}\ncomponent back {\n channel fwd(id: int, v: string)\n output reply(id: int, v: string)\n output other(n: int)\n reply(id, v) :- fwd(id, v).\n other(1) :- fwd(_, _).\n}\n";
+        let a = compart_analysis::analyze(moved);
+        assert!(!a.has_errors(), "{:?}", a.diagnostics);
+        let w = Workload::detect(&a.program, &WorkloadChoice::default()).unwrap();
+        assert_eq!(a.program.relation(w.output).name, "reply");
+        let unrelated = moved
+            .replace("output reply(id: int, v: string)", "output reply(n: int, v: string)")
+            .replace("reply(id, v) :- fwd(id, v).", "reply(id, v) :- fwd(id, v), id > 0.");
+        let a = compart_analysis::analyze(&unrelated);
+        assert!(Workload::detect(&a.program, &WorkloadChoice::default()).is_err());
     }
 
     #[test]

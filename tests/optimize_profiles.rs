@@ -1,0 +1,46 @@
+//! Profile-guided rounds of `compart optimize` on Paxos, from stored run reports (the commands in
+//! docs/compartmentalization.md): round 1 with the original program's profile, round 2 adding the
+//! profile of round 1's output run on the local cluster, whose rewritten rules (the filtered nack
+//! among them) are then costed as measured. Round 2 arrives at Compartmentalized Paxos' shape.
+
+use std::process::Command;
+
+fn optimize(profiles: &[&str]) -> String {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_compart"));
+    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(["optimize", "examples/paxos.ded", "--machines", "29"]);
+    for p in profiles {
+        cmd.args(["--profile", p]);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    // The table and the components; the program text follows.
+    text.split("\n\n").take(2).collect::<Vec<_>>().join("\n\n")
+}
+
+#[test]
+fn a_second_profiled_round_partitions_the_acceptors() {
+    let first = optimize(&["tests/fixtures/profiled/paxos.run1.json"]);
+    assert!(!first.contains("sealed partitioning"), "{first}");
+    let second = optimize(&["tests/fixtures/profiled/paxos.run1.json", "tests/fixtures/profiled/paxos.run2.json"]);
+    assert!(second.contains("sealed partitioning of `acceptor`"), "{second}");
+    insta::assert_snapshot!(format!("round 1\n{first}\n\nround 2\n{second}"));
+}
+
+#[test]
+fn a_profile_of_an_unrelated_program_is_refused() {
+    let out = Command::new(env!("CARGO_BIN_EXE_compart"))
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .args([
+            "optimize",
+            "examples/voting.ded",
+            "--machines",
+            "8",
+            "--profile",
+            "tests/fixtures/profiled/paxos.run1.json",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("none of its rules"));
+}
