@@ -1,5 +1,6 @@
 //! The `compart` command-line tool.
 
+mod bench;
 mod check;
 mod explain;
 mod lsp;
@@ -101,6 +102,8 @@ enum Command {
         #[arg(long)]
         invariants_only: bool,
     },
+    /// Optimize, verify and run the bundled protocols, original vs rewritten, side by side.
+    Bench(bench::BenchArgs),
     /// Search rewrites for the best predicted throughput on N machines.
     Optimize {
         file: std::path::PathBuf,
@@ -146,6 +149,7 @@ fn main() -> ExitCode {
             explain::optimize(&file, machines, &profile, out.as_ref())
         }
         Command::Run(args) => run::run(args),
+        Command::Bench(args) => bench::bench(args),
         Command::Sim(args) => sim::sim(args),
         Command::Node(args) => run::node(args),
     };

@@ -229,24 +229,35 @@ fn run(
 }
 
 pub fn verify(original: &Path, rewritten: &Path, seeds: u64, inputs: usize, invariants_only: bool) -> u8 {
-    let (orig, new) = match (load(original), load(rewritten)) {
-        (Ok(a), Ok(b)) => (a, b),
-        (Err(e), _) | (_, Err(e)) => {
-            eprintln!("error: {e}");
-            return 2;
+    match verify_files(original, rewritten, seeds, inputs, invariants_only) {
+        Ok((ok, out)) => {
+            crate::explain::emit(&out);
+            if ok {
+                0
+            } else {
+                1
+            }
         }
-    };
-    let mut out = String::new();
-    let result = compare(&orig, &new, (Some(original), Some(rewritten)), seeds, inputs, invariants_only, &mut out);
-    crate::explain::emit(&out);
-    match result {
-        Ok(true) => 0,
-        Ok(false) => 1,
         Err(e) => {
             eprintln!("error: {e}");
             2
         }
     }
+}
+
+/// The comparison behind `compart verify` (also `compart bench`): Ok((no difference found, the
+/// report)); Err when a program cannot be loaded or run.
+pub fn verify_files(
+    original: &Path,
+    rewritten: &Path,
+    seeds: u64,
+    inputs: usize,
+    invariants_only: bool,
+) -> Result<(bool, String), String> {
+    let (orig, new) = (load(original)?, load(rewritten)?);
+    let mut out = String::new();
+    let ok = compare(&orig, &new, (Some(original), Some(rewritten)), seeds, inputs, invariants_only, &mut out)?;
+    Ok((ok, out))
 }
 
 /// Ok(true) when no seed shows a difference; the report goes to `out`.
