@@ -445,16 +445,9 @@ fn part_name(program: &Program, set: &[RuleId], taken: &[String]) -> String {
     let async_only = set.iter().all(|&r| program.rule(r).kind == RuleKind::Async);
     let base =
         if async_only { format!("{}_proxy", first.head.relation) } else { format!("{}_part", first.head.relation) };
-    let mut name = base.clone();
-    let mut n = 1;
-    while program.component_by_name(&name).is_some()
-        || program.relation_by_name(&name).is_some()
-        || taken.contains(&name)
-    {
-        n += 1;
-        name = format!("{base}{n}");
-    }
-    name
+    rewrite::unused_name(&base, |n| {
+        program.component_by_name(n).is_some() || program.relation_by_name(n).is_some() || taken.iter().any(|t| t == n)
+    })
 }
 
 pub fn deployment_toml(estimate: &Estimate) -> String {

@@ -706,12 +706,7 @@ pub(crate) fn unique_names(relation: &crate::model::Relation) -> Vec<String> {
         } else {
             c.name.clone()
         };
-        let mut name = base.clone();
-        let mut n = 1;
-        while out.contains(&name) {
-            n += 1;
-            name = format!("{base}{n}");
-        }
+        let name = crate::rewrite::unused_name(&base, |n| out.iter().any(|o| o == n));
         out.push(name);
     }
     out

@@ -194,6 +194,15 @@ pub(crate) fn placement_edit(analysis: &Analysis, id: ComponentId, keys: &[Strin
     }
 }
 
+/// `base`, or `base2`, `base3`, ...: the first that `taken` does not reject (new relations,
+/// components and variables a rewrite introduces).
+pub fn unused_name(base: &str, taken: impl Fn(&str) -> bool) -> String {
+    if !taken(base) {
+        return base.to_string();
+    }
+    (2..).map(|i| format!("{base}{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_string())
+}
+
 /// Replace ranges (non-overlapping) of `text`.
 pub(crate) fn splice(text: &str, edits: &[(TextRange, String)]) -> String {
     let mut edits: Vec<&(TextRange, String)> = edits.iter().collect();

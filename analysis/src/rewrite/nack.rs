@@ -114,12 +114,9 @@ pub(crate) fn plan(
             "the rules that stay read every column of `{name}`: passing it back would cost as much as forwarding it"
         ));
     }
-    let mut nack = format!("{name}_nack");
-    let mut n = 1;
-    while program.relation_by_name(&nack).is_some() || program.component_by_name(&nack).is_some() {
-        n += 1;
-        nack = format!("{name}_nack{n}");
-    }
+    let nack = crate::rewrite::unused_name(&format!("{name}_nack"), |n| {
+        program.relation_by_name(n).is_some() || program.component_by_name(n).is_some()
+    });
     let only_above = match columns.as_slice() {
         [value] => guard(program, component, kept, rel, *value),
         _ => None,
@@ -542,12 +539,7 @@ pub(crate) fn redirect_sender(
     for atom in rule.atoms() {
         atom.args.iter().for_each(|e| e.variables(&mut vars));
     }
-    let mut dest = "dest".to_string();
-    let mut n = 1;
-    while vars.iter().any(|(v, _)| *v == dest) {
-        n += 1;
-        dest = format!("dest{n}");
-    }
+    let dest = crate::rewrite::unused_name("dest", |n| vars.iter().any(|(v, _)| *v == n));
     let old = text[destination.range.as_range()].to_string();
     // The head ends with its closing parenthesis; the rule with its period.
     let head_close = rule.head.range.end as usize - 1;

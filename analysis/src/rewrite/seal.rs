@@ -25,7 +25,7 @@ use crate::model::{
     AggregateFunc, ComponentId, ExprKind, HeadArg, Program, RelationId, RelationKind, RuleId, RuleKind,
 };
 use crate::rewrite::decouple::unique_names;
-use crate::rewrite::{component, finish, placement_edit, routing_keys, splice, Refusal, RewriteResult};
+use crate::rewrite::{component, finish, placement_edit, routing_keys, splice, unused_name, Refusal, RewriteResult};
 use crate::scaling::{display, key_label, Context, PlacedRelation, RelationPlacement};
 use crate::text::TextRange;
 use crate::Analysis;
@@ -277,15 +277,11 @@ pub fn partition_sealed(
     for &channel in &channels {
         let relation = program.relation(channel);
         let fresh = |base: String, taken: &mut Vec<String>| {
-            let mut name = base.clone();
-            let mut n = 1;
-            while program.relation_by_name(&name).is_some()
-                || program.component_by_name(&name).is_some()
-                || taken.contains(&name)
-            {
-                n += 1;
-                name = format!("{base}{n}");
-            }
+            let name = unused_name(&base, |n| {
+                program.relation_by_name(n).is_some()
+                    || program.component_by_name(n).is_some()
+                    || taken.iter().any(|t| t == n)
+            });
             taken.push(name.clone());
             name
         };
@@ -294,15 +290,7 @@ pub fn partition_sealed(
         let arrived = fresh(format!("{}_arrived", relation.name), &mut taken);
         let columns = &sealed.iter().find(|s| s.channel == channel).map(|s| s.columns.clone()).unwrap_or_default();
         let vars = unique_names(relation);
-        let var = |base: &str| {
-            let mut name = base.to_string();
-            let mut n = 1;
-            while vars.contains(&name) {
-                n += 1;
-                name = format!("{base}{n}");
-            }
-            name
-        };
+        let var = |base: &str| unused_name(base, |n| vars.iter().any(|v| v == n));
         let (index, count) = (var("part"), var("parts"));
         // Senders: `ch@d(args)` becomes `ch_part@d(args, index, count)` with `instance(index, count)`.
         for s in sealed.iter().filter(|s| s.channel == channel) {
@@ -311,15 +299,7 @@ pub fn partition_sealed(
             for a in rule.atoms() {
                 a.args.iter().for_each(|e| e.variables(&mut used));
             }
-            let local = |base: &str| {
-                let mut name = base.to_string();
-                let mut n = 1;
-                while used.iter().any(|(v, _)| *v == name) {
-                    n += 1;
-                    name = format!("{base}{n}");
-                }
-                name
-            };
+            let local = |base: &str| unused_name(base, |n| used.iter().any(|(v, _)| *v == n));
             let (i, k) = (local("part"), local("parts"));
             let head_close = rule.head.range.end as usize - 1;
             let period = rule.range.end as usize - 1;

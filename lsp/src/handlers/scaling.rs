@@ -126,11 +126,7 @@ fn lazy_action(title: String, disabled: Option<String>, data: serde_json::Value)
 
 /// A component name that is not taken: `leader_ballot`, `leader_ballot2`, ...
 fn fresh_name(program: &Program, base: &str) -> String {
-    let taken = |n: &str| program.component_by_name(n).is_some() || program.relation_by_name(n).is_some();
-    if !taken(base) {
-        return base.to_string();
-    }
-    (2..).map(|i| format!("{base}{i}")).find(|n| !taken(n)).unwrap_or_else(|| base.to_string())
+    rewrite::unused_name(base, |n| program.component_by_name(n).is_some() || program.relation_by_name(n).is_some())
 }
 
 /// Programs longer than this get their rewrites computed on `codeAction/resolve` (when the client
