@@ -5,17 +5,52 @@
 
 use std::process::Command;
 
+fn compart(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_compart")).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap()
+}
+
 fn optimize(profiles: &[&str]) -> String {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_compart"));
-    cmd.current_dir(env!("CARGO_MANIFEST_DIR")).args(["optimize", "examples/paxos.ded", "--machines", "29"]);
+    let mut args = vec!["optimize", "examples/paxos.ded", "--machines", "29"];
     for p in profiles {
-        cmd.args(["--profile", p]);
+        args.extend(["--profile", p]);
     }
-    let out = cmd.output().unwrap();
+    let out = compart(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
     // The table and the components; the program text follows.
     text.split("\n\n").take(2).collect::<Vec<_>>().join("\n\n")
+}
+
+/// Both rounds' programs, written with `--out`, keep Paxos' invariants under `compart verify`.
+#[test]
+fn both_rounds_outputs_pass_verify() {
+    let dir = std::env::temp_dir().join(format!("compart-optimize-profiles-{}", std::process::id()));
+    let run1 = "tests/fixtures/profiled/paxos.run1.json";
+    let run2 = "tests/fixtures/profiled/paxos.run2.json";
+    for (round, profiles) in [("1", vec![run1]), ("2", vec![run1, run2])] {
+        let out_dir = dir.join(round);
+        let mut args = vec!["optimize", "examples/paxos.ded", "--machines", "29", "--out", out_dir.to_str().unwrap()];
+        for p in &profiles {
+            args.extend(["--profile", p]);
+        }
+        let out = compart(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let program = out_dir.join("paxos.optimized.ded");
+        let verify = compart(&[
+            "verify",
+            "examples/paxos.ded",
+            program.to_str().unwrap(),
+            "--invariants-only",
+            "--seeds",
+            "10",
+            "--inputs",
+            "20",
+        ]);
+        let report = String::from_utf8_lossy(&verify.stdout);
+        assert!(verify.status.success(), "round {round}: {report}");
+        assert!(report.contains("no difference found over 10 seed(s)"), "{report}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
