@@ -39,7 +39,22 @@ pub fn explain(file: &Path, format: Format) -> u8 {
     };
     let report = scaling::classify(&analysis.program);
     match format {
-        Format::Human => emit(&scaling::render(&analysis.program, &report)),
+        Format::Human => {
+            let mut text = scaling::render(&analysis.program, &report);
+            // A sequential component may still split with sealing (not an equivalence): say so.
+            for c in report.components.iter().filter(|c| c.verdict.class.is_sequential()) {
+                if let Ok(result) = rewrite::partition_sealed(&analysis, &c.name, None) {
+                    let how = result.explanation.first().map_or("", |l| l.as_str());
+                    text.push_str(&format!(
+                        "\nnote: `{}` can be partitioned with sealing (`compart rewrite {} --partition {} --seal`): {how}\n",
+                        c.name,
+                        file.display(),
+                        c.name
+                    ));
+                }
+            }
+            emit(&text)
+        }
         Format::Json => match serde_json::to_string_pretty(&report) {
             Ok(json) => emit(&format!("{json}\n")),
             Err(e) => {

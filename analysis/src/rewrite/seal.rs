@@ -82,7 +82,11 @@ pub fn partition_sealed(
         let (Some(head), [HeadArg::Aggregate(agg)]) = (rule.head.relation_id, rule.head.args.as_slice()) else {
             continue;
         };
-        if rule.kind != RuleKind::SameTick || program.relation(head).component != Some(id) {
+        // Aggregates over the deployment (`n_acceptors`) are the same on every instance.
+        if rule.kind != RuleKind::SameTick
+            || program.relation(head).component != Some(id)
+            || ctx.is_static[head.index()]
+        {
             continue;
         }
         let Some(combine) = Combine::of(agg.func) else {
