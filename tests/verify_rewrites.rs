@@ -1,0 +1,77 @@
+//! Every rewrite of the examples that the snapshot tests show (analysis/tests/scaling_rewrite.rs),
+//! and the optimizer's plans, applied through the real CLI and checked with `compart verify`:
+//! voting and 2PC on outputs and invariants, Paxos on invariants (which slot a request gets depends
+//! on timing). The rewritten programs get 3 instances per partitioned logical node.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+fn compart(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_compart")).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap()
+}
+
+fn dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("compart-verify-rewrites-{}-{name}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Apply `rewrite` (arguments after the file) to `examples/NAME.ded`, then verify the result.
+fn rewrite_then_verify(name: &str, rewrite: &[&str], invariants_only: bool) {
+    let file = format!("examples/{name}.ded");
+    let mut args = vec!["rewrite", file.as_str()];
+    args.extend(rewrite);
+    let out = compart(&args);
+    assert!(out.status.success(), "{rewrite:?}: {}", String::from_utf8_lossy(&out.stderr));
+    let d = dir(&format!("{name}-{}", rewrite.join("-").replace([':', ',', '/'], "_")));
+    let rewritten = d.join(format!("{name}.ded"));
+    std::fs::write(&rewritten, &out.stdout).unwrap();
+    verify(&file, &rewritten, invariants_only, &format!("{rewrite:?}"));
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+fn verify(original: &str, rewritten: &std::path::Path, invariants_only: bool, what: &str) {
+    let mut args = vec!["verify", original, rewritten.to_str().unwrap(), "--seeds", "6", "--inputs", "12"];
+    if invariants_only {
+        args.push("--invariants-only");
+    }
+    let out = compart(&args);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{what}: {report}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(report.contains("no difference found over 6 seed(s)"), "{what}: {report}");
+}
+
+#[test]
+fn voting_rewrites_keep_outputs() {
+    rewrite_then_verify("voting", &["--decouple", "leader:ballot", "--into", "broadcaster"], false);
+    rewrite_then_verify("voting", &["--partition", "leader", "--by", "id"], false);
+}
+
+#[test]
+fn two_phase_commit_rewrites_keep_outputs() {
+    let acks = "coordinator:ack_log,ack_count,done,finished";
+    rewrite_then_verify("two_phase_commit", &["--decouple", acks, "--into", "acks"], false);
+    rewrite_then_verify("two_phase_commit", &["--partition", "coordinator", "--by", "txn"], false);
+}
+
+#[test]
+fn paxos_rewrites_keep_invariants() {
+    rewrite_then_verify("paxos", &["--decouple", "proposer:p2a", "--into", "proxy_leader"], true);
+    let commit = "proposer:proposals,accepted_by,accept_count,commit,committed,reply";
+    rewrite_then_verify("paxos", &["--decouple", commit, "--into", "commit_part"], true);
+    rewrite_then_verify("paxos", &["--partition", "acceptor", "--by", "slot", "--seal"], true);
+}
+
+#[test]
+fn optimizer_plans_pass_verify() {
+    for (name, machines, invariants_only) in
+        [("voting", "12", false), ("two_phase_commit", "16", false), ("paxos", "29", true)]
+    {
+        let d = dir(&format!("optimize-{name}"));
+        let file = format!("examples/{name}.ded");
+        let out = compart(&["optimize", &file, "--machines", machines, "--out", d.to_str().unwrap()]);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        verify(&file, &d.join(format!("{name}.optimized.ded")), invariants_only, name);
+        let _ = std::fs::remove_dir_all(&d);
+    }
+}
