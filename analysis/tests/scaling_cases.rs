@@ -400,3 +400,18 @@ fn nack_filter_needs_a_running_maximum_and_a_returning_guard() {
     let out = decouple(&foreign, "proposer", &rules, "commit_part");
     assert!(out.contains("p2b_nack@origin") && !out.contains(filtered), "{out}");
 }
+
+/// A running maximum must only lose values below a new maximum it receives: a deletion compared
+/// with anything else could lower it, and a smaller nack would then matter.
+#[test]
+fn nack_filter_needs_deletions_below_the_new_maximum() {
+    let paxos = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../examples/paxos.ded")).unwrap();
+    let rules = ["proposals", "accepted_by", "accept_count", "commit", "committed", "reply"];
+    let lowered = paxos.replace(
+        "delete max_seen(b) :- max_seen(b), seen_max(m), b < m.",
+        "delete max_seen(b) :- max_seen(b), proposer_rank(m), b < m.",
+    );
+    assert_ne!(lowered, paxos);
+    let out = decouple(&lowered, "proposer", &rules, "commit_part");
+    assert!(out.contains("p2b_nack@origin") && !out.contains("max_ballot > ballot."), "{out}");
+}

@@ -161,8 +161,9 @@ fn guard(
         if !rule.atoms().any(|a| a.relation_id == Some(rel)) {
             continue;
         }
-        let h = copy_rule(rule).filter(|(from, col)| *from == rel && *col == value)?;
-        let _ = h;
+        if copy_rule(rule) != Some((rel, value)) {
+            return None;
+        }
         let head = rule.head.relation_id?;
         if !copies.contains(&head) {
             copies.push(head);
@@ -176,8 +177,9 @@ fn guard(
             if rule.head.relation_id == Some(h) || !rule.atoms().any(|a| a.relation_id == Some(h)) {
                 continue;
             }
-            let a = max_of(rule).filter(|from| *from == h)?;
-            let _ = a;
+            if max_of(rule) != Some(h) {
+                return None;
+            }
             maxima.push(rule.head.relation_id?);
         }
     }
@@ -280,6 +282,8 @@ fn running_max(program: &Program, component: ComponentId, table: RelationId, a: 
     }
     let mut feeds: Vec<RelationId> = vec![table];
     let mut maxes: Vec<RelationId> = Vec::new();
+    // What deletions compare with: the table may only lose values below a new maximum it receives.
+    let mut deleted_below: Vec<RelationId> = Vec::new();
     for r in program.rules_deriving(table) {
         let rule = program.rule(r);
         match rule.kind {
@@ -331,15 +335,14 @@ fn running_max(program: &Program, component: ComponentId, table: RelationId, a: 
                 if atoms.len() != 2 || conditions.len() != 1 || !below || m_atom.negated {
                     return None;
                 }
-                feeds.push(m_atom.relation_id?);
+                deleted_below.push(m_atom.relation_id?);
             }
             _ => return None,
         }
     }
-    if maxes.is_empty() {
+    if maxes.is_empty() || !deleted_below.iter().all(|m| maxes.contains(m)) {
         return None;
     }
-    // Deletions must compare with one of the maxima that feed the table.
     Some(feeds)
 }
 
