@@ -415,3 +415,12 @@ fn nack_filter_needs_deletions_below_the_new_maximum() {
     let out = decouple(&lowered, "proposer", &rules, "commit_part");
     assert!(out.contains("p2b_nack@origin") && !out.contains("max_ballot > ballot."), "{out}");
 }
+
+/// A per-instance value that reaches an output through another relation is refused too.
+#[test]
+fn sealed_partition_follows_per_instance_values_through_relations() {
+    let indirect = SEALABLE_LOG
+        .replace("component log {\n", "component log {\n    output top(slot: int, high: int)\n    seen_high(s, h) :- store(_, _, s, _), high(h).\n    top(s, h) :- seen_high(s, h).\n");
+    let reason = sealed(&indirect, "log", Some("slot")).unwrap_err();
+    assert!(reason.contains("clients cannot recombine"), "{reason}");
+}

@@ -140,7 +140,9 @@ pub fn partition_sealed(
     };
     let placement_of = |r: RelationId| policy.iter().find(|p| p.relation == r).map(|p| &p.placement);
 
-    // 2. Every rule that lets a per-instance value leave the component.
+    // 2. Every rule that lets a per-instance value leave the component, directly or through the
+    // relations that carry one (a column bound only by per-instance atoms).
+    let carriers = carrying_columns(program, id, &per_instance);
     let aggregate_of = |r: RelationId| aggregates.iter().find(|(h, _)| *h == r).map(|(_, c)| *c);
     let mut sealed: Vec<Sealed> = Vec::new();
     let mut shares: Vec<RuleId> = Vec::new();
@@ -148,7 +150,7 @@ pub fn partition_sealed(
     for &r in &comp.rules {
         let rule = program.rule(r);
         let Some(head) = rule.head.relation_id else { continue };
-        let reads_local = rule.atoms().any(|a| a.relation_id.is_some_and(|x| per_instance.contains(&x)));
+        let reads_local = rule.atoms().any(|a| a.relation_id.is_some_and(|x| carriers.iter().any(|(r, _)| *r == x)));
         let leaves = rule.kind == RuleKind::Async || program.relation(head).kind == RelationKind::Output;
         if !reads_local || !leaves || per_instance.contains(&head) {
             continue;
@@ -162,7 +164,7 @@ pub fn partition_sealed(
             let mut vars = Vec::new();
             expr.variables(&mut vars);
             let local_vars: Vec<&str> =
-                vars.iter().map(|v| v.0).filter(|v| bound_only_locally(program, r, v, &per_instance)).collect();
+                vars.iter().map(|v| v.0).filter(|v| bound_only_at(program, r, v, &carriers)).collect();
             if local_vars.is_empty() {
                 continue;
             }
@@ -175,7 +177,7 @@ pub fn partition_sealed(
                     ),
                 ));
             };
-            let combine = trace(program, id, r, var, &per_instance, &aggregate_of, &mut Vec::new())
+            let combine = trace(program, id, r, var, &carriers, &aggregate_of, &mut Vec::new())
                 .map_err(|why| Refusal::new(expr.range, format!("`{}`: {why}", display::rule(rule))))?;
             carried.push((i, combine));
         }
@@ -521,13 +523,48 @@ fn outside_aggregates(program: &Program, id: ComponentId, per_instance: &[Relati
     comp.rules.iter().copied().filter(|&r| head(r).is_none_or(|h| !inside.contains(&h))).collect()
 }
 
-/// Whether `var` of rule `r` is bound only by positive atoms of per-instance relations.
-fn bound_only_locally(program: &Program, r: RuleId, var: &str, per_instance: &[RelationId]) -> bool {
-    let rule = program.rule(r);
+/// The columns that carry per-instance values: every column of the per-instance relations, and
+/// each column of the component's relations bound only at such columns (`ballot_in(b) :-
+/// max_ballot(b)`).
+fn carrying_columns(program: &Program, id: ComponentId, per_instance: &[RelationId]) -> Vec<(RelationId, usize)> {
+    let mut carriers: Vec<(RelationId, usize)> =
+        per_instance.iter().flat_map(|&r| (0..program.relation(r).arity()).map(move |c| (r, c))).collect();
+    loop {
+        let before = carriers.len();
+        for &r in &program.component(id).rules {
+            let rule = program.rule(r);
+            let Some(head) = rule.head.relation_id else { continue };
+            let local = program.relation(head).component == Some(id)
+                && matches!(program.relation(head).kind, RelationKind::Table | RelationKind::Scratch);
+            if !local || !matches!(rule.kind, RuleKind::SameTick | RuleKind::NextTick) {
+                continue;
+            }
+            for (c, arg) in rule.head.args.iter().enumerate() {
+                let mut vars = Vec::new();
+                match arg {
+                    HeadArg::Expr(e) => e.variables(&mut vars),
+                    HeadArg::Aggregate(a) => a.arg.variables(&mut vars),
+                }
+                if !carriers.contains(&(head, c)) && vars.iter().any(|(v, _)| bound_only_at(program, r, v, &carriers)) {
+                    carriers.push((head, c));
+                }
+            }
+        }
+        if carriers.len() == before {
+            return carriers;
+        }
+    }
+}
+
+/// Whether `var` of rule `r` is bound only at carrying columns of positive atoms.
+fn bound_only_at(program: &Program, r: RuleId, var: &str, carriers: &[(RelationId, usize)]) -> bool {
     let mut local = false;
-    for atom in rule.atoms().filter(|a| !a.negated) {
-        if atom.args.iter().any(|e| e.as_var() == Some(var)) {
-            if atom.relation_id.is_some_and(|x| per_instance.contains(&x)) {
+    for atom in program.rule(r).atoms().filter(|a| !a.negated) {
+        for (c, arg) in atom.args.iter().enumerate() {
+            if arg.as_var() != Some(var) {
+                continue;
+            }
+            if atom.relation_id.is_some_and(|x| carriers.contains(&(x, c))) {
                 local = true;
             } else {
                 return false;
@@ -544,19 +581,19 @@ fn trace(
     id: ComponentId,
     r: RuleId,
     var: &str,
-    per_instance: &[RelationId],
+    carriers: &[(RelationId, usize)],
     aggregate_of: &dyn Fn(RelationId) -> Option<Combine>,
     visiting: &mut Vec<(RelationId, usize)>,
 ) -> Result<Combine, String> {
     let rule = program.rule(r);
     let mut found: Option<Combine> = None;
     for atom in rule.atoms().filter(|a| !a.negated) {
-        let Some(rel) = atom.relation_id.filter(|x| per_instance.contains(x)) else { continue };
+        let Some(rel) = atom.relation_id else { continue };
         for (c, arg) in atom.args.iter().enumerate() {
-            if arg.as_var() != Some(var) {
+            if arg.as_var() != Some(var) || !carriers.contains(&(rel, c)) {
                 continue;
             }
-            if let Some(c2) = column(program, id, rel, c, per_instance, aggregate_of, visiting)? {
+            if let Some(c2) = column(program, id, rel, c, carriers, aggregate_of, visiting)? {
                 if found.is_some_and(|f| f != c2) {
                     return Err(format!("`{var}` combines aggregates of different kinds"));
                 }
@@ -572,7 +609,7 @@ fn column(
     id: ComponentId,
     rel: RelationId,
     c: usize,
-    per_instance: &[RelationId],
+    carriers: &[(RelationId, usize)],
     aggregate_of: &dyn Fn(RelationId) -> Option<Combine>,
     visiting: &mut Vec<(RelationId, usize)>,
 ) -> Result<Option<Combine>, String> {
@@ -599,7 +636,7 @@ fn column(
                 constants.push(*v);
                 continue;
             }
-            ExprKind::Var(v) => match trace(program, id, d, v, per_instance, aggregate_of, visiting) {
+            ExprKind::Var(v) => match trace(program, id, d, v, carriers, aggregate_of, visiting) {
                 Ok(c) => Some(c),
                 Err(_) if visiting.len() > 1 => None,
                 Err(e) => return Err(e),
