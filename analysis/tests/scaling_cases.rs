@@ -424,3 +424,13 @@ fn sealed_partition_follows_per_instance_values_through_relations() {
     let reason = sealed(&indirect, "log", Some("slot")).unwrap_err();
     assert!(reason.contains("clients cannot recombine"), "{reason}");
 }
+
+/// A component that reads `instance` would see its own partitioning: plain partitioning refuses.
+#[test]
+fn partition_refuses_a_component_that_reads_its_instance() {
+    let src = "component c {\n channel a(k: int, v: int)\n output o(k: int, i: int)\n o(k, i) :- a(k, _), instance(i, _).\n}\n";
+    let analysis = analyze(src);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let reason = rewrite::partition(&analysis, "c", None).unwrap_err().reason;
+    assert!(reason.contains("reads `instance`"), "{reason}");
+}

@@ -90,6 +90,19 @@ pub fn partition(analysis: &Analysis, component_name: &str, key: Option<&str>) -
     let id = component(analysis, component_name)?;
     let program = &analysis.program;
     let comp = program.component(id);
+    // A program that reads which instance it runs on sees the partitioning: no equivalence.
+    let reads_instance = comp.rules.iter().find_map(|&r| {
+        program.rule(r).atoms().find(|a| a.relation == crate::model::INSTANCE_RELATION).map(|a| a.range)
+    });
+    if let Some(range) = reads_instance {
+        return Err(Refusal::new(
+            range,
+            format!(
+                "`{component_name}` reads `{}`, which changes when it is partitioned: partitioning it would change what it computes",
+                crate::model::INSTANCE_RELATION
+            ),
+        ));
+    }
     let ctx = Context::new(program);
     let policies = ctx.policies(id, &comp.rules);
     // With a key: the best policy that places some relation by a column of that name (one key
