@@ -389,25 +389,28 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
         steps.push(Step { description, throughput: current.throughput, machines: current.machines });
     }
     // Sealed partitioning of a sequential component, when the scale-out it allows pays.
+    // Each accepted sealing is the base of the next candidate.
     let mut options = options.clone();
-    let a = crate::analyze(&text);
+    let mut a = crate::analyze(&text);
     let scaled = estimate(&a.program, &options);
-    for cost in scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0) {
-        let Ok(result) = rewrite::partition_sealed(&a, &cost.name, None) else { continue };
+    let mut now = scaled.throughput;
+    let sequential: Vec<String> =
+        scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0).map(|c| c.name.clone()).collect();
+    for name in sequential {
+        let Ok(result) = rewrite::partition_sealed(&a, &name, None) else { continue };
         let mut sealed = options.clone();
-        sealed.sealed.push(cost.name.clone());
+        sealed.sealed.push(name.clone());
         let next = crate::analyze(&result.new_text);
         let est = estimate(&next.program, &sealed);
-        let now = estimate(&crate::analyze(&text).program, &options);
-        if est.throughput > now.throughput * 1.01 {
+        if est.throughput > now * 1.01 {
             text = result.new_text;
             options = sealed;
-            let a = crate::analyze(&text);
+            a = next;
+            now = est.throughput;
             current = estimate(&a.program, &Options { machines: 0, ..options.clone() });
             steps.push(Step {
                 description: format!(
-                    "sealed partitioning of `{}`: its aggregates over every fact held per instance, replies sealed",
-                    cost.name
+                    "sealed partitioning of `{name}`: its aggregates over every fact held per instance, replies sealed"
                 ),
                 throughput: current.throughput,
                 machines: current.machines,
@@ -415,7 +418,6 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
         }
     }
     // Scale out: add instances as the budget allows, recording each component's placement.
-    let a = crate::analyze(&text);
     let target = estimate(&a.program, &options);
     let mut partial = current.components.clone();
     for cost in target.components.iter().filter(|c| c.partitions > 1) {
