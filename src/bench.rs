@@ -352,7 +352,7 @@ impl Ctx<'_> {
         };
         // 1. The rewrite, written as `compart optimize --out` writes it.
         eprintln!("bench: {}: optimize --machines {}", p.name, p.machines);
-        let plan = match crate::explain::plan(&program, p.machines, None) {
+        let plan = match crate::explain::plan_with_profiles(&program, p.machines, &[]) {
             Ok(plan) => plan,
             Err((_, e)) => {
                 r.errors.push(format!("optimize: {e}"));
@@ -392,13 +392,14 @@ impl Ctx<'_> {
         }
         // 3. Both programs on the cluster, same workload.
         let mut base_report = None;
+        let mut base_json = None;
         match self.cluster_run(&program, &deploy, &format!("{} (original)", p.name), None) {
             Ok(report) => {
                 let mut base = RunResult::of(&report, self.args.requests);
                 match self.save_report(&report, &format!("{}.base.json", p.name)) {
                     Ok(path) => {
                         // 4b. The optimizer again, weighted by what the original measured.
-                        match crate::explain::plan(&program, p.machines, Some(&path)) {
+                        match crate::explain::plan_with_profiles(&program, p.machines, &[&path]) {
                             Ok(plan) => {
                                 optimizer.profile_predicted_gain = Some(gain(&plan));
                                 optimizer.profile_machines_used = Some(plan.estimate.machines);
@@ -407,6 +408,7 @@ impl Ctx<'_> {
                             Err((_, e)) => optimizer.profile_error = Some(e),
                         }
                         base.report = self.keep.then(|| path.display().to_string());
+                        base_json = Some(path);
                     }
                     Err(e) => r.errors.push(e),
                 }
@@ -440,9 +442,8 @@ impl Ctx<'_> {
         };
         r.measured_scale_out_gain = scale_out_gain(r.rewritten.as_ref());
         // 5. Round 2: profiles of both runs; the rules round 1 rewrote are now costed as measured.
-        let base_json = self.dir.join(format!("{}.base.json", p.name));
-        if let (Some(rewritten_json), Some(base)) = (&rewritten_report, &base_report) {
-            match crate::explain::plan_with_profiles(&program, p.machines, &[&base_json, rewritten_json]) {
+        if let (Some(base_json), Some(rewritten_json), Some(base)) = (&base_json, &rewritten_report, &base_report) {
+            match crate::explain::plan_with_profiles(&program, p.machines, &[base_json, rewritten_json]) {
                 Ok(plan2) if plan2.text != plan.text || plan2.deployment != plan.deployment => {
                     let mut round = self.profiled_round(p, &program, &plan2, base, &mut r.errors);
                     round.measured_scale_out_gain = scale_out_gain(round.run.as_ref());

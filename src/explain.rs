@@ -184,12 +184,8 @@ fn read_profile(
     Ok(())
 }
 
-/// The plan `compart optimize` prints (also used by `compart bench`); Err(exit code, message).
-pub fn plan(file: &Path, machines: usize, profile: Option<&Path>) -> Result<optimize::Plan, (u8, String)> {
-    plan_with_profiles(file, machines, profile.as_slice())
-}
-
-/// [`plan`] with several run reports: of the program itself, or of rewritings of it.
+/// The plan `compart optimize` prints (also used by `compart bench`), with run reports of the
+/// program itself or of rewritings of it; Err(exit code, message).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
     let text = std::fs::read_to_string(file).map_err(|e| (2u8, format!("cannot read {}: {e}", file.display())))?;
     let analysis = analyze(&text);

@@ -488,32 +488,29 @@ pub fn decouple(
         edits.push((span, String::new()));
         let mut local_edits: Vec<(TextRange, String)> = Vec::new();
         let mut origin_bound = false;
+        // The forwarding node's address, appended as the atom's last argument: bound as `origin`
+        // by the first positive atom that can, `_` elsewhere.
+        let mut origin_arg = |atom: &crate::model::Atom, edits: &mut Vec<(TextRange, String)>| {
+            let extra = if needs_origin && !origin_bound && !atom.negated {
+                origin_bound = true;
+                format!(", {origin_var}")
+            } else {
+                ", _".to_string()
+            };
+            edits.push((shift(TextRange::empty(atom.range.end as usize - 1), span), extra));
+        };
         for atom in rule.atoms() {
             let Some(rel) = atom.relation_id else { continue };
             if let Some(&(_, flow)) = forwarded.iter().find(|f| f.0 == rel) {
                 local_edits.push((shift(atom.relation_range, span), read_name(rel, flow)));
                 if needs_origin {
-                    let extra = if !origin_bound && !atom.negated {
-                        origin_bound = true;
-                        format!(", {origin_var}")
-                    } else {
-                        ", _".to_string()
-                    };
-                    let close = TextRange::empty(atom.range.end as usize - 1);
-                    local_edits.push((shift(close, span), extra));
+                    origin_arg(atom, &mut local_edits);
                 }
             } else if copied_static.contains(&rel) {
                 local_edits.push((shift(atom.relation_range, span), format!("{}_{new_name}", atom.relation)));
             } else if nacked.iter().any(|n| n.relation == rel) {
                 // The redirected channel carries the addressed C node last: that is `origin`.
-                let extra = if needs_origin && !origin_bound && !atom.negated {
-                    origin_bound = true;
-                    format!(", {origin_var}")
-                } else {
-                    ", _".to_string()
-                };
-                let close = TextRange::empty(atom.range.end as usize - 1);
-                local_edits.push((shift(close, span), extra));
+                origin_arg(atom, &mut local_edits);
             }
         }
         for range in self_ranges(rule) {

@@ -798,13 +798,7 @@ impl Node {
                     self.inc_refresh(id);
                 }
             } else {
-                let rows = self.eval_rule(rule, false);
-                let width = eval::head_width(&rule.head);
-                let slot = new_rows.iter().position(|(h, _)| *h == rule.head.rel).unwrap_or(0);
-                let mut new = std::mem::take(&mut new_rows[slot].1);
-                let n = self.insert_derived(rule.head.rel, &rows, width, &mut new);
-                new_rows[slot].1 = new;
-                self.profile.rule_facts[rule.id.index()] += n;
+                self.derive(rule, false, &mut new_rows);
             }
             self.profile.rule_nanos[rule.id.index()] += t0.elapsed().as_nanos() as u64;
         }
@@ -825,19 +819,25 @@ impl Node {
                     continue;
                 }
                 let t0 = Instant::now();
-                let rows = self.eval_rule(rule, true);
-                let width = eval::head_width(&rule.head);
-                let slot = new_rows.iter().position(|(h, _)| *h == rule.head.rel).unwrap_or(0);
-                let mut new = std::mem::take(&mut new_rows[slot].1);
-                let n = self.insert_derived(rule.head.rel, &rows, width, &mut new);
-                new_rows[slot].1 = new;
-                self.profile.rule_facts[rule.id.index()] += n;
+                self.derive(rule, true, &mut new_rows);
                 self.profile.rule_nanos[rule.id.index()] += t0.elapsed().as_nanos() as u64;
             }
         }
         for &h in &stratum.heads {
             self.state.stores[h].recent.clear();
         }
+    }
+
+    /// Evaluate `rule` (on the last round's new facts only, with `delta`), insert what it derives,
+    /// and add the facts that are new to its head's entry of `new_rows`.
+    fn derive(&mut self, rule: &RulePlan, delta: bool, new_rows: &mut [(usize, Vec<Row>)]) {
+        let rows = self.eval_rule(rule, delta);
+        let width = eval::head_width(&rule.head);
+        let slot = new_rows.iter().position(|(h, _)| *h == rule.head.rel).unwrap_or(0);
+        let mut new = std::mem::take(&mut new_rows[slot].1);
+        let n = self.insert_derived(rule.head.rel, &rows, width, &mut new);
+        new_rows[slot].1 = new;
+        self.profile.rule_facts[rule.id.index()] += n;
     }
 
     fn check_invariant(&mut self, inv: &InvariantPlan) -> Vec<Violation> {
