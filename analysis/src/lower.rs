@@ -321,6 +321,7 @@ impl<'a> Lowerer<'a> {
         let builtins = [
             (NODES_RELATION, vec![column("component", Type::String), column("address", Type::Addr)], None),
             (INSTANCE_RELATION, vec![column("index", Type::Int), column("count", Type::Int)], Some(Vec::new())),
+            (PARTNER_RELATION, vec![column("node", Type::Addr), column("partner", Type::Addr)], None),
         ];
         for (name, columns, key) in builtins {
             self.add_relation(Relation {
@@ -391,7 +392,7 @@ impl<'a> Lowerer<'a> {
         let Some(kind) = node.child_by_field_name("kind").and_then(|k| RelationKind::from_keyword(self.text(k))) else {
             return;
         };
-        if name == NODES_RELATION || name == INSTANCE_RELATION {
+        if BUILTIN_RELATIONS.contains(&name) {
             self.report(Diagnostic::new(
                 Code::ReservedName,
                 name_range,

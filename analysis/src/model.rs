@@ -33,6 +33,15 @@ pub const NODES_RELATION: &str = "nodes";
 /// partitioning tags the parts of a reply with it, so that the receiver can recombine them.
 pub const INSTANCE_RELATION: &str = "instance";
 
+/// Name of the built-in relation `partner(a, b)`: `b` is the logical node of another component at
+/// the same position as `a` in its own (index of `a` modulo the number of nodes of `b`'s
+/// component). Decoupling forwards with it, so that each node of a replicated component keeps
+/// its own partner instead of all of them sharing one node.
+pub const PARTNER_RELATION: &str = "partner";
+
+/// The built-in relations: given by the deployment, never declared.
+pub const BUILTIN_RELATIONS: [&str; 3] = [NODES_RELATION, INSTANCE_RELATION, PARTNER_RELATION];
+
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Type {
@@ -571,5 +580,42 @@ impl Program {
     /// Rules whose head is `relation`.
     pub fn rules_deriving(&self, relation: RelationId) -> impl Iterator<Item = RuleId> + '_ {
         self.derivers.get(relation.index()).into_iter().flatten().copied()
+    }
+
+    /// The component whose nodes each send to their own partner node of `component` (a rule of
+    /// it sends `r@d(..)` with `partner(self, d), nodes("<component>", d)` in its body): the
+    /// component `component` was decoupled from, which it must match node for node.
+    pub fn partnered_with(&self, component: ComponentId) -> Option<ComponentId> {
+        let name = &self.component(component).name;
+        self.rules.iter().find_map(|rule| {
+            let dest = rule.head.destination.as_ref()?.as_var()?;
+            let names_component = rule.atoms().any(|a| {
+                a.relation == NODES_RELATION
+                    && matches!(a.args.first().map(|e| &e.kind), Some(ExprKind::Str(n)) if n == name)
+                    && a.args.get(1).and_then(|e| e.as_var()) == Some(dest)
+            });
+            let to_partner = rule.atoms().any(|a| {
+                a.relation == PARTNER_RELATION
+                    && matches!(a.args.first().map(|e| &e.kind), Some(ExprKind::SelfAddr))
+                    && a.args.get(1).and_then(|e| e.as_var()) == Some(dest)
+            });
+            (names_component && to_partner && rule.component != component).then_some(rule.component)
+        })
+    }
+
+    /// How many logical nodes `component` needs given the counts of the others: its partner's
+    /// (see [`Program::partnered_with`]) when it has one and no count of its own.
+    pub fn logical_count(&self, component: ComponentId, given: impl Fn(&str) -> Option<usize>) -> usize {
+        let mut at = component;
+        for _ in 0..self.components.len() {
+            if let Some(n) = given(&self.component(at).name) {
+                return n.max(1);
+            }
+            match self.partnered_with(at) {
+                Some(p) => at = p,
+                None => break,
+            }
+        }
+        1
     }
 }

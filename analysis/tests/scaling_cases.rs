@@ -209,8 +209,37 @@ fn decouple_refuses_forwarding_a_table_with_deletions() {
 
 #[test]
 fn decouple_monotonic_persists_a_growing_table() {
-    let src = "component c {\n channel req(id: int)\n channel ask(id: int)\n table known(id: int)\n output hit(id: int)\n known(id) :- req(id).\n hit(id) :- ask(id), known(id).\n}\n";
+    // `known` is also read by a rule that stays, so it is forwarded and persisted in `d`; `hit`
+    // joins it monotonically with `asked`, which moves along: it fires once both are in.
+    let src = "component c {\n channel req(id: int)\n channel ask(id: int)\n table known(id: int)\n table asked(id: int)\n output hit(id: int)\n output total(n: int)\n known(id) :- req(id).\n total(count(id)) :- known(id).\n asked(id) :- ask(id).\n hit(id) :- asked(id), known(id).\n}\n";
     insta::assert_snapshot!(decouple(src, "c", &["hit"], "d"));
+}
+
+#[test]
+fn decouple_refuses_a_race_between_an_arrival_and_a_forwarded_table() {
+    // `ask` holds only in the tick it arrives; `known` may reach `d` after it although `c`
+    // knew it when `ask` came: `hit` would be lost.
+    let src = "component c {\n channel req(id: int)\n channel ask(id: int)\n table known(id: int)\n output hit(id: int)\n output total(n: int)\n known(id) :- req(id).\n total(count(id)) :- known(id).\n hit(id) :- ask(id), known(id).\n}\n";
+    let out = decouple(src, "c", &["hit"], "d");
+    assert!(
+        out.starts_with("refused") && out.contains("race:") && out.contains("`ask` holds only in the tick it arrives"),
+        "{out}"
+    );
+}
+
+#[test]
+fn decouple_carries_a_table_derived_from_the_same_input_along() {
+    // The SIGMOD'24-style optimizer finding: the answer must cover the job's own priority.
+    // `seen` is read only by the moved rules and derived from `job` alone, so it moves along and
+    // is derived in the new component from the same forwarded `job` message.
+    let src = "component f {\n input job(id: int, prio: int) key(id)\n output prio_ok(id: int, top: int)\n table seen(p: int)\n seen(p) :- job(_, p).\n top(max(p)) :- seen(p).\n prio_ok(id, m) :- job(id, _), top(m).\n work@w(id, p) :~ job(id, p), nodes(\"w\", w).\n}\ncomponent w {\n channel work(id: int, p: int)\n output done(id: int)\n done(id) :- work(id, _).\n}\n";
+    let out = decouple(src, "f", &["top", "prio_ok"], "answer");
+    assert!(out.contains("seen(p) :- job_answer(_, p)."), "{out}");
+    assert!(!out.contains("seen_answer"), "seen is not forwarded separately:\n{out}");
+    // Read by a rule that stays, `seen` must be forwarded: that is the race, refused.
+    let shared = src.replace("work@w(id, p) :~ job(id, p)", "work@w(id, p) :~ job(id, p), seen(p)");
+    let out = decouple(&shared, "f", &["top", "prio_ok"], "answer");
+    assert!(out.starts_with("refused") && out.contains("race:") && out.contains("`job` and `seen`"), "{out}");
 }
 
 #[test]
@@ -268,7 +297,10 @@ fn decouple_redirects_a_channel_the_rest_reads_through_a_projection() {
     let out = decouple(NACK, "c", &["got", "finished"], "collect");
     assert!(out.contains("nack redirection: `done` now goes straight to `collect`: its senders (`done@from(self, id, 7) :~ work(from, id)`)"), "{out}");
     // The sender addresses the new component, with the node it used to address as the last column.
-    assert!(out.contains("done@dest(self, id, 7, from) :~ work(from, id), nodes(\"collect\", dest)."), "{out}");
+    assert!(
+        out.contains("done@dest(self, id, 7, from) :~ work(from, id), partner(from, dest), nodes(\"collect\", dest)."),
+        "{out}"
+    );
     // The rest reads only the projected column, on a new channel.
     assert!(out.contains("channel done_nack(level: int)"), "{out}");
     assert!(out.contains("heard(l) :- done_nack(l)."), "{out}");
@@ -283,7 +315,10 @@ fn nack_redirection_is_refused_when_the_rest_aggregates_or_reads_the_whole_fact(
     // An aggregate over the channel: fall back to forwarding, with the reason.
     let agg = NACK.replace("heard(l) :- done(_, _, l).", "heard(count(l)) :- done(_, _, l).");
     let out = decouple(&agg, "c", &["got", "finished"], "collect");
-    assert!(out.contains("done_collect@dest(w, id, level) :~ done(w, id, level)"), "{out}");
+    assert!(
+        out.contains("done_collect@dest(w, id, level) :~\n        done(w, id, level),\n        partner(self, dest),"),
+        "{out}"
+    );
     assert!(out.contains("aggregates over it (not monotone)"), "{out}");
     // Every column read: passing it back would cost as much as forwarding it.
     let whole = NACK.replace("heard(l) :- done(_, _, l).", "heard(l) :- done(w, id, l), id > 0, w != w.");

@@ -212,6 +212,30 @@ impl Deployment {
         self.nodes.iter().filter(|n| n.partition == 0)
     }
 
+    /// The pairs the built-in `partner(a, b)` lists: logical nodes of different components, `b`
+    /// at the position of `a` among its component's nodes modulo the number of nodes of `b`'s.
+    pub fn partners(&self) -> Vec<(NodeAddr, NodeAddr)> {
+        let mut by_component: Vec<(ComponentId, Vec<NodeAddr>)> = Vec::new();
+        for n in self.logical_nodes() {
+            match by_component.iter_mut().find(|(c, _)| *c == n.component) {
+                Some((_, nodes)) => nodes.push(n.addr),
+                None => by_component.push((n.component, vec![n.addr])),
+            }
+        }
+        let mut out = Vec::new();
+        for (a_component, a_nodes) in &by_component {
+            for (b_component, b_nodes) in &by_component {
+                if a_component == b_component {
+                    continue;
+                }
+                for (i, &a) in a_nodes.iter().enumerate() {
+                    out.push((a, b_nodes[i % b_nodes.len()]));
+                }
+            }
+        }
+        out
+    }
+
     /// The instances of the logical node `logical`.
     pub fn instances(&self, logical: NodeAddr) -> &[NodeSpec] {
         let Some(first) = self.node(logical) else { return &[] };

@@ -88,8 +88,13 @@ pub struct Options {
 }
 
 impl Options {
-    fn logical(&self, component: &str) -> usize {
-        self.logical.get(component).copied().unwrap_or(1).max(1)
+    /// Logical nodes of `component`: as given, else its partner's (a decoupled part matches the
+    /// component it came from node for node), else 1.
+    fn logical(&self, program: &Program, component: &str) -> usize {
+        match program.component_by_name(component) {
+            Some(id) => program.logical_count(id, |name| self.logical.get(name).copied()),
+            None => self.logical.get(component).copied().unwrap_or(1).max(1),
+        }
     }
 }
 
@@ -104,7 +109,7 @@ pub fn loads(program: &Program, options: &Options) -> Vec<f64> {
 
 /// Work per client request of each rule (indexed by `RuleId`).
 pub fn rule_costs(program: &Program, options: &Options) -> Vec<f64> {
-    let fanout = |c: &str| options.logical(c) as f64;
+    let fanout = |c: &str| options.logical(program, c) as f64;
     let mut freq = vec![0.0f64; program.relations.len()];
     for r in program.relation_ids() {
         let rel = program.relation(r);
@@ -191,7 +196,10 @@ pub fn rule_costs(program: &Program, options: &Options) -> Vec<f64> {
 
 /// A forwarding rule `r@d(x, y[, self]) :~ q(x, y), nodes(..)`: decoupling it only adds a hop.
 fn is_relay(rule: &crate::model::Rule) -> bool {
-    let atoms: Vec<_> = rule.atoms().filter(|a| a.relation != crate::model::NODES_RELATION).collect();
+    let atoms: Vec<_> = rule
+        .atoms()
+        .filter(|a| a.relation != crate::model::NODES_RELATION && a.relation != crate::model::PARTNER_RELATION)
+        .collect();
     let [atom] = atoms[..] else { return false };
     let args: Vec<Option<&str>> = rule
         .head
@@ -206,9 +214,15 @@ fn is_relay(rule: &crate::model::Rule) -> bool {
     args == body
 }
 
-/// `X` when the rule sends to every node of `nodes("X", dest)`.
+/// `X` when the rule sends to every node of `nodes("X", dest)` (not to one `partner`).
 fn broadcast_target(rule: &crate::model::Rule) -> Option<String> {
     let dest = rule.head.destination.as_ref()?.as_var()?;
+    let to_partner = rule
+        .atoms()
+        .any(|a| a.relation == crate::model::PARTNER_RELATION && a.args.get(1).and_then(|e| e.as_var()) == Some(dest));
+    if to_partner {
+        return None;
+    }
     rule.atoms().find_map(|a| {
         let is_nodes =
             a.relation == crate::model::NODES_RELATION && a.args.get(1).and_then(|e| e.as_var()) == Some(dest);
@@ -247,7 +261,7 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
                 name: c.name.clone(),
                 class,
                 load: load[id.index()],
-                logical: options.logical(&c.name),
+                logical: options.logical(program, &c.name),
                 partitions: 1,
                 scalable: sealed || !matches!(verdict.class, ScalingClass::Sequential),
             }

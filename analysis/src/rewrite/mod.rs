@@ -7,6 +7,7 @@
 //! their component (facts included, in source order) or by their head relation's name (every rule
 //! with that head, deletions included): see [`select_rules`].
 
+mod context;
 mod decouple;
 mod nack;
 mod seal;

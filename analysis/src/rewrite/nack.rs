@@ -549,8 +549,9 @@ pub(crate) fn redirect_sender(
     let period = rule.range.end as usize - 1;
     vec![
         (destination.range, dest.clone()),
-        (TextRange::empty(head_close), if rule.head.args.is_empty() { old } else { format!(", {old}") }),
-        (TextRange::empty(period), format!(", nodes(\"{new_name}\", {dest})")),
+        (TextRange::empty(head_close), if rule.head.args.is_empty() { old.clone() } else { format!(", {old}") }),
+        // To the partner of the C node it addressed: each C node has its own D node.
+        (TextRange::empty(period), format!(", partner({old}, {dest}), nodes(\"{new_name}\", {dest})")),
     ]
 }
 
@@ -572,7 +573,7 @@ mod tests {
     #[test]
     fn redirect_sender_picks_a_fresh_destination_variable() {
         let src = "component c {\n channel ping()\n channel go(p: addr, dest: int)\n ping@p() :~ go(p, dest).\n}\n";
-        assert_eq!(redirected(src, "ping"), "ping@dest2(p) :~ go(p, dest), nodes(\"d\", dest2).");
+        assert_eq!(redirected(src, "ping"), "ping@dest2(p) :~ go(p, dest), partner(p, dest2), nodes(\"d\", dest2).");
     }
 
     #[test]

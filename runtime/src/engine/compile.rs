@@ -179,6 +179,7 @@ pub struct CompiledProgram {
     pub(crate) indexes: IndexRegistry,
     pub(crate) nodes_rel: usize,
     pub(crate) instance_rel: usize,
+    pub(crate) partner_rel: usize,
     pub(crate) inc_aggs: Vec<(usize, usize, usize)>,
 }
 
@@ -228,6 +229,7 @@ struct Compiler<'a> {
 fn compile(program: &Program) -> Result<CompiledProgram, String> {
     let nodes_rel = program.relation_by_name(NODES_RELATION).ok_or("no built-in `nodes` relation")?.index();
     let instance_rel = program.relation_by_name(INSTANCE_RELATION).ok_or("no built-in `instance` relation")?.index();
+    let partner_rel = program.relation_by_name(PARTNER_RELATION).ok_or("no built-in `partner` relation")?.index();
     let mut rels: Vec<RelInfo> = program
         .relations
         .iter()
@@ -338,6 +340,7 @@ fn compile(program: &Program) -> Result<CompiledProgram, String> {
         indexes: compiler.indexes,
         nodes_rel,
         instance_rel,
+        partner_rel,
         inc_aggs,
     })
 }

@@ -222,6 +222,10 @@ impl Node {
             let name = node.state.interner.intern(&node.program.program.component(n.component).name);
             node.state.stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
         }
+        let partner_rel = node.program.partner_rel;
+        for (a, b) in deployment.partners() {
+            node.state.stores[partner_rel].insert(&[a.0 as u64, b.0 as u64]);
+        }
         let instance_rel = node.program.instance_rel;
         node.state.stores[instance_rel].insert(&[spec.partition as u64, spec.partitions.max(1) as u64]);
         node
@@ -967,6 +971,9 @@ impl GlobalChecker {
         for n in self.deployment.logical_nodes() {
             let name = interner.intern(&self.program.program.component(n.component).name);
             stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+        }
+        for (a, b) in self.deployment.partners() {
+            stores[self.program.partner_rel].insert(&[a.0 as u64, b.0 as u64]);
         }
         let mut out = Vec::new();
         for inv in &self.program.global_invariants {
