@@ -361,7 +361,7 @@ component client {
     store@l(self, id, s) :~ write(id, s), nodes(\"log\", l).
     ask@l(self, r) :~ probe(r), nodes(\"log\", l).
     size(r, l, h, n) :- status(l, r, h, n).
-    stored(id, h) :- ack(id, h).
+    stored(id, 0) :- ack(id, _).
 }
 component log {
     channel store(from: addr, id: int, slot: int)
@@ -398,6 +398,16 @@ fn sealed_partition_refusals_name_the_reason() {
         .replace("ack@f(id, h) :~ store(f, id, _), high(h).", "ack@f(id, n) :~ store(f, id, _), entry_count(n).");
     let reason = sealed(&keyed_count, "log", Some("slot")).unwrap_err();
     assert!(reason.contains("not a bound of it"), "{reason}");
+    // One instance's bound kept by the receiver, where later replies could be compared with it:
+    // monotonic reads would break.
+    let kept_bound = SEALABLE_LOG.replace("stored(id, 0) :- ack(id, _).", "stored(id, h) :- ack(id, h).");
+    let reason = sealed(&kept_bound, "log", Some("slot")).unwrap_err();
+    assert!(reason.contains("keeps it in `stored`") && reason.contains("monotonic reads"), "{reason}");
+    // Compared with another fact's value in the same rule: refused too.
+    let compared =
+        SEALABLE_LOG.replace("stored(id, 0) :- ack(id, _).", "stored(id, 0) :- ack(id, h), size(_, _, m, _), h < m.");
+    let reason = sealed(&compared, "log", Some("slot")).unwrap_err();
+    assert!(reason.contains("compares it with other facts' values"), "{reason}");
     // An output cannot be recombined by clients.
     let output = SEALABLE_LOG
         .replace("component log {\n", "component log {\n    output top(high: int)\n    top(h) :- high(h).\n");

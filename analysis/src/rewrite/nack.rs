@@ -169,46 +169,7 @@ fn guard(
             copies.push(head);
         }
     }
-    let rules_of = |c: ComponentId| program.component(c).rules.iter().copied();
-    let mut maxima: Vec<RelationId> = Vec::new();
-    for &h in &copies {
-        for r in rules_of(component) {
-            let rule = program.rule(r);
-            if rule.head.relation_id == Some(h) || !rule.atoms().any(|a| a.relation_id == Some(h)) {
-                continue;
-            }
-            if max_of(rule) != Some(h) {
-                return None;
-            }
-            maxima.push(rule.head.relation_id?);
-        }
-    }
-    if maxima.is_empty() {
-        return None;
-    }
-    // (2) Each maximum is a running one: kept in a table that only grows to new maxima of it.
-    let mut bounded: Vec<RelationId> = copies.clone();
-    for &a in &maxima {
-        let mut running = false;
-        for &h in &copies {
-            for r in rules_of(component) {
-                let rule = program.rule(r);
-                let Some((table, 0)) = copy_rule(rule) else { continue };
-                if rule.head.relation_id != Some(h) || program.relation(table).kind != crate::model::RelationKind::Table
-                {
-                    continue;
-                }
-                if let Some(feeds) = running_max(program, component, table, a) {
-                    running = true;
-                    bounded.extend(feeds);
-                }
-            }
-        }
-        if !running {
-            return None;
-        }
-        bounded.push(a);
-    }
+    let (maxima, bounded) = running_maxima(program, component, &copies)?;
     // (3) A guard column that returns to the node that fed it into the maximum.
     let mut memo: Vec<((RelationId, usize), bool)> = Vec::new();
     (0..relation.arity())
@@ -233,9 +194,60 @@ fn guard(
         })
 }
 
+/// Whether the relations `copies` (each `H(x) :- R(.., x, ..)`) are read only by max aggregates
+/// `A(max(x)) :- H(x)` of `component` that are running maxima: kept in a table that only grows to
+/// new maxima of them (see [`running_max`]). Returns the maxima and every relation whose values
+/// they then bound, or None.
+pub(crate) fn running_maxima(
+    program: &Program,
+    component: ComponentId,
+    copies: &[RelationId],
+) -> Option<(Vec<RelationId>, Vec<RelationId>)> {
+    let rules_of = |c: ComponentId| program.component(c).rules.iter().copied();
+    let mut maxima: Vec<RelationId> = Vec::new();
+    for &h in copies {
+        for r in rules_of(component) {
+            let rule = program.rule(r);
+            if rule.head.relation_id == Some(h) || !rule.atoms().any(|a| a.relation_id == Some(h)) {
+                continue;
+            }
+            if max_of(rule) != Some(h) {
+                return None;
+            }
+            maxima.push(rule.head.relation_id?);
+        }
+    }
+    if maxima.is_empty() {
+        return None;
+    }
+    let mut bounded: Vec<RelationId> = copies.to_vec();
+    for &a in &maxima {
+        let mut running = false;
+        for &h in copies {
+            for r in rules_of(component) {
+                let rule = program.rule(r);
+                let Some((table, 0)) = copy_rule(rule) else { continue };
+                if rule.head.relation_id != Some(h) || program.relation(table).kind != crate::model::RelationKind::Table
+                {
+                    continue;
+                }
+                if let Some(feeds) = running_max(program, component, table, a) {
+                    running = true;
+                    bounded.extend(feeds);
+                }
+            }
+        }
+        if !running {
+            return None;
+        }
+        bounded.push(a);
+    }
+    Some((maxima, bounded))
+}
+
 /// `H(x) :- R(.., x, ..)`: one positive atom, the other columns `_`, no condition, a one-column
 /// head of this tick. Returns (R, the column of x).
-fn copy_rule(rule: &crate::model::Rule) -> Option<(RelationId, usize)> {
+pub(crate) fn copy_rule(rule: &crate::model::Rule) -> Option<(RelationId, usize)> {
     if rule.kind != RuleKind::SameTick || rule.body.len() != 1 || rule.head.args.len() != 1 {
         return None;
     }

@@ -213,6 +213,20 @@ pub fn partition_sealed(
                     ),
                 ));
             }
+            for &(i, combine) in &carried {
+                let mut seen = Vec::new();
+                bound_read_alone(program, head, i, combine, &mut seen).map_err(|(range, why)| {
+                    Refusal::new(
+                        range,
+                        format!(
+                            "`{}` answers a keyed message with one instance's {} in `{}`, and {why}: replies from different instances could be compared (a client could see a lower value after a higher one, as with monotonic reads or fencing tokens)",
+                            display::rule(rule),
+                            combine.name(),
+                            program.relation(head).columns[i].name,
+                        ),
+                    )
+                })?;
+            }
             if !carried.is_empty() {
                 bounds.push((
                     r,
@@ -554,6 +568,97 @@ fn carrying_columns(program: &Program, id: ComponentId, per_instance: &[Relation
             return carriers;
         }
     }
+}
+
+/// Whether one instance's bound in column `col` of `channel` is only ever read on its own, so
+/// that no receiver can compare the bounds of two replies (which different instances answer):
+/// every rule reading `channel` ignores the column, pins it to another column of the same fact
+/// (`p2b(a, b, s, b)`: the bound equals the request's ballot), compares it only with values of
+/// the same fact, passes it on unchanged on another channel (checked in turn), or, for a
+/// maximum, copies it into a running maximum (`ballot_heard(m) :- p2b(_, _, _, m)`, see
+/// `nack::running_maxima`), which a lower bound cannot lower. Err: where and why not.
+fn bound_read_alone(
+    program: &Program,
+    channel: RelationId,
+    col: usize,
+    combine: Combine,
+    seen: &mut Vec<(RelationId, usize)>,
+) -> Result<(), (TextRange, String)> {
+    if seen.contains(&(channel, col)) {
+        return Ok(());
+    }
+    seen.push((channel, col));
+    let name = &program.relation(channel).name;
+    for q in program.rule_ids() {
+        let rule = program.rule(q);
+        for atom in rule.atoms().filter(|a| a.relation_id == Some(channel)) {
+            let Some(arg) = atom.args.get(col) else { continue };
+            if atom.negated {
+                return Err((atom.range, format!("`{}` negates `{name}`", display::rule(rule))));
+            }
+            let Some(var) = arg.as_var() else { continue };
+            let pinned = atom.args.iter().enumerate().any(|(j, a)| j != col && a.as_var() == Some(var));
+            if pinned {
+                continue;
+            }
+            let elsewhere = rule.atoms().filter(|a| !std::ptr::eq(*a, atom)).find(|a| {
+                let mut vars = Vec::new();
+                a.args.iter().for_each(|e| e.variables(&mut vars));
+                vars.iter().any(|(v, _)| *v == var)
+            });
+            if let Some(other) = elsewhere {
+                return Err((other.range, format!("`{}` joins it with `{}`", display::rule(rule), other.relation)));
+            }
+            let same_fact: Vec<&str> = atom.args.iter().filter_map(|a| a.as_var()).collect();
+            for item in &rule.body {
+                let crate::model::BodyItem::Condition(cond) = item else { continue };
+                let mut vars = Vec::new();
+                cond.left.variables(&mut vars);
+                cond.right.variables(&mut vars);
+                if vars.iter().any(|(v, _)| *v == var) && !vars.iter().all(|(v, _)| same_fact.contains(v)) {
+                    return Err((
+                        cond.range,
+                        format!("`{}` compares it with other facts' values", display::rule(rule)),
+                    ));
+                }
+            }
+            let mut head_vars = Vec::new();
+            if let Some(d) = &rule.head.destination {
+                d.variables(&mut head_vars);
+            }
+            if head_vars.iter().any(|(v, _)| *v == var) {
+                return Err((rule.head.range, format!("`{}` sends to it", display::rule(rule))));
+            }
+            for (k, head_arg) in rule.head.args.iter().enumerate() {
+                let mut vars = Vec::new();
+                match head_arg {
+                    HeadArg::Expr(e) => e.variables(&mut vars),
+                    HeadArg::Aggregate(a) => a.arg.variables(&mut vars),
+                }
+                if !vars.iter().any(|(v, _)| *v == var) {
+                    continue;
+                }
+                let passed_on = matches!(head_arg, HeadArg::Expr(e) if e.as_var() == Some(var));
+                let copied_into_running_max = combine == Combine::Max
+                    && crate::rewrite::nack::copy_rule(rule) == Some((channel, col))
+                    && rule
+                        .head
+                        .relation_id
+                        .is_some_and(|h| crate::rewrite::nack::running_maxima(program, rule.component, &[h]).is_some());
+                match (rule.kind, rule.head.relation_id) {
+                    (RuleKind::Async, Some(next)) if passed_on => bound_read_alone(program, next, k, combine, seen)?,
+                    _ if copied_into_running_max => {}
+                    _ => {
+                        return Err((
+                            head_arg.range(),
+                            format!("`{}` keeps it in `{}`", display::rule(rule), rule.head.relation),
+                        ))
+                    }
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Whether `var` of rule `r` is bound only at carrying columns of positive atoms.
