@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod deploy;
 pub mod durability;
 pub mod engine;
+pub mod explore;
 pub mod loadgen;
 pub mod net;
 pub mod report;

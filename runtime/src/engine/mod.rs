@@ -98,7 +98,7 @@ enum SortKey {
     U(u64),
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct GroupState {
     /// Per aggregate column: distinct value -> (encoded value, number of table rows giving it).
     values: Vec<BTreeMap<SortKey, (u64, u32)>>,
@@ -106,6 +106,7 @@ struct GroupState {
 }
 
 /// Per-node state of one incrementally maintained aggregate.
+#[derive(Clone)]
 struct IncState {
     stratum: usize,
     rule: usize,
@@ -114,6 +115,7 @@ struct IncState {
     current: FxHashMap<Box<[u64]>, Row>,
 }
 
+#[derive(Clone)]
 struct State {
     stores: Vec<Store>,
     interner: Interner,
@@ -124,7 +126,20 @@ struct State {
     tables_changed: bool,
 }
 
-/// One node (one instance of a component) of a deployment.
+/// The durability log a node appends to. A clone of a node (the explorer copies nodes per
+/// explored state) must not write into the original's file, so cloning leaves it detached.
+#[derive(Default)]
+struct LogSlot(Option<crate::durability::DurableLog>);
+
+impl Clone for LogSlot {
+    fn clone(&self) -> Self {
+        LogSlot(None)
+    }
+}
+
+/// One node (one instance of a component) of a deployment. A clone is an independent copy of
+/// its state, without the durability log (see [`LogSlot`]).
+#[derive(Clone)]
 pub struct Node {
     program: Arc<CompiledProgram>,
     deployment: Arc<Deployment>,
@@ -142,7 +157,7 @@ pub struct Node {
     incremental: bool,
     snapshot_rels: Vec<usize>,
     snapshot: Vec<(RelationId, Vec<Tuple>)>,
-    log: Option<crate::durability::DurableLog>,
+    log: LogSlot,
 }
 
 impl Node {
@@ -170,6 +185,11 @@ impl Node {
             .iter()
             .enumerate()
             .map(|(i, r)| {
+                // Another component's relations are never read or written here: no indexes,
+                // which keeps nodes small and cheap to copy (the explorer clones them per state).
+                if r.component.is_some_and(|c| c != spec.component) {
+                    return Store::new(&[]);
+                }
                 let mut cols = program.indexes.per_relation[i].clone();
                 if let Some(k) = &r.key {
                     // Keys are checked through an index on them.
@@ -213,7 +233,7 @@ impl Node {
             incremental: true,
             snapshot_rels: Vec::new(),
             snapshot: Vec::new(),
-            log: None,
+            log: LogSlot(None),
             program,
         };
         // The deployment, as logical nodes.
@@ -294,7 +314,7 @@ impl Node {
 
     /// Log every table change to `log` from now on (see [`crate::durability`]).
     pub fn attach_log(&mut self, log: crate::durability::DurableLog) {
-        self.log = Some(log);
+        self.log = LogSlot(Some(log));
         self.state.journal = Some(Vec::new());
     }
 
@@ -356,6 +376,61 @@ impl Node {
     /// Marks the node as already started (its tables come from elsewhere, e.g. recovery).
     pub fn mark_started(&mut self) {
         self.started = true;
+    }
+
+    /// A hash of everything that decides this node's future behaviour: the decoded facts of its
+    /// tables, its pending `:+` facts, whether it started and whether its tables changed in the
+    /// last tick (it then wants a tick), and the snapshot global invariants read. Values are
+    /// hashed decoded and sorted, so two nodes holding the same facts hash equal whatever order
+    /// they interned their strings in. Views are left out: they are computed from the tables.
+    pub fn fingerprint(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        // DefaultHasher::new() has fixed keys: equal nodes hash equal across calls.
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.me, self.started, self.state.tables_changed).hash(&mut h);
+        for &rid in &self.program.program.component(self.component).relations {
+            if self.program.rels[rid.index()].kind == RelationKind::Table && self.facts_len(rid) > 0 {
+                (rid, self.facts(rid)).hash(&mut h);
+            }
+        }
+        let mut next: Vec<(usize, Tuple)> = self
+            .next_tick
+            .iter()
+            .map(|(rel, row)| {
+                let types = &self.program.rels[*rel].types;
+                (*rel, row.iter().zip(types).map(|(&v, &t)| decode(&self.state.interner, t, v)).collect())
+            })
+            .collect();
+        next.sort();
+        next.dedup();
+        next.hash(&mut h);
+        self.snapshot.hash(&mut h);
+        h.finish()
+    }
+
+    /// This node as it comes back after a crash with durable tables (as the simulator restarts
+    /// it with durability on): a fresh node holding the same table facts; its pending `:+`
+    /// facts, views and snapshot are lost.
+    pub fn restarted(&self) -> Node {
+        let mut fresh =
+            Node::with_options(self.program.clone(), self.me, self.deployment.clone(), self.options.clone());
+        fresh.snapshot_rels = self.snapshot_rels.clone();
+        fresh.incremental = self.incremental;
+        if self.state.journal.is_some() {
+            fresh.enable_journal();
+        }
+        let mut changes = Vec::new();
+        for &rid in &self.program.program.component(self.component).relations {
+            if self.program.rels[rid.index()].kind == RelationKind::Table {
+                changes.extend(self.facts(rid).into_iter().map(|t| Change::Insert(rid, t)));
+            }
+        }
+        // Facts come from this node's own tables, so they always fit the program.
+        let _ = fresh.restore(&changes);
+        if self.started {
+            fresh.mark_started();
+        }
+        fresh
     }
 
     fn owns_fact(&self, rel: usize, row: &[Value]) -> bool {
@@ -638,7 +713,7 @@ impl Node {
         }
         self.state.tables_changed = self.state.tables_changed || !self.next_tick.is_empty();
         // Durability: one record per tick, written before the tick's messages leave.
-        if let (Some(log), Some(journal)) = (&mut self.log, &mut self.state.journal) {
+        if let (Some(log), Some(journal)) = (&mut self.log.0, &mut self.state.journal) {
             if !journal.is_empty() {
                 if let Err(e) = log.append(journal) {
                     out.warnings.push(format!("durability log: {e}"));

@@ -67,6 +67,7 @@ pub fn decode(interner: &Interner, ty: Type, v: u64) -> Value {
 }
 
 /// A hash index from the values of some columns to the rows holding them.
+#[derive(Clone)]
 pub struct Index {
     pub cols: Box<[usize]>,
     pub map: FxHashMap<Box<[u64]>, Vec<Row>>,
@@ -100,6 +101,7 @@ impl Index {
 }
 
 /// The facts of one relation on one node.
+#[derive(Clone)]
 pub struct Store {
     pub rows: FxHashSet<Row>,
     pub indexes: Vec<Index>,
