@@ -228,6 +228,19 @@ fn decouple_refuses_a_race_between_an_arrival_and_a_forwarded_table() {
 }
 
 #[test]
+fn decouple_refuses_when_both_parts_act_on_the_order_of_one_input() {
+    // In the original `early` and `late` always count the same jobs; decoupled, the two counts
+    // would follow two different arrival orders of `job`.
+    let src = "component f {\n input job(id: int) key(id)\n output early(id: int, n: int)\n output late(id: int, n: int)\n table got(id: int)\n table got2(id: int)\n got(id) :- job(id).\n cnt(count(id)) :- got(id).\n early(id, n) :- job(id), cnt(n).\n got2(id) :- job(id).\n cnt2(count(id)) :- got2(id).\n late(id, n) :- job(id), cnt2(n).\n}\n";
+    let out = decouple(src, "f", &["got2", "cnt2", "late"], "d");
+    assert!(out.starts_with("refused") && out.contains("both parts act on the order in which `job` arrives"), "{out}");
+    // Only one part depends on the order: a delay the original allows.
+    let one = src.replace(" cnt(count(id)) :- got(id).\n", "").replace("early(id, n) :- job(id), cnt(n).", "early(id, 0) :- job(id).");
+    let out = decouple(&one, "f", &["got2", "cnt2", "late"], "d");
+    assert!(!out.starts_with("refused"), "{out}");
+}
+
+#[test]
 fn decouple_carries_a_table_derived_from_the_same_input_along() {
     // The SIGMOD'24-style optimizer finding: the answer must cover the job's own priority.
     // `seen` is read only by the moved rules and derived from `job` alone, so it moves along and

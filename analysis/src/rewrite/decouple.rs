@@ -118,6 +118,7 @@ fn precondition<'n>(
     let (nacked, nack_refused) = nack_plans(cx, c, &moved, &kept, &forwarded);
     forwarded.retain(|f| !nacked.iter().any(|n| n.relation == f.0));
     no_races(cx, c, &moved, &forwarded, c_name, d_name)?;
+    one_order_matters(cx, c, &moved, &kept, &forwarded, c_name, d_name)?;
     known_column_types(cx, &forwarded)?;
     let needs_origin = self_uses(cx, &moved, &forwarded, &nacked, &kept_self, c_name, d_name)?;
     Ok(Decoupling {
@@ -581,6 +582,59 @@ fn no_races(
                 "race: `{}` combines facts of {}, which would reach `{d_name}` as separate messages from `{c_name}`: `{d_name}` may see one without the other, or in another order than `{c_name}` did, and {how}. Move the rules that derive them along, or keep these rules in `{c_name}`",
                 display::rule(rule),
                 names.join(" and "),
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// An input or channel forwarded to D reaches D in another order, and grouped into other ticks,
+/// than C received it. That is a delay the original allows when only one part's outputs depend on
+/// the order; when a rule downstream of it in C and one in D both do (they aggregate, negate or
+/// delete), C and D may act on two different orders, which no run of the original shows.
+fn one_order_matters(
+    cx: &RewriteContext<'_>,
+    c: ComponentId,
+    moved: &BTreeSet<RuleId>,
+    kept: &[RuleId],
+    forwarded: &[(RelationId, Flow)],
+    c_name: &str,
+    d_name: &str,
+) -> Result<(), Refusal> {
+    let program = cx.program;
+    // The first non-monotone rule among `rules` downstream of `rel` (through their own heads).
+    let order_sensitive = |rules: &[RuleId], rel: RelationId| -> Option<RuleId> {
+        let mut reached = vec![rel];
+        let mut i = 0;
+        while i < reached.len() {
+            let r = reached[i];
+            i += 1;
+            for &q in rules.iter().filter(|&&q| cx.readers(r).contains(&q)) {
+                if cx.is_nonmonotone(q) {
+                    return Some(q);
+                }
+                if let Some(h) = cx.local_head(c, program.rule(q)) {
+                    if !reached.contains(&h) {
+                        reached.push(h);
+                    }
+                }
+            }
+        }
+        None
+    };
+    let moved: Vec<RuleId> = moved.iter().copied().collect();
+    for &(rel, flow) in forwarded {
+        if flow != Flow::Event {
+            continue;
+        }
+        let (Some(in_c), Some(in_d)) = (order_sensitive(kept, rel), order_sensitive(&moved, rel)) else { continue };
+        let name = &program.relation(rel).name;
+        return Err(Refusal::new(
+            program.rule(in_d).range,
+            format!(
+                "both parts act on the order in which `{name}` arrives: `{}` stays in `{c_name}` and `{}` moves to `{d_name}`, and both aggregate, negate or delete; forwarded, `{name}` reaches `{d_name}` in another order than `{c_name}` saw, so they could act on two orders no run of the original shows",
+                display::rule(program.rule(in_c)),
+                display::rule(program.rule(in_d)),
             ),
         ));
     }
