@@ -65,6 +65,23 @@ pub struct Step {
     pub description: String,
     pub throughput: f64,
     pub machines: usize,
+    /// What the bounded check explored before the step was taken (None when unchecked).
+    pub checked: Option<String>,
+}
+
+/// A step the search wanted but the bounded check refused, with the counterexample.
+#[derive(Clone, Debug, Serialize)]
+pub struct RefusedStep {
+    pub description: String,
+    pub counterexample: String,
+}
+
+/// The gate every step passes before the optimizer takes it: does `rewritten` refine `original`
+/// (or, with `invariants_only`, keep its invariants)? Ok: what was explored; Err: the
+/// counterexample. The analysis cannot run programs, so the caller (the CLI, with the runtime's
+/// bounded explorer) provides it.
+pub trait StepCheck {
+    fn check(&self, original: &str, rewritten: &str, invariants_only: bool) -> Result<String, String>;
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -74,6 +91,8 @@ pub struct Plan {
     pub estimate: Estimate,
     /// A deployment file for the runtime: `[components]` and `[partitions]`.
     pub deployment: String,
+    /// Steps the bounded check refused.
+    pub refused: Vec<RefusedStep>,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -354,6 +373,27 @@ pub fn candidates(program: &Program, component: ComponentId) -> Vec<Vec<RuleId>>
 /// keep the one that most raises predicted throughput for the budget; stop when nothing helps.
 /// Then partition every component that got more than one instance per logical node.
 pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
+    optimize_checked(analysis, options, None)
+}
+
+/// [`optimize`], with every step checked by `check` against the original program first: a step
+/// with a counterexample is not taken (the next best candidate is tried) and is listed in
+/// `Plan::refused`.
+pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&dyn StepCheck>) -> Plan {
+    let original = analysis.text();
+    let mut refused: Vec<RefusedStep> = Vec::new();
+    // Sealed partitioning is checked on invariants only, and so is everything after it.
+    let mut invariants_only = false;
+    let mut gate = |candidate: &str, description: &str, invariants_only: bool| -> Result<Option<String>, ()> {
+        let Some(check) = check else { return Ok(None) };
+        match check.check(original, candidate, invariants_only) {
+            Ok(summary) => Ok(Some(summary)),
+            Err(counterexample) => {
+                refused.push(RefusedStep { description: description.to_string(), counterexample });
+                Err(())
+            }
+        }
+    };
     let mut text = analysis.text().to_string();
     let unscaled = Options { machines: 0, ..options.clone() };
     let baseline = estimate(&analysis.program, &unscaled);
@@ -362,6 +402,7 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
         description: "original program, one instance per logical node".into(),
         throughput: baseline.throughput,
         machines: baseline.machines,
+        checked: None,
     }];
     let mut taken: Vec<String> = Vec::new();
     for _ in 0..8 {
@@ -372,7 +413,9 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
             .iter()
             .max_by(|x, y| x.per_instance().total_cmp(&y.per_instance()))
             .and_then(|c| a.program.component_by_name(&c.name));
-        let mut best: Option<(String, Estimate, String)> = None;
+        // Every candidate that raises the prediction, best first; the first that passes the
+        // check is taken.
+        let mut better: Vec<(String, Estimate, String)> = Vec::new();
         if let Some(cid) = bottleneck {
             let comp_name = a.program.component(cid).name.clone();
             for set in candidates(&a.program, cid) {
@@ -380,8 +423,7 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
                 let Ok(result) = rewrite::decouple(&a, &comp_name, &set, &name) else { continue };
                 let next = crate::analyze(&result.new_text);
                 let est = estimate(&next.program, options);
-                let bar = best.as_ref().map_or(scaled.throughput, |b| b.1.throughput);
-                if est.throughput > bar * 1.01 {
+                if est.throughput > scaled.throughput * 1.01 {
                     let mut heads: Vec<String> = Vec::new();
                     for &r in &set {
                         let head = &a.program.rule(r).head.relation;
@@ -391,16 +433,24 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
                     }
                     let kind = result.explanation[0].split(':').next().unwrap_or("decoupling").to_string();
                     let description = format!("{kind}: move {} from `{comp_name}` into `{name}`", heads.join(", "));
-                    best = Some((result.new_text, est, description));
+                    better.push((result.new_text, est, description));
                 }
             }
         }
-        let Some((new_text, _, description)) = best else { break };
+        better.sort_by(|x, y| y.1.throughput.total_cmp(&x.1.throughput));
+        let mut chosen = None;
+        for (new_text, _, description) in better {
+            if let Ok(checked) = gate(&new_text, &description, invariants_only) {
+                chosen = Some((new_text, description, checked));
+                break;
+            }
+        }
+        let Some((new_text, description, checked)) = chosen else { break };
         text = new_text;
         let a = crate::analyze(&text);
         taken.extend(a.program.components.iter().map(|c| c.name.clone()));
         current = estimate(&a.program, &unscaled);
-        steps.push(Step { description, throughput: current.throughput, machines: current.machines });
+        steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
     }
     // Sealed partitioning of a sequential component, when the scale-out it allows pays.
     // Each accepted sealing is the base of the next candidate.
@@ -417,42 +467,51 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
         let next = crate::analyze(&result.new_text);
         let est = estimate(&next.program, &sealed);
         if est.throughput > now * 1.01 {
+            let description = format!(
+                "sealed partitioning of `{name}`: its aggregates over every fact held per instance, replies sealed"
+            );
+            let Ok(checked) = gate(&result.new_text, &description, true) else { continue };
+            invariants_only = true;
             text = result.new_text;
             options = sealed;
             a = next;
             now = est.throughput;
             current = estimate(&a.program, &Options { machines: 0, ..options.clone() });
-            steps.push(Step {
-                description: format!(
-                    "sealed partitioning of `{name}`: its aggregates over every fact held per instance, replies sealed"
-                ),
-                throughput: current.throughput,
-                machines: current.machines,
-            });
+            steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
         }
     }
     // Scale out: add instances as the budget allows, recording each component's placement.
     let target = estimate(&a.program, &options);
     let mut partial = current.components.clone();
-    for cost in target.components.iter().filter(|c| c.partitions > 1) {
+    let mut target = target;
+    for cost in target.components.iter_mut().filter(|c| c.partitions > 1) {
         let what = if cost.class == "parallel" { "replicate" } else { "partition" };
+        let description =
+            format!("{what} `{}` ({}) into {} instances per node", cost.name, cost.class, cost.partitions);
+        let mut checked = None;
         if options.sealed.contains(&cost.name) {
-            // Already carries its `partitioned by`.
+            // Already carries its `partitioned by`, checked with the sealing.
         } else if let Ok(result) = rewrite::partition(&crate::analyze(&text), &cost.name, None) {
-            text = result.new_text;
+            match gate(&result.new_text, &description, invariants_only) {
+                Ok(summary) => {
+                    text = result.new_text;
+                    checked = summary;
+                }
+                Err(()) => {
+                    cost.partitions = 1;
+                    continue;
+                }
+            }
         }
         if let Some(p) = partial.iter_mut().find(|p| p.name == cost.name) {
             p.partitions = cost.partitions;
         }
         let est = finish_estimate(partial.clone());
-        steps.push(Step {
-            description: format!("{what} `{}` ({}) into {} instances per node", cost.name, cost.class, cost.partitions),
-            throughput: est.throughput,
-            machines: est.machines,
-        });
+        steps.push(Step { description, throughput: est.throughput, machines: est.machines, checked });
     }
+    let target = finish_estimate(target.components);
     let deployment = deployment_toml(&target);
-    Plan { text, steps, estimate: target, deployment }
+    Plan { text, steps, estimate: target, deployment, refused }
 }
 
 /// `<head>_proxy` for a broadcast, `<head>_part` otherwise: stable across runs.
@@ -495,6 +554,20 @@ pub fn render_steps(plan: &Plan) -> String {
             s.machines,
             s.description
         ));
+    }
+    let checks: Vec<(usize, &String)> =
+        plan.steps.iter().enumerate().filter_map(|(i, s)| s.checked.as_ref().map(|c| (i, c))).collect();
+    if !checks.is_empty() {
+        out.push_str("\nchecked before each step (bounded refinement check against the original):\n");
+        for (i, c) in checks {
+            out.push_str(&format!("{i:>4}  {c}\n"));
+        }
+    }
+    for r in &plan.refused {
+        out.push_str(&format!("\nrefused by the bounded check: {}\n", r.description));
+        for line in r.counterexample.lines() {
+            out.push_str(&format!("      {line}\n"));
+        }
     }
     out.push_str("\ncomponent             load/request  nodes  instances  class\n");
     for c in &plan.estimate.components {
