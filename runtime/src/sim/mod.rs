@@ -4,19 +4,25 @@
 //! partitions the network, and injects a generated workload. Invariants are checked after every
 //! tick; a violation comes with the trace of events, minimised, and the seed that replays it.
 //!
+//! Global invariants read every node's facts: a live node's facts of its latest tick, a crashed
+//! node's durable tables (what it recovers on restart), so a crash alone never makes another
+//! node's facts look orphaned.
+//!
 //! A run is a list of [`Event`]s. Generation draws events from a splitmix64 stream and applies
 //! them; replay applies a given list. Events refer to messages by position among the messages
 //! deliverable at that moment (modulo their number), so any sub-list of a trace still replays,
 //! which is what minimisation relies on.
 
+#[cfg(test)]
+mod crash_tests;
 pub mod lincheck;
 mod workload;
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
-use compart_analysis::model::RelationId;
+use compart_analysis::model::{RelationId, RelationKind, RuleKind};
 use compart_analysis::Analysis;
 
 use crate::deploy::Deployment;
@@ -172,6 +178,56 @@ pub struct SimResult {
     pub history: Vec<(usize, NodeAddr, RelationId, Tuple)>,
 }
 
+/// What one node contributes to the global invariants: facts per relation they read.
+type Contribution = Vec<(RelationId, Vec<Tuple>)>;
+
+/// Each node's initial table facts (placed on its instance as the engine places them), for the
+/// relations global invariants read: what a node that recovers nothing starts with. Computed on
+/// the first crash that needs it and shared by the replays of one run (minimisation replays a
+/// lot).
+#[derive(Clone, Default)]
+struct InitialTables(Arc<OnceLock<Result<Vec<Contribution>, String>>>);
+
+impl InitialTables {
+    fn get(
+        &self,
+        program: &CompiledProgram,
+        deployment: &Arc<Deployment>,
+        rels: &[RelationId],
+    ) -> &Result<Vec<Contribution>, String> {
+        self.0.get_or_init(|| initial_tables(program, deployment, rels))
+    }
+}
+
+/// Runs the program's initial facts alone (no rules, no invariants) for one tick on every node,
+/// so the facts are evaluated and placed exactly as a starting node does it.
+fn initial_tables(
+    program: &CompiledProgram,
+    deployment: &Arc<Deployment>,
+    rels: &[RelationId],
+) -> Result<Vec<Contribution>, String> {
+    let mut model = program.program.clone();
+    for c in &mut model.components {
+        c.strata.clear();
+        c.invariants.clear();
+        c.rules.retain(|&r| program.program.rule(r).kind == RuleKind::Fact);
+    }
+    model.invariants.clear();
+    let facts_only = Arc::new(CompiledProgram::from_program(&model)?);
+    Ok((0..deployment.nodes.len())
+        .map(|i| {
+            let mut node = Node::with_options(
+                facts_only.clone(),
+                NodeAddr(i as u32),
+                deployment.clone(),
+                NodeOptions { check_invariants: false },
+            );
+            node.tick(Vec::new());
+            rels.iter().map(|&r| (r, node.facts(r))).collect()
+        })
+        .collect())
+}
+
 struct World {
     program: Arc<CompiledProgram>,
     deployment: Arc<Deployment>,
@@ -190,15 +246,31 @@ struct World {
     last: String,
     cut: Vec<(NodeAddr, NodeAddr)>,
     checker: GlobalChecker,
-    snapshots: Vec<Vec<(RelationId, Vec<Tuple>)>>,
+    /// What each node contributes to the global invariants: a live node's snapshot of its latest
+    /// tick; a crashed node's durable tables (see [`World::durable_tables`]).
+    snapshots: Vec<Contribution>,
+    /// The tables among the relations global invariants read: what a crashed node contributes.
+    durable_rels: Vec<RelationId>,
+    initial: InitialTables,
     durability: bool,
     incremental: bool,
     result: SimResult,
 }
 
 impl World {
-    fn new(program: Arc<CompiledProgram>, deployment: Arc<Deployment>, durability: bool, incremental: bool) -> World {
+    fn new(
+        program: Arc<CompiledProgram>,
+        deployment: Arc<Deployment>,
+        durability: bool,
+        incremental: bool,
+        initial: InitialTables,
+    ) -> World {
         let checker = GlobalChecker::new(program.clone(), deployment.clone());
+        let durable_rels = checker
+            .relations()
+            .into_iter()
+            .filter(|&r| program.program.relation(r).kind == RelationKind::Table)
+            .collect();
         let n = deployment.nodes.len();
         let mut w = World {
             nodes: Vec::new(),
@@ -211,6 +283,8 @@ impl World {
             last: String::new(),
             cut: Vec::new(),
             snapshots: vec![Vec::new(); n],
+            durable_rels,
+            initial,
             checker,
             durability,
             incremental,
@@ -282,16 +356,21 @@ impl World {
             }
             Event::Tick { node } => return self.tick(index, *node),
             Event::Crash { node } => {
-                if let Some(slot) = self.nodes.get_mut(node.index()) {
-                    if slot.take().is_some() {
-                        // Messages delivered but not yet processed were not acknowledged: their
-                        // senders retransmit them. Pending inputs are lost with the process.
-                        self.inbox[node.index()].clear();
-                        for m in std::mem::take(&mut self.inbox_ids[node.index()]) {
-                            self.seen[node.index()].remove(&m.id);
-                            self.flight.push(m);
-                        }
-                        self.snapshots[node.index()].clear();
+                if let Some(crashed) = self.nodes.get_mut(node.index()).and_then(Option::take) {
+                    // Messages delivered but not yet processed were not acknowledged: their
+                    // senders retransmit them. Pending inputs are lost with the process.
+                    self.inbox[node.index()].clear();
+                    for m in std::mem::take(&mut self.inbox_ids[node.index()]) {
+                        self.seen[node.index()].remove(&m.id);
+                        self.flight.push(m);
+                    }
+                    // While down (and after a restart, until its first tick) the node counts for
+                    // the global invariants with the tables it recovers. Losing them (no
+                    // durability) is a real change of the system's state: check it now.
+                    let durable = self.durable_tables(*node, &crashed);
+                    if durable != self.snapshots[node.index()] {
+                        self.snapshots[node.index()] = durable;
+                        return self.checker.check(self.snapshots.iter().flatten());
                     }
                 }
             }
@@ -310,6 +389,25 @@ impl World {
             Event::Heal => self.cut.clear(),
         }
         Vec::new()
+    }
+
+    /// The tables a crashed node comes back with, for the relations global invariants read: with
+    /// durability, its tables after its last completed tick (the journal holds exactly these, and
+    /// the node changes only in ticks); without (or before it logged anything), its initial facts.
+    fn durable_tables(&mut self, addr: NodeAddr, crashed: &Node) -> Contribution {
+        if self.durability && !self.journals[addr.index()].is_empty() {
+            return self.durable_rels.iter().map(|&r| (r, crashed.facts(r))).collect();
+        }
+        match self.initial.get(&self.program, &self.deployment, &self.durable_rels) {
+            Ok(tables) => tables[addr.index()].clone(),
+            Err(e) => {
+                let warning = format!("initial facts of crashed nodes: {e}");
+                if !self.result.warnings.contains(&warning) {
+                    self.result.warnings.push(warning);
+                }
+                Vec::new()
+            }
+        }
     }
 
     fn tick(&mut self, index: usize, addr: NodeAddr) -> Vec<Violation> {
@@ -364,7 +462,9 @@ pub fn simulate(analysis: &Analysis, deployment: &Deployment, config: &SimConfig
 }
 
 pub fn simulate_compiled(program: Arc<CompiledProgram>, deployment: Arc<Deployment>, config: &SimConfig) -> SimResult {
-    let mut world = World::new(program.clone(), deployment.clone(), config.durability, config.incremental);
+    let initial = InitialTables::default();
+    let mut world =
+        World::new(program.clone(), deployment.clone(), config.durability, config.incremental, initial.clone());
     let mut rng = Rng::new(config.seed);
     let mut gen = workload::Generator::new(&program, &deployment, &config.workload);
     let mut trace = Vec::new();
@@ -406,7 +506,8 @@ pub fn simulate_compiled(program: Arc<CompiledProgram>, deployment: Arc<Deployme
     result.steps = config.steps;
     if config.minimize {
         if let Some((_, first)) = result.violations.first() {
-            result.minimized = Some(minimize(&program, &deployment, config.durability, &trace, &first.invariant));
+            result.minimized =
+                Some(minimize_with(&program, &deployment, config.durability, &trace, &first.invariant, &initial));
         }
     }
     result.trace = trace;
@@ -465,7 +566,18 @@ pub fn replay(
     events: &[Event],
     invariant: Option<&str>,
 ) -> Option<(usize, Violation)> {
-    let mut world = World::new(program.clone(), deployment.clone(), durability, true);
+    replay_with(program, deployment, durability, events, invariant, &InitialTables::default())
+}
+
+fn replay_with(
+    program: &Arc<CompiledProgram>,
+    deployment: &Arc<Deployment>,
+    durability: bool,
+    events: &[Event],
+    invariant: Option<&str>,
+    initial: &InitialTables,
+) -> Option<(usize, Violation)> {
+    let mut world = World::new(program.clone(), deployment.clone(), durability, true, initial.clone());
     for (i, e) in events.iter().enumerate() {
         for v in world.apply(i, e) {
             if invariant.is_none_or(|name| v.invariant == name) {
@@ -483,7 +595,7 @@ pub fn describe(
     durability: bool,
     events: &[Event],
 ) -> Vec<String> {
-    let mut world = World::new(program.clone(), deployment.clone(), durability, true);
+    let mut world = World::new(program.clone(), deployment.clone(), durability, true, InitialTables::default());
     let mut out = Vec::new();
     for (i, e) in events.iter().enumerate() {
         let violations = world.apply(i, e);
@@ -511,7 +623,18 @@ pub fn minimize(
     trace: &[Event],
     invariant: &str,
 ) -> Vec<Event> {
-    let mut current: Vec<Event> = match replay(program, deployment, durability, trace, Some(invariant)) {
+    minimize_with(program, deployment, durability, trace, invariant, &InitialTables::default())
+}
+
+fn minimize_with(
+    program: &Arc<CompiledProgram>,
+    deployment: &Arc<Deployment>,
+    durability: bool,
+    trace: &[Event],
+    invariant: &str,
+    initial: &InitialTables,
+) -> Vec<Event> {
+    let mut current: Vec<Event> = match replay_with(program, deployment, durability, trace, Some(invariant), initial) {
         Some((i, _)) => trace[..=i].to_vec(),
         None => return trace.to_vec(),
     };
@@ -525,7 +648,7 @@ pub fn minimize(
             let mut candidate = current[..start].to_vec();
             candidate.extend_from_slice(&current[end..]);
             budget -= 1;
-            if let Some((i, _)) = replay(program, deployment, durability, &candidate, Some(invariant)) {
+            if let Some((i, _)) = replay_with(program, deployment, durability, &candidate, Some(invariant), initial) {
                 candidate.truncate(i + 1);
                 current = candidate;
                 removed_any = true;
