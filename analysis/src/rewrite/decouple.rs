@@ -374,6 +374,9 @@ fn reply_redirections(
     (redirected, kept_self)
 }
 
+/// What crosses from C to D: forwarded relations with their flow, and constant relations copied.
+type Crossing = (Vec<(RelationId, Flow)>, Vec<RelationId>);
+
 /// What crosses from C to D, and whether each flow is allowed.
 fn forwarded_flows(
     cx: &RewriteContext<'_>,
@@ -381,7 +384,7 @@ fn forwarded_flows(
     owned_by_d: &[RelationId],
     c_name: &str,
     d_name: &str,
-) -> Result<(Vec<(RelationId, Flow)>, Vec<RelationId>), Refusal> {
+) -> Result<Crossing, Refusal> {
     let program = cx.program;
     let mut forwarded: Vec<(RelationId, Flow)> = Vec::new();
     let mut copied_static: Vec<RelationId> = Vec::new();
