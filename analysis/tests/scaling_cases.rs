@@ -235,7 +235,9 @@ fn decouple_refuses_when_both_parts_act_on_the_order_of_one_input() {
     let out = decouple(src, "f", &["got2", "cnt2", "late"], "d");
     assert!(out.starts_with("refused") && out.contains("both parts act on the order in which `job` arrives"), "{out}");
     // Only one part depends on the order: a delay the original allows.
-    let one = src.replace(" cnt(count(id)) :- got(id).\n", "").replace("early(id, n) :- job(id), cnt(n).", "early(id, 0) :- job(id).");
+    let one = src
+        .replace(" cnt(count(id)) :- got(id).\n", "")
+        .replace("early(id, n) :- job(id), cnt(n).", "early(id, 0) :- job(id).");
     let out = decouple(&one, "f", &["got2", "cnt2", "late"], "d");
     assert!(!out.starts_with("refused"), "{out}");
 }
