@@ -167,11 +167,12 @@ module.exports = grammar({
     identifier: _ => /[A-Za-z_][A-Za-z0-9_]*/,
     wildcard: _ => '_',
     integer: _ => /[0-9]+/,
-    string: _ => token(seq('"', repeat(choice(/[^"\\\n]/, /\\./)), '"')),
+    // Strings and line comments end at a line break: LF, CRLF or a lone CR (as editors count lines).
+    string: _ => token(seq('"', repeat(choice(/[^"\\\r\n]/, /\\./)), '"')),
     boolean: _ => choice('true', 'false'),
     self: _ => 'self',
 
-    line_comment: _ => token(seq('//', /[^\n]*/)),
+    line_comment: _ => token(seq('//', /[^\r\n]*/)),
     block_comment: _ => token(seq('/*', /[^*]*\*+([^/*][^*]*\*+)*/, '/')),
   },
 });

@@ -12,6 +12,8 @@ struct Server {
     stdin: ChildStdin,
     from_server: mpsc::Receiver<Value>,
     next_id: i64,
+    /// Diagnostics seen while waiting for something else, by URI and version.
+    published: std::collections::HashMap<(String, i64), Value>,
 }
 
 fn read_message(reader: &mut impl BufRead) -> Option<Value> {
@@ -53,7 +55,7 @@ impl Server {
                 }
             }
         });
-        Server { child, stdin, from_server, next_id: 0 }
+        Server { child, stdin, from_server, next_id: 0, published: Default::default() }
     }
 
     fn send_raw(&mut self, body: &[u8]) {
@@ -77,6 +79,11 @@ impl Server {
                 .from_server
                 .recv_timeout(Duration::from_secs(20))
                 .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+            if message["method"] == "textDocument/publishDiagnostics" {
+                let params = &message["params"];
+                let key = (params["uri"].as_str().unwrap_or("").to_string(), params["version"].as_i64().unwrap_or(-1));
+                self.published.insert(key, params["diagnostics"].clone());
+            }
             if pred(&message) {
                 return message;
             }
@@ -316,5 +323,551 @@ fn simulate_reports_an_invariant_violation() {
     assert_eq!(result["success"], false, "{response}");
     let summary = result["summary"].as_str().unwrap();
     assert!(summary.contains("agreement") && summary.contains("violat"), "{summary}");
+    server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The client's side of positions, written independently of the server: LSP lines end at `\n`,
+// `\r\n` or `\r` only, columns are UTF-16 code units, a column past a line's end is its end.
+
+/// Byte offsets where lines start.
+fn line_starts(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
+    let (mut starts, mut i) = (vec![0], 0);
+    while i < bytes.len() {
+        i += match (bytes[i], bytes.get(i + 1)) {
+            (b'\r', Some(b'\n')) => 2,
+            (b'\r' | b'\n', _) => 1,
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        starts.push(i);
+    }
+    starts
+}
+
+/// The text of each line, without its line break.
+fn client_lines(text: &str) -> Vec<&str> {
+    let starts = line_starts(text);
+    (0..starts.len())
+        .map(|l| {
+            let end = match starts.get(l + 1) {
+                None => text.len(),
+                Some(&next) if text[..next].ends_with("\r\n") => next - 2,
+                Some(&next) => next - 1,
+            };
+            &text[starts[l]..end]
+        })
+        .collect()
+}
+
+fn utf16_len(s: &str) -> u32 {
+    s.encode_utf16().count() as u32
+}
+
+/// The byte offset of a position of `text` (which must have that line).
+fn client_offset(text: &str, line: u32, character: u32) -> usize {
+    let start = line_starts(text)[line as usize];
+    let content = client_lines(text)[line as usize];
+    let mut units = 0;
+    for (i, ch) in content.char_indices() {
+        if units >= character {
+            return start + i;
+        }
+        units += ch.len_utf16() as u32;
+    }
+    start + content.len()
+}
+
+fn client_end(text: &str) -> Value {
+    let lines = client_lines(text);
+    json!({ "line": lines.len() - 1, "character": utf16_len(lines[lines.len() - 1]) })
+}
+
+/// Apply one LSP change (a range and its new text) as an editor does.
+fn client_apply(text: &mut String, range: &Value, new_text: &str) {
+    let at =
+        |p: &Value| client_offset(text, p["line"].as_u64().unwrap() as u32, p["character"].as_u64().unwrap() as u32);
+    let (start, end) = (at(&range["start"]), at(&range["end"]));
+    text.replace_range(start..end.max(start), new_text);
+}
+
+/// Whether `position` names a place in `text` an editor could put a cursor on: an existing line,
+/// a column within it, not inside a surrogate pair.
+fn is_position_in(text: &str, position: &Value) -> bool {
+    let (Some(line), Some(character)) = (position["line"].as_u64(), position["character"].as_u64()) else {
+        return false;
+    };
+    let lines = client_lines(text);
+    let Some(content) = lines.get(line as usize) else { return false };
+    let mut units = 0u64;
+    for ch in content.chars() {
+        if units == character {
+            return true;
+        }
+        units += ch.len_utf16() as u64;
+    }
+    units == character
+}
+
+/// Every position and range in a response must belong to the client's text.
+fn check_positions(text: &str, value: &Value, context: &str) {
+    match value {
+        Value::Object(map) => {
+            for (key, v) in map {
+                if matches!(key.as_str(), "start" | "end" | "position") && v.get("line").is_some() {
+                    assert!(is_position_in(text, v), "{context}: {key} {v} is not in the document:\n{text:?}");
+                }
+                check_positions(text, v, context);
+            }
+            if let (Some(start), Some(end)) = (map.get("startLine"), map.get("endLine")) {
+                // A folding range.
+                let count = client_lines(text).len() as u64;
+                assert!(start.as_u64() < Some(count) && end.as_u64() < Some(count), "{context}: {value}");
+            }
+        }
+        Value::Array(items) => items.iter().for_each(|v| check_positions(text, v, context)),
+        _ => {}
+    }
+}
+
+/// Semantic tokens decoded against the client's lines: each on one line, inside it.
+fn check_semantic_tokens(text: &str, data: &[Value], context: &str) {
+    let (mut line, mut col) = (0u64, 0u64);
+    for token in data.chunks(5) {
+        let (dl, ds, len) = (token[0].as_u64().unwrap(), token[1].as_u64().unwrap(), token[2].as_u64().unwrap());
+        line += dl;
+        col = if dl == 0 { col + ds } else { ds };
+        let start = json!({ "line": line, "character": col });
+        let end = json!({ "line": line, "character": col + len });
+        assert!(
+            len > 0 && is_position_in(text, &start) && is_position_in(text, &end),
+            "{context}: token {start}..{end} is not within its line:\n{text:?}"
+        );
+    }
+}
+
+impl Server {
+    fn open(&mut self, uri: &str, text: &str) {
+        self.notify(
+            "textDocument/didOpen",
+            json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+        );
+    }
+
+    fn change(&mut self, uri: &str, version: i32, changes: Value) {
+        self.notify(
+            "textDocument/didChange",
+            json!({ "textDocument": { "uri": uri, "version": version }, "contentChanges": changes }),
+        );
+    }
+
+    /// The diagnostics published for one version of one document.
+    fn diagnostics(&mut self, uri: &str, version: i32) -> Value {
+        if let Some(seen) = self.published.get(&(uri.to_string(), version as i64)) {
+            return seen.clone();
+        }
+        let what = format!("diagnostics of {uri} version {version}");
+        self.wait(&what, |m| {
+            m["method"] == "textDocument/publishDiagnostics"
+                && m["params"]["uri"] == uri
+                && m["params"]["version"] == version
+        })["params"]["diagnostics"]
+            .clone()
+    }
+}
+
+#[test]
+fn completion_after_a_non_ascii_letter() {
+    let mut server = Server::start();
+    server.initialize();
+    let uri = "file:///cafe.ded";
+    server.open(uri, "component c {\n    table t(x: int)\n}\n// voir café");
+    server.diagnostics(uri, 1);
+    // `(` is a trigger character: typed right after `é`, even in a comment.
+    let paren = json!({ "start": { "line": 3, "character": 12 }, "end": { "line": 3, "character": 12 } });
+    server.change(uri, 2, json!([{ "range": paren, "text": "(" }]));
+    let context = json!({ "triggerKind": 2, "triggerCharacter": "(" });
+    let response = server.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 3, "character": 13 }, "context": context }),
+    );
+    assert!(response["result"].is_array(), "{response}");
+    // After an astral character, `t(` still completes the columns of `t`.
+    let end = json!({ "start": { "line": 3, "character": 13 }, "end": { "line": 3, "character": 13 } });
+    server.change(uri, 3, json!([{ "range": end, "text": " 𝄞t(" }]));
+    let response = server.request(
+        "textDocument/completion",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 3, "character": 18 }, "context": context }),
+    );
+    let items = response["result"].as_array().unwrap_or_else(|| panic!("{response}"));
+    assert!(items.iter().any(|i| i["label"] == "x" && i["preselect"] == true), "{response}");
+    server.stop();
+}
+
+/// Applies `edits` (the server's text edits) to the client's copy.
+fn apply_edits(text: &mut String, edits: &Value) {
+    let mut edits = edits.as_array().unwrap().clone();
+    // Last first, so that earlier ranges stay valid.
+    edits.sort_by_key(|e| (e["range"]["start"]["line"].as_u64(), e["range"]["start"]["character"].as_u64()));
+    for e in edits.iter().rev() {
+        client_apply(text, &e["range"], e["newText"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn unicode_line_separators_are_not_line_breaks() {
+    let mut server = Server::start();
+    server.initialize();
+    let uri = "file:///separators.ded";
+    // Line 1 holds U+2028, U+2029, U+0085, VT and FF: ordinary characters for LSP. Line 2 is not
+    // formatted, so that Format Document answers with the text it holds.
+    let mut text =
+        "component c {\n    // a\u{2028}b\u{2029}c\u{85}d\u{b}e\u{c}f\n    table t(x:int)\n    t(1).\n}\n".to_string();
+    server.open(uri, &text);
+    server.diagnostics(uri, 1);
+    // `t(1).` -> `t(1, 2).`: one column too many.
+    let after_one = json!({ "start": { "line": 3, "character": 7 }, "end": { "line": 3, "character": 7 } });
+    server.change(uri, 2, json!([{ "range": after_one, "text": ", 2" }]));
+    client_apply(&mut text, &after_one, ", 2");
+    assert!(text.contains("    t(1, 2).\n"));
+    let diagnostics = server.diagnostics(uri, 2);
+    let arity = diagnostics.as_array().unwrap().iter().find(|d| d["severity"] == 1);
+    assert_eq!(arity.map(|d| d["range"]["start"]["line"].clone()), Some(json!(3)), "{diagnostics}");
+    let definition = server.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 3, "character": 4 } }),
+    );
+    assert_eq!(definition["result"]["range"]["start"], json!({ "line": 2, "character": 10 }), "{definition}");
+    // Format Document sends the server's text back: it must be the client's, formatted.
+    let formatting = server.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
+    let mut formatted = text.clone();
+    apply_edits(&mut formatted, &formatting["result"]);
+    assert_eq!(formatted, compart_analysis::fmt::format(&text).unwrap(), "{formatting}");
+    // And its diagnostics are those of the same text opened afresh.
+    server.open("file:///fresh.ded", &text);
+    let fresh = server.diagnostics("file:///fresh.ded", 1).to_string();
+    assert_eq!(fresh.replace("file:///fresh.ded", uri), diagnostics.to_string());
+    server.stop();
+}
+
+#[test]
+fn lone_carriage_returns_are_line_breaks() {
+    let mut server = Server::start();
+    server.initialize();
+    let uri = "file:///cr.ded";
+    let mut text = "component c {\r    // note\r    table t(x: int)\r    t(1).\r}\r".to_string();
+    server.open(uri, &text);
+    // The comment ends at its CR: the rest parses.
+    let diagnostics = server.diagnostics(uri, 1);
+    assert!(diagnostics.as_array().unwrap().iter().all(|d| d["severity"] != 1), "{diagnostics}");
+    let definition = server.request(
+        "textDocument/definition",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 3, "character": 4 } }),
+    );
+    assert_eq!(definition["result"]["range"]["start"], json!({ "line": 2, "character": 10 }), "{definition}");
+    let one = json!({ "start": { "line": 3, "character": 6 }, "end": { "line": 3, "character": 7 } });
+    server.change(uri, 2, json!([{ "range": one, "text": "22" }]));
+    client_apply(&mut text, &one, "22");
+    let hover = server.request(
+        "textDocument/hover",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": 3, "character": 4 } }),
+    );
+    assert_eq!(hover["result"]["range"]["end"], json!({ "line": 3, "character": 5 }), "{hover}");
+    let folding = server.request("textDocument/foldingRange", json!({ "textDocument": { "uri": uri } }));
+    let folds = folding["result"].as_array().unwrap();
+    assert!(folds.iter().any(|f| f["startLine"] == 0 && f["endLine"] == 4), "{folding}");
+    let symbols = server.request("textDocument/documentSymbol", json!({ "textDocument": { "uri": uri } }));
+    assert_eq!(symbols["result"][0]["range"]["end"], json!({ "line": 4, "character": 1 }), "{symbols}");
+    let formatting = server.request(
+        "textDocument/formatting",
+        json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+    );
+    let mut formatted = text.clone();
+    apply_edits(&mut formatted, &formatting["result"]);
+    assert_eq!(formatted, "component c {\n    // note\n    table t(x: int)\n    t(22).\n}\n", "{formatting}");
+    server.stop();
+}
+
+#[test]
+fn bad_headers_are_logged_and_skipped() {
+    let mut server = Server::start();
+    server.initialize();
+    // A header byte that is not UTF-8, before a request: the request is refused by its id.
+    let body = json!({ "jsonrpc": "2.0", "id": 77, "method": "shutdown" }).to_string();
+    let mut frame = b"X-Junk: caf\xe9\r\n".to_vec();
+    frame.extend_from_slice(format!("Content-Length: {}\r\n\r\n{body}", body.len()).as_bytes());
+    server.stdin.write_all(&frame).unwrap();
+    let log = server.wait("log message", |m| m["method"] == "window/logMessage");
+    assert!(log["params"]["message"].as_str().unwrap().contains("not UTF-8"), "{log}");
+    let error = server.wait("error response", |m| m.get("error").is_some());
+    assert_eq!((error["id"].clone(), error["error"]["code"].clone()), (json!(77), json!(-32700)), "{error}");
+    // A header that is not UTF-8 and has no length: its body is lost, not the next message.
+    server.stdin.write_all(b"Content-L\xffength: 2\r\n\r\n{}").unwrap();
+    let error = server.wait("error response", |m| m.get("error").is_some());
+    assert_eq!((error["id"].clone(), error["error"]["code"].clone()), (Value::Null, json!(-32700)), "{error}");
+    // Still serving, and `shutdown` + `exit` end it with status 0.
+    server.open("file:///after.ded", "component c {}");
+    assert!(server.diagnostics("file:///after.ded", 1).is_array());
+    server.stop();
+}
+
+/// splitmix64: a seeded, dependency-free generator, so a failure replays exactly.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    fn chance(&mut self, percent: usize) -> bool {
+        self.below(100) < percent
+    }
+
+    fn pick<'a, T>(&mut self, items: &'a [T]) -> &'a T {
+        &items[self.below(items.len())]
+    }
+}
+
+/// Pieces of inserted text: line breaks of every kind, the characters LSP does not count as line
+/// breaks, non-ASCII and astral characters, and bits of the language.
+const PIECES: &[&str] = &[
+    "é",
+    "𝄞",
+    "😀",
+    "\u{2028}",
+    "\u{2029}",
+    "\u{85}",
+    "\u{b}",
+    "\u{c}",
+    "\r",
+    "\n",
+    "\r\n",
+    "\r\n",
+    "(",
+    ")",
+    ",",
+    ".",
+    " :- ",
+    "t",
+    "x",
+    "  ",
+    "// ",
+    "/* ",
+    " */",
+    "\"",
+    "café(",
+    "vote(",
+    "@",
+    "1",
+    "}",
+    "component d {",
+    "table u(a: int)",
+    "u(x) :- vote_log(x, _).",
+];
+
+/// A valid program with every kind of line break and separator characters in its comments.
+fn fuzz_base(rng: &mut Rng) -> String {
+    let (_, voting) = example("voting.ded");
+    let mut text = String::from("// « é 𝄞 😀 \u{2028} \u{2029} \u{85} \u{b} \u{c} »\n");
+    for line in voting.lines() {
+        text.push_str(line);
+        let eol = *rng.pick(&["\n", "\r\n", "\r"]);
+        text.push_str(eol);
+    }
+    text
+}
+
+/// A random position of `text`, on a character boundary (a column past the end now and then).
+fn random_position(rng: &mut Rng, text: &str) -> Value {
+    let lines = client_lines(text);
+    let line = rng.below(lines.len());
+    let mut columns = vec![0u32];
+    for ch in lines[line].chars() {
+        columns.push(columns.last().unwrap() + ch.len_utf16() as u32);
+    }
+    let character = if rng.chance(5) { columns.last().unwrap() + 3 } else { *rng.pick(&columns) };
+    json!({ "line": line, "character": character })
+}
+
+/// The position of a byte offset of `text` (not inside a CRLF).
+fn client_position(text: &str, offset: usize) -> Value {
+    let line = line_starts(text).iter().filter(|&&s| s <= offset).count() - 1;
+    json!({ "line": line, "character": utf16_len(&text[line_starts(text)[line]..offset]) })
+}
+
+/// A random range: a random start, and an end up to `max_span` bytes after it.
+fn random_range(rng: &mut Rng, text: &str, max_span: usize) -> Value {
+    let start = random_position(rng, text);
+    let from = client_offset(text, start["line"].as_u64().unwrap() as u32, start["character"].as_u64().unwrap() as u32);
+    let mut to = (from + rng.below(max_span + 1)).min(text.len());
+    while !text.is_char_boundary(to) {
+        to += 1;
+    }
+    // No position names the place between a CR and its LF.
+    if to > from && text[..to].ends_with('\r') && text[to..].starts_with('\n') {
+        to -= 1;
+    }
+    json!({ "start": start, "end": client_position(text, to) })
+}
+
+/// Every request kind the server answers, at a random place; the response must not be an
+/// internal error and must only name places of the client's text.
+fn fuzz_request(server: &mut Server, rng: &mut Rng, uri: &str, text: &str) {
+    let doc = json!({ "uri": uri });
+    let position = random_position(rng, text);
+    let range = random_range(rng, text, 200);
+    let (method, params) = match rng.below(14) {
+        0 | 1 => {
+            let trigger = rng
+                .pick(&[None, Some("("), Some(","), Some("@")])
+                .map(|c| json!({ "triggerKind": 2, "triggerCharacter": c }));
+            let context = trigger.unwrap_or(json!({ "triggerKind": 1 }));
+            ("textDocument/completion", json!({ "textDocument": doc, "position": position, "context": context }))
+        }
+        2 => ("textDocument/hover", json!({ "textDocument": doc, "position": position })),
+        3 => ("textDocument/definition", json!({ "textDocument": doc, "position": position })),
+        4 => (
+            "textDocument/references",
+            json!({ "textDocument": doc, "position": position, "context": { "includeDeclaration": true } }),
+        ),
+        5 => ("textDocument/prepareRename", json!({ "textDocument": doc, "position": position })),
+        6 => ("textDocument/rename", json!({ "textDocument": doc, "position": position, "newName": "renamed" })),
+        7 => (
+            "textDocument/formatting",
+            json!({ "textDocument": doc, "options": { "tabSize": 4, "insertSpaces": true } }),
+        ),
+        8 => ("textDocument/semanticTokens/full", json!({ "textDocument": doc })),
+        9 => ("textDocument/inlayHint", json!({ "textDocument": doc, "range": range })),
+        10 => (
+            "textDocument/codeAction",
+            json!({ "textDocument": doc, "range": range, "context": { "diagnostics": [] } }),
+        ),
+        11 => ("textDocument/codeLens", json!({ "textDocument": doc })),
+        12 => ("textDocument/foldingRange", json!({ "textDocument": doc })),
+        _ => ("textDocument/documentSymbol", json!({ "textDocument": doc })),
+    };
+    let context = format!("{method} {params}");
+    let response = server.request(method, params);
+    if let Some(error) = response.get("error") {
+        // Refusals (a bad name, a file with syntax errors, nothing to rename) are fine; failing is not.
+        let code = error["code"].as_i64().unwrap();
+        assert!(code == -32602 || code == -32803, "{context}: {response}");
+        return;
+    }
+    check_positions(text, &response["result"], &context);
+    if method == "textDocument/semanticTokens/full" {
+        check_semantic_tokens(text, response["result"]["data"].as_array().unwrap(), &context);
+    }
+}
+
+/// What the server says about a document, with its URI taken out, to compare two documents.
+fn observe(server: &mut Server, uri: &str) -> Vec<String> {
+    let doc = json!({ "textDocument": { "uri": uri } });
+    let whole = json!({ "start": { "line": 0, "character": 0 }, "end": { "line": 100000, "character": 0 } });
+    let mut out = Vec::new();
+    for (method, params) in [
+        ("textDocument/semanticTokens/full", doc.clone()),
+        ("textDocument/documentSymbol", doc.clone()),
+        ("textDocument/foldingRange", doc.clone()),
+        ("textDocument/codeLens", doc.clone()),
+        ("textDocument/inlayHint", json!({ "textDocument": { "uri": uri }, "range": whole })),
+        (
+            "textDocument/formatting",
+            json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+        ),
+    ] {
+        let response = server.request(method, params);
+        let shown = response.get("result").or(response.get("error")).unwrap().to_string();
+        out.push(format!("{method}: {}", shown.replace(uri, "URI")));
+    }
+    out
+}
+
+/// Open the client's text as a new document and compare everything the server says about both.
+fn compare_with_fresh(server: &mut Server, uri: &str, text: &str, round: usize) {
+    let fresh = format!("file:///fresh{round}.ded");
+    server.open(&fresh, text);
+    server.diagnostics(&fresh, 1);
+    assert_eq!(observe(server, uri), observe(server, &fresh), "round {round}, text {text:?}");
+    server.notify("textDocument/didClose", json!({ "textDocument": { "uri": fresh } }));
+}
+
+#[test]
+fn fuzzed_incremental_edits_keep_the_server_in_step() {
+    let steps: usize = std::env::var("LSP_FUZZ_STEPS").ok().and_then(|s| s.parse().ok()).unwrap_or(2500);
+    let seed: u64 = std::env::var("LSP_FUZZ_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(0x5eed_c0de);
+    let mut rng = Rng(seed);
+    let mut server = Server::start();
+    server.initialize();
+    let uri = "file:///fuzz.ded";
+    let mut text = fuzz_base(&mut rng);
+    server.open(uri, &text);
+    let mut version = 1;
+    for step in 1..=steps {
+        version += 1;
+        let mut changes = Vec::new();
+        if rng.chance(1) {
+            // A full replacement now and then.
+            text = fuzz_base(&mut rng);
+            changes.push(json!({ "text": text }));
+        }
+        for _ in 0..1 + rng.below(3) {
+            // Keep the document small: bigger deletions and no insertions once it grows.
+            let big = text.len() > 3000;
+            let range = random_range(&mut rng, &text, if big { 400 } else { 12 });
+            let new_text: String =
+                if big { String::new() } else { (0..rng.below(4)).map(|_| *rng.pick(PIECES)).collect() };
+            client_apply(&mut text, &range, &new_text);
+            changes.push(json!({ "range": range, "text": new_text }));
+        }
+        server.change(uri, version, Value::Array(changes));
+        fuzz_request(&mut server, &mut rng, uri, &text);
+        if step % 500 == 0 {
+            compare_with_fresh(&mut server, uri, &text, step);
+            // Back to a valid program (one incremental edit over the whole client text), then
+            // Format Document applied as an editor applies it: it must format the client's text.
+            version += 1;
+            let whole = json!({ "start": { "line": 0, "character": 0 }, "end": client_end(&text) });
+            let base = fuzz_base(&mut rng);
+            client_apply(&mut text, &whole, &base);
+            server.change(uri, version, json!([{ "range": whole, "text": base }]));
+            let formatting = server.request(
+                "textDocument/formatting",
+                json!({ "textDocument": { "uri": uri }, "options": { "tabSize": 4, "insertSpaces": true } }),
+            );
+            let expected = compart_analysis::fmt::format(&text).unwrap();
+            let mut edits = formatting["result"].as_array().unwrap_or_else(|| panic!("{formatting}")).clone();
+            edits.sort_by_key(|e| (e["range"]["start"]["line"].as_u64(), e["range"]["start"]["character"].as_u64()));
+            let mut changes = Vec::new();
+            for e in edits.iter().rev() {
+                client_apply(&mut text, &e["range"], e["newText"].as_str().unwrap());
+                changes.push(json!({ "range": e["range"], "text": e["newText"] }));
+            }
+            assert_eq!(text, expected, "step {step}: {formatting}");
+            version += 1;
+            server.change(uri, version, Value::Array(changes));
+        }
+    }
+    // The last version's diagnostics are those of the same text opened afresh.
+    let last = server.diagnostics(uri, version);
+    let fresh = "file:///fresh_final.ded";
+    server.open(fresh, &text);
+    let expected = server.diagnostics(fresh, 1);
+    assert_eq!(last.to_string(), expected.to_string().replace(fresh, uri), "text {text:?}");
+    compare_with_fresh(&mut server, uri, &text, steps + 1);
     server.stop();
 }

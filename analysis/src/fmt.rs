@@ -4,7 +4,7 @@
 use tree_sitter::Node;
 
 use crate::syntax::SyntaxTree;
-use crate::text::TextRange;
+use crate::text::{LineIndex, TextRange};
 
 const INDENT: &str = "    ";
 /// Rules longer than this put each body item on its own line.
@@ -34,7 +34,8 @@ pub fn format_syntax(syntax: &SyntaxTree) -> Result<String, FormatError> {
     if crate::syntax::max_depth(root) > MAX_FORMAT_DEPTH {
         return Err(FormatError { range: TextRange::default(), message: "the file nests too deeply to format".into() });
     }
-    let mut f = Formatter { text: &syntax.text, out: String::with_capacity(syntax.text.len()) };
+    let lines = LineIndex::new(&syntax.text);
+    let mut f = Formatter { text: &syntax.text, lines, out: String::with_capacity(syntax.text.len()) };
     f.items(root, 0);
     let mut out = f.out.trim_end().to_string();
     out.push('\n');
@@ -43,12 +44,22 @@ pub fn format_syntax(syntax: &SyntaxTree) -> Result<String, FormatError> {
 
 struct Formatter<'a> {
     text: &'a str,
+    /// Lines as editors count them: tree-sitter's rows count only `\n`, not a lone `\r`.
+    lines: LineIndex,
     out: String,
 }
 
 impl<'a> Formatter<'a> {
     fn src(&self, node: Node<'_>) -> &'a str {
         &self.text[node.byte_range()]
+    }
+
+    fn start_line(&self, node: Node<'_>) -> u32 {
+        self.lines.line_col(node.start_byte()).line
+    }
+
+    fn end_line(&self, node: Node<'_>) -> u32 {
+        self.lines.line_col(node.end_byte()).line
     }
 
     fn indent(&mut self, depth: usize) {
@@ -65,7 +76,7 @@ impl<'a> Formatter<'a> {
         let mut previous: Option<Node> = None;
         for child in children {
             if let Some(prev) = previous {
-                let trailing_comment = child.is_extra() && child.start_position().row == prev.end_position().row;
+                let trailing_comment = child.is_extra() && self.start_line(child) == self.end_line(prev);
                 if trailing_comment {
                     self.out.truncate(self.out.trim_end_matches('\n').len());
                     self.out.push_str("  ");
@@ -74,7 +85,7 @@ impl<'a> Formatter<'a> {
                     previous = Some(child);
                     continue;
                 }
-                let blank = child.start_position().row > prev.end_position().row + 1;
+                let blank = self.start_line(child) > self.end_line(prev) + 1;
                 let top_level_gap = depth == 0 && !prev.is_extra() && !child.is_extra();
                 if blank || top_level_gap {
                     self.out.push('\n');
@@ -260,7 +271,8 @@ fn contains_comment(node: Node<'_>) -> bool {
 
 /// A construct kept verbatim: first line at the current indent, later lines keep their relative indent.
 fn reindent(text: &str, depth: usize) -> String {
-    let mut lines = text.lines();
+    // A lone `\r` ends a line too.
+    let mut lines = text.lines().flat_map(|l| l.split('\r'));
     let first = lines.next().unwrap_or("").trim().to_string();
     let rest: Vec<&str> = lines.collect();
     let min = rest.iter().filter(|l| !l.trim().is_empty()).map(|l| l.len() - l.trim_start().len()).min().unwrap_or(0);
@@ -288,6 +300,17 @@ mod tests {
             "// head\ncomponent c {\n    table t(x: int) key(x)\n    t(1).  // one\n\n    u(x + 1) :- t(x), x < 3.\n}\n"
         );
         assert_eq!(format(&formatted).unwrap(), formatted);
+    }
+
+    #[test]
+    fn lone_cr_and_crlf_break_lines_like_lf() {
+        // Blank lines, trailing comments and comments kept inside a rule, with each line ending.
+        let lf =
+            "// head\ncomponent c {\n    table t(x: int)\n    t(1).  // one\n\n    u(x) :- // why\n        t(x).\n}\n";
+        let expected = format(lf).unwrap();
+        for eol in ["\r", "\r\n"] {
+            assert_eq!(format(&lf.replace('\n', eol)).unwrap(), expected, "{eol:?}");
+        }
     }
 
     #[test]

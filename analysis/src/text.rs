@@ -47,6 +47,10 @@ pub struct LineCol {
 }
 
 /// Maps byte offsets to lines and columns (UTF-8 bytes, chars or UTF-16 code units).
+///
+/// Lines end at `\n`, `\r\n` or a lone `\r`, and nothing else: these are the LSP's line breaks,
+/// so editors and this index agree on line numbers whatever else the text holds (U+2028, U+0085,
+/// form feeds...).
 #[derive(Clone, Debug)]
 pub struct LineIndex {
     line_starts: Vec<u32>,
@@ -54,8 +58,21 @@ pub struct LineIndex {
 
 impl LineIndex {
     pub fn new(text: &str) -> Self {
+        let bytes = text.as_bytes();
         let mut line_starts = vec![0];
-        line_starts.extend(text.match_indices('\n').map(|(i, _)| i as u32 + 1));
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'\n' => line_starts.push(i as u32 + 1),
+                b'\r' if bytes.get(i + 1) == Some(&b'\n') => {
+                    i += 1;
+                    line_starts.push(i as u32 + 1);
+                }
+                b'\r' => line_starts.push(i as u32 + 1),
+                _ => {}
+            }
+            i += 1;
+        }
         LineIndex { line_starts }
     }
 
@@ -65,6 +82,15 @@ impl LineIndex {
 
     pub fn line_start(&self, line: usize) -> Option<usize> {
         self.line_starts.get(line).map(|&s| s as usize)
+    }
+
+    /// Where a line's text ends, before its line break.
+    pub fn line_end(&self, text: &str, line: usize) -> usize {
+        match self.line_start(line + 1) {
+            None => text.len(),
+            Some(next) if text.as_bytes()[..next].ends_with(b"\r\n") => next - 2,
+            Some(next) => next - 1,
+        }
     }
 
     fn line_of(&self, offset: usize) -> usize {
@@ -80,22 +106,24 @@ impl LineIndex {
         LineCol { line: line as u32, col: (offset - self.line_starts[line] as usize) as u32 }
     }
 
-    /// Line and column in UTF-16 code units (the LSP default).
+    /// Line and column in UTF-16 code units (the LSP default). An offset inside a line break is
+    /// the end of its line.
     pub fn line_col_utf16(&self, text: &str, offset: usize) -> LineCol {
         let offset = clamp_to_char_boundary(text, offset);
         let line = self.line_of(offset);
         let start = self.line_starts[line] as usize;
+        let offset = offset.min(self.line_end(text, line));
         let col = text[start..offset].chars().map(char::len_utf16).sum::<usize>();
         LineCol { line: line as u32, col: col as u32 }
     }
 
     /// The byte offset of a UTF-16 line/column, clamped into the text (positions past a line's end
-    /// land on its end, positions past the last line on the text's end).
+    /// land on its end, before the line break; positions past the last line on the text's end).
     pub fn offset_utf16(&self, text: &str, pos: LineCol) -> usize {
         let Some(start) = self.line_start(pos.line as usize) else {
             return text.len();
         };
-        let end = self.line_start(pos.line as usize + 1).map_or(text.len(), |e| e - 1);
+        let end = self.line_end(text, pos.line as usize);
         let mut units = 0u32;
         for (i, ch) in text[start..end].char_indices() {
             if units >= pos.col {
@@ -129,6 +157,25 @@ mod tests {
         assert_eq!(index.offset_utf16(text, pos), y);
         assert_eq!(index.offset_utf16(text, LineCol { line: 0, col: 99 }), 2);
         assert_eq!(index.offset_utf16(text, LineCol { line: 9, col: 0 }), text.len());
+    }
+
+    #[test]
+    fn only_lf_crlf_and_cr_break_lines() {
+        // U+2028, U+2029, U+0085, VT and FF are ordinary characters (one UTF-16 unit each).
+        let text = "a\u{2028}b\u{2029}c\u{85}d\u{b}e\u{c}f\r\ng\rh\ni\r";
+        let index = LineIndex::new(text);
+        assert_eq!(index.line_count(), 5);
+        let at = |s: &str| text.find(s).unwrap();
+        assert_eq!(index.line_col_utf16(text, at("f")), LineCol { line: 0, col: 10 });
+        assert_eq!(index.line_col_utf16(text, at("g")), LineCol { line: 1, col: 0 });
+        assert_eq!(index.line_col_utf16(text, at("h")), LineCol { line: 2, col: 0 });
+        assert_eq!(index.line_col_utf16(text, at("i")), LineCol { line: 3, col: 0 });
+        assert_eq!(index.line_col_utf16(text, text.len()), LineCol { line: 4, col: 0 });
+        // Between CR and LF is still the end of the line; a column past the end stops before CRLF.
+        assert_eq!(index.line_col_utf16(text, at("\n")), LineCol { line: 0, col: 11 });
+        assert_eq!(index.offset_utf16(text, LineCol { line: 0, col: 99 }), at("\r"));
+        assert_eq!(index.offset_utf16(text, LineCol { line: 2, col: 99 }), at("h") + 1);
+        assert_eq!(index.line_end(text, 3), at("i") + 1);
     }
 
     #[test]

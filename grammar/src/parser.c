@@ -1101,7 +1101,8 @@ static bool ts_lex(TSLexer *lexer, TSStateId state) {
       if (lookahead == '"') ADVANCE(44);
       if (lookahead == '\\') ADVANCE(11);
       if (lookahead != 0 &&
-          lookahead != '\n') ADVANCE(3);
+          lookahead != '\n' &&
+          lookahead != '\r') ADVANCE(3);
       END_STATE();
     case 4:
       if (lookahead == '&') ADVANCE(35);
@@ -1251,7 +1252,8 @@ static bool ts_lex(TSLexer *lexer, TSStateId state) {
     case 45:
       ACCEPT_TOKEN(sym_line_comment);
       if (lookahead != 0 &&
-          lookahead != '\n') ADVANCE(45);
+          lookahead != '\n' &&
+          lookahead != '\r') ADVANCE(45);
       END_STATE();
     case 46:
       ACCEPT_TOKEN(sym_block_comment);

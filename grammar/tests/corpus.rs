@@ -137,3 +137,23 @@ fn corpus() {
     assert!(total >= 14, "the corpus lost cases: {total}");
     assert!(failures.is_empty(), "{} corpus failures:\n{}", failures.len(), failures.join("\n\n"));
 }
+
+/// A lone CR ends a line comment and a string as LF and CRLF do (LSP clients count it as a line
+/// break, so text after it must not vanish into the comment). Kept out of the corpus files, whose
+/// line endings editors and git may rewrite.
+#[test]
+fn carriage_return_ends_comments_and_strings() {
+    let mut parser = tree_sitter::Parser::new();
+    parser.set_language(&tree_sitter_compart::LANGUAGE.into()).unwrap();
+    for eol in ["\r", "\r\n", "\n"] {
+        let text = format!("// note{eol}component a {{{eol}    t(\"x{eol}\").{eol}}}{eol}");
+        let tree = parser.parse(&text, None).unwrap();
+        let root = tree.root_node();
+        let comment = root.child(0).unwrap();
+        assert_eq!(comment.kind(), "line_comment", "{eol:?}");
+        assert_eq!(&text[comment.byte_range()], "// note", "{eol:?}");
+        assert_eq!(root.child(1).map(|c| c.kind()), Some("component"), "{eol:?}: {}", root.to_sexp());
+        // The string is cut at the line break: a syntax error, not a string holding it.
+        assert!(root.has_error(), "{eol:?}: {}", root.to_sexp());
+    }
+}

@@ -1,4 +1,8 @@
-//! The open documents: text as a rope, the incrementally re-parsed tree and its analysis.
+//! The open documents: the text with its incrementally re-parsed tree and its analysis.
+//!
+//! The text is kept once, in the [`SyntaxTree`], and incoming edits are located with the same
+//! [`LineIndex`] and conversion ([`converters::offset`]) as every position the server reports, so
+//! the server's lines are the client's (`\n`, `\r\n`, `\r`; not U+2028 or form feeds).
 //!
 //! Edits are applied synchronously inside the `didChange` handler (before any `.await`), so every
 //! request that arrives after a change sees it; requests read immutable [`Snapshot`]s, so the
@@ -7,16 +11,14 @@
 use std::sync::{Arc, OnceLock};
 
 use compart_analysis::scaling::ScalingReport;
-use compart_analysis::{Analysis, Analyzer, SyntaxTree, TextRange};
+use compart_analysis::{Analysis, Analyzer, LineIndex, SyntaxTree};
 use dashmap::DashMap;
-use ropey::Rope;
 use tower_lsp_server::ls_types::{TextDocumentContentChangeEvent, Uri};
 
-use crate::converters::{rope_offset, OutOfRange};
+use crate::converters::{self, OutOfRange};
 
 pub struct Document {
     pub version: i32,
-    pub rope: Rope,
     pub analysis: Arc<Analysis>,
     scaling: Arc<OnceLock<ScalingReport>>,
     /// Keeps what the last analysis lowered, so an edit re-lowers only the components it touched.
@@ -88,7 +90,7 @@ impl Documents {
     pub fn open(&self, uri: Uri, version: i32, text: &str) -> Snapshot {
         let mut analyzer = Analyzer::default();
         let analysis = Arc::new(analyzer.analyze(SyntaxTree::parse(text)));
-        let doc = Document { version, rope: Rope::from_str(text), analysis, scaling: Default::default(), analyzer };
+        let doc = Document { version, analysis, scaling: Default::default(), analyzer };
         let snapshot = doc.snapshot(&uri);
         self.map.insert(uri, doc);
         snapshot
@@ -106,29 +108,32 @@ impl Documents {
         if version <= doc.version {
             return Err(DocumentError::StaleVersion { uri: uri.to_string(), current: doc.version, received: version });
         }
-        let mut rope = doc.rope.clone();
-        let mut syntax = doc.analysis.syntax.clone();
+        // The text after the changes so far; `None` while it is still the analysed one.
+        let mut edited: Option<SyntaxTree> = None;
         for change in changes {
-            match change.range {
-                None => {
-                    rope = Rope::from_str(&change.text);
-                    syntax = SyntaxTree::parse(change.text.as_str());
-                }
+            let current = edited.as_ref().unwrap_or(&doc.analysis.syntax);
+            let next = match change.range {
+                None => SyntaxTree::parse(change.text.as_str()),
                 Some(range) => {
-                    let err = |e| DocumentError::OutOfRange(uri.to_string(), e);
-                    let start = rope_offset(&rope, range.start).map_err(err)?;
-                    let end = rope_offset(&rope, range.end).map_err(err)?.max(start);
-                    let (start_char, end_char) = (rope.byte_to_char(start), rope.byte_to_char(end));
-                    rope.remove(start_char..end_char);
-                    rope.insert(start_char, &change.text);
-                    syntax = syntax.edit(TextRange::new(start, end), &change.text);
+                    // Each change's range is relative to the text the previous ones left.
+                    let fresh;
+                    let index = match edited {
+                        None => &doc.analysis.line_index,
+                        Some(_) => {
+                            fresh = LineIndex::new(&current.text);
+                            &fresh
+                        }
+                    };
+                    let range = converters::text_range(&current.text, index, range)
+                        .map_err(|e| DocumentError::OutOfRange(uri.to_string(), e))?;
+                    current.edit(range, &change.text)
                 }
-            }
+            };
+            edited = Some(next);
         }
-        debug_assert_eq!(rope.len_bytes(), syntax.text.len());
+        let syntax = edited.unwrap_or_else(|| doc.analysis.syntax.clone());
         let analysis = Arc::new(doc.analyzer.analyze(syntax));
         doc.version = version;
-        doc.rope = rope;
         doc.analysis = analysis;
         doc.scaling = Default::default();
         Ok(doc.snapshot(uri))
@@ -147,7 +152,7 @@ impl Documents {
     }
 
     pub fn text(&self, uri: &Uri) -> Option<String> {
-        self.map.get(uri).map(|d| d.rope.to_string())
+        self.map.get(uri).map(|d| d.analysis.text().to_string())
     }
 }
 
@@ -182,6 +187,22 @@ mod tests {
         // A UTF-16 column after the astral character.
         let snap = docs.change(&uri, 3, &[edit(Some(((2, 13), (2, 14))), "")]).unwrap();
         assert!(snap.analysis.text().contains("/* é𝄞 */t(42)."), "{}", snap.analysis.text());
+    }
+
+    #[test]
+    fn only_lsp_line_breaks_count_when_editing() {
+        let docs = Documents::default();
+        let uri: Uri = "file:///t.ded".parse().unwrap();
+        // Line 1 holds U+2028, U+2029, U+0085, VT and FF, which are not line breaks in LSP; lines
+        // 2 and 3 end with a lone CR and CRLF.
+        let text = "component c {\n// a\u{2028}b\u{2029}c\u{85}d\u{b}e\u{c}f\n    table t(x: int)\r    t(1).\r\n}\n";
+        docs.open(uri.clone(), 1, text);
+        let snap =
+            docs.change(&uri, 2, &[edit(Some(((3, 6), (3, 7))), "2"), edit(Some(((2, 99), (3, 0))), "\n")]).unwrap();
+        let expected =
+            "component c {\n// a\u{2028}b\u{2029}c\u{85}d\u{b}e\u{c}f\n    table t(x: int)\n    t(2).\r\n}\n";
+        assert_eq!(snap.analysis.text(), expected);
+        assert_eq!(snap.analysis.diagnostics, compart_analysis::analyze(expected).diagnostics);
     }
 
     #[test]

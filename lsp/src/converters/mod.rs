@@ -1,8 +1,7 @@
 //! Byte offsets (the analysis) <-> LSP positions (UTF-16 code units). Conversion happens only here.
 
 use compart_analysis::text::LineCol;
-use compart_analysis::{Analysis, TextRange};
-use ropey::Rope;
+use compart_analysis::{Analysis, LineIndex, TextRange};
 use tower_lsp_server::ls_types::{Position, Range};
 
 /// Converts positions against one analysed text.
@@ -45,11 +44,7 @@ impl<'a> Converter<'a> {
     /// The byte offset of an LSP position. A column past the line's end means the line's end (as
     /// the LSP specification says); a line past the document's end is an error.
     pub fn offset(&self, position: Position) -> Result<usize, OutOfRange> {
-        let index = &self.analysis.line_index;
-        if position.line as usize >= index.line_count() {
-            return Err(OutOfRange { position, line_count: index.line_count() });
-        }
-        Ok(index.offset_utf16(self.analysis.text(), LineCol { line: position.line, col: position.character }))
+        offset(self.analysis.text(), &self.analysis.line_index, position)
     }
 
     /// A range of a range request (inlay hints, code actions): clients may ask for more lines than
@@ -61,32 +56,25 @@ impl<'a> Converter<'a> {
     }
 
     pub fn text_range(&self, range: Range) -> Result<TextRange, OutOfRange> {
-        let start = self.offset(range.start)?;
-        let end = self.offset(range.end)?.max(start);
-        Ok(TextRange::new(start, end))
+        text_range(self.analysis.text(), &self.analysis.line_index, range)
     }
 }
 
-/// The byte offset of an LSP position in a rope (used to apply incoming edits).
-pub fn rope_offset(rope: &Rope, position: Position) -> Result<usize, OutOfRange> {
-    let line = position.line as usize;
-    // ropey counts the empty line after a final newline, like LineIndex does.
-    if line >= rope.len_lines() {
-        return Err(OutOfRange { position, line_count: rope.len_lines() });
+/// The byte offset of an LSP position in `text`, whose line index is `index`. Incoming edits and
+/// requests both go through here, so they agree on lines (`\n`, `\r\n`, `\r` only) and columns
+/// (UTF-16 units; a column inside a surrogate pair moves past the character).
+pub fn offset(text: &str, index: &LineIndex, position: Position) -> Result<usize, OutOfRange> {
+    if position.line as usize >= index.line_count() {
+        return Err(OutOfRange { position, line_count: index.line_count() });
     }
-    let slice = rope.line(line);
-    let mut chars = slice.len_chars();
-    // The column may not go past the line break.
-    while chars > 0 && matches!(slice.char(chars - 1), '\n' | '\r') {
-        chars -= 1;
-    }
-    let units = (position.character as usize).min(slice.char_to_utf16_cu(chars));
-    let mut char_in_line = slice.utf16_cu_to_char(units);
-    // Inside a surrogate pair: move past the character, as LineIndex::offset_utf16 does.
-    if slice.char_to_utf16_cu(char_in_line) < units {
-        char_in_line += 1;
-    }
-    Ok(rope.char_to_byte(rope.line_to_char(line) + char_in_line))
+    Ok(index.offset_utf16(text, LineCol { line: position.line, col: position.character }))
+}
+
+/// The byte range of an LSP range in `text` (an end before the start means the start).
+pub fn text_range(text: &str, index: &LineIndex, range: Range) -> Result<TextRange, OutOfRange> {
+    let start = offset(text, index, range.start)?;
+    let end = offset(text, index, range.end)?.max(start);
+    Ok(TextRange::new(start, end))
 }
 
 #[cfg(test)]
@@ -94,21 +82,23 @@ mod tests {
     use super::*;
 
     #[test]
-    fn converter_and_rope_agree_on_utf16() {
-        let text = "// é𝄞\ncomponent c {}\nx";
+    fn utf16_columns_and_lsp_line_breaks() {
+        // U+2028, U+0085, VT and FF do not end lines; CR, LF and CRLF do.
+        let text = "// é𝄞\u{2028}\u{85}\u{b}\u{c}!\ncomponent c {}\r\nx\ry";
         let analysis = compart_analysis::analyze(text);
-        let rope = Rope::from_str(text);
         let conv = Converter::new(&analysis);
-        for line in 0..4u32 {
-            for col in 0..20u32 {
-                let p = Position::new(line, col);
-                assert_eq!(conv.offset(p).ok(), rope_offset(&rope, p).ok(), "at {line}:{col}");
-            }
-        }
         let brace = text.find('{').unwrap();
         assert_eq!(conv.position(brace), Position::new(1, 12));
-        // The clef is two UTF-16 units: the end of line 0 is column 6.
-        assert_eq!(conv.position(text.find('\n').unwrap()), Position::new(0, 6));
-        assert!(conv.offset(Position::new(9, 0)).is_err());
+        assert_eq!(conv.offset(Position::new(1, 12)), Ok(brace));
+        // The clef is two UTF-16 units: `!` is column 10, the end of line 0 column 11.
+        assert_eq!(conv.position(text.find('!').unwrap()), Position::new(0, 10));
+        assert_eq!(conv.position(text.find('\n').unwrap()), Position::new(0, 11));
+        // Inside the surrogate pair: past the clef.
+        assert_eq!(conv.offset(Position::new(0, 5)), Ok(text.find('\u{2028}').unwrap()));
+        // Past a line's end: before its CRLF.
+        assert_eq!(conv.offset(Position::new(1, 99)), Ok(text.find('\r').unwrap()));
+        assert_eq!(conv.position(text.find('y').unwrap()), Position::new(3, 0));
+        assert_eq!(conv.offset(Position::new(3, 1)), Ok(text.len()));
+        assert!(conv.offset(Position::new(4, 0)).is_err());
     }
 }

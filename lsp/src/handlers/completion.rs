@@ -16,6 +16,8 @@ const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "choose"];
 
 /// The relation whose argument list holds `offset`, and the argument index there.
 fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
+    // Offsets come from the client's positions: never cut a character in two.
+    let offset = floor_char_boundary(text, offset);
     let before = &text[..offset];
     let (mut depth, mut commas) = (0i32, 0usize);
     for (i, ch) in before.char_indices().rev() {
@@ -24,8 +26,12 @@ fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
             '(' if depth > 0 => depth -= 1,
             '(' => {
                 let head = before[..i].trim_end();
-                let start =
-                    head.rfind(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '@')).map_or(0, |p| p + 1);
+                // The name starts after the last character that cannot be part of it, which
+                // may be several bytes long (`café(`).
+                let start = head
+                    .char_indices()
+                    .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_' || c == '@'))
+                    .map_or(0, |(p, c)| p + c.len_utf8());
                 // `ballot@p(` names `ballot`.
                 let name = head[start..].split('@').next().unwrap_or("");
                 return (!name.is_empty()).then_some((name, commas));
@@ -39,6 +45,14 @@ fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
         }
     }
     None
+}
+
+fn floor_char_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
 }
 
 pub fn completion(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
@@ -134,5 +148,20 @@ mod tests {
         assert_eq!(enclosing_atom(text, text.len()), None);
         let text = "component c { x(a) :- f(hash(a), ";
         assert_eq!(enclosing_atom(text, text.len()), Some(("f", 1)));
+    }
+
+    #[test]
+    fn non_ascii_before_the_parenthesis() {
+        // `(` is a trigger character: typed after `é`, the name must not start inside it.
+        let text = "// voir café(";
+        assert_eq!(enclosing_atom(text, text.len()), None);
+        let text = "component c { x(a) :- 𝄞vote(id, ";
+        assert_eq!(enclosing_atom(text, text.len()), Some(("vote", 1)));
+        // An offset inside a character is taken as the start of that character.
+        let text = "t(é";
+        assert_eq!(enclosing_atom(text, text.len() - 1), Some(("t", 0)));
+        let analysis = compart_analysis::analyze("// café(");
+        assert!(completion(&analysis, 9).iter().any(|i| i.label == "component"));
+        assert!(completion(&analysis, 7).iter().any(|i| i.label == "component"));
     }
 }

@@ -118,29 +118,53 @@ fn walk(analysis: &Analysis, node: Node<'_>, out: &mut Vec<(usize, usize, u32, u
 /// Delta-encode, splitting tokens that span lines (block comments) since LSP tokens are one-line.
 fn encode(analysis: &Analysis, raw: Vec<(usize, usize, u32, u32)>) -> Vec<SemanticToken> {
     let conv = Converter::new(analysis);
-    let text = analysis.text();
+    let (text, lines) = (analysis.text(), &analysis.line_index);
     let mut out = Vec::with_capacity(raw.len());
     let (mut last_line, mut last_col) = (0u32, 0u32);
     for (start, end, ty, modifiers) in raw {
-        let mut piece_start = start;
-        for piece in text[start..end].split_inclusive('\n') {
-            let piece_end = piece_start + piece.trim_end_matches(['\n', '\r']).len();
-            if piece_end > piece_start {
-                let s = conv.position(piece_start);
-                let e = conv.position(piece_end);
-                let delta_line = s.line - last_line;
-                let delta_start = if delta_line == 0 { s.character - last_col } else { s.character };
-                out.push(SemanticToken {
-                    delta_line,
-                    delta_start,
-                    length: e.character - s.character,
-                    token_type: ty,
-                    token_modifiers_bitset: modifiers,
-                });
-                (last_line, last_col) = (s.line, s.character);
+        let (first, last) = (conv.position(start).line, conv.position(end).line);
+        // One piece per line, cut where the client's lines end (CR, LF or CRLF).
+        for line in first..=last {
+            let line_start = lines.line_start(line as usize).unwrap_or(text.len());
+            let piece_start = start.max(line_start);
+            let piece_end = end.min(lines.line_end(text, line as usize));
+            if piece_end <= piece_start {
+                continue;
             }
-            piece_start += piece.len();
+            let s = conv.position(piece_start);
+            let e = conv.position(piece_end);
+            let delta_line = s.line - last_line;
+            let delta_start = if delta_line == 0 { s.character - last_col } else { s.character };
+            out.push(SemanticToken {
+                delta_line,
+                delta_start,
+                length: e.character - s.character,
+                token_type: ty,
+                token_modifiers_bitset: modifiers,
+            });
+            (last_line, last_col) = (s.line, s.character);
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_are_cut_at_every_line_break() {
+        // A block comment over a CR, a CRLF and an LF, with U+2028 inside (not a break).
+        let text = "/* a\rb\u{2028}c\r\nd\ne */ component c {}\r";
+        let analysis = compart_analysis::analyze(text);
+        let tokens = tokens(&analysis);
+        let comments: Vec<(u32, u32, u32)> = tokens
+            .iter()
+            .filter(|t| t.token_type == T::Comment as u32)
+            .map(|t| (t.delta_line, t.delta_start, t.length))
+            .collect();
+        assert_eq!(comments, [(0, 0, 4), (1, 0, 3), (1, 0, 1), (1, 0, 4)]);
+        let keyword = tokens.iter().find(|t| t.token_type == T::Keyword as u32).unwrap();
+        assert_eq!((keyword.delta_line, keyword.delta_start, keyword.length), (0, 5, 9));
+    }
 }
