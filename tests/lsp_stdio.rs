@@ -871,3 +871,52 @@ fn fuzzed_incremental_edits_keep_the_server_in_step() {
     compare_with_fresh(&mut server, uri, &text, steps + 1);
     server.stop();
 }
+
+/// Choosing a rewrite action runs `compart.applyRewrite`: the server checks the rewritten program
+/// against the buffer's with `compart verify` (the bounded refinement check, with the deployment
+/// file beside the program) and only then asks the client to apply the edit.
+#[test]
+fn rewrite_actions_are_checked_before_they_are_applied() {
+    let mut server = Server::start();
+    server.initialize();
+    let (uri, text) = example("voting.ded");
+    server.open(&uri, &text);
+    let line = text[..text.find("ballot@p(id").unwrap()].matches('\n').count();
+    let actions = server.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": line, "character": 6 }, "end": { "line": line, "character": 6 } }, "context": { "diagnostics": [] } }),
+    );
+    let decouple = actions["result"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["title"].as_str().unwrap().starts_with("Decouple"))
+        .cloned()
+        .unwrap_or_else(|| panic!("{actions}"));
+    assert!(decouple.get("edit").is_none(), "the edit only comes after the check: {decouple}");
+    let command = &decouple["command"];
+    server.next_id += 1;
+    let id = server.next_id;
+    server.send(json!({ "jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand", "params": { "command": command["command"], "arguments": command["arguments"] } }));
+    // The check runs first; the edit request comes after it, then the command's answer.
+    let mut edit = None;
+    let response = loop {
+        let message = server.from_server.recv_timeout(Duration::from_secs(300)).expect("the check finishes");
+        if message["method"] == "workspace/applyEdit" {
+            edit = Some(message["params"]["edit"].clone());
+            server.send(json!({ "jsonrpc": "2.0", "id": message["id"], "result": { "applied": true } }));
+        } else if message["id"] == id && message.get("method").is_none() {
+            break message;
+        } else if message.get("method").is_some() && message.get("id").is_some() {
+            server.send(json!({ "jsonrpc": "2.0", "id": message["id"], "result": null }));
+        }
+    };
+    assert!(response.get("error").is_none(), "{response}");
+    assert_eq!(response["result"]["applied"], true, "{response}");
+    let check = response["result"]["check"].as_str().unwrap();
+    assert!(check.contains("no difference"), "{check}");
+    let edit = edit.expect("the server asked the client to apply the rewrite");
+    let new_text = edit["changes"][&uri][0]["newText"].as_str().unwrap();
+    assert!(new_text.contains("component leader_ballot"), "{new_text}");
+    server.stop();
+}

@@ -76,17 +76,9 @@ impl LanguageServer for Backend {
             .map(PathBuf::from);
         let work_done_progress =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
-        let code_action_resolve = params
-            .capabilities
-            .text_document
-            .as_ref()
-            .and_then(|t| t.code_action.as_ref())
-            .and_then(|c| c.resolve_support.as_ref())
-            .is_some_and(|r| r.properties.iter().any(|p| p == "edit"));
         if let Ok(mut config) = self.session.config.write() {
             config.compart_path = compart_path;
             config.work_done_progress = work_done_progress;
-            config.code_action_resolve = code_action_resolve;
         }
         Ok(InitializeResult {
             capabilities: capabilities(),
@@ -191,19 +183,13 @@ impl LanguageServer for Backend {
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
         let range = Converter::new(&snapshot.analysis).clamped_range(params.range);
-        let resolves = self.session.config().code_action_resolve;
-        Ok(Some(handlers::code_actions::code_actions(&snapshot, range, resolves)))
+        Ok(Some(handlers::code_actions::code_actions(&snapshot, range)))
     }
 
+    /// Actions carry everything already: quick fixes their edit, rewrites the command that checks
+    /// and applies them.
     async fn code_action_resolve(&self, action: CodeAction) -> Result<CodeAction> {
-        let uri = action
-            .data
-            .as_ref()
-            .and_then(|d| d["uri"].as_str())
-            .and_then(|u| u.parse::<Uri>().ok())
-            .ok_or_else(|| invalid_params("this code action has no document"))?;
-        let snapshot = self.session.snapshot(&uri)?;
-        handlers::scaling::resolve(&snapshot, action).map_err(crate::session::request_failed)
+        Ok(action)
     }
 
     async fn code_lens(&self, params: CodeLensParams) -> Result<Option<Vec<CodeLens>>> {

@@ -16,8 +16,6 @@ pub struct Config {
     pub compart_path: Option<PathBuf>,
     /// The client can show `$/progress` (window.workDoneProgress).
     pub work_done_progress: bool,
-    /// The client can fill in a code action's edit later (codeAction/resolve of `edit`).
-    pub code_action_resolve: bool,
 }
 
 pub struct Session {

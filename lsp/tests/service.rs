@@ -388,8 +388,23 @@ async fn decouple_and_partition_code_actions() {
         })
         .collect();
     assert_snapshot!("voting_actions", titles.join("\n"));
+    // Choosing it runs the command that checks the rewrite before applying it (tests/lsp_stdio.rs
+    // runs it with the real binary); here, the rewrite it names.
     let decouple = &actions[0];
-    let new_text = decouple["edit"]["changes"][VOTING][0]["newText"].as_str().unwrap().to_string();
+    assert!(decouple.get("edit").is_none(), "{decouple}");
+    assert_eq!(decouple["command"]["command"], "compart.applyRewrite");
+    let data = &decouple["command"]["arguments"][0];
+    assert_eq!(data["rewrite"], "decouple");
+    let analysis = compart_analysis::analyze(&text);
+    let rules: Vec<compart_analysis::model::RuleId> = data["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| compart_analysis::model::RuleId(r.as_u64().unwrap() as u32))
+        .collect();
+    let new_text = compart_analysis::rewrite::decouple(&analysis, "leader", &rules, data["name"].as_str().unwrap())
+        .unwrap()
+        .new_text;
     assert!(new_text.contains("component leader_ballot"), "{new_text}");
     // Applying it yields a program without errors.
     let end = find(&format!("{text}\u{0}"), "\u{0}", 0);
@@ -424,7 +439,7 @@ async fn refused_rewrites_are_disabled_with_a_reason() {
             format!(
                 "{} | enabled: {} | {}",
                 a["title"].as_str().unwrap(),
-                a.get("edit").is_some(),
+                a.get("command").is_some(),
                 a["disabled"]["reason"].as_str().unwrap_or("")
             )
         })
@@ -434,11 +449,8 @@ async fn refused_rewrites_are_disabled_with_a_reason() {
 }
 
 #[tokio::test]
-async fn large_programs_resolve_rewrites_lazily() {
-    let capabilities = json!({ "textDocument": { "codeAction": { "resolveSupport": { "properties": ["edit"] } } } });
-    let mut client = Client::new();
-    client.result("initialize", json!({ "capabilities": capabilities })).await;
-    client.notify("initialized", json!({})).await;
+async fn large_programs_check_rewrites_when_chosen() {
+    let mut client = Client::initialized(json!({})).await;
     // Past LAZY_ABOVE_LINES with comment lines: the same program, but long.
     let text = format!("{}{}", example("voting.ded"), "// filler\n".repeat(1600));
     client.open(VOTING, &text).await;
@@ -447,19 +459,25 @@ async fn large_programs_resolve_rewrites_lazily() {
     let actions = client.result("textDocument/codeAction", params.clone()).await;
     let actions = actions.as_array().unwrap();
     assert_eq!(actions.len(), 2, "{actions:?}");
-    assert!(actions.iter().all(|a| a.get("edit").is_none() && a.get("data").is_some()));
+    assert!(actions.iter().all(|a| a.get("edit").is_none() && a["command"]["command"] == "compart.applyRewrite"));
     assert_eq!(actions[1]["title"], "Partition `leader` by `id`");
+    // Resolving changes nothing: the command carries the rewrite.
     let resolved = client.result("codeAction/resolve", actions[0].clone()).await;
-    let new_text = resolved["edit"]["changes"][VOTING][0]["newText"].as_str().unwrap();
-    assert!(new_text.contains("component leader_ballot"));
-    // After an edit the offered action is stale: resolving it is an error, not a stale edit.
+    assert_eq!(resolved["command"], actions[0]["command"]);
+    // After an edit the offered action is stale: running it is an error, not a stale edit.
     client
         .notify(
             "textDocument/didChange",
             json!({ "textDocument": { "uri": VOTING, "version": 2 }, "contentChanges": [{ "range": { "start": pos(0, 0), "end": pos(0, 0) }, "text": "\n" }] }),
         )
         .await;
-    let response = client.request("codeAction/resolve", actions[1].clone()).await;
+    let command = &actions[1]["command"];
+    let response = client
+        .request(
+            "workspace/executeCommand",
+            json!({ "command": command["command"], "arguments": command["arguments"] }),
+        )
+        .await;
     assert!(response["error"]["message"].as_str().unwrap().contains("changed"), "{response}");
 
     // A sequential component: the partition action is disabled with the reason, without a rewrite.

@@ -13,7 +13,7 @@ fn overlaps(a: TextRange, b: TextRange) -> bool {
     a.start <= b.end && b.start <= a.end
 }
 
-pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool) -> Vec<CodeActionOrCommand> {
+pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCommand> {
     let analysis = &snapshot.analysis;
     let conv = Converter::new(analysis);
     let mut out = Vec::new();
@@ -33,6 +33,6 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool
             ..Default::default()
         }));
     }
-    out.extend(crate::handlers::scaling::code_actions(snapshot, range, client_resolves));
+    out.extend(crate::handlers::scaling::code_actions(snapshot, range));
     out
 }

@@ -1,6 +1,9 @@
 //! workspace/executeCommand: "Run local cluster" and "Simulate" spawn `compart run` / `compart sim`
 //! on the document's file, stream each output line as `$/progress` and window/logMessage, and
-//! report the final figures (throughput, latency) or the invariant violation.
+//! report the final figures (throughput, latency) or the invariant violation. "Apply rewrite"
+//! (the rewrite code actions) checks the rewritten program against the buffer's with `compart
+//! verify` (the bounded refinement check) before applying it, and shows the counterexample when
+//! there is one: nothing unproven is applied.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -16,7 +19,8 @@ use crate::session::{invalid_params, request_failed, Session};
 
 pub const RUN: &str = "compart.run";
 pub const SIMULATE: &str = "compart.simulate";
-pub const ALL: &[&str] = &[RUN, SIMULATE];
+pub const APPLY_REWRITE: &str = "compart.applyRewrite";
+pub const ALL: &[&str] = &[RUN, SIMULATE, APPLY_REWRITE];
 
 /// A run that does not end by itself is stopped after this long.
 const TIMEOUT: Duration = Duration::from_secs(600);
@@ -94,6 +98,9 @@ fn is_summary(line: &str) -> bool {
 }
 
 pub async fn execute(session: &Session, params: ExecuteCommandParams) -> Result<Option<Value>> {
+    if params.command == APPLY_REWRITE {
+        return apply_rewrite(session, params).await;
+    }
     let (sub, path, extra) = command_line(&params)?;
     let exe = compart_executable(session);
     let title = if sub == "run" { "compart: running local cluster" } else { "compart: simulating" };
@@ -175,6 +182,71 @@ pub async fn execute(session: &Session, params: ExecuteCommandParams) -> Result<
     Ok(Some(
         json!({ "command": params.command, "exitCode": status.code(), "success": ok, "summary": summary, "output": output }),
     ))
+}
+
+/// `compart.applyRewrite [data]`: the rewrite a code action offered (see
+/// `scaling::rewrite_for`), checked with `compart verify ORIGINAL REWRITTEN` on the buffer's text
+/// (with the deployment file beside the program, when there is one), then applied with
+/// workspace/applyEdit; a counterexample is shown instead, and the edit is not applied.
+async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Result<Option<Value>> {
+    let data = params.arguments.first().cloned().ok_or_else(|| invalid_params("expected the rewrite's data"))?;
+    let uri: Uri = data["uri"]
+        .as_str()
+        .and_then(|u| u.parse().ok())
+        .ok_or_else(|| invalid_params("the rewrite's data names no document"))?;
+    let snapshot = session.snapshot(&uri)?;
+    let (result, invariants_only) =
+        crate::handlers::scaling::rewrite_for(&snapshot, &data).map_err(|e| request_failed(format!("refused: {e}")))?;
+    let dir = std::env::temp_dir().join(format!("compart-lsp-check-{}-{}", std::process::id(), snapshot.version));
+    let original = dir.join("original.ded");
+    let rewritten = dir.join("rewritten.ded");
+    let beside = uri.to_file_path().map(|p| p.with_extension("toml")).filter(|p| p.is_file());
+    let written = std::fs::create_dir_all(&dir)
+        .and_then(|_| std::fs::write(&original, snapshot.analysis.text()))
+        .and_then(|_| std::fs::write(&rewritten, &result.new_text))
+        .and_then(|_| match &beside {
+            Some(toml) => std::fs::copy(toml, original.with_extension("toml")).map(|_| ()),
+            None => Ok(()),
+        });
+    if let Err(e) = written {
+        return Err(request_failed(format!("cannot write the programs to check to {}: {e}", dir.display())));
+    }
+    let exe = compart_executable(session);
+    let mut args = vec!["verify".to_string(), original.display().to_string(), rewritten.display().to_string()];
+    if invariants_only {
+        args.push("--invariants-only".into());
+    }
+    session.client.log_message(MessageType::INFO, format!("checking the rewrite: compart {}", args.join(" "))).await;
+    let run = Command::new(&exe).args(&args).stdin(Stdio::null()).kill_on_drop(true).output();
+    let output = tokio::time::timeout(TIMEOUT, run).await;
+    let _ = std::fs::remove_dir_all(&dir);
+    let output = match output {
+        Ok(Ok(output)) => output,
+        Ok(Err(e)) => return Err(request_failed(format!("cannot start `{} verify`: {e}", exe.display()))),
+        Err(_) => return Err(request_failed("the bounded check did not finish in time; the rewrite is not applied")),
+    };
+    let report = String::from_utf8_lossy(&output.stdout).into_owned();
+    let errors = String::from_utf8_lossy(&output.stderr).into_owned();
+    if !output.status.success() {
+        let why = if output.status.code() == Some(1) { report.trim() } else { errors.trim() };
+        let message = format!("compart: the rewrite is not applied: the bounded check found a difference\n{why}");
+        session.client.show_message(MessageType::ERROR, &message).await;
+        return Err(request_failed(message));
+    }
+    let edit = crate::handlers::scaling::whole_document_edit(&snapshot, &result);
+    let applied = session
+        .client
+        .apply_edit(edit)
+        .await
+        .map_err(|e| request_failed(format!("the client did not apply the edit: {e}")))?;
+    let summary = report.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default().to_string();
+    session.client.show_message(MessageType::INFO, format!("compart: rewrite checked and applied ({summary})")).await;
+    Ok(Some(json!({
+        "command": params.command,
+        "applied": applied.applied,
+        "check": report,
+        "explanation": result.explanation,
+    })))
 }
 
 enum Lines {

@@ -9,7 +9,7 @@ use compart_analysis::rewrite::{self, Refusal, RewriteResult};
 use compart_analysis::scaling::{self, Context, ScalingReport, Verdict};
 use compart_analysis::{Program, TextRange};
 use tower_lsp_server::ls_types::{
-    CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, InlayHint, InlayHintLabel, InlayHintTooltip,
+    CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, Command, InlayHint, InlayHintLabel, InlayHintTooltip,
     MarkupContent, MarkupKind, TextEdit, WorkspaceEdit,
 };
 
@@ -93,35 +93,35 @@ pub fn inlay_hints(snapshot: &Snapshot, within: TextRange) -> Vec<InlayHint> {
     out
 }
 
-fn whole_document_edit(snapshot: &Snapshot, result: &RewriteResult) -> WorkspaceEdit {
+pub fn whole_document_edit(snapshot: &Snapshot, result: &RewriteResult) -> WorkspaceEdit {
     let conv = Converter::new(&snapshot.analysis);
     let range = conv.range(TextRange::new(0, snapshot.analysis.text().len()));
     let edit = TextEdit { range, new_text: result.new_text.clone() };
     WorkspaceEdit { changes: Some(HashMap::from([(snapshot.uri.clone(), vec![edit])])), ..Default::default() }
 }
 
-fn action(snapshot: &Snapshot, title: String, outcome: Result<RewriteResult, Refusal>) -> CodeActionOrCommand {
-    let (edit, disabled) = match outcome {
-        Ok(result) => (Some(whole_document_edit(snapshot, &result)), None),
-        Err(refusal) => (None, Some(CodeActionDisabled { reason: refusal.reason })),
-    };
+/// A rewrite action: choosing it runs `compart.applyRewrite`, which computes the rewrite, checks it
+/// against the buffer's program with the bounded refinement check, and only then applies it (or
+/// shows the counterexample). A refused rewrite is a disabled action with the reason.
+fn action(title: String, outcome: Result<(), String>, data: serde_json::Value) -> CodeActionOrCommand {
+    let disabled = outcome.err().map(|reason| CodeActionDisabled { reason });
+    let command = disabled.is_none().then(|| Command {
+        title: title.clone(),
+        command: crate::handlers::commands::APPLY_REWRITE.to_string(),
+        arguments: Some(vec![data.clone()]),
+    });
     CodeActionOrCommand::CodeAction(CodeAction {
         title,
         kind: Some(CodeActionKind::REFACTOR_REWRITE),
-        edit,
+        command,
         disabled,
+        data: Some(data),
         ..Default::default()
     })
 }
 
-fn lazy_action(title: String, disabled: Option<String>, data: serde_json::Value) -> CodeActionOrCommand {
-    CodeActionOrCommand::CodeAction(CodeAction {
-        title,
-        kind: Some(CodeActionKind::REFACTOR_REWRITE),
-        disabled: disabled.map(|reason| CodeActionDisabled { reason }),
-        data: Some(data),
-        ..Default::default()
-    })
+fn checked(outcome: Result<RewriteResult, Refusal>) -> Result<(), String> {
+    outcome.map(|_| ()).map_err(|refusal| refusal.reason)
 }
 
 /// A component name that is not taken: `leader_ballot`, `leader_ballot2`, ...
@@ -129,13 +129,13 @@ fn fresh_name(program: &Program, base: &str) -> String {
     rewrite::unused_name(base, |n| program.component_by_name(n).is_some() || program.relation_by_name(n).is_some())
 }
 
-/// Programs longer than this get their rewrites computed on `codeAction/resolve` (when the client
-/// supports it): each rewrite re-parses, re-analyses and formats the whole program, which takes
-/// hundreds of milliseconds at thousands of lines. Below it, actions carry their edit, and a
-/// refused decoupling shows as a disabled action with the reason.
+/// Programs longer than this get their rewrites' preconditions checked only when the action is
+/// chosen: each rewrite re-parses, re-analyses and formats the whole program, which takes hundreds
+/// of milliseconds at thousands of lines. Below it, a refused rewrite shows as a disabled action
+/// with the reason as soon as actions are listed.
 pub const LAZY_ABOVE_LINES: usize = 1500;
 
-/// What `codeAction/resolve` needs to compute a rewrite later.
+/// What `compart.applyRewrite` needs to compute the rewrite.
 fn lazy_data(snapshot: &Snapshot, rewrite: &str, component: &str, rules: &[RuleId], name: &str) -> serde_json::Value {
     serde_json::json!({
         "uri": snapshot.uri.as_str(),
@@ -147,9 +147,9 @@ fn lazy_data(snapshot: &Snapshot, rewrite: &str, component: &str, rules: &[RuleI
     })
 }
 
-/// Compute the edit of a lazily listed rewrite, on the same document version.
-pub fn resolve(snapshot: &Snapshot, mut action: CodeAction) -> Result<CodeAction, String> {
-    let data = action.data.clone().ok_or("this code action has nothing to resolve")?;
+/// The rewrite a `compart.applyRewrite` command names, computed on the same document version;
+/// with whether only invariants can be compared (sealed partitioning is not an equivalence).
+pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(RewriteResult, bool), String> {
     if data["version"].as_i64() != Some(snapshot.version as i64) {
         return Err("the document changed since this action was offered; ask for code actions again".into());
     }
@@ -171,19 +171,14 @@ pub fn resolve(snapshot: &Snapshot, mut action: CodeAction) -> Result<CodeAction
         Some("partition_sealed") => rewrite::partition_sealed(analysis, component, None),
         _ => return Err("unknown rewrite".into()),
     };
-    match outcome {
-        Ok(result) => {
-            action.edit = Some(whole_document_edit(snapshot, &result));
-            Ok(action)
-        }
-        Err(refusal) => Err(refusal.reason),
-    }
+    let sealed = data["rewrite"].as_str() == Some("partition_sealed");
+    outcome.map(|result| (result, sealed)).map_err(|refusal| refusal.reason)
 }
 
 /// "Decouple these rules into a new component" for the rules the selection touches (or the rule
 /// under the cursor), and "Partition `c` by `key`" for the component around it.
-pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool) -> Vec<CodeActionOrCommand> {
-    let lazy = client_resolves && snapshot.analysis.line_index.line_count() > LAZY_ABOVE_LINES;
+pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCommand> {
+    let lazy = snapshot.analysis.line_index.line_count() > LAZY_ABOVE_LINES;
     let analysis = &snapshot.analysis;
     if analysis.has_errors() {
         return vec![];
@@ -204,12 +199,10 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool
             let name = fresh_name(program, &format!("{}_{}", comp.name, program.rule(first).head.relation));
             let what = if touched.len() == 1 { "this rule" } else { "these rules" };
             let title = format!("Decouple {what} into a new component `{name}`");
-            if lazy {
-                out.push(lazy_action(title, None, lazy_data(snapshot, "decouple", &comp.name, &touched, &name)));
-            } else {
-                let outcome = rewrite::decouple(analysis, &comp.name, &touched, &name);
-                out.push(action(snapshot, title, outcome));
-            }
+            let data = lazy_data(snapshot, "decouple", &comp.name, &touched, &name);
+            let outcome =
+                if lazy { Ok(()) } else { checked(rewrite::decouple(analysis, &comp.name, &touched, &name)) };
+            out.push(action(title, outcome, data));
         }
     }
     let around = program.component_ids().find(|&c| program.component(c).range.contains(range.start as usize));
@@ -231,10 +224,10 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool
                 }
                 _ => (format!("Partition `{}` by a key", comp.name), None),
             };
-            out.push(lazy_action(title, disabled, lazy_data(snapshot, "partition", &comp.name, &[], "")));
+            out.push(action(title, disabled.map_or(Ok(()), Err), lazy_data(snapshot, "partition", &comp.name, &[], "")));
             if verdict.class.is_sequential() {
                 let title = sealed_title(&comp.name);
-                out.push(lazy_action(title, None, lazy_data(snapshot, "partition_sealed", &comp.name, &[], "")));
+                out.push(action(title, Ok(()), lazy_data(snapshot, "partition_sealed", &comp.name, &[], "")));
             }
         } else if comp.placement.is_none() {
             let policies = Context::new(program).policies(cid, &comp.rules);
@@ -243,10 +236,12 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, client_resolves: bool
                 Some(k) => format!("Partition `{}` by `{k}`", comp.name),
                 None => format!("Partition `{}` by a key", comp.name),
             };
-            out.push(action(snapshot, title, rewrite::partition(analysis, &comp.name, None)));
+            let data = lazy_data(snapshot, "partition", &comp.name, &[], "");
+            out.push(action(title, checked(rewrite::partition(analysis, &comp.name, None)), data));
             if key.is_none() {
-                let outcome = rewrite::partition_sealed(analysis, &comp.name, None);
-                out.push(action(snapshot, sealed_title(&comp.name), outcome));
+                let outcome = checked(rewrite::partition_sealed(analysis, &comp.name, None));
+                let data = lazy_data(snapshot, "partition_sealed", &comp.name, &[], "");
+                out.push(action(sealed_title(&comp.name), outcome, data));
             }
         }
     }
