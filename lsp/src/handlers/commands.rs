@@ -239,7 +239,7 @@ async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Resul
         .apply_edit(edit)
         .await
         .map_err(|e| request_failed(format!("the client did not apply the edit: {e}")))?;
-    let summary = report.lines().filter(|l| !l.trim().is_empty()).last().unwrap_or_default().to_string();
+    let summary = report.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string();
     session.client.show_message(MessageType::INFO, format!("compart: rewrite checked and applied ({summary})")).await;
     Ok(Some(json!({
         "command": params.command,
