@@ -89,18 +89,22 @@ enum Command {
         #[arg(long)]
         write: bool,
     },
-    /// Run the original and a rewritten program on the same random inputs and compare them.
+    /// Check that a rewritten program refines the original: every schedule of a few small
+    /// workloads explored (bounded), then random schedules of longer random workloads.
     Verify {
         original: std::path::PathBuf,
         rewritten: std::path::PathBuf,
+        /// Sampled phase: random workloads, one per seed.
         #[arg(long, default_value_t = 10)]
         seeds: u64,
-        /// Input facts per seed.
+        /// Sampled phase: input facts per seed.
         #[arg(long, default_value_t = 12)]
         inputs: usize,
         /// Only check invariants (for protocols whose outputs depend on timing).
         #[arg(long)]
         invariants_only: bool,
+        #[command(flatten)]
+        bounds: verify::Bounds,
     },
     /// Optimize, verify and run the bundled protocols, original vs rewritten, side by side.
     Bench(bench::BenchArgs),
@@ -142,8 +146,8 @@ fn main() -> ExitCode {
             seal,
             write,
         ),
-        Command::Verify { original, rewritten, seeds, inputs, invariants_only } => {
-            verify::verify(&original, &rewritten, seeds, inputs, invariants_only)
+        Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
+            verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
         Command::Optimize { file, machines, profile, out } => {
             explain::optimize(&file, machines, &profile, out.as_ref())

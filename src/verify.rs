@@ -1,26 +1,100 @@
-//! `compart verify ORIGINAL REWRITTEN`: run both programs on the same randomized inputs, under
-//! seeded random message orders, and compare what they output and whether invariants hold.
+//! `compart verify ORIGINAL REWRITTEN`: does the rewritten program refine the original, on the
+//! same inputs? Two phases, both on the runtime's nodes:
 //!
-//! Outputs are compared as sets of facts per output relation (addresses shown as node names).
-//! Where a protocol is not deterministic the rewritten program may legitimately differ from one
-//! run of the original, so each rewritten run is compared with the union and the intersection
-//! of several runs of the original on the same inputs: every output of the rewritten program
-//! must be one the original produced (no new outputs), and every output all original runs agree
-//! on must appear (none lost). Invariants must hold in every run.
+//! 1. Bounded: for a few small workloads (1, 2, 3 inputs), every schedule of each program is
+//!    explored (`compart_runtime::explore`, within bounds). The rewritten program may only
+//!    produce outputs the original can produce; every invariant must hold in every state it
+//!    reaches; and every quiescent state it reaches without crashes must hold each output that
+//!    all of the original's such states hold (and, coarser, an output of the same relation with
+//!    the same first column, so a request the original always answers is answered even when the
+//!    answer's value depends on timing). A failure shows the rewritten program's shortest trace.
+//!    Where the original's exploration was cut by a bound, what it did not reach is looked for
+//!    in many seeded schedules of the original before it is called a difference, and the report
+//!    says that it is not a proven one.
+//! 2. Sampled: longer random workloads under seeded random schedules, beyond the bound. Outputs
+//!    are compared as sets where the original's sampled runs agree (no new outputs, none lost);
+//!    invariants always. The rewritten program runs under the very seeds the original runs.
+//!
+//! Outputs are facts with addresses shown as node names. A violation the original shows too, on
+//! the same workload, is reported but is not a difference the rewrite introduced; so verifying a
+//! program against itself always passes.
 
-use std::collections::{BTreeSet, VecDeque};
+use std::collections::BTreeSet;
+use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use compart_analysis::model::{Program, RelationKind, Type};
 use compart_analysis::{analyze, Analysis};
 use compart_runtime::engine::{GlobalChecker, NodeOptions};
+use compart_runtime::explore::{self, Exploration, ExploreConfig, ExploreInput, Fact, Trace};
 use compart_runtime::sim::Rng;
 use compart_runtime::{route, CompiledProgram, Deployment, Node, NodeAddr, Tuple, Value};
 
-/// How many schedules of the original each rewritten run is compared with.
-const ORIGINAL_RUNS: u64 = 6;
 const MAX_STEPS: usize = 40_000;
+
+/// The bounds of both phases. `Default` is what `compart verify` uses without flags.
+#[derive(Clone, Debug)]
+pub struct VerifyOptions {
+    /// Sampled phase: one random workload per seed.
+    pub seeds: u64,
+    /// Sampled phase: input facts per workload.
+    pub inputs: usize,
+    /// Schedules of each program per seed in the sampled phase.
+    pub runs: u64,
+    /// Compare only invariants (for protocols whose outputs depend on timing).
+    pub invariants_only: bool,
+    /// Bounded phase: workloads of 1, 2, ... this many inputs (0: no bounded phase).
+    pub workloads: usize,
+    /// Bounds and fault budgets of each exploration.
+    pub explore: ExploreConfig,
+    /// Schedules of the original sampled to look for what its cut exploration did not reach.
+    pub search: u64,
+}
+
+impl Default for VerifyOptions {
+    fn default() -> Self {
+        VerifyOptions {
+            seeds: 10,
+            inputs: 12,
+            runs: 6,
+            invariants_only: false,
+            workloads: 3,
+            explore: ExploreConfig { max_states: 20_000, max_depth: 1_000, duplicates: 0, crashes: 0 },
+            search: 200,
+        }
+    }
+}
+
+/// `compart verify`'s flags for the bounded phase (defaults: [`VerifyOptions::default`]).
+#[derive(clap::Args, Debug)]
+pub struct Bounds {
+    /// Bounded phase: distinct states explored per program and workload.
+    #[arg(long, default_value_t = 20_000)]
+    pub max_states: usize,
+    /// Bounded phase: longest schedule explored, in ticks and faults.
+    #[arg(long, default_value_t = 1_000)]
+    pub max_depth: usize,
+    /// Bounded phase: workloads of 1, 2, ... N inputs (0 skips the bounded phase).
+    #[arg(long, default_value_t = 3)]
+    pub workloads: usize,
+    /// Bounded phase: deliveries per schedule after which the network keeps a copy of the
+    /// message to deliver again (the runtime drops duplicates by sequence number; a node that
+    /// crashes after a tick but before acknowledging gets its messages again).
+    #[arg(long, default_value_t = 0)]
+    pub duplicates: u32,
+    /// Bounded phase: node crashes per schedule (a crashed node restarts with its tables).
+    #[arg(long, default_value_t = 0)]
+    pub crashes: u32,
+    /// Schedules of the original sampled to look for what its bounded exploration did not reach.
+    #[arg(long, default_value_t = 200)]
+    pub search: u64,
+    /// Run only the quick check done for each rewrite step (bounds scaled to the deployment;
+    /// the flags above and --seeds/--inputs are ignored).
+    #[arg(long)]
+    pub quick: bool,
+}
 
 struct Loaded {
     analysis: Analysis,
@@ -43,7 +117,8 @@ fn compile(text: &str) -> Result<Loaded, String> {
 }
 
 /// The deployment beside the program, else: logical node counts of `like` for shared
-/// components, one node otherwise, and 3 instances for every partitioned component.
+/// components, one node otherwise, and for every partitioned component the instances `like`
+/// gives it, or 3.
 fn deployment(
     path: Option<&Path>,
     program: &Program,
@@ -54,24 +129,46 @@ fn deployment(
             return Deployment::from_toml(&text, program).map_err(|e| format!("{}: {e}", toml.display()));
         }
     }
+    Ok(default_deployment(program, like))
+}
+
+fn default_deployment(program: &Program, like: Option<&(Deployment, &Program)>) -> Deployment {
     let counts: Vec<(String, u32, u32)> = program
         .components
         .iter()
         .map(|c| {
-            let logical =
-                like.map_or(0, |(d, p)| d.logical_nodes().filter(|n| p.component(n.component).name == c.name).count());
-            let parts = if c.placement.is_some() { 3 } else { 1 };
+            let same =
+                |n: &&compart_runtime::NodeSpec| like.is_some_and(|(_, p)| p.component(n.component).name == c.name);
+            let nodes = like.map(|(d, _)| d.nodes.iter().filter(same).collect::<Vec<_>>()).unwrap_or_default();
+            let logical = nodes.iter().filter(|n| n.logical == n.addr).count();
+            let like_parts = nodes.iter().map(|n| n.partitions).max().unwrap_or(1);
+            let parts = match c.placement {
+                Some(_) if like_parts > 1 => like_parts,
+                Some(_) => 3,
+                None => 1,
+            };
             (c.name.clone(), logical.max(1) as u32, parts)
         })
         .collect();
     let refs: Vec<(&str, u32, u32)> = counts.iter().map(|(n, l, p)| (n.as_str(), *l, *p)).collect();
-    Ok(Deployment::local_partitioned(program, &refs))
+    Deployment::local_partitioned(program, &refs)
 }
 
-/// Input facts by relation name, drawn once and given to both programs.
-/// Each fact names its relation and which logical node receives it (an index taken modulo the
-/// number of nodes of the component, so both programs pick the same node).
-fn workload(program: &Program, seed: u64, count: usize) -> Vec<(String, Vec<Value>, u64)> {
+/// An input fact of a workload: which relation, its values, and which logical node of the
+/// relation's component receives it (an index taken modulo their number, so both programs
+/// pick the same node).
+#[derive(Clone, Debug)]
+struct Input {
+    relation: String,
+    tuple: Tuple,
+    pick: u64,
+}
+
+/// `count` input facts drawn by `seed`, given to both programs. Every input relation is driven,
+/// zero-column ones (`timeout()`) included; relations with address columns are left out.
+/// `rotate`: the i-th fact is of the (rotate + i)-th input relation instead of one drawn at
+/// random, so that small workloads cover every relation.
+fn workload(program: &Program, seed: u64, count: usize, rotate: Option<usize>) -> Vec<Input> {
     let mut rng = Rng::new(seed);
     let strings: Vec<String> = {
         let mut out: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
@@ -83,19 +180,19 @@ fn workload(program: &Program, seed: u64, count: usize) -> Vec<(String, Vec<Valu
     let inputs: Vec<_> = program
         .relations
         .iter()
-        .filter(|r| {
-            r.kind == RelationKind::Input
-                && r.arity() > 0
-                && r.columns.iter().all(|c| c.ty != Type::Addr && c.ty.is_known())
-        })
+        .filter(|r| r.kind == RelationKind::Input && r.columns.iter().all(|c| c.ty != Type::Addr && c.ty.is_known()))
         .collect();
     let mut next_id = 1;
     let mut out = Vec::new();
-    for _ in 0..count {
+    for i in 0..count {
         if inputs.is_empty() {
             break;
         }
-        let relation = inputs[rng.below(inputs.len() as u64) as usize];
+        let pick = match rotate {
+            Some(first) => (first + i) % inputs.len(),
+            None => rng.below(inputs.len() as u64) as usize,
+        };
+        let relation = inputs[pick];
         let key = relation.key.clone().unwrap_or_else(|| vec![0]);
         let tuple = relation
             .columns
@@ -111,7 +208,7 @@ fn workload(program: &Program, seed: u64, count: usize) -> Vec<(String, Vec<Valu
                 _ => Value::str(&strings[rng.below(strings.len() as u64) as usize]),
             })
             .collect();
-        out.push((relation.name.clone(), tuple, rng.below(1 << 20)));
+        out.push(Input { relation: relation.name.clone(), tuple, pick: rng.below(1 << 20) });
     }
     out
 }
@@ -139,19 +236,45 @@ fn collect_strings(rule: &compart_analysis::model::Rule, out: &mut BTreeSet<Stri
     }
 }
 
+/// The workload's facts for `loaded`'s program on `deployment`: relations by name, nodes picked.
+fn resolve(loaded: &Loaded, deployment: &Deployment, inputs: &[Input]) -> Result<Vec<ExploreInput>, String> {
+    let model = &loaded.analysis.program;
+    inputs
+        .iter()
+        .map(|input| {
+            let relation = model
+                .relation_by_name(&input.relation)
+                .filter(|&r| model.relation(r).kind == RelationKind::Input)
+                .ok_or_else(|| format!("the rewritten program has no input `{}`", input.relation))?;
+            let component = model.relation(relation).component.ok_or("input without component")?;
+            let candidates: Vec<NodeAddr> =
+                deployment.logical_nodes().filter(|n| n.component == component).map(|n| n.addr).collect();
+            if candidates.is_empty() {
+                return Err(format!("no node runs the component of `{}`", input.relation));
+            }
+            let node = candidates[(input.pick % candidates.len() as u64) as usize];
+            Ok(ExploreInput { node, relation, tuple: input.tuple.clone() })
+        })
+        .collect()
+}
+
+fn show_input(loaded: &Loaded, deployment: &Deployment, input: &ExploreInput) -> String {
+    let fact = Fact::new(deployment, &loaded.analysis.program.relation(input.relation).name, &input.tuple);
+    let node = deployment.node(input.node).map_or(input.node.to_string(), |n| n.name.clone());
+    format!("{fact} -> {node}")
+}
+
 struct RunResult {
-    outputs: BTreeSet<String>,
-    violations: Vec<String>,
+    outputs: BTreeSet<Fact>,
+    /// (invariant name, `invariant(args)`); `settle` when the run did not settle.
+    violations: Vec<(String, String)>,
+    /// The run ended with nothing in flight and no node wanting a tick.
+    settled: bool,
 }
 
 /// One schedule: inputs in order, messages delivered and nodes ticked in a seeded random order,
 /// until every node is quiet.
-fn run(
-    loaded: &Loaded,
-    deployment: &Arc<Deployment>,
-    inputs: &[(String, Vec<Value>, u64)],
-    seed: u64,
-) -> Result<RunResult, String> {
+fn run(loaded: &Loaded, deployment: &Arc<Deployment>, inputs: &[ExploreInput], seed: u64) -> RunResult {
     let program = &loaded.program;
     let model = &loaded.analysis.program;
     let checker = GlobalChecker::new(program.clone(), deployment.clone());
@@ -171,33 +294,20 @@ fn run(
         .collect();
     let mut inbox: Vec<Vec<(compart_analysis::model::RelationId, Tuple)>> = vec![Vec::new(); nodes.len()];
     let mut flight: Vec<(NodeAddr, compart_analysis::model::RelationId, Tuple)> = Vec::new();
-    let mut pending: VecDeque<&(String, Vec<Value>, u64)> = inputs.iter().collect();
+    let mut pending = inputs.iter();
+    let mut next_input = pending.next();
     let mut rng = Rng::new(seed);
-    let mut result = RunResult { outputs: BTreeSet::new(), violations: Vec::new() };
-    let name = |v: &Value| match v {
-        Value::Addr(a) => deployment.node(*a).map_or(a.to_string(), |n| n.name.clone()),
-        other => other.to_string(),
-    };
+    let mut result = RunResult { outputs: BTreeSet::new(), violations: Vec::new(), settled: false };
     let mut ticked_once = vec![false; nodes.len()];
     for _ in 0..MAX_STEPS {
         let busy: Vec<usize> =
             (0..nodes.len()).filter(|&i| !ticked_once[i] || !inbox[i].is_empty() || nodes[i].wants_tick()).collect();
         let action = rng.below(10);
-        if !pending.is_empty() && (action < 3 || (busy.is_empty() && flight.is_empty())) {
-            let (rel_name, tuple, pick) = pending.pop_front().expect("checked non-empty");
-            let rel = model
-                .relation_by_name(rel_name)
-                .ok_or_else(|| format!("the rewritten program has no input `{rel_name}`"))?;
-            let component = model.relation(rel).component.ok_or("input without component")?;
-            let candidates: Vec<NodeAddr> =
-                deployment.logical_nodes().filter(|n| n.component == component).map(|n| n.addr).collect();
-            if candidates.is_empty() {
-                return Err(format!("no node runs the component of `{rel_name}`"));
+        if let Some(input) = next_input.filter(|_| action < 3 || (busy.is_empty() && flight.is_empty())) {
+            for to in route(program, deployment, input.node, input.relation, &input.tuple) {
+                inbox[to.index()].push((input.relation, input.tuple.clone()));
             }
-            let target = candidates[(*pick % candidates.len() as u64) as usize];
-            for to in route(program, deployment, target, rel, tuple) {
-                inbox[to.index()].push((rel, tuple.clone()));
-            }
+            next_input = pending.next();
         } else if !flight.is_empty() && (action < 7 || busy.is_empty()) {
             let (to, rel, tuple) = flight.swap_remove(rng.below(flight.len() as u64) as usize);
             inbox[to.index()].push((rel, tuple));
@@ -206,8 +316,7 @@ fn run(
             ticked_once[i] = true;
             let out = nodes[i].tick(std::mem::take(&mut inbox[i]));
             for (rel, tuple) in out.outputs {
-                let args: Vec<String> = tuple.iter().map(name).collect();
-                result.outputs.insert(format!("{}({})", model.relation(rel).name, args.join(", ")));
+                result.outputs.insert(Fact::new(deployment, &model.relation(rel).name, &tuple));
             }
             for (dest, rel, tuple) in out.sends {
                 for to in route(program, deployment, dest, rel, &tuple) {
@@ -217,19 +326,117 @@ fn run(
             let mut violations = out.violations;
             violations.extend(checker.check(nodes.iter().flat_map(|n| n.snapshot())));
             for v in violations {
-                let args: Vec<String> = v.args.iter().map(name).collect();
-                result.violations.push(format!("{}({})", v.invariant, args.join(", ")));
+                result.violations.push((v.invariant.clone(), explore::show_violation(deployment, &v)));
             }
-        } else if pending.is_empty() {
-            return Ok(result);
+        } else if next_input.is_none() {
+            result.settled = true;
+            return result;
         }
     }
-    result.violations.push(format!("did not settle within {MAX_STEPS} steps"));
-    Ok(result)
+    result.violations.push(("settle".into(), format!("did not settle within {MAX_STEPS} steps")));
+    result
 }
 
+/// What `schedules` seeded schedules of a program did on one workload.
+#[derive(Default)]
+struct Sampled {
+    outputs: BTreeSet<Fact>,
+    invariants: BTreeSet<String>,
+    /// Outputs of each run that settled.
+    settled: Vec<BTreeSet<Fact>>,
+}
+
+fn sample(
+    loaded: &Loaded,
+    deployment: &Arc<Deployment>,
+    inputs: &[ExploreInput],
+    seeds: std::ops::Range<u64>,
+) -> Sampled {
+    let mut s = Sampled::default();
+    for seed in seeds {
+        let r = run(loaded, deployment, inputs, seed);
+        s.invariants.extend(r.violations.into_iter().map(|(name, _)| name));
+        if r.settled {
+            s.settled.push(r.outputs.clone());
+        }
+        s.outputs.extend(r.outputs);
+    }
+    s
+}
+
+/// `compart verify` with the default bounds (the command's form before the bounds had flags).
+#[allow(dead_code)]
 pub fn verify(original: &Path, rewritten: &Path, seeds: u64, inputs: usize, invariants_only: bool) -> u8 {
-    match verify_files(original, rewritten, seeds, inputs, invariants_only) {
+    verify_with(original, rewritten, &VerifyOptions { seeds, inputs, invariants_only, ..Default::default() })
+}
+
+/// `compart verify` as the command line gives it.
+pub fn verify_command(
+    original: &Path,
+    rewritten: &Path,
+    seeds: u64,
+    inputs: usize,
+    invariants_only: bool,
+    bounds: &Bounds,
+) -> u8 {
+    if bounds.quick {
+        return quick(original, rewritten, invariants_only);
+    }
+    let options = VerifyOptions {
+        seeds,
+        inputs,
+        invariants_only,
+        workloads: bounds.workloads,
+        explore: ExploreConfig {
+            max_states: bounds.max_states,
+            max_depth: bounds.max_depth,
+            duplicates: bounds.duplicates,
+            crashes: bounds.crashes,
+        },
+        search: bounds.search,
+        ..Default::default()
+    };
+    verify_with(original, rewritten, &options)
+}
+
+/// `compart verify --quick`: [`check_rewrite`] on two files.
+fn quick(original: &Path, rewritten: &Path, invariants_only: bool) -> u8 {
+    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let texts = read(original).and_then(|o| Ok((o, read(rewritten)?)));
+    let (orig, new) = match texts {
+        Ok(t) => t,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    };
+    let deploy = std::fs::read_to_string(original.with_extension("toml")).ok();
+    match check_rewrite(&orig, &new, deploy.as_deref(), invariants_only) {
+        Ok(s) => {
+            crate::explain::emit(&s.report);
+            crate::explain::emit(&format!(
+                "quick check passed: {} states explored ({}) in {:.1}s\n",
+                s.states,
+                if s.exhausted { "exhausted" } else { "bounded" },
+                s.elapsed.as_secs_f64()
+            ));
+            0
+        }
+        Err(c) => {
+            crate::explain::emit(&c.report);
+            crate::explain::emit(&format!(
+                "quick check failed: {} (a counterexample of {} steps)\n",
+                c.what,
+                c.trace.len()
+            ));
+            1
+        }
+    }
+}
+
+/// `compart verify` with every bound given.
+pub fn verify_with(original: &Path, rewritten: &Path, options: &VerifyOptions) -> u8 {
+    match verify_files_with(original, rewritten, options) {
         Ok((ok, out)) => {
             crate::explain::emit(&out);
             if ok {
@@ -254,13 +461,435 @@ pub fn verify_files(
     inputs: usize,
     invariants_only: bool,
 ) -> Result<(bool, String), String> {
-    let (orig, new) = (load(original)?, load(rewritten)?);
-    let mut out = String::new();
-    let ok = compare(&orig, &new, (Some(original), Some(rewritten)), seeds, inputs, invariants_only, &mut out)?;
-    Ok((ok, out))
+    verify_files_with(original, rewritten, &VerifyOptions { seeds, inputs, invariants_only, ..Default::default() })
 }
 
-/// Ok(true) when no seed shows a difference; the report goes to `out`.
+pub fn verify_files_with(original: &Path, rewritten: &Path, options: &VerifyOptions) -> Result<(bool, String), String> {
+    let (orig, new) = (load(original)?, load(rewritten)?);
+    let deployments = deployments(&orig, &new, (Some(original), Some(rewritten)))?;
+    let mut out = String::new();
+    let verdict = compare_with(&orig, &new, &deployments, options, &mut out)?;
+    Ok((verdict.ok, out))
+}
+
+/// What [`check_rewrite`] explored and sampled, when it found no difference.
+#[derive(Clone, Debug)]
+pub struct CheckSummary {
+    /// The report, as `compart verify` prints it.
+    pub report: String,
+    /// Distinct states explored, over both programs and every bounded workload.
+    pub states: usize,
+    /// Every bounded exploration covered all schedules of its workload.
+    pub exhausted: bool,
+    pub elapsed: Duration,
+}
+
+/// Why [`check_rewrite`] rejects a rewrite.
+#[derive(Clone, Debug)]
+pub struct Counterexample {
+    /// What differs, in one line (or why the programs could not be compared).
+    pub what: String,
+    /// The rewritten program's shortest schedule showing it; empty when the difference was
+    /// found by sampling only, or the programs could not be loaded.
+    pub trace: Trace,
+    /// The whole report.
+    pub report: String,
+}
+
+/// The check for one rewrite step (for the optimizer and `compart rewrite`): the bounded phase
+/// and a short sampled phase, with bounds lowered for large deployments so that it takes about
+/// a second or two in a debug build. `original_deploy` is the original's deployment file text
+/// (else one node per component); the rewritten program gets the same node counts.
+pub fn check_rewrite(
+    original_text: &str,
+    rewritten_text: &str,
+    original_deploy: Option<&str>,
+    invariants_only: bool,
+) -> Result<CheckSummary, Counterexample> {
+    let fail = |what: String| Counterexample { what: what.clone(), trace: Vec::new(), report: what };
+    let orig = compile(original_text).map_err(|e| fail(format!("the original program: {e}")))?;
+    let new = compile(rewritten_text).map_err(|e| fail(format!("the rewritten program: {e}")))?;
+    let orig_dep = match original_deploy {
+        Some(text) => Deployment::from_toml(text, &orig.analysis.program)
+            .map_err(|e| fail(format!("the original's deployment: {e}")))?,
+        None => default_deployment(&orig.analysis.program, None),
+    };
+    let new_dep = default_deployment(&new.analysis.program, Some(&(orig_dep.clone(), &orig.analysis.program)));
+    let nodes = orig_dep.nodes.len().max(new_dep.nodes.len()).max(1);
+    let options = quick_options(nodes, invariants_only);
+    let deployments = (Arc::new(orig_dep), Arc::new(new_dep));
+    let mut report = String::new();
+    let verdict = compare_with(&orig, &new, &deployments, &options, &mut report).map_err(fail)?;
+    if verdict.ok {
+        Ok(CheckSummary { report, states: verdict.states, exhausted: verdict.exhausted, elapsed: verdict.elapsed })
+    } else {
+        let (what, trace) = verdict.counterexample.unwrap_or_else(|| ("the programs differ".into(), Vec::new()));
+        Err(Counterexample { what, trace, report })
+    }
+}
+
+/// [`check_rewrite`]'s bounds: each explored state costs a tick of one node, whose price grows
+/// with the deployment, and the sampled phase is short.
+fn quick_options(nodes: usize, invariants_only: bool) -> VerifyOptions {
+    VerifyOptions {
+        seeds: 3,
+        inputs: 8,
+        runs: 3,
+        invariants_only,
+        workloads: 3,
+        explore: ExploreConfig { max_states: (10_000 / nodes).clamp(500, 4_000), ..VerifyOptions::default().explore },
+        search: 40,
+    }
+}
+
+type Deployments = (Arc<Deployment>, Arc<Deployment>);
+
+fn deployments(orig: &Loaded, new: &Loaded, paths: (Option<&Path>, Option<&Path>)) -> Result<Deployments, String> {
+    let orig_dep = deployment(paths.0, &orig.analysis.program, None)?;
+    let new_dep = deployment(paths.1, &new.analysis.program, Some(&(orig_dep.clone(), &orig.analysis.program)))?;
+    Ok((Arc::new(orig_dep), Arc::new(new_dep)))
+}
+
+struct Verdict {
+    ok: bool,
+    /// The first difference found, with the rewritten program's trace when it has one.
+    counterexample: Option<(String, Trace)>,
+    states: usize,
+    exhausted: bool,
+    elapsed: Duration,
+}
+
+impl Verdict {
+    fn fail(&mut self, what: String, trace: &[String]) {
+        self.ok = false;
+        if self.counterexample.is_none() {
+            self.counterexample = Some((what, trace.to_vec()));
+        }
+    }
+}
+
+fn summary(e: &Exploration) -> String {
+    format!(
+        "{} states, {} transitions, depth {}, {}; {} output(s), {} quiescent outcome(s)",
+        e.states,
+        e.transitions,
+        e.max_depth,
+        if e.exhausted { "exhausted" } else { "bounded" },
+        e.outputs.len(),
+        e.terminals.len()
+    )
+}
+
+fn write_trace(out: &mut String, title: &str, trace: &[String]) {
+    let _ = writeln!(out, "    {title}:");
+    for (i, step) in trace.iter().enumerate() {
+        let _ = writeln!(out, "      {:>2}. {step}", i + 1);
+    }
+}
+
+/// Outputs by (relation, first column): the coarse form for liveness.
+fn coarse_set(facts: &BTreeSet<Fact>) -> BTreeSet<(String, String)> {
+    facts.iter().map(|f| (f.relation.clone(), f.args.first().cloned().unwrap_or_default())).collect()
+}
+
+fn intersect<T: Ord + Clone>(sets: impl IntoIterator<Item = BTreeSet<T>>) -> BTreeSet<T> {
+    let mut it = sets.into_iter();
+    let first = it.next().unwrap_or_default();
+    it.fold(first, |acc, s| acc.intersection(&s).cloned().collect())
+}
+
+/// Both phases; the report goes to `out`.
+fn compare_with(
+    orig: &Loaded,
+    new: &Loaded,
+    (orig_dep, new_dep): &Deployments,
+    options: &VerifyOptions,
+    out: &mut String,
+) -> Result<Verdict, String> {
+    let start = Instant::now();
+    let mut verdict = Verdict { ok: true, counterexample: None, states: 0, exhausted: true, elapsed: Duration::ZERO };
+    let ex = &options.explore;
+    if options.workloads > 0 {
+        let _ = writeln!(
+            out,
+            "bounded phase: every schedule of each program, up to {} states and depth {}, {} duplicate(s), {} crash(es)",
+            ex.max_states, ex.max_depth, ex.duplicates, ex.crashes
+        );
+    }
+    for n in 1..=options.workloads {
+        let w = workload(&orig.analysis.program, n as u64, n, Some(n - 1));
+        if w.is_empty() {
+            let _ = writeln!(out, "no input relation to drive: the bounded phase explores the programs alone");
+        }
+        let (oi, ni) = (resolve(orig, orig_dep, &w)?, resolve(new, new_dep, &w)?);
+        let shown: Vec<String> = ni.iter().map(|i| show_input(new, new_dep, i)).collect();
+        let _ = writeln!(out, "workload {n}: {}", if shown.is_empty() { "no input".into() } else { shown.join(", ") });
+        let o = explore::explore(orig.program.clone(), orig_dep.clone(), &oi, ex)?;
+        let r = explore::explore(new.program.clone(), new_dep.clone(), &ni, ex)?;
+        let _ = writeln!(out, "  original:  {}", summary(&o));
+        let _ = writeln!(out, "  rewritten: {}", summary(&r));
+        verdict.states += o.states + r.states;
+        verdict.exhausted &= o.exhausted && r.exhausted;
+        bounded_check(orig, orig_dep, &oi, &o, &r, options, &mut verdict, out);
+        if w.is_empty() {
+            break;
+        }
+    }
+    if options.seeds > 0 {
+        let _ = writeln!(
+            out,
+            "sampled phase: {} schedule(s) of each program per seed, the same seeds for both",
+            options.runs
+        );
+    }
+    for seed in 0..options.seeds {
+        sampled_check(orig, new, (orig_dep, new_dep), seed, options, &mut verdict, out)?;
+    }
+    verdict.elapsed = start.elapsed();
+    let time = format!("{:.1}s", verdict.elapsed.as_secs_f64());
+    let explored = match (options.workloads, verdict.exhausted) {
+        (0, _) => String::new(),
+        (_, true) => format!(" ({} states, every exploration exhausted)", verdict.states),
+        (_, false) => format!(" ({} states, some explorations bounded)", verdict.states),
+    };
+    let _ = if verdict.ok {
+        writeln!(
+            out,
+            "no difference found over {} seed(s) and {} bounded workload(s){explored} in {time}",
+            options.seeds, options.workloads,
+        )
+    } else {
+        writeln!(out, "the rewritten program differs from the original (checked in {time})")
+    };
+    Ok(verdict)
+}
+
+/// The bounded phase's checks of one workload, given both explorations.
+#[allow(clippy::too_many_arguments)]
+fn bounded_check(
+    orig: &Loaded,
+    orig_dep: &Arc<Deployment>,
+    inputs: &[ExploreInput],
+    o: &Exploration,
+    r: &Exploration,
+    options: &VerifyOptions,
+    verdict: &mut Verdict,
+    out: &mut String,
+) {
+    let outputs = !options.invariants_only;
+    let orig_invariants: BTreeSet<&str> = o.violations.iter().map(|v| v.invariant.as_str()).collect();
+    let extra: Vec<(&Fact, &Trace)> =
+        r.outputs.iter().filter(|(f, _)| outputs && !o.outputs.contains_key(*f)).collect();
+    let violated: Vec<_> = r.violations.iter().collect();
+    // Liveness: what every crash-free quiescent state of the original holds.
+    let live = outputs && !o.terminals.is_empty();
+    let must = intersect(o.terminals.iter().map(|t| t.outputs.clone()));
+    let must_coarse = intersect(o.terminals.iter().map(|t| coarse_set(&t.outputs)));
+    let lacks = |t: &explore::Terminal, must: &BTreeSet<Fact>, must_coarse: &BTreeSet<(String, String)>| {
+        !must.is_subset(&t.outputs) || !must_coarse.is_subset(&coarse_set(&t.outputs))
+    };
+    let unexplained_violation = violated.iter().any(|v| !orig_invariants.contains(v.invariant.as_str()));
+    let any_lacking = live && r.terminals.iter().any(|t| lacks(t, &must, &must_coarse));
+    let odd_ending = live && r.terminals.iter().any(|t| !o.terminals.iter().any(|e| e.outputs == t.outputs));
+    // What the cut exploration of the original did not reach may still be reachable: sample.
+    let sampled = (!o.exhausted && (!extra.is_empty() || unexplained_violation || any_lacking || odd_ending))
+        .then(|| sample(orig, orig_dep, inputs, 1_000_000..1_000_000 + options.search));
+    let bound_note = |found: &str| match &sampled {
+        Some(_) => format!(
+            "not proven: the original's exploration was bounded, and {} sampled schedule(s) of it {found}",
+            options.search
+        ),
+        None => "the original's exploration was exhausted: a proven difference".into(),
+    };
+    let mut ok = true;
+    for (f, trace) in &extra {
+        if sampled.as_ref().is_some_and(|s| s.outputs.contains(*f)) {
+            continue;
+        }
+        let shown = f.to_string();
+        let _ = writeln!(out, "  new output: {shown} ({})", bound_note("did not produce it either"));
+        write_trace(out, "shortest trace of the rewritten program", trace);
+        verdict.fail(format!("new output: {shown}"), trace);
+        ok = false;
+    }
+    for v in &violated {
+        let by_original = orig_invariants.contains(v.invariant.as_str())
+            || sampled.as_ref().is_some_and(|s| s.invariants.contains(&v.invariant));
+        if by_original {
+            let _ = writeln!(
+                out,
+                "  violated in both programs: {} (the original violates `{}` too: not a difference)",
+                v.shown, v.invariant
+            );
+            continue;
+        }
+        let _ = writeln!(out, "  violated in the rewritten program: {}", v.shown);
+        if !o.exhausted {
+            let _ = writeln!(out, "    ({})", bound_note("did not violate it"));
+        }
+        write_trace(out, "shortest trace of the rewritten program", &v.trace);
+        verdict.fail(format!("invariant violated: {}", v.shown), &v.trace);
+        ok = false;
+    }
+    if live {
+        // A bounded original may have quiescent states its exploration did not reach: its
+        // settled sampled runs count too.
+        let settled = sampled.as_ref().map(|s| s.settled.clone()).unwrap_or_default();
+        let must = intersect(std::iter::once(must.clone()).chain(settled.iter().cloned()));
+        let must_coarse = intersect(std::iter::once(must_coarse.clone()).chain(settled.iter().map(coarse_set)));
+        let lacking: Vec<&explore::Terminal> = r.terminals.iter().filter(|t| lacks(t, &must, &must_coarse)).collect();
+        if let Some(t) = lacking.first() {
+            let coarse_held = coarse_set(&t.outputs);
+            let _ = writeln!(
+                out,
+                "  {} quiescent state(s) of the rewritten program lack outputs every quiescent state of the original has{}",
+                lacking.len(),
+                if o.exhausted { "".to_string() } else { format!(" ({})", bound_note("agree")) }
+            );
+            let mut first = None;
+            for f in must.difference(&t.outputs).take(5) {
+                let _ = writeln!(out, "  missing output: {f}");
+                first.get_or_insert_with(|| format!("missing output: {f}"));
+            }
+            for (rel, id) in must_coarse.difference(&coarse_held).take(5) {
+                let _ = writeln!(out, "  missing output: {rel}({id}, ...) (no {rel} fact with first column {id})");
+                first.get_or_insert_with(|| format!("missing output: {rel}({id}, ...)"));
+            }
+            write_trace(out, "shortest trace of the rewritten program to such a state", &t.trace);
+            verdict.fail(first.unwrap_or_else(|| "missing output".into()), &t.trace);
+            ok = false;
+        }
+        // Every way the rewritten program can end is a way the original can end.
+        let endings: Vec<&BTreeSet<Fact>> = o.terminals.iter().map(|t| &t.outputs).chain(settled.iter()).collect();
+        let odd: Vec<&explore::Terminal> =
+            r.terminals.iter().filter(|t| !lacks(t, &must, &must_coarse) && !endings.contains(&&t.outputs)).collect();
+        if let Some(t) = odd.first() {
+            let shown: Vec<String> = t.outputs.iter().map(|f| f.to_string()).collect();
+            let shown = format!("{{{}}}", shown.join(", "));
+            let _ = writeln!(
+                out,
+                "  {} quiescent state(s) of the rewritten program end with outputs no quiescent state of the original \
+                 ends with{}",
+                odd.len(),
+                if o.exhausted { "".to_string() } else { format!(" ({})", bound_note("did not end so either")) }
+            );
+            let _ = writeln!(out, "  unexpected ending: {shown}");
+            write_trace(out, "shortest trace of the rewritten program to such a state", &t.trace);
+            verdict.fail(format!("unexpected ending: {shown}"), &t.trace);
+            ok = false;
+        }
+        if r.terminals.is_empty() {
+            let _ = writeln!(
+                out,
+                "  liveness not checked: the rewritten program reached no quiescent state within the bound"
+            );
+        }
+    } else if outputs {
+        let _ = writeln!(out, "  liveness not checked: the original reached no quiescent state within the bound");
+    }
+    for w in r.warnings.iter().take(3) {
+        let _ = writeln!(out, "  warning (rewritten): {w}");
+    }
+    if ok {
+        let _ = writeln!(out, "  ok");
+    }
+}
+
+/// The sampled phase for one seed: several schedules of the original on a random workload, and
+/// the rewritten program under the same seeds.
+fn sampled_check(
+    orig: &Loaded,
+    new: &Loaded,
+    (orig_dep, new_dep): (&Arc<Deployment>, &Arc<Deployment>),
+    seed: u64,
+    options: &VerifyOptions,
+    verdict: &mut Verdict,
+    out: &mut String,
+) -> Result<(), String> {
+    let w = workload(&orig.analysis.program, seed, options.inputs, None);
+    let (oi, ni) = (resolve(orig, orig_dep, &w)?, resolve(new, new_dep, &w)?);
+    let seeds = seed * 1000..seed * 1000 + options.runs.max(1);
+    let mut union = BTreeSet::new();
+    let mut agreed: Option<BTreeSet<Fact>> = None;
+    let mut orig_violations: Vec<(String, String)> = Vec::new();
+    for s in seeds.clone() {
+        let r = run(orig, orig_dep, &oi, s);
+        union.extend(r.outputs.iter().cloned());
+        agreed = Some(match agreed {
+            None => r.outputs,
+            Some(a) => a.intersection(&r.outputs).cloned().collect(),
+        });
+        orig_violations.extend(r.violations);
+    }
+    let agreed = agreed.unwrap_or_default();
+    let mut outputs = BTreeSet::new();
+    let mut missing = BTreeSet::new();
+    let mut violations: Vec<(String, String)> = Vec::new();
+    for s in seeds {
+        let r = run(new, new_dep, &ni, s);
+        missing.extend(agreed.difference(&r.outputs).cloned());
+        outputs.extend(r.outputs);
+        violations.extend(r.violations);
+    }
+    let extra: Vec<&Fact> = outputs.difference(&union).collect();
+    // Outputs only decide where the original was deterministic on this workload. Its few runs
+    // may agree by chance: before calling a difference, check that many more agree too.
+    let mut deterministic = agreed == union;
+    let mut note = None;
+    if deterministic && !options.invariants_only && (!extra.is_empty() || !missing.is_empty()) {
+        let first = 2_000_000 + seed * 10_000;
+        let more = sample(orig, orig_dep, &oi, first..first + options.search);
+        if more.outputs != union || more.settled.iter().any(|run| *run != agreed) {
+            deterministic = false;
+            note = Some(format!(
+                "  ({} more schedules of the original: its outputs depend on timing on this workload)",
+                options.search
+            ));
+        }
+    }
+    let outputs_ok = options.invariants_only || !deterministic || (extra.is_empty() && missing.is_empty());
+    let orig_names: BTreeSet<&str> = orig_violations.iter().map(|(n, _)| n.as_str()).collect();
+    let new_violations: Vec<&(String, String)> =
+        violations.iter().filter(|(n, _)| !orig_names.contains(n.as_str())).collect();
+    let ok = new_violations.is_empty() && outputs_ok;
+    let verdict_text = match (ok, deterministic || options.invariants_only) {
+        (true, true) => ", ok",
+        (true, false) => ", ok (outputs depend on timing: invariants compared)",
+        _ => "",
+    };
+    let _ = writeln!(
+        out,
+        "seed {seed}: {} inputs, {} outputs (original: {} agreed, {} possible){verdict_text}",
+        w.len(),
+        outputs.len(),
+        agreed.len(),
+        union.len()
+    );
+    if let Some(note) = note {
+        let _ = writeln!(out, "{note}");
+    }
+    for (_, v) in new_violations.iter().take(3) {
+        let _ = writeln!(out, "  violated in the rewritten program: {v}");
+        verdict.fail(format!("invariant violated: {v}"), &[]);
+    }
+    if let Some((_, v)) = violations.iter().find(|(n, _)| orig_names.contains(n.as_str())) {
+        let _ = writeln!(out, "  violated in both programs: {v} (the original violates it too: not a difference)");
+    }
+    if !options.invariants_only && deterministic {
+        for f in extra.iter().take(5) {
+            let _ = writeln!(out, "  new output: {f}");
+            verdict.fail(format!("new output: {f}"), &[]);
+        }
+        for f in missing.iter().take(5) {
+            let _ = writeln!(out, "  missing output: {f}");
+            verdict.fail(format!("missing output: {f}"), &[]);
+        }
+    }
+    Ok(())
+}
+
+/// `compare_with` with [`check_rewrite`]'s bounded phase and the given sampled phase (tests).
+#[cfg(test)]
 fn compare(
     orig: &Loaded,
     new: &Loaded,
@@ -270,68 +899,10 @@ fn compare(
     invariants_only: bool,
     out: &mut String,
 ) -> Result<bool, String> {
-    use std::fmt::Write;
-    let orig_dep = deployment(paths.0, &orig.analysis.program, None)?;
-    let new_dep = deployment(paths.1, &new.analysis.program, Some(&(orig_dep.clone(), &orig.analysis.program)))?;
-    let (orig_dep, new_dep) = (Arc::new(orig_dep), Arc::new(new_dep));
-    let mut failed = false;
-    for seed in 0..seeds {
-        let workload = workload(&orig.analysis.program, seed, inputs);
-        let mut union = BTreeSet::new();
-        let mut agreed: Option<BTreeSet<String>> = None;
-        let mut orig_violations = Vec::new();
-        for k in 0..ORIGINAL_RUNS {
-            let r = run(orig, &orig_dep, &workload, seed * 1000 + k)?;
-            union.extend(r.outputs.iter().cloned());
-            agreed = Some(match agreed {
-                None => r.outputs,
-                Some(a) => a.intersection(&r.outputs).cloned().collect(),
-            });
-            orig_violations.extend(r.violations);
-        }
-        let r = run(new, &new_dep, &workload, seed * 1000 + 999)?;
-        let extra: Vec<&String> = r.outputs.difference(&union).collect();
-        let agreed = agreed.unwrap_or_default();
-        let missing: Vec<&String> = agreed.difference(&r.outputs).collect();
-        // Outputs only decide where the original was deterministic on this workload.
-        let deterministic = agreed == union;
-        let outputs_ok = invariants_only || !deterministic || (extra.is_empty() && missing.is_empty());
-        let ok = r.violations.is_empty() && outputs_ok;
-        let verdict = match (ok, deterministic || invariants_only) {
-            (true, true) => ", ok",
-            (true, false) => ", ok (outputs depend on timing: invariants compared)",
-            _ => "",
-        };
-        let _ = writeln!(
-            out,
-            "seed {seed}: {} inputs, {} outputs (original: {} agreed, {} possible){verdict}",
-            workload.len(),
-            r.outputs.len(),
-            agreed.len(),
-            union.len()
-        );
-        for v in r.violations.iter().take(3) {
-            let _ = writeln!(out, "  violated in the rewritten program: {v}");
-        }
-        for v in orig_violations.iter().take(1) {
-            let _ = writeln!(out, "  (the original violates it too: {v})");
-        }
-        if !invariants_only && deterministic {
-            for f in extra.iter().take(5) {
-                let _ = writeln!(out, "  new output: {f}");
-            }
-            for f in missing.iter().take(5) {
-                let _ = writeln!(out, "  missing output: {f}");
-            }
-        }
-        failed |= !ok;
-    }
-    let _ = if failed {
-        writeln!(out, "the rewritten program differs from the original")
-    } else {
-        writeln!(out, "no difference found over {seeds} seed(s)")
-    };
-    Ok(!failed)
+    let deployments = deployments(orig, new, paths)?;
+    let nodes = deployments.0.nodes.len().max(deployments.1.nodes.len());
+    let options = VerifyOptions { seeds, inputs, runs: 6, search: 200, ..quick_options(nodes, invariants_only) };
+    Ok(compare_with(orig, new, &deployments, &options, out)?.ok)
 }
 
 #[cfg(test)]
@@ -407,5 +978,227 @@ mod tests {
         let ok = compare(&orig, &new, (Some(&path), None), 8, 20, true, &mut out).unwrap();
         assert!(ok, "{out}");
         assert!(committed(&out) > 0, "nothing committed: {out}");
+    }
+
+    /// Jobs with priorities; each answered with the running maximum, its own priority included.
+    const JOBS: &str = "
+        component front {
+            input job(id: int, p: int) key(id)
+            output prio_ok(id: int, m: int)
+            table seen(p: int)
+            seen(p) :- job(_, p).
+            top(max(p)) :- seen(p).
+            prio_ok(id, m) :- job(id, _), top(m).
+        }
+    ";
+
+    /// A wrong decoupling: `job` and `seen` reach the back end as two channels, so a job can
+    /// arrive before its own priority is recorded.
+    const JOBS_RACY: &str = "
+        component front {
+            input job(id: int, p: int) key(id)
+            job_in@b(id, p) :~ job(id, p), nodes(\"back\", b).
+            seen_in@b(p) :~ job(_, p), nodes(\"back\", b).
+        }
+        component back {
+            channel job_in(id: int, p: int)
+            channel seen_in(p: int)
+            output prio_ok(id: int, m: int)
+            table seen(p: int)
+            seen(p) :- seen_in(p).
+            top(max(p)) :- seen(p).
+            prio_ok(id, m) :- job_in(id, _), top(m).
+        }
+    ";
+
+    /// The same decoupling with one channel carrying both: no race.
+    const JOBS_DECOUPLED: &str = "
+        component front {
+            input job(id: int, p: int) key(id)
+            job_in@b(id, p) :~ job(id, p), nodes(\"back\", b).
+        }
+        component back {
+            channel job_in(id: int, p: int)
+            output prio_ok(id: int, m: int)
+            table seen(p: int)
+            seen(p) :- job_in(_, p).
+            top(max(p)) :- seen(p).
+            prio_ok(id, m) :- job_in(id, _), top(m).
+        }
+    ";
+
+    fn bounded_only(orig: &str, new: &str) -> (Verdict, String) {
+        let (orig, new) = (compile(orig).unwrap(), compile(new).unwrap());
+        let deployments = deployments(&orig, &new, (None, None)).unwrap();
+        let options = VerifyOptions { seeds: 0, ..quick_options(2, false) };
+        let mut out = String::new();
+        let verdict = compare_with(&orig, &new, &deployments, &options, &mut out).unwrap();
+        (verdict, out)
+    }
+
+    #[test]
+    fn a_race_between_forwarded_relations_is_caught_with_a_shortest_trace() {
+        let (verdict, out) = bounded_only(JOBS, JOBS_RACY);
+        assert!(!verdict.ok, "{out}");
+        // One job: the back end ticks over `job_in` before `seen_in`, finds no maximum, and the
+        // job is never answered.
+        let (what, trace) = verdict.counterexample.unwrap();
+        assert!(what.starts_with("missing output: prio_ok(2, "), "{what}\n{out}");
+        let p = what.trim_start_matches("missing output: prio_ok(2, ").trim_end_matches(')');
+        assert_eq!(
+            trace,
+            [
+                format!("input job(2, {p}) -> front/0"),
+                "tick front/0".into(),
+                format!("deliver job_in(2, {p}) -> back/0"),
+                "tick back/0".into(),
+                format!("deliver seen_in({p}) -> back/0"),
+                "tick back/0".into(),
+                // Its table changed: one more tick until it is quiet.
+                "tick back/0".into(),
+            ],
+            "{out}"
+        );
+        // Two jobs: the second can be answered with the first one's lower priority, which the
+        // original never does.
+        assert!(out.contains("new output: prio_ok(3, "), "{out}");
+        assert!(out.contains("a proven difference"), "{out}");
+        // The same through the library entry point.
+        let c = check_rewrite(JOBS, JOBS_RACY, None, false).unwrap_err();
+        assert_eq!(c.what, what);
+        assert_eq!(c.trace, trace);
+        let (verdict, out) = bounded_only(JOBS, JOBS_DECOUPLED);
+        assert!(verdict.ok && verdict.exhausted, "{out}");
+    }
+
+    fn self_check(text: &str, toml: Option<&str>, options: &VerifyOptions) -> (bool, String) {
+        let (orig, new) = (compile(text).unwrap(), compile(text).unwrap());
+        let dep = |l: &Loaded| match toml {
+            Some(t) => Deployment::from_toml(t, &l.analysis.program).unwrap(),
+            None => default_deployment(&l.analysis.program, None),
+        };
+        let deployments = (Arc::new(dep(&orig)), Arc::new(dep(&new)));
+        let mut out = String::new();
+        let verdict = compare_with(&orig, &new, &deployments, options, &mut out).unwrap();
+        (verdict.ok, out)
+    }
+
+    /// Outputs of the examples depend on timing (Paxos) and some runs violate nothing only by
+    /// luck of the schedule; none of that may make a program differ from itself.
+    #[test]
+    fn every_example_verifies_against_itself() {
+        let dir = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/examples"));
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "ded") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let toml = std::fs::read_to_string(path.with_extension("toml")).ok();
+            let options = VerifyOptions {
+                seeds: 2,
+                inputs: 8,
+                search: 20,
+                explore: ExploreConfig { max_states: 1_500, ..VerifyOptions::default().explore },
+                ..Default::default()
+            };
+            let (ok, out) = self_check(&text, toml.as_deref(), &options);
+            assert!(ok, "{}:\n{out}", path.display());
+            checked += 1;
+        }
+        assert!(checked >= 4, "examples not found in {}", dir.display());
+    }
+
+    /// Small random programs: two components, a channel each way, tables, aggregates, negation,
+    /// `:+`, deletes and invariants, drawn from rule templates that keep them well-formed.
+    fn generate(seed: u64) -> String {
+        let mut rng = Rng::new(seed);
+        let mut pick = |options: &[&str]| -> Vec<String> {
+            options.iter().filter(|_| rng.chance(0.5)).map(|s| s.to_string()).collect()
+        };
+        let front = pick(&[
+            "t(id, v) :- req(id, v).",
+            "tmax(max(v)) :- t(_, v).\n out(id, m) :- req(id, _), tmax(m).",
+            "cnt(count(id)) :- t(id, _).\n out(n, n) :- cnt(n).",
+            "pend(id, v) :+ req(id, v).\n out(id, v) :- pend(id, v), !t(id, v).",
+            "delete t(id, v) :- t(id, v), back(id, _).",
+            "out(id, v) :- back(id, v).",
+            "invariant big(id) :- t(id, v), v > 50.",
+            "timer() :- tick().\n out(0, n) :- timer(), cnt2(n).\n cnt2(count(id)) :- t(id, _).",
+        ]);
+        let back = pick(&[
+            "s(id, v) :- fwd(id, v, _).",
+            "back@from(id, v) :~ fwd(id, v, from).",
+            "back@from(id, v + 1) :~ fwd(id, v, from), !s(id, v).",
+            "smax(max(v)) :- s(_, v).\n back@from(id, m) :~ fwd(id, _, from), smax(m).",
+            "invariant neg(id) :- s(id, v), v < 0.",
+        ]);
+        format!(
+            "component front {{
+                input req(id: int, v: int) key(id)
+                input tick()
+                output out(id: int, v: int)
+                channel back(id: int, v: int)
+                table t(id: int, v: int)
+                fwd@p(id, v, self) :~ req(id, v), nodes(\"back\", p).
+                {}
+            }}
+            component back {{
+                channel fwd(id: int, v: int, from: addr)
+                table s(id: int, v: int)
+                {}
+            }}",
+            front.join("\n"),
+            back.join("\n")
+        )
+    }
+
+    #[test]
+    fn generated_programs_verify_against_themselves() {
+        let options = VerifyOptions {
+            seeds: 2,
+            inputs: 6,
+            search: 20,
+            explore: ExploreConfig { max_states: 1_000, ..VerifyOptions::default().explore },
+            ..Default::default()
+        };
+        let toml = "[components]\nfront = 1\nback = 2\n";
+        let mut checked = 0;
+        for seed in 0..24 {
+            let text = generate(seed);
+            let analysis = analyze(&text);
+            if analysis.has_errors() {
+                continue;
+            }
+            let (ok, out) = self_check(&text, Some(toml), &options);
+            assert!(ok, "{text}\n{out}");
+            checked += 1;
+        }
+        assert!(checked >= 16, "only {checked} of 24 generated programs are well-formed");
+    }
+
+    /// The first vote decides, once. Each single output of the broken version is one the
+    /// original can produce, and nothing the original always outputs is missing; only how it
+    /// can end differs: deciding twice.
+    #[test]
+    fn an_ending_the_original_never_has_is_caught() {
+        let once = "
+            component c {
+                input vote(v: int)
+                output decided(v: int)
+                table done(v: int)
+                pick(min(v)) :- vote(v), !done(_).
+                done(v) :+ pick(v).
+                decided(v) :- pick(v).
+            }
+        ";
+        let twice = once.replace("pick(min(v)) :- vote(v), !done(_).", "pick(min(v)) :- vote(v).");
+        let (verdict, out) = bounded_only(once, &twice);
+        assert!(!verdict.ok, "{out}");
+        assert!(!out.contains("new output") && !out.contains("missing output"), "{out}");
+        let (what, trace) = verdict.counterexample.unwrap();
+        assert_eq!(what, "unexpected ending: {decided(2), decided(3)}", "{out}");
+        assert_eq!(trace.iter().filter(|s| s.starts_with("tick")).count(), 3, "{trace:?}");
     }
 }

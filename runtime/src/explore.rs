@@ -8,9 +8,10 @@
 //! Actions: tick a node over any sub-multiset of the messages in flight to it (inputs are
 //! messages from the environment, in flight from the start, so every input order is explored),
 //! provided the node has something to do (messages, `:+` facts, tables changed in its last tick,
-//! or its first tick); duplicate an in-flight message (budget); crash a node (budget: it restarts
-//! with its tables, as with durability, and loses its pending `:+` facts). Messages are never
-//! lost: the runtime retransmits until acknowledged, so loss is delay.
+//! or its first tick), where the network may keep a copy of one delivered message in flight to
+//! deliver it again later (duplicates, budget); crash a node (budget: it restarts with its
+//! tables, as with durability, and loses its pending `:+` facts). Messages are never lost: the
+//! runtime retransmits until acknowledged, so loss is delay.
 //!
 //! Delivering a message into an inbox and ticking later is folded into the tick: deliveries are
 //! invisible (no output, no violation) and commute with every step but the receiver's tick and
@@ -44,8 +45,8 @@ pub struct ExploreConfig {
     pub max_states: usize,
     /// Do not expand states deeper than this many actions.
     pub max_depth: usize,
-    /// How many times, along one path, the network may deliver a copy of a message and keep it
-    /// in flight.
+    /// How many times, along one path, the network may deliver a message and keep a copy of it
+    /// in flight (at most one per tick).
     pub duplicates: u32,
     /// How many crashes, along one path (a crashed node restarts with its tables, as with
     /// durability; its pending `:+` facts are lost and its inbox goes back in flight).
@@ -235,11 +236,53 @@ const MAX_PICKS: usize = 4096;
 
 #[derive(Clone)]
 enum Action {
-    /// Deliver these messages (one entry per copy) and tick the node over them.
-    Tick(NodeAddr, Vec<Arc<Msg>>),
-    /// The network makes a second copy of an in-flight message.
-    Duplicate(Arc<Msg>),
+    /// Deliver these messages (one entry per copy) and tick the node over them; the network
+    /// may keep a copy of one of them in flight (a duplicate, delivered again later).
+    Tick(NodeAddr, Vec<Arc<Msg>>, Option<Arc<Msg>>),
     Crash(NodeAddr),
+}
+
+/// A tick over `msgs`, and with a duplicate budget left, the same tick with a copy of each
+/// distinct message kept in flight. Duplicating a message when it is first delivered covers
+/// duplicating it at any earlier time: the copy is indistinguishable until it is delivered.
+fn push_tick(out: &mut Vec<Action>, to: NodeAddr, msgs: Vec<Arc<Msg>>, dup: bool) {
+    out.push(Action::Tick(to, msgs.clone(), None));
+    if dup {
+        for (k, m) in msgs.iter().enumerate() {
+            if k == 0 || msgs[k - 1] != *m {
+                out.push(Action::Tick(to, msgs.clone(), Some(m.clone())));
+            }
+        }
+    }
+}
+
+/// An action's identity for sleep sets: its node, which fault budget it spends (two actions
+/// spending one budget do not commute: either may use it up), and a hash of the rest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+struct Key {
+    node: NodeAddr,
+    budget: u8,
+    hash: u64,
+}
+
+impl Key {
+    fn of(action: &Action) -> Key {
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        let (node, budget) = match action {
+            Action::Tick(n, msgs, copy) => {
+                (msgs, copy).hash(&mut h);
+                (*n, if copy.is_some() { 1 } else { 0 })
+            }
+            Action::Crash(n) => (*n, 2),
+        };
+        Key { node, budget, hash: h.finish() }
+    }
+
+    /// Actions of different nodes commute: each changes only its node, takes only messages
+    /// addressed to it, and adds messages and outputs to multisets and sets.
+    fn independent(&self, other: &Key) -> bool {
+        self.node != other.node && (self.budget == 0 || self.budget != other.budget)
+    }
 }
 
 /// Where a trace ends: the state it starts from, and the action taken there (when what it
@@ -361,7 +404,7 @@ impl<'a> Explorer<'a> {
                             rest /= c + 1;
                         }
                         if !msgs.is_empty() || idle {
-                            out.push(Action::Tick(to, msgs));
+                            push_tick(&mut out, to, msgs, w.dups > 0);
                         }
                     }
                 }
@@ -369,19 +412,12 @@ impl<'a> Explorer<'a> {
                     // Too many subsets: each message alone, and all of them together.
                     self.cut = true;
                     if idle {
-                        out.push(Action::Tick(to, Vec::new()));
+                        push_tick(&mut out, to, Vec::new(), false);
                     }
                     for (m, _) in &groups {
-                        out.push(Action::Tick(to, vec![(*m).clone()]));
+                        push_tick(&mut out, to, vec![(*m).clone()], w.dups > 0);
                     }
-                    out.push(Action::Tick(to, w.flight.iter().filter(|m| m.to == to).cloned().collect()));
-                }
-            }
-        }
-        if w.dups > 0 {
-            for (k, m) in w.flight.iter().enumerate() {
-                if k == 0 || w.flight[k - 1] != *m {
-                    out.push(Action::Duplicate(m.clone()));
+                    push_tick(&mut out, to, w.flight.iter().filter(|m| m.to == to).cloned().collect(), w.dups > 0);
                 }
             }
         }
@@ -399,11 +435,12 @@ impl<'a> Explorer<'a> {
     /// Applies `action` to `w`; returns the outputs and violations the step produced.
     fn apply(&mut self, w: &mut World, action: &Action) -> (Vec<u32>, Vec<Violation>) {
         match action {
-            Action::Tick(n, msgs) => self.tick(w, n.index(), msgs),
-            Action::Duplicate(m) => {
-                w.dups -= 1;
-                insert_sorted(&mut w.flight, m.clone());
-                (Vec::new(), Vec::new())
+            Action::Tick(n, msgs, copy) => {
+                if let Some(m) = copy {
+                    w.dups -= 1;
+                    insert_sorted(&mut w.flight, m.clone());
+                }
+                self.tick(w, n.index(), msgs)
             }
             Action::Crash(n) => {
                 w.crashes -= 1;
@@ -470,16 +507,40 @@ impl<'a> Explorer<'a> {
         (produced, violations)
     }
 
+    /// Breadth-first search with state caching and sleep sets: after exploring action `a` from
+    /// a state, its later siblings' successors need not take `a` again where `a` commutes with
+    /// them (ticks of different nodes do), since the other order reaches the same state at the
+    /// same depth. This prunes transitions, never states: every reachable state is still
+    /// visited (a state reached again with a smaller sleep set is expanded again for the
+    /// actions it had skipped).
     fn run(&mut self, dedup: bool) {
+        struct Visit {
+            idx: u32,
+            depth: usize,
+            sleep: Vec<Key>,
+            expanded: bool,
+        }
         let first = self.initial();
-        let mut seen: FxHashSet<u64> = FxHashSet::default();
-        seen.insert(first.hash());
+        let first_hash = first.hash();
+        let mut seen: FxHashMap<u64, Visit> = FxHashMap::default();
+        seen.insert(first_hash, Visit { idx: 0, depth: 0, sleep: Vec::new(), expanded: false });
         self.parents.push((0, None));
-        let mut frontier: VecDeque<(u32, usize, World)> = VecDeque::new();
-        frontier.push_back((0, 0, first));
-        'search: while let Some((idx, depth, world)) = frontier.pop_front() {
+        // (state, its hash, world, Some(actions) when only those are left to expand).
+        let mut frontier: VecDeque<(u32, u64, World, Option<Vec<Key>>)> = VecDeque::new();
+        frontier.push_back((0, first_hash, first, None));
+        'search: while let Some((idx, hash, world, only)) = frontier.pop_front() {
+            let (depth, sleep) = match seen.get_mut(&hash) {
+                Some(v) if dedup => {
+                    v.expanded = true;
+                    (v.depth, v.sleep.clone())
+                }
+                _ => (self.depth_of(idx), Vec::new()),
+            };
             self.max_depth = self.max_depth.max(depth);
-            if world.quiescent() && world.crashes == self.config.crashes && !self.terminals.contains_key(&world.outputs)
+            if only.is_none()
+                && world.quiescent()
+                && world.crashes == self.config.crashes
+                && !self.terminals.contains_key(&world.outputs)
             {
                 self.terminals.insert(world.outputs.clone(), idx);
                 self.terminal_order.push(world.outputs.clone());
@@ -492,7 +553,16 @@ impl<'a> Explorer<'a> {
                 self.cut = true;
                 continue;
             }
+            let mut done: Vec<Key> = Vec::new();
             for action in actions {
+                let key = Key::of(&action);
+                let skip = match &only {
+                    Some(list) => !list.contains(&key),
+                    None => sleep.contains(&key),
+                };
+                if skip {
+                    continue;
+                }
                 let mut next = world.clone();
                 let (produced, violations) = self.apply(&mut next, &action);
                 self.transitions += 1;
@@ -507,8 +577,24 @@ impl<'a> Explorer<'a> {
                         self.violations.push((v.invariant.clone(), shown, (idx, Some(action.clone()))));
                     }
                 }
-                if dedup && !seen.insert(next.hash()) {
-                    continue;
+                let mut next_sleep: Vec<Key> =
+                    sleep.iter().chain(done.iter()).filter(|k| k.independent(&key)).copied().collect();
+                next_sleep.sort_unstable();
+                next_sleep.dedup();
+                done.push(key);
+                let next_hash = next.hash();
+                if dedup {
+                    if let Some(v) = seen.get_mut(&next_hash) {
+                        let missing: Vec<Key> =
+                            v.sleep.iter().filter(|k| next_sleep.binary_search(k).is_err()).copied().collect();
+                        if !missing.is_empty() {
+                            v.sleep.retain(|k| next_sleep.binary_search(k).is_ok());
+                            if v.expanded {
+                                frontier.push_back((v.idx, next_hash, next, Some(missing)));
+                            }
+                        }
+                        continue;
+                    }
                 }
                 if self.parents.len() >= self.config.max_states {
                     self.cut = true;
@@ -516,12 +602,24 @@ impl<'a> Explorer<'a> {
                 }
                 let id = self.parents.len() as u32;
                 self.parents.push((idx, Some(action)));
-                frontier.push_back((id, depth + 1, next));
+                if dedup {
+                    seen.insert(next_hash, Visit { idx: id, depth: depth + 1, sleep: next_sleep, expanded: false });
+                }
+                frontier.push_back((id, next_hash, next, None));
             }
         }
         if !frontier.is_empty() {
             self.cut = true;
         }
+    }
+
+    fn depth_of(&self, mut idx: u32) -> usize {
+        let mut depth = 0;
+        while idx != 0 {
+            idx = self.parents[idx as usize].0;
+            depth += 1;
+        }
+        depth
     }
 
     fn trace(&self, (mut idx, last): TraceRef) -> Trace {
@@ -543,12 +641,14 @@ impl<'a> Explorer<'a> {
             format!("{verb} {fact} -> {}", name(m.to))
         };
         match a {
-            Action::Tick(n, msgs) => {
+            Action::Tick(n, msgs, copy) => {
                 let mut out: Vec<String> = msgs.iter().map(|m| show(m)).collect();
+                if let Some(m) = copy {
+                    out.push(format!("the network keeps a duplicate of {} in flight", show(m)));
+                }
                 out.push(format!("tick {}", name(*n)));
                 out
             }
-            Action::Duplicate(m) => vec![format!("the network duplicates: {}", show(m))],
             Action::Crash(n) => vec![format!("crash {} (it restarts with its tables)", name(*n))],
         }
     }
