@@ -95,10 +95,14 @@ pub fn show_value(deployment: &Deployment, v: &Value) -> String {
     }
 }
 
-/// A violation as reports show it: `invariant(args)`, addresses as node names.
+/// A violation as reports show it: `invariant(args)`, and `on node` for a local one, addresses
+/// as node names.
 pub fn show_violation(deployment: &Deployment, v: &Violation) -> String {
     let args: Vec<String> = v.args.iter().map(|a| show_value(deployment, a)).collect();
-    format!("{}({})", v.invariant, args.join(", "))
+    match v.node {
+        Some(n) => format!("{}({}) on {}", v.invariant, args.join(", "), show_value(deployment, &Value::Addr(n))),
+        None => format!("{}({})", v.invariant, args.join(", ")),
+    }
 }
 
 /// Human-readable steps from the initial state (`tick acceptor/1`, `deliver p2a(...) -> ...`).
@@ -153,23 +157,34 @@ pub fn explore(
     inputs: &[ExploreInput],
     config: &ExploreConfig,
 ) -> Result<Exploration, String> {
-    explore_with(program, deployment, inputs, config, true)
+    explore_with(program, deployment, inputs, config, Search::Reduced)
 }
 
-/// `dedup` off expands every path separately (the naive tree), for tests of the deduplication.
+/// How much of the search's pruning is on; only tests of the pruning turn some off.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(test), allow(dead_code))]
+enum Search {
+    /// Every path expanded separately (the naive tree).
+    Naive,
+    /// States deduplicated.
+    Cached,
+    /// States deduplicated, and transitions pruned by sleep sets.
+    Reduced,
+}
+
 fn explore_with(
     program: Arc<CompiledProgram>,
     deployment: Arc<Deployment>,
     inputs: &[ExploreInput],
     config: &ExploreConfig,
-    dedup: bool,
+    search: Search,
 ) -> Result<Exploration, String> {
     if let Some(i) = inputs.iter().find(|i| deployment.node(i.node).is_none()) {
         return Err(format!("input for node {} which the deployment does not have", i.node));
     }
     let start = Instant::now();
     let mut ex = Explorer::new(program, deployment, inputs, config);
-    ex.run(dedup);
+    ex.run(search);
     let mut result = ex.finish();
     result.elapsed = start.elapsed();
     Ok(result)
@@ -513,7 +528,8 @@ impl<'a> Explorer<'a> {
     /// same depth. This prunes transitions, never states: every reachable state is still
     /// visited (a state reached again with a smaller sleep set is expanded again for the
     /// actions it had skipped).
-    fn run(&mut self, dedup: bool) {
+    fn run(&mut self, search: Search) {
+        let (dedup, reduce) = (search != Search::Naive, search == Search::Reduced);
         struct Visit {
             idx: u32,
             depth: usize,
@@ -577,8 +593,11 @@ impl<'a> Explorer<'a> {
                         self.violations.push((v.invariant.clone(), shown, (idx, Some(action.clone()))));
                     }
                 }
-                let mut next_sleep: Vec<Key> =
-                    sleep.iter().chain(done.iter()).filter(|k| k.independent(&key)).copied().collect();
+                let mut next_sleep: Vec<Key> = if reduce {
+                    sleep.iter().chain(done.iter()).filter(|k| k.independent(&key)).copied().collect()
+                } else {
+                    Vec::new()
+                };
                 next_sleep.sort_unstable();
                 next_sleep.dedup();
                 done.push(key);
@@ -701,10 +720,14 @@ mod tests {
     }
 
     fn setup(src: &str) -> Setup {
+        setup_with(src, &[])
+    }
+
+    fn setup_with(src: &str, counts: &[(&str, u32)]) -> Setup {
         let analysis = compart_analysis::analyze(src);
         assert!(!analysis.has_errors(), "{:#?}", analysis.diagnostics);
         let program = Arc::new(CompiledProgram::new(&analysis).unwrap());
-        let deployment = Arc::new(Deployment::local(&analysis.program, &[]));
+        let deployment = Arc::new(Deployment::local(&analysis.program, counts));
         Setup { program, deployment }
     }
 
@@ -752,7 +775,7 @@ mod tests {
         assert!(r.exhausted, "{r:?}");
         assert_eq!(r.violations.len(), 1, "{r:?}");
         let v = &r.violations[0];
-        assert_eq!(v.shown, "in_order(1)");
+        assert_eq!(v.shown, "in_order(1) on receiver/0");
         assert_eq!(
             v.trace,
             ["input go(1) -> sender/0", "tick sender/0", "deliver second(1) -> receiver/0", "tick receiver/0"]
@@ -798,7 +821,7 @@ mod tests {
         let inputs = [s.input("sender/0", "go", vec![])];
         let config = ExploreConfig { duplicates: 0, ..Default::default() };
         let dedup = s.explore(&inputs, &config);
-        let naive = explore_with(s.program.clone(), s.deployment.clone(), &inputs, &config, false).unwrap();
+        let naive = explore_with(s.program.clone(), s.deployment.clone(), &inputs, &config, Search::Naive).unwrap();
         assert!(dedup.exhausted && naive.exhausted);
         assert!(dedup.states * 3 < naive.states, "{} states vs {} paths", dedup.states, naive.states);
         assert_eq!(dedup.outputs.keys().collect::<Vec<_>>(), naive.outputs.keys().collect::<Vec<_>>());
@@ -852,5 +875,54 @@ mod tests {
         );
         // Terminal states are the crash-free ones: the same as without a crash budget.
         assert_eq!(crashy.terminals.len(), safe.terminals.len());
+    }
+
+    /// Receivers acknowledge independently: their ticks commute, which sleep sets exploit.
+    const ACKS: &str = r#"
+        component sender {
+            input go(id: int)
+            output acked(id: int, n: int)
+            channel ack(id: int, r: addr)
+            table acks(id: int, r: addr)
+            m@r(id) :~ go(id), nodes("receiver", r).
+            acks(id, r) :- ack(id, r).
+            count_acks(id, count(r)) :- acks(id, r).
+            acked(id, n) :- count_acks(id, n).
+        }
+        component receiver {
+            channel m(id: int)
+            table got(id: int)
+            got(id) :- m(id).
+            ack@s(id, self) :~ m(id), nodes("sender", s).
+            invariant once(id) :- got(id), got(id), id > 2.
+        }
+    "#;
+
+    #[test]
+    fn sleep_sets_prune_transitions_but_reach_every_state() {
+        let s = setup_with(ACKS, &[("receiver", 3)]);
+        let inputs = [s.input("sender/0", "go", vec![Value::Int(3)])];
+        let config = ExploreConfig { duplicates: 0, ..Default::default() };
+        let run = |search| explore_with(s.program.clone(), s.deployment.clone(), &inputs, &config, search).unwrap();
+        let (cached, reduced) = (run(Search::Cached), run(Search::Reduced));
+        assert!(cached.exhausted && reduced.exhausted);
+        assert_eq!(cached.states, reduced.states);
+        assert!(reduced.transitions * 2 < cached.transitions, "{} vs {}", reduced.transitions, cached.transitions);
+        let shape = |e: &Exploration| {
+            let outputs: Vec<(String, usize)> = e.outputs.iter().map(|(f, t)| (f.to_string(), t.len())).collect();
+            let mut endings: Vec<Vec<String>> =
+                e.terminals.iter().map(|t| t.outputs.iter().map(|f| f.to_string()).collect()).collect();
+            endings.sort();
+            let violations: Vec<(String, usize)> =
+                e.violations.iter().map(|v| (v.shown.clone(), v.trace.len())).collect();
+            (outputs, endings, violations)
+        };
+        assert_eq!(shape(&cached), shape(&reduced));
+        let (outputs, endings, violations) = shape(&reduced);
+        assert_eq!(outputs.len(), 3, "{outputs:?}");
+        // Acks arrive one, two or three per tick; every schedule ends with all three counted.
+        let ending = |counts: &[&str]| counts.iter().map(|c| format!("acked(3, {c})")).collect::<Vec<_>>();
+        assert_eq!(endings, [ending(&["1", "2", "3"]), ending(&["1", "3"]), ending(&["2", "3"]), ending(&["3"])]);
+        assert_eq!(violations.len(), 3, "one per receiver: {violations:?}");
     }
 }
