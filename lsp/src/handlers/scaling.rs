@@ -9,8 +9,8 @@ use compart_analysis::rewrite::{self, Refusal, RewriteResult};
 use compart_analysis::scaling::{self, Context, ScalingReport, Verdict};
 use compart_analysis::{Program, TextRange};
 use tower_lsp_server::ls_types::{
-    CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, Command, InlayHint, InlayHintLabel, InlayHintTooltip,
-    MarkupContent, MarkupKind, TextEdit, WorkspaceEdit,
+    CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, Command, InlayHint, InlayHintLabel,
+    InlayHintTooltip, MarkupContent, MarkupKind, TextEdit, WorkspaceEdit,
 };
 
 use crate::converters::Converter;
@@ -200,8 +200,7 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
             let what = if touched.len() == 1 { "this rule" } else { "these rules" };
             let title = format!("Decouple {what} into a new component `{name}`");
             let data = lazy_data(snapshot, "decouple", &comp.name, &touched, &name);
-            let outcome =
-                if lazy { Ok(()) } else { checked(rewrite::decouple(analysis, &comp.name, &touched, &name)) };
+            let outcome = if lazy { Ok(()) } else { checked(rewrite::decouple(analysis, &comp.name, &touched, &name)) };
             out.push(action(title, outcome, data));
         }
     }
@@ -224,7 +223,11 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
                 }
                 _ => (format!("Partition `{}` by a key", comp.name), None),
             };
-            out.push(action(title, disabled.map_or(Ok(()), Err), lazy_data(snapshot, "partition", &comp.name, &[], "")));
+            out.push(action(
+                title,
+                disabled.map_or(Ok(()), Err),
+                lazy_data(snapshot, "partition", &comp.name, &[], ""),
+            ));
             if verdict.class.is_sequential() {
                 let title = sealed_title(&comp.name);
                 out.push(action(title, Ok(()), lazy_data(snapshot, "partition_sealed", &comp.name, &[], "")));
