@@ -67,7 +67,10 @@ pub fn explain(file: &Path, format: Format) -> u8 {
 }
 
 /// Apply one rewrite; the new program goes to stdout (or back to the file with `write`), the
-/// explanation to stderr. Exit 1 when the rewrite is refused.
+/// explanation to stderr. Exit 1 when the rewrite is refused, by its precondition or (unless
+/// `check` is false) by the bounded refinement check against the original, with its
+/// counterexample.
+#[allow(clippy::too_many_arguments)]
 pub fn rewrite(
     file: &Path,
     decouple: Option<&str>,
@@ -76,6 +79,7 @@ pub fn rewrite(
     by: Option<&str>,
     seal: bool,
     write: bool,
+    check: bool,
 ) -> u8 {
     let analysis = match load(file) {
         Ok(a) => a,
@@ -106,6 +110,16 @@ pub fn rewrite(
         Ok(result) => {
             for line in &result.explanation {
                 eprintln!("note: {line}");
+            }
+            if check {
+                let gate = BoundedCheck { original_deploy: std::fs::read_to_string(file.with_extension("toml")).ok() };
+                match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, seal) {
+                    Ok(summary) => eprintln!("note: checked against the original: {summary}"),
+                    Err(counterexample) => {
+                        eprintln!("refused by the bounded check: {counterexample}");
+                        return 1;
+                    }
+                }
             }
             if write {
                 if let Err(e) = std::fs::write(file, &result.new_text) {
@@ -187,6 +201,46 @@ fn read_profile(
 /// The plan `compart optimize` prints (also used by `compart bench`), with run reports of the
 /// program itself or of rewritings of it; Err(exit code, message).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
+    plan_checked(file, machines, profiles, true)
+}
+
+/// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
+/// gate: against the original program and its deployment file.
+pub struct BoundedCheck {
+    pub original_deploy: Option<String>,
+}
+
+impl optimize::StepCheck for BoundedCheck {
+    fn check(&self, original: &str, rewritten: &str, invariants_only: bool) -> Result<String, String> {
+        match crate::verify::check_rewrite(original, rewritten, self.original_deploy.as_deref(), invariants_only) {
+            Ok(summary) => Ok(format!(
+                "{}{} states, {} in {:.1} s",
+                if invariants_only { "invariants: " } else { "" },
+                summary.states,
+                if summary.exhausted { "every bounded workload exhausted" } else { "bounded" },
+                summary.elapsed.as_secs_f64()
+            )),
+            Err(counterexample) => {
+                let mut text = counterexample.what;
+                if !counterexample.trace.is_empty() {
+                    text.push_str("\nshortest schedule of the rewritten program:");
+                    for (i, step) in counterexample.trace.iter().enumerate() {
+                        text.push_str(&format!("\n  {:>3}. {step}", i + 1));
+                    }
+                }
+                Err(text)
+            }
+        }
+    }
+}
+
+/// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false.
+pub fn plan_checked(
+    file: &Path,
+    machines: usize,
+    profiles: &[&Path],
+    check: bool,
+) -> Result<optimize::Plan, (u8, String)> {
     let text = std::fs::read_to_string(file).map_err(|e| (2u8, format!("cannot read {}: {e}", file.display())))?;
     let analysis = analyze(&text);
     if analysis.has_errors() {
@@ -215,13 +269,15 @@ pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> R
         }
     }
     let options = optimize::Options { machines, profile, logical, ..Default::default() };
-    Ok(optimize::optimize(&analysis, &options))
+    let gate = BoundedCheck { original_deploy: std::fs::read_to_string(&toml).ok() };
+    let gate: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
+    Ok(optimize::optimize_checked(&analysis, &options, gate))
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.
-pub fn optimize(file: &Path, machines: usize, profiles: &[PathBuf], out: Option<&PathBuf>) -> u8 {
+pub fn optimize(file: &Path, machines: usize, profiles: &[PathBuf], out: Option<&PathBuf>, check: bool) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let plan = match plan_with_profiles(file, machines, &profiles) {
+    let plan = match plan_checked(file, machines, &profiles, check) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

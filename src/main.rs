@@ -88,6 +88,9 @@ enum Command {
         /// Write the result back to FILE instead of stdout.
         #[arg(long)]
         write: bool,
+        /// Skip the bounded refinement check against the original (the rewrite is then unproven).
+        #[arg(long)]
+        no_check: bool,
     },
     /// Check that a rewritten program refines the original: every schedule of a few small
     /// workloads explored (bounded), then random schedules of longer random workloads.
@@ -120,6 +123,9 @@ enum Command {
         /// Write FILE.optimized.ded and .toml into this directory instead of printing them.
         #[arg(long)]
         out: Option<std::path::PathBuf>,
+        /// Skip the bounded refinement check of each step (the plan is then unproven).
+        #[arg(long)]
+        no_check: bool,
     },
 }
 
@@ -137,7 +143,7 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),
-        Command::Rewrite { file, decouple, into, partition, by, seal, write } => explain::rewrite(
+        Command::Rewrite { file, decouple, into, partition, by, seal, write, no_check } => explain::rewrite(
             &file,
             decouple.as_deref(),
             into.as_deref(),
@@ -145,12 +151,13 @@ fn main() -> ExitCode {
             by.as_deref(),
             seal,
             write,
+            !no_check,
         ),
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out } => {
-            explain::optimize(&file, machines, &profile, out.as_ref())
+        Command::Optimize { file, machines, profile, out, no_check } => {
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check)
         }
         Command::Run(args) => run::run(args),
         Command::Bench(args) => bench::bench(args),
