@@ -67,7 +67,7 @@ pub struct ExploreInput {
     pub tuple: Tuple,
 }
 
-/// A fact as reports show it: values rendered, addresses as deployment node names
+/// A fact as reports show it: values rendered, addresses as logical node names
 /// (`reply(1, proposer/0)`), so that facts of two deployments compare by name.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Fact {
@@ -87,11 +87,21 @@ impl fmt::Display for Fact {
     }
 }
 
-/// A value as reports show it: an address is its node's name.
+/// A value as reports show it: an address is its logical node's name.
 pub fn show_value(deployment: &Deployment, v: &Value) -> String {
     match v {
-        Value::Addr(a) => deployment.node(*a).map_or(a.to_string(), |n| n.name.clone()),
+        Value::Addr(a) => logical_name(deployment, *a),
         other => other.to_string(),
+    }
+}
+
+/// `acceptor/1` for the logical node and every instance of it (`acceptor/1.0`, ...): programs
+/// see logical addresses, and two deployments of one program may partition a node differently.
+pub fn logical_name(deployment: &Deployment, a: NodeAddr) -> String {
+    match deployment.node(a) {
+        Some(n) if n.partitions > 1 => n.name.rsplit_once('.').map_or(n.name.clone(), |(l, _)| l.to_string()),
+        Some(n) => n.name.clone(),
+        None => a.to_string(),
     }
 }
 
