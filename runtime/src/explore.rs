@@ -935,4 +935,15 @@ mod tests {
         assert_eq!(endings, [ending(&["1", "2", "3"]), ending(&["1", "3"]), ending(&["2", "3"]), ending(&["3"])]);
         assert_eq!(violations.len(), 3, "one per receiver: {violations:?}");
     }
+
+    #[test]
+    fn addresses_show_as_logical_nodes_whatever_the_partitioning() {
+        let analysis = compart_analysis::analyze("component c partitioned by k { input put(k: int) }");
+        assert!(!analysis.has_errors(), "{:#?}", analysis.diagnostics);
+        let d = Deployment::local_partitioned(&analysis.program, &[("c", 2, 3)]);
+        let names: Vec<String> = d.nodes.iter().map(|n| logical_name(&d, n.addr)).collect();
+        assert_eq!(names, ["c/0", "c/0", "c/0", "c/1", "c/1", "c/1"]);
+        assert_eq!(d.nodes[4].name, "c/1.1", "instances keep their own names in traces");
+        assert_eq!(show_value(&d, &Value::Addr(NodeAddr(4))), "c/1");
+    }
 }
