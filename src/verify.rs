@@ -132,22 +132,41 @@ fn deployment(
     Ok(default_deployment(program, like))
 }
 
-fn default_deployment(program: &Program, like: Option<&(Deployment, &Program)>) -> Deployment {
-    let counts: Vec<(String, u32, u32)> = program
+/// The smallest deployment that still exercises every component: one logical node each, two
+/// instances for a partitioned one. Schedules are shorter there, so the bounded phase reaches
+/// replies it cannot reach in a full deployment (Paxos with one proposer and one acceptor commits
+/// in a few ticks); a difference found there is a difference of the rewrite.
+fn minimal_deployment(program: &Program) -> Deployment {
+    let counts: Vec<(&str, u32, u32)> = program
         .components
         .iter()
-        .map(|c| {
-            let same =
-                |n: &&compart_runtime::NodeSpec| like.is_some_and(|(_, p)| p.component(n.component).name == c.name);
-            let nodes = like.map(|(d, _)| d.nodes.iter().filter(same).collect::<Vec<_>>()).unwrap_or_default();
-            let logical = nodes.iter().filter(|n| n.logical == n.addr).count();
+        .map(|c| (c.name.as_str(), 1, if c.placement.is_some() { 2 } else { 1 }))
+        .collect();
+    Deployment::local_partitioned(program, &counts)
+}
+
+fn default_deployment(program: &Program, like: Option<&(Deployment, &Program)>) -> Deployment {
+    let nodes_of = |name: &str| -> Vec<&compart_runtime::NodeSpec> {
+        like.map(|(d, p)| d.nodes.iter().filter(|n| p.component(n.component).name == name).collect())
+            .unwrap_or_default()
+    };
+    let counts: Vec<(String, u32, u32)> = program
+        .component_ids()
+        .map(|id| {
+            let c = program.component(id);
+            let nodes = nodes_of(&c.name);
+            // A decoupled part has as many nodes as the component it forwards from (`partner`).
+            let logical = program.logical_count(id, |name| {
+                let n = nodes_of(name).iter().filter(|n| n.logical == n.addr).count();
+                (n > 0).then_some(n)
+            });
             let like_parts = nodes.iter().map(|n| n.partitions).max().unwrap_or(1);
             let parts = match c.placement {
                 Some(_) if like_parts > 1 => like_parts,
                 Some(_) => 3,
                 None => 1,
             };
-            (c.name.clone(), logical.max(1) as u32, parts)
+            (c.name.clone(), logical as u32, parts)
         })
         .collect();
     let refs: Vec<(&str, u32, u32)> = counts.iter().map(|(n, l, p)| (n.as_str(), *l, *p)).collect();
@@ -648,23 +667,35 @@ fn compare_with(
             ex.max_states, ex.max_depth, ex.duplicates, ex.crashes
         );
     }
-    for n in 1..=options.workloads {
-        let w = workload(&orig.analysis.program, n as u64, n, Some(n - 1));
-        if w.is_empty() {
-            let _ = writeln!(out, "no input relation to drive: the bounded phase explores the programs alone");
-        }
-        let (oi, ni) = (resolve(orig, orig_dep, &w)?, resolve(new, new_dep, &w)?);
-        let shown: Vec<String> = ni.iter().map(|i| show_input(new, new_dep, i)).collect();
-        let _ = writeln!(out, "workload {n}: {}", if shown.is_empty() { "no input".into() } else { shown.join(", ") });
-        let o = explore::explore(orig.program.clone(), orig_dep.clone(), &oi, ex)?;
-        let r = explore::explore(new.program.clone(), new_dep.clone(), &ni, ex)?;
-        let _ = writeln!(out, "  original:  {}", summary(&o));
-        let _ = writeln!(out, "  rewritten: {}", summary(&r));
-        verdict.states += o.states + r.states;
-        verdict.exhausted &= o.exhausted && r.exhausted;
-        bounded_check(orig, orig_dep, &oi, &o, &r, options, &mut verdict, out);
-        if w.is_empty() {
-            break;
+    // The given deployments, and the minimal one where it is smaller (it reaches deeper).
+    let small: Deployments =
+        (Arc::new(minimal_deployment(&orig.analysis.program)), Arc::new(minimal_deployment(&new.analysis.program)));
+    let smaller = small.0.nodes.len() < orig_dep.nodes.len() || small.1.nodes.len() < new_dep.nodes.len();
+    // Each pass draws its own workloads (another seed): more inputs covered for the same bounds.
+    let mut passes: Vec<(&str, Deployments, u64)> = vec![("", (orig_dep.clone(), new_dep.clone()), 0)];
+    if smaller && options.workloads > 0 {
+        passes.push(("one node per component: ", small, 1000));
+    }
+    for (label, (orig_dep, new_dep), seed) in &passes {
+        for n in 1..=options.workloads {
+            let w = workload(&orig.analysis.program, seed + n as u64, n, Some(n - 1));
+            if w.is_empty() {
+                let _ = writeln!(out, "no input relation to drive: the bounded phase explores the programs alone");
+            }
+            let (oi, ni) = (resolve(orig, orig_dep, &w)?, resolve(new, new_dep, &w)?);
+            let shown: Vec<String> = ni.iter().map(|i| show_input(new, new_dep, i)).collect();
+            let shown = if shown.is_empty() { "no input".into() } else { shown.join(", ") };
+            let _ = writeln!(out, "{label}workload {n}: {shown}");
+            let o = explore::explore(orig.program.clone(), orig_dep.clone(), &oi, ex)?;
+            let r = explore::explore(new.program.clone(), new_dep.clone(), &ni, ex)?;
+            let _ = writeln!(out, "  original:  {}", summary(&o));
+            let _ = writeln!(out, "  rewritten: {}", summary(&r));
+            verdict.states += o.states + r.states;
+            verdict.exhausted &= o.exhausted && r.exhausted;
+            bounded_check(orig, orig_dep, &oi, &o, &r, options, &mut verdict, out);
+            if w.is_empty() {
+                break;
+            }
         }
     }
     if options.seeds > 0 {

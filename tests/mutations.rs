@@ -27,10 +27,18 @@ struct Mutation {
     what: &'static str,
     find: &'static str,
     replace: &'static str,
+    /// Why verify cannot catch this one (outside what a bounded check can see): the test then
+    /// requires that it is indeed not caught, so that the list stays true.
+    beyond: Option<&'static str>,
 }
 
 const fn m(what: &'static str, find: &'static str, replace: &'static str) -> Mutation {
-    Mutation { what, find, replace }
+    Mutation { what, find, replace, beyond: None }
+}
+
+/// A mutation verify is known not to catch, with the reason.
+const fn beyond(what: &'static str, find: &'static str, replace: &'static str, why: &'static str) -> Mutation {
+    Mutation { what, find, replace, beyond: Some(why) }
 }
 
 struct Rewrite {
@@ -200,7 +208,12 @@ const PAXOS_COMMIT: &[Mutation] = &[
         "accept_count(s, b, c), n_acceptors_commit_part(n), 2 * c > n,",
         "accept_count(s, b, c), n_acceptors_commit_part(n), c > n,",
     ),
-    m("inverted nack filter", "max_ballot > ballot.", "max_ballot < ballot."),
+    beyond(
+        "inverted nack filter",
+        "max_ballot > ballot.",
+        "max_ballot < ballot.",
+        "liveness under fairness only: a preempted leader no longer hears of the preemption and keeps proposing with its old ballot; the original too leaves the request unanswered until a later timeout, so no finite workload's endings differ",
+    ),
     m(
         "p2b sent to the wrong destination",
         r#"promised(m), partner(p, dest), nodes("commit_part", dest)."#,
@@ -225,7 +238,12 @@ const PAXOS_SEALED: &[Mutation] = &[
         "p1b_arrived(acceptor, ballot, parts, parts),",
         "p1b_arrived(acceptor, ballot, parts, c), c >= 1,",
     ),
-    m("wrong partition key", "partitioned by p2a.slot", "partitioned by p2a.ballot"),
+    beyond(
+        "wrong partition key",
+        "partitioned by p2a.slot",
+        "partitioned by p2a.ballot",
+        "with one proposer every p2a of a run has one ballot, so one instance takes them all; with two, every instance still hears every p1a (sealed broadcast), and no explored schedule shows a difference",
+    ),
     m(
         "wrong recombination of the summed log size",
         "log_size = (log_size_tagged - parts * (parts - 1) / 2) / parts.",
@@ -502,16 +520,27 @@ fn verify_catches_broken_rewrites_of_the_examples() {
     examples.dedup();
     let mut summary = String::new();
     for example in examples {
-        let (mut caught, mut valid, mut skipped) = (0, 0, 0);
+        let (mut caught, mut valid, mut skipped, mut known) = (0, 0, 0, 0);
         let mut lines = String::new();
         for ((i, j), verdict) in jobs.iter().zip(&verdicts).filter(|((i, _), _)| REWRITES[*i].example == example) {
             let rewrite = &REWRITES[*i];
             let what = format!("{} / {}", rewrite.args.join(" "), rewrite.mutations[*j].what);
             match verdict {
+                Verdict::Caught(how) if rewrite.mutations[*j].beyond.is_some() => {
+                    caught += 1;
+                    valid += 1;
+                    lines.push_str(&format!("  caught   {what}: {how}\n"));
+                    problems.push(format!("{example}: now caught, listed as beyond verify: {what} (make it `m`)"));
+                }
                 Verdict::Caught(how) => {
                     caught += 1;
                     valid += 1;
                     lines.push_str(&format!("  caught   {what}: {how}\n"));
+                }
+                Verdict::Missed if rewrite.mutations[*j].beyond.is_some() => {
+                    known += 1;
+                    let why = rewrite.mutations[*j].beyond.unwrap_or_default();
+                    lines.push_str(&format!("  beyond   {what}: {why}\n"));
                 }
                 Verdict::Missed => {
                     valid += 1;
@@ -529,7 +558,9 @@ fn verify_catches_broken_rewrites_of_the_examples() {
                 }
             }
         }
-        summary.push_str(&format!("{example}: caught {caught} / {valid} valid mutations ({skipped} skipped)\n{lines}"));
+        summary.push_str(&format!(
+            "{example}: caught {caught} / {valid} valid mutations ({skipped} skipped, {known} beyond a bounded check)\n{lines}"
+        ));
         if valid < 10 {
             problems.push(format!("{example}: only {valid} valid mutations (at least 10 needed)"));
         }
