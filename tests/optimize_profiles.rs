@@ -17,8 +17,9 @@ fn optimize(profiles: &[&str]) -> String {
     let out = compart(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    // The table and the components; the program text follows.
-    text.split("\n\n").take(2).collect::<Vec<_>>().join("\n\n")
+    // The table, what the bounded check explored before each step, and the components; the
+    // program text follows.
+    text.split("\n\n").take(3).collect::<Vec<_>>().join("\n\n")
 }
 
 /// Both rounds' programs, written with `--out`, keep Paxos' invariants under `compart verify`.
