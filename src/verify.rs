@@ -137,11 +137,8 @@ fn deployment(
 /// replies it cannot reach in a full deployment (Paxos with one proposer and one acceptor commits
 /// in a few ticks); a difference found there is a difference of the rewrite.
 fn minimal_deployment(program: &Program) -> Deployment {
-    let counts: Vec<(&str, u32, u32)> = program
-        .components
-        .iter()
-        .map(|c| (c.name.as_str(), 1, if c.placement.is_some() { 2 } else { 1 }))
-        .collect();
+    let counts: Vec<(&str, u32, u32)> =
+        program.components.iter().map(|c| (c.name.as_str(), 1, if c.placement.is_some() { 2 } else { 1 })).collect();
     Deployment::local_partitioned(program, &counts)
 }
 
