@@ -101,3 +101,51 @@ component log {
     assert!(out.contains("sealed partitioning of `log`"), "{out}");
     insta::assert_snapshot!(out);
 }
+
+/// A gate that refuses every decoupling moving `commit` (as if the bounded check had found a
+/// counterexample), and records what it was asked.
+struct RefuseCommit {
+    asked: std::cell::RefCell<Vec<bool>>,
+}
+
+impl optimize::StepCheck for RefuseCommit {
+    fn check(&self, original: &str, rewritten: &str, invariants_only: bool) -> Result<String, String> {
+        assert!(analyze(original).program.component_by_name("proposer").is_some());
+        self.asked.borrow_mut().push(invariants_only);
+        let moved_commit = analyze(rewritten).program.components.iter().any(|c| {
+            c.name != "proposer"
+                && c.rules.iter().any(|&r| analyze(rewritten).program.rule(r).head.relation == "commit")
+        });
+        if moved_commit {
+            Err("commit(1) differs\nshortest schedule: ...".into())
+        } else {
+            Ok("accepted".into())
+        }
+    }
+}
+
+#[test]
+fn a_step_the_gate_refuses_is_not_taken_and_is_listed() {
+    let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let options = optimize::Options {
+        machines: 29,
+        logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
+        ..Default::default()
+    };
+    let gate = RefuseCommit { asked: Default::default() };
+    let plan = optimize::optimize_checked(&analyze(&text), &options, Some(&gate));
+    assert!(!gate.asked.borrow().is_empty(), "the gate was asked");
+    // Without the gate the first step moves the commit path; with it, that step is refused, its
+    // counterexample kept, and the search goes on with other candidates.
+    assert!(!plan.refused.is_empty(), "{}", optimize::render_steps(&plan));
+    assert!(plan.refused.iter().all(|r| r.counterexample.starts_with("commit(1) differs")));
+    let rendered = optimize::render_steps(&plan);
+    assert!(rendered.contains("refused by the bounded check: functional decoupling: move proposals"), "{rendered}");
+    let final_program = analyze(&plan.text);
+    assert!(!final_program.has_errors());
+    let commit_moved = final_program.program.components.iter().any(|c| {
+        c.name != "proposer" && c.rules.iter().any(|&r| final_program.program.rule(r).head.relation == "commit")
+    });
+    assert!(!commit_moved, "a refused step was taken:\n{rendered}");
+    assert!(plan.steps.iter().skip(1).all(|s| s.checked.as_deref() == Some("accepted")), "{rendered}");
+}
