@@ -258,8 +258,9 @@ pub fn plan_checked(
     // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
     let mut logical = std::collections::BTreeMap::new();
     let toml = file.with_extension("toml");
-    if let Ok(text) = std::fs::read_to_string(&toml) {
-        match compart_runtime::Deployment::from_toml(&text, &analysis.program) {
+    let deploy_text = std::fs::read_to_string(&toml).ok();
+    if let Some(text) = &deploy_text {
+        match compart_runtime::Deployment::from_toml(text, &analysis.program) {
             Ok(deployment) => {
                 for node in deployment.logical_nodes() {
                     *logical.entry(analysis.program.component(node.component).name.clone()).or_insert(0) += 1;
@@ -269,7 +270,7 @@ pub fn plan_checked(
         }
     }
     let options = optimize::Options { machines, profile, logical, ..Default::default() };
-    let gate = BoundedCheck { original_deploy: std::fs::read_to_string(&toml).ok() };
+    let gate = BoundedCheck { original_deploy: deploy_text };
     let gate: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     Ok(optimize::optimize_checked(&analysis, &options, gate))
 }

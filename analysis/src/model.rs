@@ -224,6 +224,24 @@ pub struct Rule {
 }
 
 impl Rule {
+    /// For a message `r@d(..) :~ .., nodes("X", d)`: the component `X` it goes to, with the first
+    /// argument of a `partner(a, d)` atom when it picks one node of `X` (a's partner) rather than
+    /// every node.
+    pub fn addressee(&self) -> Option<(&str, Option<&Expr>)> {
+        let dest = self.head.destination.as_ref()?.as_var()?;
+        let binds_dest = |a: &&Atom| a.args.get(1).and_then(|e| e.as_var()) == Some(dest);
+        let component =
+            self.atoms().filter(|a| a.relation == NODES_RELATION).filter(binds_dest).find_map(|a| {
+                match a.args.first().map(|e| &e.kind) {
+                    Some(ExprKind::Str(name)) => Some(name.as_str()),
+                    _ => None,
+                }
+            })?;
+        let partner_of =
+            self.atoms().filter(|a| a.relation == PARTNER_RELATION).find(binds_dest).and_then(|a| a.args.first());
+        Some((component, partner_of))
+    }
+
     pub fn has_aggregate(&self) -> bool {
         self.head.args.iter().any(|a| matches!(a, HeadArg::Aggregate(_)))
     }
@@ -588,18 +606,9 @@ impl Program {
     pub fn partnered_with(&self, component: ComponentId) -> Option<ComponentId> {
         let name = &self.component(component).name;
         self.rules.iter().find_map(|rule| {
-            let dest = rule.head.destination.as_ref()?.as_var()?;
-            let names_component = rule.atoms().any(|a| {
-                a.relation == NODES_RELATION
-                    && matches!(a.args.first().map(|e| &e.kind), Some(ExprKind::Str(n)) if n == name)
-                    && a.args.get(1).and_then(|e| e.as_var()) == Some(dest)
-            });
-            let to_partner = rule.atoms().any(|a| {
-                a.relation == PARTNER_RELATION
-                    && matches!(a.args.first().map(|e| &e.kind), Some(ExprKind::SelfAddr))
-                    && a.args.get(1).and_then(|e| e.as_var()) == Some(dest)
-            });
-            (names_component && to_partner && rule.component != component).then_some(rule.component)
+            let (to, partner_of) = rule.addressee()?;
+            let from_self = partner_of.is_some_and(|e| matches!(e.kind, ExprKind::SelfAddr));
+            (to == name && from_self && rule.component != component).then_some(rule.component)
         })
     }
 

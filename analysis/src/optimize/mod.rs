@@ -235,21 +235,10 @@ fn is_relay(rule: &crate::model::Rule) -> bool {
 
 /// `X` when the rule sends to every node of `nodes("X", dest)` (not to one `partner`).
 fn broadcast_target(rule: &crate::model::Rule) -> Option<String> {
-    let dest = rule.head.destination.as_ref()?.as_var()?;
-    let to_partner = rule
-        .atoms()
-        .any(|a| a.relation == crate::model::PARTNER_RELATION && a.args.get(1).and_then(|e| e.as_var()) == Some(dest));
-    if to_partner {
-        return None;
+    match rule.addressee()? {
+        (component, None) => Some(component.to_string()),
+        (_, Some(_)) => None,
     }
-    rule.atoms().find_map(|a| {
-        let is_nodes =
-            a.relation == crate::model::NODES_RELATION && a.args.get(1).and_then(|e| e.as_var()) == Some(dest);
-        match (is_nodes, a.args.first().map(|e| &e.kind)) {
-            (true, Some(ExprKind::Str(name))) => Some(name.clone()),
-            _ => None,
-        }
-    })
 }
 
 fn finish_estimate(components: Vec<ComponentCost>) -> Estimate {
@@ -481,9 +470,8 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         }
     }
     // Scale out: add instances as the budget allows, recording each component's placement.
-    let target = estimate(&a.program, &options);
+    let mut target = estimate(&a.program, &options);
     let mut partial = current.components.clone();
-    let mut target = target;
     for cost in target.components.iter_mut().filter(|c| c.partitions > 1) {
         let what = if cost.class == "parallel" { "replicate" } else { "partition" };
         let description =

@@ -75,6 +75,8 @@ struct Decoupling<'n> {
     nack_refused: Vec<(RelationId, String)>,
     /// D needs the forwarding C node's address (`origin`).
     needs_origin: bool,
+    /// C's invariants that move to D (they read only relations D takes).
+    invariants: Vec<crate::model::InvariantId>,
 }
 
 const ORIGIN: &str = "origin";
@@ -112,7 +114,7 @@ fn precondition<'n>(
             owned_by_d.push(x);
         }
     }
-    invariants_follow(cx, c, &owned_by_d)?;
+    let invariants = invariants_follow(cx, c, &owned_by_d)?;
     let (mut forwarded, copied_static) = forwarded_flows(cx, &moved, &owned_by_d, c_name, d_name)?;
     functional_flows_used_alone(cx, &moved, &forwarded, c_name)?;
     let (nacked, nack_refused) = nack_plans(cx, c, &moved, &kept, &forwarded);
@@ -136,6 +138,7 @@ fn precondition<'n>(
         nacked,
         nack_refused,
         needs_origin,
+        invariants,
     })
 }
 
@@ -912,7 +915,7 @@ fn transform(cx: &RewriteContext<'_>, plan: &Decoupling<'_>) -> String {
     }
     // Invariants about the moved relations move with them (`invariants_follow` checked they
     // read nothing else).
-    for inv in invariants_of_d(cx, plan) {
+    for &inv in &plan.invariants {
         let span = item_span(text, program.invariant(inv).range);
         d_rules.push(text[span.as_range()].trim().to_string());
         edits.push((span, String::new()));
@@ -944,31 +947,21 @@ fn transform(cx: &RewriteContext<'_>, plan: &Decoupling<'_>) -> String {
     splice(text, &edits)
 }
 
-/// C's invariants that read only relations D takes (they move to D).
-fn invariants_of_d(cx: &RewriteContext<'_>, plan: &Decoupling<'_>) -> Vec<crate::model::InvariantId> {
+/// An invariant of C must read relations of one side only; those reading D's move to D.
+fn invariants_follow(
+    cx: &RewriteContext<'_>,
+    c: ComponentId,
+    owned_by_d: &[RelationId],
+) -> Result<Vec<crate::model::InvariantId>, Refusal> {
     let program = cx.program;
-    program
-        .component(plan.c)
-        .invariants
-        .iter()
-        .copied()
-        .filter(|&inv| {
-            crate::model::atoms(&program.invariant(inv).body)
-                .filter_map(|a| a.relation_id)
-                .any(|r| plan.owned_by_d.contains(&r))
-        })
-        .collect()
-}
-
-/// An invariant of C must read relations of one side only.
-fn invariants_follow(cx: &RewriteContext<'_>, c: ComponentId, owned_by_d: &[RelationId]) -> Result<(), Refusal> {
-    let program = cx.program;
+    let mut to_d = Vec::new();
     for &inv in &program.component(c).invariants {
         let invariant = program.invariant(inv);
         let rels: Vec<RelationId> = crate::model::atoms(&invariant.body).filter_map(|a| a.relation_id).collect();
-        let in_d = rels.iter().any(|r| owned_by_d.contains(r));
-        let all_in_d = rels.iter().all(|r| owned_by_d.contains(r) || cx.is_builtin(*r));
-        if in_d && !all_in_d {
+        if !rels.iter().any(|r| owned_by_d.contains(r)) {
+            continue;
+        }
+        if !rels.iter().all(|r| owned_by_d.contains(r) || cx.is_builtin(*r)) {
             return Err(Refusal::new(
                 invariant.range,
                 format!(
@@ -977,8 +970,9 @@ fn invariants_follow(cx: &RewriteContext<'_>, c: ComponentId, owned_by_d: &[Rela
                 ),
             ));
         }
+        to_d.push(inv);
     }
-    Ok(())
+    Ok(to_d)
 }
 
 /// Which rewrite applied and why it is sound, one point per line.

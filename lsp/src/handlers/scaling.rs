@@ -136,7 +136,13 @@ fn fresh_name(program: &Program, base: &str) -> String {
 pub const LAZY_ABOVE_LINES: usize = 1500;
 
 /// What `compart.applyRewrite` needs to compute the rewrite.
-fn lazy_data(snapshot: &Snapshot, rewrite: &str, component: &str, rules: &[RuleId], name: &str) -> serde_json::Value {
+fn rewrite_data(
+    snapshot: &Snapshot,
+    rewrite: &str,
+    component: &str,
+    rules: &[RuleId],
+    name: &str,
+) -> serde_json::Value {
     serde_json::json!({
         "uri": snapshot.uri.as_str(),
         "version": snapshot.version,
@@ -199,7 +205,7 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
             let name = fresh_name(program, &format!("{}_{}", comp.name, program.rule(first).head.relation));
             let what = if touched.len() == 1 { "this rule" } else { "these rules" };
             let title = format!("Decouple {what} into a new component `{name}`");
-            let data = lazy_data(snapshot, "decouple", &comp.name, &touched, &name);
+            let data = rewrite_data(snapshot, "decouple", &comp.name, &touched, &name);
             let outcome = if lazy { Ok(()) } else { checked(rewrite::decouple(analysis, &comp.name, &touched, &name)) };
             out.push(action(title, outcome, data));
         }
@@ -226,11 +232,11 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
             out.push(action(
                 title,
                 disabled.map_or(Ok(()), Err),
-                lazy_data(snapshot, "partition", &comp.name, &[], ""),
+                rewrite_data(snapshot, "partition", &comp.name, &[], ""),
             ));
             if verdict.class.is_sequential() {
                 let title = sealed_title(&comp.name);
-                out.push(action(title, Ok(()), lazy_data(snapshot, "partition_sealed", &comp.name, &[], "")));
+                out.push(action(title, Ok(()), rewrite_data(snapshot, "partition_sealed", &comp.name, &[], "")));
             }
         } else if comp.placement.is_none() {
             let policies = Context::new(program).policies(cid, &comp.rules);
@@ -239,11 +245,11 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
                 Some(k) => format!("Partition `{}` by `{k}`", comp.name),
                 None => format!("Partition `{}` by a key", comp.name),
             };
-            let data = lazy_data(snapshot, "partition", &comp.name, &[], "");
+            let data = rewrite_data(snapshot, "partition", &comp.name, &[], "");
             out.push(action(title, checked(rewrite::partition(analysis, &comp.name, None)), data));
             if key.is_none() {
                 let outcome = checked(rewrite::partition_sealed(analysis, &comp.name, None));
-                let data = lazy_data(snapshot, "partition_sealed", &comp.name, &[], "");
+                let data = rewrite_data(snapshot, "partition_sealed", &comp.name, &[], "");
                 out.push(action(sealed_title(&comp.name), outcome, data));
             }
         }
