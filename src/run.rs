@@ -61,6 +61,11 @@ pub struct RunArgs {
     /// Largest accepted network frame, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
+    /// The emulated cluster: run every node process in its own cgroup limited to this fraction
+    /// of one core (e.g. 0.1), so that nodes scale as if each had a machine. Needs write access
+    /// to the cgroup `cpu` controller (root).
+    #[arg(long)]
+    pub cpu_per_node: Option<f64>,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -111,6 +116,7 @@ pub fn run(args: RunArgs) -> u8 {
     opts.reply_timeout = Duration::from_secs_f64(args.reply_timeout.max(0.1));
     opts.max_frame_bytes = args.max_frame_bytes;
     opts.progress = !args.quiet;
+    opts.cpu_per_node = args.cpu_per_node;
     opts.secret = env_secret();
     let report = match launcher::run(&opts) {
         Ok(r) => r,

@@ -4,6 +4,7 @@
 //! The launcher is itself a network peer, with the address one past the last node: it sends
 //! client inputs and control messages to nodes, and nodes send it their outputs and statistics.
 
+pub mod cgroup;
 pub mod launcher;
 pub mod node;
 pub mod process;

@@ -16,6 +16,9 @@ pub struct RunReport {
     pub schema: String,
     pub program: String,
     pub deployment: String,
+    /// The emulated cluster's CPU quota per node, in cores (None: nodes were not constrained).
+    #[serde(default)]
+    pub cpu_per_node: Option<f64>,
     pub workload: WorkloadReport,
     pub summary: Summary,
     /// One sample per interval of the run.
@@ -116,6 +119,15 @@ pub struct NodeReport {
     pub cpu_us_per_request: f64,
     pub ticks: u64,
     pub tick_s: f64,
+    /// The node's whole CPU (engine, network, kernel) divided by its ticks, and by the frames it
+    /// received and sent: the fixed costs a tick and a frame carry.
+    #[serde(default)]
+    pub cpu_us_per_tick: f64,
+    #[serde(default)]
+    pub cpu_us_per_frame: f64,
+    /// Emulated cluster only: CFS periods in which the node's group was throttled, of all periods.
+    #[serde(default)]
+    pub throttled: Option<(u64, u64)>,
     /// Facts that entered ticks (channel messages and inputs).
     pub facts_in: u64,
     pub facts_sent: u64,
@@ -165,24 +177,44 @@ impl RunReport {
             "throughput {:.0} req/s over {:.2} s; latency p50 {} us, p99 {} us, p99.9 {} us, max {} us; {:.1} CPU-us/request",
             s.throughput_rps, s.duration_s, s.latency_us.p50, s.latency_us.p99, s.latency_us.p999, s.latency_us.max, s.cpu_us_per_request
         );
+        if let Some(cpus) = self.cpu_per_node {
+            let _ = writeln!(out, "emulated cluster: every node limited to {:.0}% of one core", cpus * 100.0);
+        }
         let _ = writeln!(
             out,
-            "\n{:<16} {:>7} {:>9} {:>9} {:>10} {:>11} {:>10} {:>11} {:>8}",
-            "node", "cpu s", "us/req", "ticks", "msgs sent", "bytes sent", "msgs recv", "bytes recv", "restarts"
+            "\n{:<16} {:>7} {:>9} {:>9} {:>8} {:>9} {:>10} {:>10} {:>10} {:>10} {:>8}",
+            "node",
+            "cpu s",
+            "us/req",
+            "ticks",
+            "us/tick",
+            "us/frame",
+            "msgs sent",
+            "frames out",
+            "msgs recv",
+            "frames in",
+            "restarts"
         );
         for n in &self.nodes {
+            let throttled = match n.throttled {
+                Some((t, p)) if p > 0 => format!("  throttled {:.0}%", 100.0 * t as f64 / p as f64),
+                _ => String::new(),
+            };
             let _ = writeln!(
                 out,
-                "{:<16} {:>7.2} {:>9.1} {:>9} {:>10} {:>11} {:>10} {:>11} {:>8}{}",
+                "{:<16} {:>7.2} {:>9.1} {:>9} {:>8.1} {:>9.1} {:>10} {:>10} {:>10} {:>10} {:>8}{}{}",
                 n.name,
                 n.cpu_s,
                 n.cpu_us_per_request,
                 n.ticks,
+                n.cpu_us_per_tick,
+                n.cpu_us_per_frame,
                 n.net.msgs_sent,
-                n.net.bytes_sent,
+                n.net.frames_sent,
                 n.net.msgs_recv,
-                n.net.bytes_recv,
+                n.net.frames_recv,
                 n.restarts,
+                throttled,
                 if n.reported { "" } else { "  (no report)" }
             );
         }
