@@ -7,11 +7,17 @@ use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-/// Bumped whenever [`Frame`] or a payload type changes shape.
-pub const WIRE_VERSION: u8 = 1;
+/// Bumped whenever [`Frame`] or a payload type changes shape, or what a handshake MAC covers.
+/// 2: Hello carries `first_seq`; both MACs name the node dialled (see `auth`).
+pub const WIRE_VERSION: u8 = 2;
 
 /// Default limit on one frame's length (after the 4-byte length prefix).
 pub const DEFAULT_MAX_FRAME_BYTES: usize = 16 * 1024 * 1024;
+
+/// Limit on frames before authentication, both ways: handshake frames are under 100 bytes, and
+/// the framing codec reserves a frame's announced length before it arrives, so an unauthenticated
+/// peer must not get the full limit.
+pub const HANDSHAKE_MAX_FRAME_BYTES: usize = 256;
 
 pub type Nonce = [u8; 16];
 pub type Mac = [u8; 32];
@@ -23,8 +29,9 @@ pub enum Frame<M> {
     /// First frame from the acceptor: the dialer must MAC this nonce with the cluster secret.
     Challenge { nonce: Nonce },
     /// The dialer's identity. `incarnation` changes when the dialer's process restarts, which
-    /// resets the receiver's duplicate filter for it.
-    Hello { from: u32, incarnation: u64, nonce: Nonce, mac: Mac },
+    /// resets the receiver's duplicate filter for it; `first_seq` is its oldest unacknowledged
+    /// frame. The MAC also covers the node dialled (`auth::HelloBinding`).
+    Hello { from: u32, incarnation: u64, nonce: Nonce, first_seq: u64, mac: Mac },
     /// The acceptor processed every frame up to `resume_from`; the dialer retransmits the rest.
     Welcome { resume_from: u64, mac: Mac },
     /// One batch of messages (one per destination per tick), numbered per connection direction.
@@ -127,5 +134,18 @@ mod tests {
         let mut bytes = encode::<Msg>(&Frame::Ack { upto: 1 }).to_vec();
         bytes.push(0);
         assert!(matches!(decode::<Msg>(&bytes), Err(DecodeError::Malformed(_))));
+    }
+
+    #[test]
+    fn handshake_frames_fit_the_pre_authentication_limit() {
+        let n = [0xff; 16];
+        let frames: [Frame<Msg>; 3] = [
+            Frame::Challenge { nonce: n },
+            Frame::Hello { from: u32::MAX, incarnation: u64::MAX, nonce: n, first_seq: u64::MAX, mac: [0xff; 32] },
+            Frame::Welcome { resume_from: u64::MAX, mac: [0xff; 32] },
+        ];
+        for f in &frames {
+            assert!(encode(f).len() <= HANDSHAKE_MAX_FRAME_BYTES, "{f:?}");
+        }
     }
 }

@@ -10,7 +10,11 @@
 //! duplicates by sequence number (reset when the dialer's process restarts: its `incarnation`).
 //!
 //! Malformed, oversized or wrong-version frames, and peers failing authentication, are logged and
-//! their connection dropped; nothing a peer sends can crash the endpoint.
+//! their connection dropped; nothing a peer sends can crash the endpoint. Until a connection is
+//! authenticated its frames are limited to [`HANDSHAKE_MAX_FRAME_BYTES`], the accepting side
+//! gives it [`ACCEPT_HANDSHAKE_TIMEOUT`] for the whole handshake, and at most
+//! [`MAX_PENDING_HANDSHAKES`] such connections exist at once (more are closed at once), so
+//! unauthenticated peers cannot make an endpoint allocate much.
 
 pub mod auth;
 pub mod codec;
@@ -20,7 +24,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
@@ -28,18 +32,24 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 pub use auth::Secret;
+use auth::{HelloBinding, WelcomeBinding};
 use codec::{decode, encode, Frame, Nonce};
-pub use codec::{DEFAULT_MAX_FRAME_BYTES, WIRE_VERSION};
+pub use codec::{DEFAULT_MAX_FRAME_BYTES, HANDSHAKE_MAX_FRAME_BYTES, WIRE_VERSION};
 
 /// A batch bigger than this is split into several frames, so that one tick's sends to a node
 /// always fit under the receiver's frame limit.
 const MAX_MESSAGES_PER_FRAME: usize = 2048;
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// The accepting side's limit on a whole handshake (challenge to welcome): an honest dialler
+/// answers at once, so this only bounds how long an idle or slow connection holds a slot.
+pub const ACCEPT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Unauthenticated connections an endpoint serves at once; more are closed on accept.
+pub const MAX_PENDING_HANDSHAKES: usize = 64;
 const BACKOFF_START: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 
@@ -47,6 +57,8 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct NetConfig {
     pub me: u32,
+    /// The address peers dial (it is part of the handshake's MAC, so it must be a specific
+    /// address, not 0.0.0.0; port 0 means "any", and then the bound port is what counts).
     pub listen: SocketAddr,
     pub peers: Vec<(u32, SocketAddr)>,
     pub secret: Secret,
@@ -145,6 +157,8 @@ struct Inbound {
 
 struct Shared<M> {
     me: u32,
+    /// The address the listener is bound at: dialled peers MAC it into their Hello.
+    listen_addr: SocketAddr,
     secret: Secret,
     max_frame_bytes: usize,
     incarnation: u64,
@@ -157,6 +171,31 @@ struct Shared<M> {
     connected: watch::Sender<Vec<u32>>,
     /// Accepted connections' tasks, aborted with the endpoint.
     connections: Mutex<Vec<tokio::task::AbortHandle>>,
+    /// One permit per connection between accept and authentication.
+    handshakes: Arc<Semaphore>,
+    /// Connections refused for want of a permit, logged at most once a second.
+    refused_log: Mutex<RateLimitedLog>,
+}
+
+/// Counts events and says when to log them: the first at once, then at most once per interval
+/// with the number seen since, so a flood of connections cannot flood the log.
+struct RateLimitedLog {
+    last: Option<Instant>,
+    unlogged: u64,
+}
+
+impl RateLimitedLog {
+    const INTERVAL: Duration = Duration::from_secs(1);
+
+    /// Some(events since the last log line) when a line is due now.
+    fn event(&mut self, now: Instant) -> Option<u64> {
+        self.unlogged += 1;
+        if self.last.is_some_and(|t| now.duration_since(t) < Self::INTERVAL) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.unlogged))
+    }
 }
 
 /// A node's (or the launcher's) network endpoint. Dropping it stops every task.
@@ -194,11 +233,18 @@ where
 {
     /// Bind the listener and start dialing every peer. Must be called inside a tokio runtime.
     pub async fn start(config: NetConfig) -> io::Result<(Endpoint<M>, mpsc::UnboundedReceiver<Delivery<M>>)> {
+        if config.listen.ip().is_unspecified() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("listen address {}: give the address peers dial (the handshake names it)", config.listen),
+            ));
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (deliver, rx) = mpsc::unbounded_channel();
         let shared = Arc::new(Shared {
             me: config.me,
+            listen_addr: local_addr,
             secret: config.secret.clone(),
             max_frame_bytes: config.max_frame_bytes,
             incarnation: config.incarnation,
@@ -208,6 +254,8 @@ where
             deliver,
             connected: watch::channel(Vec::new()).0,
             connections: Mutex::new(Vec::new()),
+            handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            refused_log: Mutex::new(RateLimitedLog { last: None, unlogged: 0 }),
         });
         let mut tasks = vec![tokio::spawn(accept_loop(listener, shared.clone()))];
         let mut outgoing = HashMap::new();
@@ -294,9 +342,23 @@ where
     loop {
         match listener.accept().await {
             Ok((stream, addr)) => {
+                let Ok(permit) = shared.handshakes.clone().try_acquire_owned() else {
+                    // Closing at once costs nothing; the slot holders time out within
+                    // ACCEPT_HANDSHAKE_TIMEOUT, and honest diallers retry with backoff.
+                    drop(stream);
+                    add(&shared.stats.rejected_connections, 1);
+                    let due = shared.refused_log.lock().unwrap_or_else(|e| e.into_inner()).event(Instant::now());
+                    if let Some(n) = due {
+                        log!(
+                            shared.me,
+                            "refusing connection from {addr}: {MAX_PENDING_HANDSHAKES} handshakes pending ({n} refused since the last report)"
+                        );
+                    }
+                    continue;
+                };
                 let task_shared = shared.clone();
                 let task = tokio::spawn(async move {
-                    match serve_connection(stream, &task_shared).await {
+                    match serve_connection(stream, &task_shared, permit).await {
                         Ok(()) => {}
                         Err(e) if quiet_error(&e) => {}
                         Err(e) => log!(task_shared.me, "dropping connection from {addr}: {e}"),
@@ -347,27 +409,37 @@ async fn write_frame<M: Serialize>(
     write.send(encode(frame)).await
 }
 
-/// The accepting side of one connection: handshake, then deliver data and send acks.
-async fn serve_connection<M>(stream: TcpStream, shared: &Arc<Shared<M>>) -> io::Result<()>
+/// The accepting side of one connection: handshake, then deliver data and send acks. `permit`
+/// is this connection's handshake slot, given back once it is authenticated.
+async fn serve_connection<M>(stream: TcpStream, shared: &Arc<Shared<M>>, permit: OwnedSemaphorePermit) -> io::Result<()>
 where
     M: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
-    let mut read = FramedRead::new(r, framing(shared.max_frame_bytes));
+    let mut read = FramedRead::new(r, framing(HANDSHAKE_MAX_FRAME_BYTES));
     let mut write = FramedWrite::new(w, framing(shared.max_frame_bytes));
-    let challenge = auth::random_nonce();
-    write_frame::<M>(&mut write, &Frame::Challenge { nonce: challenge }).await?;
-    let hello = tokio::time::timeout(HANDSHAKE_TIMEOUT, read_frame::<M>(&mut read, &shared.stats))
-        .await
-        .map_err(|_| err("no hello within the handshake timeout"))??;
-    let Some(Frame::Hello { from, incarnation, nonce, mac }) = hello else {
-        return Err(err("expected a hello frame"));
+    let steps = async {
+        let challenge = auth::random_nonce();
+        write_frame::<M>(&mut write, &Frame::Challenge { nonce: challenge }).await?;
+        let Some(Frame::Hello { from, incarnation, nonce, first_seq, mac }) =
+            read_frame::<M>(&mut read, &shared.stats).await?
+        else {
+            return Err(err("expected a hello frame"));
+        };
+        let binding =
+            HelloBinding { challenge, from, incarnation, nonce, first_seq, to: shared.me, to_addr: shared.listen_addr };
+        if from == shared.me || !shared.secret.verify_hello(&binding, &mac) {
+            add(&shared.stats.rejected_connections, 1);
+            return Err(err(format!(
+                "peer claiming to be {from} failed authentication (wrong secret, or its hello was for another node)"
+            )));
+        }
+        Ok((challenge, from, incarnation, nonce, first_seq))
     };
-    if !shared.secret.verify_hello(&challenge, from, incarnation, &nonce, &mac) {
-        add(&shared.stats.rejected_connections, 1);
-        return Err(err(format!("peer claiming to be {from} failed authentication")));
-    }
+    let (challenge, from, incarnation, nonce, first_seq) = tokio::time::timeout(ACCEPT_HANDSHAKE_TIMEOUT, steps)
+        .await
+        .map_err(|_| err("no authenticated hello within the handshake timeout"))??;
     let (ack_tx, mut ack_rx) = mpsc::unbounded_channel();
     let resume_from = {
         let mut inbound = shared.inbound.lock().unwrap_or_else(|e| e.into_inner());
@@ -377,12 +449,20 @@ where
             // The dialer restarted: its numbering starts over.
             *state = Inbound { incarnation, last_delivered: 0, last_acked: 0, ack_tx: None };
         }
+        // Frames below `first_seq` were acknowledged by this node (before a restart of ours):
+        // the dialler never sends them again, so the next frame expected is `first_seq`.
+        state.last_delivered = state.last_delivered.max(first_seq.saturating_sub(1));
         // Replacing the sender ends the previous connection's ack writer.
         state.ack_tx = Some(ack_tx);
         state.last_acked
     };
-    let mac = shared.secret.welcome_mac(&nonce, resume_from);
-    write_frame::<M>(&mut write, &Frame::Welcome { resume_from, mac }).await?;
+    let mac = shared.secret.welcome_mac(&WelcomeBinding { challenge, nonce, from, to: shared.me, resume_from });
+    tokio::time::timeout(ACCEPT_HANDSHAKE_TIMEOUT, write_frame::<M>(&mut write, &Frame::Welcome { resume_from, mac }))
+        .await
+        .map_err(|_| err("welcome not taken within the handshake timeout"))??;
+    // Authenticated: the peer gets the configured frame limit, and its handshake slot is free.
+    read.decoder_mut().set_max_frame_length(shared.max_frame_bytes);
+    drop(permit);
 
     let ack_writer = tokio::spawn(async move {
         while let Some(mut upto) = ack_rx.recv().await {
@@ -412,6 +492,14 @@ where
                     if seq <= state.last_delivered {
                         add(&shared.stats.duplicate_frames, 1);
                         continue;
+                    }
+                    // Frames come in sequence from the authenticated base (Hello's `first_seq`):
+                    // a frame skipping ahead would make the real ones it skips look like duplicates.
+                    if seq != state.last_delivered + 1 {
+                        return Err(err(format!(
+                            "data frame {seq} from {from}, expected {}",
+                            state.last_delivered + 1
+                        )));
                     }
                     state.last_delivered = seq;
                     drop(inbound);
@@ -472,7 +560,8 @@ where
     let mut backoff = BACKOFF_START;
     let mut ever_connected = false;
     loop {
-        match handshake(&shared, addr).await {
+        let first_seq = outbox.unacked.front().map_or(outbox.next_seq, |f| f.0);
+        match handshake(&shared, peer, addr, first_seq).await {
             Ok((mut read, mut write, resume_from)) => {
                 backoff = BACKOFF_START;
                 if ever_connected {
@@ -515,7 +604,9 @@ where
 
 type Halves = (FramedRead<OwnedReadHalf, LengthDelimitedCodec>, FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>, u64);
 
-async fn handshake<M>(shared: &Shared<M>, addr: SocketAddr) -> io::Result<Halves>
+/// Dial `peer` at `addr` (the address in our peer table, which the Hello's MAC names) and
+/// authenticate both ways; returns the connection and the acceptor's resume point.
+async fn handshake<M>(shared: &Shared<M>, peer: u32, addr: SocketAddr, first_seq: u64) -> io::Result<Halves>
 where
     M: Serialize + DeserializeOwned,
 {
@@ -524,7 +615,8 @@ where
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
     let (r, w) = stream.into_split();
-    let mut read = FramedRead::new(r, framing(shared.max_frame_bytes));
+    // Whoever holds the port is unauthenticated until its Welcome verifies.
+    let mut read = FramedRead::new(r, framing(HANDSHAKE_MAX_FRAME_BYTES));
     // Our own frames are bounded by MAX_MESSAGES_PER_FRAME; the receiver enforces its limit.
     let mut write = FramedWrite::new(w, framing(usize::MAX));
     let steps = async {
@@ -532,12 +624,21 @@ where
             return Err(err("expected a challenge"));
         };
         let nonce: Nonce = auth::random_nonce();
-        let mac = shared.secret.hello_mac(&challenge, shared.me, shared.incarnation, &nonce);
-        write_frame::<M>(&mut write, &Frame::Hello { from: shared.me, incarnation: shared.incarnation, nonce, mac })
-            .await?;
+        let (from, incarnation) = (shared.me, shared.incarnation);
+        let mac = shared.secret.hello_mac(&HelloBinding {
+            challenge,
+            from,
+            incarnation,
+            nonce,
+            first_seq,
+            to: peer,
+            to_addr: addr,
+        });
+        write_frame::<M>(&mut write, &Frame::Hello { from, incarnation, nonce, first_seq, mac }).await?;
         match read_frame::<M>(&mut read, &shared.stats).await? {
             Some(Frame::Welcome { resume_from, mac }) => {
-                if !shared.secret.verify_welcome(&nonce, resume_from, &mac) {
+                let binding = WelcomeBinding { challenge, nonce, from, to: peer, resume_from };
+                if !shared.secret.verify_welcome(&binding, &mac) {
                     return Err(io::Error::new(io::ErrorKind::PermissionDenied, "peer failed authentication"));
                 }
                 Ok(resume_from)
@@ -550,6 +651,7 @@ where
     let resume_from = tokio::time::timeout(HANDSHAKE_TIMEOUT, steps)
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))??;
+    read.decoder_mut().set_max_frame_length(shared.max_frame_bytes);
     Ok((read, write, resume_from))
 }
 

@@ -164,3 +164,208 @@ async fn sending_to_self_delivers_locally() {
     assert!(!a.send(9, vec![(1, "nobody".into())]));
     assert_eq!(recv(&mut ra).await.from, 4);
 }
+
+type Raw = (FramedRead<OwnedReadHalf, LengthDelimitedCodec>, FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>);
+
+/// A hand-driven connection, for playing a peer (honest or not) frame by frame.
+async fn raw(addr: SocketAddr) -> Raw {
+    let (r, w) = TcpStream::connect(addr).await.unwrap().into_split();
+    (FramedRead::new(r, framing(1 << 20)), FramedWrite::new(w, framing(1 << 20)))
+}
+
+async fn next_frame(raw: &mut Raw) -> Option<Frame<Msg>> {
+    match tokio::time::timeout(Duration::from_secs(5), raw.0.next()).await.expect("no frame and no close") {
+        Some(Ok(bytes)) => Some(decode(&bytes).unwrap()),
+        _ => None,
+    }
+}
+
+/// Reads the challenge and answers with a Hello from `from` computed for node `to` at `to_addr`;
+/// returns what the acceptor answers (None: it closed the connection).
+async fn raw_hello(raw: &mut Raw, secret: &Secret, from: u32, to: u32, to_addr: SocketAddr) -> Option<Frame<Msg>> {
+    let Some(Frame::Challenge { nonce: challenge }) = next_frame(raw).await else { panic!("no challenge") };
+    let (incarnation, nonce, first_seq) = (77, auth::random_nonce(), 1);
+    let mac = secret.hello_mac(&HelloBinding { challenge, from, incarnation, nonce, first_seq, to, to_addr });
+    raw.1.send(encode(&Frame::<Msg>::Hello { from, incarnation, nonce, first_seq, mac })).await.unwrap();
+    next_frame(raw).await
+}
+
+async fn send_raw(raw: &mut Raw, frame: &Frame<Msg>) {
+    let _ = raw.1.send(encode(frame)).await;
+}
+
+/// True when the peer closes `s` within `within` (reads reach EOF or an error).
+async fn closed_within(s: &mut TcpStream, within: Duration) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 256];
+    tokio::time::timeout(within, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(_) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
+
+async fn endpoint_with_secret(
+    me: u32,
+    peers: Vec<(u32, SocketAddr)>,
+) -> (Endpoint<Msg>, mpsc::UnboundedReceiver<Delivery<Msg>>) {
+    let mut config = NetConfig::new(me, free_addr(), peers);
+    config.secret = Secret::new(b"k");
+    Endpoint::<Msg>::start(config).await.unwrap()
+}
+
+/// Finding 5 of issue 14: node B is down and a process without the secret holds its port. It
+/// relays C's challenge to A's dial of "B" and A's Hello back to C, hoping to speak as A at C.
+#[tokio::test]
+async fn a_relay_without_the_secret_gets_nothing_accepted() {
+    let b_addr = free_addr();
+    let attacker = tokio::net::TcpListener::bind(b_addr).await.unwrap();
+    let (c, mut rc) = endpoint_with_secret(2, vec![]).await;
+    let c_addr = c.local_addr();
+    let (a, _ra) = endpoint_with_secret(0, vec![(1, b_addr), (2, c_addr)]).await;
+    let (report, mut reports) = mpsc::unbounded_channel::<&'static str>();
+    let _relay = tokio::spawn(async move {
+        loop {
+            let Ok((victim, _)) = attacker.accept().await else { return };
+            let report = report.clone();
+            tokio::spawn(async move {
+                let (vr, vw) = victim.into_split();
+                let mut victim: Raw = (FramedRead::new(vr, framing(1 << 20)), FramedWrite::new(vw, framing(1 << 20)));
+                let mut target = raw(c_addr).await;
+                let Some(Ok(challenge)) = target.0.next().await else { return };
+                let _ = victim.1.send(challenge.freeze()).await;
+                let Some(Ok(hello)) = victim.0.next().await else { return };
+                let _ = target.1.send(hello.freeze()).await;
+                match target.0.next().await {
+                    Some(Ok(welcome)) => {
+                        report.send("welcomed").unwrap();
+                        // Speak as A, ahead of A's real numbering, then let A believe it reached B.
+                        let forged = Frame::Data { from: 0, seq: 3, batch: vec![(666, "forged".to_string())] };
+                        send_raw(&mut target, &forged).await;
+                        let _ = victim.1.send(welcome.freeze()).await;
+                        while let Some(Ok(data)) = victim.0.next().await {
+                            let _ = target.1.send(data.freeze()).await;
+                        }
+                    }
+                    _ => {
+                        // Refused: try the forged frame anyway, on the refused connection.
+                        send_raw(&mut target, &Frame::Data { from: 0, seq: 3, batch: vec![(666, "forged".into())] })
+                            .await;
+                        report.send("refused").unwrap();
+                    }
+                }
+            });
+        }
+    });
+    assert!(a.send(1, vec![(666, "meant for B".into())]));
+    // Several relay attempts (A redials with backoff), every one refused.
+    for _ in 0..3 {
+        let r = tokio::time::timeout(Duration::from_secs(5), reports.recv()).await.expect("no relay attempt");
+        assert_eq!(r, Some("refused"));
+    }
+    // A's real frames to C all arrive: none was taken for a duplicate of a forged one.
+    for i in 1..=3 {
+        a.send(2, vec![(i, format!("real{i}"))]);
+    }
+    let mut got = Vec::new();
+    while got.len() < 3 {
+        let d = recv(&mut rc).await;
+        assert_eq!(d.from, 0);
+        c.ack(d.from, d.seq);
+        got.extend(d.batch.into_iter().map(|m| m.0));
+    }
+    assert_eq!(got, vec![1, 2, 3]);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert!(rc.try_recv().is_err(), "nothing else reaches C");
+    assert!(c.stats().rejected_connections >= 3);
+    assert!(!a.drain(Duration::from_millis(100)).await, "the frame for B is still unacknowledged");
+    assert!(!a.shared.connected.borrow().contains(&1), "A never believed it reached B");
+}
+
+#[tokio::test]
+async fn a_hello_computed_for_one_node_is_refused_at_another() {
+    let (c, _rc) = endpoint_with_secret(2, vec![]).await;
+    let (c_addr, b_addr) = (c.local_addr(), free_addr());
+    let secret = Secret::new(b"k");
+    // For node 1 (at its address), for node 1 at C's address, for C at node 1's address.
+    for (to, to_addr) in [(1, b_addr), (1, c_addr), (2, b_addr)] {
+        let mut conn = raw(c_addr).await;
+        assert_eq!(raw_hello(&mut conn, &secret, 0, to, to_addr).await, None, "hello for {to} at {to_addr}");
+    }
+    assert_eq!(c.stats().rejected_connections, 3);
+    // The control: the same secret, for C at C's address, is welcomed.
+    let mut conn = raw(c_addr).await;
+    assert!(matches!(raw_hello(&mut conn, &secret, 0, 2, c_addr).await, Some(Frame::Welcome { resume_from: 0, .. })));
+}
+
+#[tokio::test]
+async fn data_skipping_ahead_drops_the_connection_and_leaves_the_filter_alone() {
+    let (c, mut rc) = endpoint_with_secret(2, vec![]).await;
+    let (c_addr, secret) = (c.local_addr(), Secret::new(b"k"));
+    let mut conn = raw(c_addr).await;
+    assert!(raw_hello(&mut conn, &secret, 0, 2, c_addr).await.is_some());
+    send_raw(&mut conn, &Frame::Data { from: 0, seq: 5, batch: vec![(5, "ahead".into())] }).await;
+    assert_eq!(next_frame(&mut conn).await, None, "dropped");
+    // The same dialler's frame 1 on a new connection is delivered, not taken for a duplicate.
+    let mut conn = raw(c_addr).await;
+    assert!(raw_hello(&mut conn, &secret, 0, 2, c_addr).await.is_some());
+    send_raw(&mut conn, &Frame::Data { from: 0, seq: 1, batch: vec![(1, "first".into())] }).await;
+    let d = recv(&mut rc).await;
+    assert_eq!((d.seq, d.batch), (1, vec![(1, "first".to_string())]));
+}
+
+#[tokio::test]
+async fn frames_are_small_until_authenticated() {
+    let (c, mut rc) = endpoint_with_secret(2, vec![]).await;
+    let (c_addr, secret) = (c.local_addr(), Secret::new(b"k"));
+    assert_eq!(c.shared.max_frame_bytes, DEFAULT_MAX_FRAME_BYTES);
+    // A length just over the pre-authentication limit closes the connection at once, long
+    // before the handshake timeout, without waiting for (or reserving) the body.
+    let mut s = TcpStream::connect(c_addr).await.unwrap();
+    s.write_all(&(HANDSHAKE_MAX_FRAME_BYTES as u32 + 1).to_be_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut s, ACCEPT_HANDSHAKE_TIMEOUT / 2).await);
+    assert!(started.elapsed() < ACCEPT_HANDSHAKE_TIMEOUT / 2);
+    // After the Welcome the configured limit applies: a 100 kB frame is delivered.
+    let mut conn = raw(c_addr).await;
+    assert!(raw_hello(&mut conn, &secret, 0, 2, c_addr).await.is_some());
+    send_raw(&mut conn, &Frame::Data { from: 0, seq: 1, batch: vec![(1, "x".repeat(100_000))] }).await;
+    assert_eq!(recv(&mut rc).await.batch[0].1.len(), 100_000);
+}
+
+#[tokio::test]
+async fn a_silent_connection_is_closed_after_the_handshake_timeout() {
+    let (c, _rc) = endpoint_with_secret(2, vec![]).await;
+    let mut s = TcpStream::connect(c.local_addr()).await.unwrap();
+    let started = std::time::Instant::now();
+    assert!(closed_within(&mut s, ACCEPT_HANDSHAKE_TIMEOUT + Duration::from_secs(2)).await);
+    assert!(started.elapsed() >= ACCEPT_HANDSHAKE_TIMEOUT - Duration::from_millis(100));
+}
+
+#[tokio::test]
+async fn excess_pending_handshakes_are_closed_at_once() {
+    let (c, mut rc) = endpoint_with_secret(2, vec![]).await;
+    let c_addr = c.local_addr();
+    let mut pending = Vec::new();
+    for _ in 0..MAX_PENDING_HANDSHAKES {
+        let mut conn = raw(c_addr).await;
+        // A challenge means the connection holds a handshake slot.
+        assert!(matches!(next_frame(&mut conn).await, Some(Frame::Challenge { .. })));
+        pending.push(conn);
+    }
+    let mut excess = raw(c_addr).await;
+    let started = std::time::Instant::now();
+    assert_eq!(next_frame(&mut excess).await, None, "closed without a challenge");
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(c.stats().rejected_connections, 1);
+    // The slots come back when the connections go: an honest peer gets through.
+    drop(pending);
+    let (a, _ra) = endpoint_with_secret(0, vec![(2, c_addr)]).await;
+    a.send(2, vec![(9, "after".into())]);
+    assert_eq!(recv(&mut rc).await.batch, vec![(9, "after".to_string())]);
+}
