@@ -239,6 +239,14 @@ where
                 format!("listen address {}: give the address peers dial (the handshake names it)", config.listen),
             ));
         }
+        if !config.listen.ip().is_loopback() {
+            // See docs/security.md: the handshake authenticates a connection's start only.
+            log!(
+                config.me,
+                "listening on {}, not loopback: traffic is neither encrypted nor authenticated frame by frame",
+                config.listen
+            );
+        }
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (deliver, rx) = mpsc::unbounded_channel();
