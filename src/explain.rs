@@ -37,13 +37,16 @@ pub fn explain(file: &Path, format: Format) -> u8 {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let report = scaling::classify(&analysis.program);
+    // One scaling context for the report and every sealing question: building it reads the
+    // whole program, so building it per component made explain quadratic in program size.
+    let ctx = scaling::Context::new(&analysis.program);
+    let report = scaling::classify_in(&ctx);
     match format {
         Format::Human => {
             let mut text = scaling::render(&analysis.program, &report);
             // A sequential component may still split with sealing (not an equivalence): say so.
             for c in report.components.iter().filter(|c| c.verdict.class.is_sequential()) {
-                if let Ok(result) = rewrite::partition_sealed(&analysis, &c.name, None) {
+                if let Ok(result) = rewrite::partition_sealed_in(&ctx, &analysis, &c.name, None) {
                     let how = result.explanation.first().map_or("", |l| l.as_str());
                     text.push_str(&format!(
                         "\nnote: `{}` can be partitioned with sealing (`compart rewrite {} --partition {} --seal`): {how}\n",

@@ -20,7 +20,7 @@ use crate::text::TextRange;
 use crate::Analysis;
 
 pub use decouple::decouple;
-pub use seal::partition_sealed;
+pub use seal::{partition_sealed, partition_sealed_in};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RewriteResult {

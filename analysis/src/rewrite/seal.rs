@@ -43,7 +43,8 @@ impl Combine {
             AggregateFunc::Max => Some(Combine::Max),
             AggregateFunc::Min => Some(Combine::Min),
             AggregateFunc::Count | AggregateFunc::Sum => Some(Combine::Sum),
-            AggregateFunc::Choose => None,
+            // A rank is never a lone head argument (it needs its variable beside it): not here.
+            AggregateFunc::Choose | AggregateFunc::Rank => None,
         }
     }
     fn name(self) -> &'static str {
@@ -70,10 +71,21 @@ pub fn partition_sealed(
     component_name: &str,
     key: Option<&str>,
 ) -> Result<RewriteResult, Refusal> {
+    partition_sealed_in(&Context::new(&analysis.program), analysis, component_name, key)
+}
+
+/// [`partition_sealed`] with the scaling context of `analysis.program` built by the caller:
+/// building it reads the whole program, so a caller asking about every component (`compart
+/// explain`) builds it once rather than once per component.
+pub fn partition_sealed_in(
+    ctx: &Context<'_>,
+    analysis: &Analysis,
+    component_name: &str,
+    key: Option<&str>,
+) -> Result<RewriteResult, Refusal> {
     let id = component(analysis, component_name)?;
     let program = &analysis.program;
     let comp = program.component(id);
-    let ctx = Context::new(program);
 
     // 1. Aggregates over every fact, and what only they derive: held per instance.
     let mut aggregates: Vec<(RelationId, Combine)> = Vec::new();
@@ -109,7 +121,7 @@ pub fn partition_sealed(
             format!("`{component_name}` has no aggregate over every fact (max, min, count or sum with no group-by): there is nothing to seal; partition it without `--seal`"),
         ));
     }
-    let per_instance = per_instance_relations(&ctx, id, &aggregates);
+    let per_instance = per_instance_relations(ctx, id, &aggregates);
     let in_scope = outside_aggregates(program, id, &per_instance);
     let policies = ctx.policies_with_per_instance(id, &in_scope, &per_instance);
     let chosen = policies.iter().find(|policy| {

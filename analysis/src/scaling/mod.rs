@@ -377,8 +377,13 @@ impl Context<'_> {
 
 /// Classify every rule and component of a program.
 pub fn classify(program: &Program) -> ScalingReport {
-    let ctx = Context::new(program);
-    let (components, mut rules) = classify_with(&ctx, program.component_ids());
+    classify_in(&Context::new(program))
+}
+
+/// [`classify`] with a context the caller keeps for more questions about the same program.
+pub fn classify_in(ctx: &Context<'_>) -> ScalingReport {
+    let program = ctx.program;
+    let (components, mut rules) = classify_with(ctx, program.component_ids());
     rules.sort_by_key(|r| r.rule);
     let nonmonotone = monotone::nonmonotone_relations(program, &ctx.causes);
     let relations = program
