@@ -14,9 +14,10 @@ use serde::Serialize;
 
 use crate::Format;
 
+/// A program's text, read with the size limit of every input file (`options::read_text`).
 pub fn read_source(path: &Path) -> Result<String, u8> {
-    std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
+    compart_runtime::options::read_text(path).map_err(|e| {
+        eprintln!("error: {e}");
         2
     })
 }

@@ -14,10 +14,7 @@ pub(crate) fn emit(text: &str) {
 }
 
 fn load(path: &Path) -> Result<Analysis, u8> {
-    let text = std::fs::read_to_string(path).map_err(|e| {
-        eprintln!("error: cannot read {}: {e}", path.display());
-        2u8
-    })?;
+    let text = crate::check::read_source(path)?;
     let analysis = analyze(&text);
     if analysis.has_errors() {
         eprintln!("error: {} has errors; run `compart check` first", path.display());
@@ -115,7 +112,7 @@ pub fn rewrite(
                 eprintln!("note: {line}");
             }
             if check {
-                let gate = BoundedCheck { original_deploy: std::fs::read_to_string(file.with_extension("toml")).ok() };
+                let gate = BoundedCheck { original_deploy: compart_runtime::options::read_text(&file.with_extension("toml")).ok() };
                 match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, seal) {
                     Ok(summary) => eprintln!("note: checked against the original: {summary}"),
                     Err(counterexample) => {
@@ -151,7 +148,7 @@ fn read_profile(
     program: &compart_analysis::Program,
     profile: &mut optimize::Profile,
 ) -> Result<(), String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = compart_runtime::options::read_text(path)?;
     let report: compart_runtime::report::RunReport =
         serde_json::from_str(&text).map_err(|e| format!("{}: not a run report: {e}", path.display()))?;
     let matches = |program: &compart_analysis::Program| {
@@ -164,12 +161,8 @@ fn read_profile(
     let source = if matches(program) {
         program
     } else {
-        let text = std::fs::read_to_string(&report.program).map_err(|e| {
-            format!(
-                "{}: its rules are not this program's, and its program {} cannot be read: {e}",
-                path.display(),
-                report.program
-            )
+        let text = compart_runtime::options::read_text(Path::new(&report.program)).map_err(|e| {
+            format!("{}: its rules are not this program's, and its program: {e}", path.display())
         })?;
         other = analyze(&text);
         if !matches(&other.program) {
@@ -244,7 +237,7 @@ pub fn plan_checked(
     profiles: &[&Path],
     check: bool,
 ) -> Result<optimize::Plan, (u8, String)> {
-    let text = std::fs::read_to_string(file).map_err(|e| (2u8, format!("cannot read {}: {e}", file.display())))?;
+    let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
     let analysis = analyze(&text);
     if analysis.has_errors() {
         return Err((1, format!("{} has errors; run `compart check` first", file.display())));
@@ -261,7 +254,7 @@ pub fn plan_checked(
     // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
     let mut logical = std::collections::BTreeMap::new();
     let toml = file.with_extension("toml");
-    let deploy_text = std::fs::read_to_string(&toml).ok();
+    let deploy_text = compart_runtime::options::read_text(&toml).ok();
     if let Some(text) = &deploy_text {
         match compart_runtime::Deployment::from_toml(text, &analysis.program) {
             Ok(deployment) => {

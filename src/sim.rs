@@ -58,13 +58,12 @@ pub fn sim(args: SimArgs) -> u8 {
             return 1;
         }
     };
-    let deployment = match std::fs::read_to_string(&args.deploy)
-        .map_err(|e| e.to_string())
-        .and_then(|t| Deployment::from_toml(&t, &analysis.program).map_err(|e| e.to_string()))
-    {
+    let deployment = match compart_runtime::options::read_text(&args.deploy).and_then(|t| {
+        Deployment::from_toml(&t, &analysis.program).map_err(|e| format!("{}: {e}", args.deploy.display()))
+    }) {
         Ok(d) => Arc::new(d),
         Err(e) => {
-            eprintln!("error: {}: {e}", args.deploy.display());
+            eprintln!("error: {e}");
             return 2;
         }
     };

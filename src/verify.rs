@@ -102,7 +102,7 @@ struct Loaded {
 }
 
 fn load(path: &Path) -> Result<Loaded, String> {
-    let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let text = compart_runtime::options::read_text(path)?;
     compile(&text).map_err(|e| format!("{}: {e}", path.display()))
 }
 
@@ -125,7 +125,7 @@ fn deployment(
     like: Option<&(Deployment, &Program)>,
 ) -> Result<Deployment, String> {
     if let Some(toml) = path.map(|p| p.with_extension("toml")) {
-        if let Ok(text) = std::fs::read_to_string(&toml) {
+        if let Ok(text) = compart_runtime::options::read_text(&toml) {
             return Deployment::from_toml(&text, program).map_err(|e| format!("{}: {e}", toml.display()));
         }
     }
@@ -434,7 +434,7 @@ pub fn verify_command(
 
 /// `compart verify --quick`: [`check_rewrite`] on two files.
 fn quick(original: &Path, rewritten: &Path, invariants_only: bool) -> u8 {
-    let read = |p: &Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    let read = |p: &Path| compart_runtime::options::read_text(p);
     let texts = read(original).and_then(|o| Ok((o, read(rewritten)?)));
     let (orig, new) = match texts {
         Ok(t) => t,
@@ -443,7 +443,7 @@ fn quick(original: &Path, rewritten: &Path, invariants_only: bool) -> u8 {
             return 2;
         }
     };
-    let deploy = std::fs::read_to_string(original.with_extension("toml")).ok();
+    let deploy = compart_runtime::options::read_text(&original.with_extension("toml")).ok();
     match check_rewrite(&orig, &new, deploy.as_deref(), invariants_only) {
         Ok(s) => {
             crate::explain::emit(&s.report);

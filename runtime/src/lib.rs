@@ -7,6 +7,7 @@ pub mod engine;
 pub mod explore;
 pub mod loadgen;
 pub mod net;
+pub mod options;
 pub mod report;
 pub mod sim;
 pub mod value;

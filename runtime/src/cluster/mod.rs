@@ -88,8 +88,7 @@ impl Cluster {
     /// Parse and compile `program_path` and its deployment. `ports`, when given, replaces the
     /// file's ports (one per node, in address order).
     pub fn load(program_path: &Path, deploy_path: &Path, ports: Option<&[u16]>) -> Result<Cluster, String> {
-        let text = std::fs::read_to_string(program_path)
-            .map_err(|e| format!("cannot read {}: {e}", program_path.display()))?;
+        let text = crate::options::read_text(program_path)?;
         let analysis = compart_analysis::analyze(&text);
         if analysis.has_errors() {
             let first = analysis
@@ -104,8 +103,7 @@ impl Cluster {
             let msgs: Vec<String> = ds.iter().map(|d| d.message.clone()).collect();
             format!("{} cannot run: {}", program_path.display(), msgs.join("; "))
         })?;
-        let deploy_text =
-            std::fs::read_to_string(deploy_path).map_err(|e| format!("cannot read {}: {e}", deploy_path.display()))?;
+        let deploy_text = crate::options::read_text(deploy_path)?;
         let (deployment, workload) =
             parse_deployment(&deploy_text, &analysis).map_err(|e| format!("{}: {e}", deploy_path.display()))?;
         let mut deployment = deployment;

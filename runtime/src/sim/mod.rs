@@ -481,7 +481,7 @@ pub fn simulate_compiled(program: Arc<CompiledProgram>, deployment: Arc<Deployme
     // Let the system settle: deliver everything and tick until quiet (bounded), so outputs of a
     // finished workload are complete.
     let mut settle = 0;
-    while settle < config.steps * 4 && world.result.violations.is_empty() {
+    while settle < config.steps.saturating_mul(4) && world.result.violations.is_empty() {
         let ready = world.deliverable();
         let busy: Vec<usize> = (0..world.nodes.len())
             .filter(|&i| world.nodes[i].as_ref().is_some_and(|n| n.wants_tick()) || !world.inbox[i].is_empty())
