@@ -82,6 +82,7 @@ pub fn sim(args: SimArgs) -> u8 {
     };
     if args.no_faults {
         config.crash = 0.0;
+        config.crash_in_tick = 0.0;
         config.partition = 0.0;
         config.duplicate = 0.0;
     }

@@ -43,3 +43,53 @@ fn bad_deployment_is_a_usage_error() {
     assert_eq!(code, 2, "{text}");
     assert!(text.contains("not a component"), "{text}");
 }
+
+/// The replay line dropped `--inputs`, `--workload` and `--no-faults`: a printed replay of a
+/// kvs violation found nothing. Every option that changes the run is on the line now, and
+/// copying it (with the program and deployment) finds the same violation.
+#[test]
+fn the_replay_line_carries_every_option_and_replays() {
+    let args = [
+        "examples/kvs.ded",
+        "--deploy",
+        "examples/kvs.toml",
+        "--schedules",
+        "300",
+        "--steps",
+        "150",
+        "--inputs",
+        "25",
+        "--workload",
+        "put=3,get=1",
+    ];
+    replays(&args, &["--inputs 25", "--workload put=3,get=1"]);
+    // A broken Paxos (a quorum of one) violates agreement without any fault.
+    let args = [
+        "tests/fixtures/paxos_quorum_of_one.ded",
+        "--deploy",
+        "examples/paxos.toml",
+        "--schedules",
+        "40",
+        "--no-faults",
+        "--inputs",
+        "20",
+    ];
+    replays(&args, &["--no-faults", "--inputs 20"]);
+}
+
+/// Runs `args` (program and deployment first), expects a violation and a replay line holding
+/// `carried`, runs the line and expects the same violation and trace.
+fn replays(args: &[&str], carried: &[&str]) {
+    let (code, text) = sim(args);
+    assert_eq!(code, 1, "{text}");
+    let replay = text.lines().find_map(|l| l.strip_prefix("replay with: ")).expect("replay line").to_string();
+    for option in carried {
+        assert!(replay.contains(option), "{option} missing: {replay}");
+    }
+    let mut again: Vec<&str> = args[..3].to_vec();
+    again.extend(replay.split_whitespace());
+    let (code2, text2) = sim(&again);
+    assert_eq!(code2, 1, "{text2}");
+    let tail = |t: &str| t[t.find("violation at").unwrap_or(0)..].to_string();
+    assert_eq!(tail(&text2), tail(&text));
+}

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use compart_runtime::deploy::Deployment;
 use compart_runtime::engine::CompiledProgram;
-use compart_runtime::sim::{report, simulate_compiled, SimConfig};
+use compart_runtime::sim::{report, simulate_compiled, Event, SimConfig};
 
 fn load(name: &str) -> (Arc<CompiledProgram>, Arc<Deployment>) {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/examples");
@@ -17,10 +17,14 @@ fn load(name: &str) -> (Arc<CompiledProgram>, Arc<Deployment>) {
 }
 
 fn run_schedules(name: &str, schedules: u64, steps: usize) -> (u64, u64) {
+    run_schedules_with(name, schedules, SimConfig { steps, ..SimConfig::default() })
+}
+
+fn run_schedules_with(name: &str, schedules: u64, base: SimConfig) -> (u64, u64) {
     let (program, deployment) = load(name);
     let (mut outputs, mut ticks) = (0, 0);
     for seed in 0..schedules {
-        let config = SimConfig { seed, steps, minimize: true, ..SimConfig::default() };
+        let config = SimConfig { seed, minimize: true, ..base.clone() };
         let result = simulate_compiled(program.clone(), deployment.clone(), &config);
         assert!(result.violations.is_empty(), "{name}:\n{}", report(&program, &deployment, &result));
         outputs += result.outputs.values().map(|v| v.len() as u64).sum::<u64>();
@@ -35,9 +39,15 @@ fn voting_holds_its_invariants() {
     assert!(outputs > 500, "the workload gets answers: {outputs}");
 }
 
+/// Without crashes inside a tick: those break kvs and 2PC (see
+/// `a_crash_inside_a_tick_breaks_kvs_and_two_phase_commit`).
+fn no_crash_in_tick(steps: usize) -> SimConfig {
+    SimConfig { steps, crash_in_tick: 0.0, ..SimConfig::default() }
+}
+
 #[test]
 fn two_phase_commit_holds_its_invariants() {
-    let (outputs, _) = run_schedules("two_phase_commit", 500, 150);
+    let (outputs, _) = run_schedules_with("two_phase_commit", 500, no_crash_in_tick(150));
     assert!(outputs > 200, "{outputs}");
 }
 
@@ -49,8 +59,40 @@ fn paxos_holds_its_invariants() {
 
 #[test]
 fn kvs_holds_its_invariants() {
-    let (outputs, _) = run_schedules("kvs", 500, 150);
+    let (outputs, _) = run_schedules_with("kvs", 500, no_crash_in_tick(150));
     assert!(outputs > 200, "{outputs}");
+}
+
+/// Known finding (issue 14, finding 7; the durability work fixes the runtime): a tick's sends
+/// are not durable. A node killed after logging a tick's table changes but before its sends
+/// leave gets the tick's messages and inputs again and processes them against the new tables.
+/// A kvs replica that applied `apply(seq)` then buffers the retransmitted write below its apply
+/// point for ever (its ack never reaches the leader, so the put is never answered); a 2PC
+/// participant that logged its vote votes again, differently if its state changed meanwhile.
+/// The simulator's crash inside a tick finds both; when the runtime logs a tick's sends (and
+/// the simulator models that), this test is to be turned into `holds_its_invariants` ones.
+#[test]
+fn a_crash_inside_a_tick_breaks_kvs_and_two_phase_commit() {
+    for (name, invariant) in [("kvs", "applied_out_of_order"), ("two_phase_commit", "key(vote_log)")] {
+        let (program, deployment) = load(name);
+        let found = (0..300)
+            .map(|seed| {
+                simulate_compiled(
+                    program.clone(),
+                    deployment.clone(),
+                    &SimConfig { seed, steps: 150, ..SimConfig::default() },
+                )
+            })
+            .find(|r| !r.violations.is_empty())
+            .unwrap_or_else(|| panic!("{name}: no schedule of 300 finds the loss"));
+        assert_eq!(found.violations[0].1.invariant, invariant, "{}", report(&program, &deployment, &found));
+        let minimized = found.minimized.as_ref().expect("minimised");
+        assert!(
+            minimized.iter().any(|e| matches!(e, Event::CrashInTick { .. })),
+            "{}",
+            report(&program, &deployment, &found)
+        );
+    }
 }
 
 /// The incremental engine (views kept between ticks, aggregates maintained per table change)

@@ -63,6 +63,9 @@ pub struct SimConfig {
     /// Probabilities of each fault per event (message delivery and ticks take the rest).
     pub duplicate: f64,
     pub crash: f64,
+    /// A crash inside a tick: after its durable log write, before its sends and outputs leave
+    /// (see [`Event::CrashInTick`]).
+    pub crash_in_tick: f64,
     pub partition: f64,
     /// Tables survive a crash (logged per tick, as with `--durable`); when false a restarted
     /// node starts from its initial facts.
@@ -82,6 +85,7 @@ impl Default for SimConfig {
             steps: 400,
             duplicate: 0.02,
             crash: 0.005,
+            crash_in_tick: 0.005,
             partition: 0.005,
             durability: true,
             workload: WorkloadSpec::default(),
@@ -114,6 +118,14 @@ pub enum Event {
         node: NodeAddr,
     },
     Crash {
+        node: NodeAddr,
+    },
+    /// The node runs one tick and crashes after the tick's table changes are logged (durable),
+    /// before its sends and outputs leave: the runtime acknowledges what a tick consumed only
+    /// after sending, so the consumed messages come again from their senders and the consumed
+    /// inputs from the client once the node is back, and are processed against the tables of
+    /// the tick that died.
+    CrashInTick {
         node: NodeAddr,
     },
     Restart {
@@ -151,6 +163,9 @@ impl fmt::Display for EventDisplay<'_> {
             Event::Duplicate { pick } => write!(f, "duplicate message #{pick}"),
             Event::Tick { node } => write!(f, "tick   {}", name(node)),
             Event::Crash { node } => write!(f, "crash  {}", name(node)),
+            Event::CrashInTick { node } => {
+                write!(f, "crash  {} in its tick (tables logged, sends and outputs lost)", name(node))
+            }
             Event::Restart { node } => write!(f, "restart {}", name(node)),
             Event::Partition { a, b } => write!(f, "partition {} | {}", name(a), name(b)),
             Event::Heal => write!(f, "heal"),
@@ -176,6 +191,8 @@ pub struct SimResult {
     pub warnings: Vec<String>,
     /// Invocations and responses for linearizability checking: (event index, node, relation, fact).
     pub history: Vec<(usize, NodeAddr, RelationId, Tuple)>,
+    /// The `compart sim` options that replay this run ([`replay_args`]).
+    pub replay: String,
 }
 
 /// What one node contributes to the global invariants: facts per relation they read.
@@ -237,6 +254,11 @@ struct World {
     inbox: Vec<Vec<(RelationId, Tuple)>>,
     /// Message ids waiting in each inbox (returned to the network if the node crashes).
     inbox_ids: Vec<Vec<Message>>,
+    /// Inputs waiting in each inbox (lost with a crash between ticks).
+    inbox_inputs: Vec<Vec<(RelationId, Tuple)>>,
+    /// Inputs a tick consumed before crashing in it ([`Event::CrashInTick`]): not acknowledged,
+    /// so the client sends them again once the node restarts.
+    unacked_inputs: Vec<Vec<(RelationId, Tuple)>>,
     /// Ids each node has received: the runtime's deduplication (kept across crashes, as a
     /// durable runtime would).
     seen: Vec<rustc_hash::FxHashSet<u64>>,
@@ -277,6 +299,8 @@ impl World {
             journals: vec![Vec::new(); n],
             inbox: vec![Vec::new(); n],
             inbox_ids: vec![Vec::new(); n],
+            inbox_inputs: vec![Vec::new(); n],
+            unacked_inputs: vec![Vec::new(); n],
             seen: vec![Default::default(); n],
             next_id: 0,
             flight: Vec::new(),
@@ -330,6 +354,7 @@ impl World {
                 for to in route(&self.program, &self.deployment, *node, *relation, tuple) {
                     if self.nodes.get(to.index()).is_some_and(|n| n.is_some()) {
                         self.inbox[to.index()].push((*relation, tuple.clone()));
+                        self.inbox_inputs[to.index()].push((*relation, tuple.clone()));
                         self.result.history.push((index, to, *relation, tuple.clone()));
                     }
                 }
@@ -355,25 +380,8 @@ impl World {
                 }
             }
             Event::Tick { node } => return self.tick(index, *node),
-            Event::Crash { node } => {
-                if let Some(crashed) = self.nodes.get_mut(node.index()).and_then(Option::take) {
-                    // Messages delivered but not yet processed were not acknowledged: their
-                    // senders retransmit them. Pending inputs are lost with the process.
-                    self.inbox[node.index()].clear();
-                    for m in std::mem::take(&mut self.inbox_ids[node.index()]) {
-                        self.seen[node.index()].remove(&m.id);
-                        self.flight.push(m);
-                    }
-                    // While down (and after a restart, until its first tick) the node counts for
-                    // the global invariants with the tables it recovers. Losing them (no
-                    // durability) is a real change of the system's state: check it now.
-                    let durable = self.durable_tables(*node, &crashed);
-                    if durable != self.snapshots[node.index()] {
-                        self.snapshots[node.index()] = durable;
-                        return self.checker.check(self.snapshots.iter().flatten());
-                    }
-                }
-            }
+            Event::CrashInTick { node } => return self.crash_in_tick(*node),
+            Event::Crash { node } => return self.crash(*node),
             Event::Restart { node } => {
                 if self.nodes.get(node.index()).is_some_and(|n| n.is_none()) {
                     let mut fresh = self.fresh_node(*node);
@@ -383,12 +391,59 @@ impl World {
                         }
                     }
                     self.nodes[node.index()] = Some(fresh);
+                    // The client's retransmissions of what a crash inside a tick consumed.
+                    let again = std::mem::take(&mut self.unacked_inputs[node.index()]);
+                    self.inbox[node.index()].extend(again.iter().cloned());
+                    self.inbox_inputs[node.index()].extend(again);
                 }
             }
             Event::Partition { a, b } => self.cut.push((*a, *b)),
             Event::Heal => self.cut.clear(),
         }
         Vec::new()
+    }
+
+    /// A crash between ticks: what the node received and did not process is lost to it.
+    fn crash(&mut self, node: NodeAddr) -> Vec<Violation> {
+        let Some(crashed) = self.nodes.get_mut(node.index()).and_then(Option::take) else { return Vec::new() };
+        // Messages delivered but not yet processed were not acknowledged: their senders
+        // retransmit them. Pending inputs are lost with the process.
+        self.inbox[node.index()].clear();
+        self.inbox_inputs[node.index()].clear();
+        for m in std::mem::take(&mut self.inbox_ids[node.index()]) {
+            self.seen[node.index()].remove(&m.id);
+            self.flight.push(m);
+        }
+        // While down (and after a restart, until its first tick) the node counts for the global
+        // invariants with the tables it recovers. Losing them (no durability) is a real change
+        // of the system's state: check it now.
+        let durable = self.durable_tables(node, &crashed);
+        if durable != self.snapshots[node.index()] {
+            self.snapshots[node.index()] = durable;
+            return self.checker.check(self.snapshots.iter().flatten());
+        }
+        Vec::new()
+    }
+
+    /// A crash inside a tick, after its durable log write and before its sends leave (the
+    /// runtime's order: tick, log, send, acknowledge). The tick's table changes stay; its sends
+    /// and outputs are lost; nothing it consumed was acknowledged, so the messages go back to
+    /// their senders' retransmission and the inputs to the client's (see `Restart`).
+    fn crash_in_tick(&mut self, addr: NodeAddr) -> Vec<Violation> {
+        let Some(Some(node)) = self.nodes.get_mut(addr.index()) else { return Vec::new() };
+        let inputs = std::mem::take(&mut self.inbox[addr.index()]);
+        let out = node.tick(inputs);
+        self.result.ticks += 1;
+        if self.durability {
+            let changes = node.take_journal();
+            self.journals[addr.index()].extend(changes);
+        }
+        let unacked = std::mem::take(&mut self.inbox_inputs[addr.index()]);
+        self.unacked_inputs[addr.index()].extend(unacked);
+        // `crash` sends the consumed messages back: they were in the inbox of this tick.
+        let mut violations = out.violations;
+        violations.extend(self.crash(addr));
+        violations
     }
 
     /// The tables a crashed node comes back with, for the relations global invariants read: with
@@ -414,6 +469,7 @@ impl World {
         let Some(Some(node)) = self.nodes.get_mut(addr.index()) else { return Vec::new() };
         let inputs = std::mem::take(&mut self.inbox[addr.index()]);
         self.inbox_ids[addr.index()].clear();
+        self.inbox_inputs[addr.index()].clear();
         let out = node.tick(inputs);
         self.result.ticks += 1;
         if self.durability {
@@ -504,6 +560,7 @@ pub fn simulate_compiled(program: Arc<CompiledProgram>, deployment: Arc<Deployme
     result.seed = config.seed;
     result.durability = config.durability;
     result.steps = config.steps;
+    result.replay = replay_args(config);
     if config.minimize {
         if let Some((_, first)) = result.violations.first() {
             result.minimized =
@@ -521,6 +578,14 @@ fn next_event(rng: &mut Rng, world: &World, gen: &mut workload::Generator, confi
     let mut acc = config.crash;
     if r < acc && n > 0 {
         return Event::Crash { node: NodeAddr(rng.below(n) as u32) };
+    }
+    acc += config.crash_in_tick;
+    if r < acc && n > 0 {
+        // A node with something to process: a crash in an idle tick is a plain crash.
+        let busy: Vec<usize> =
+            (0..world.nodes.len()).filter(|&i| world.nodes[i].is_some() && !world.inbox[i].is_empty()).collect();
+        let node = if busy.is_empty() { rng.below(n) as usize } else { busy[rng.below(busy.len() as u64) as usize] };
+        return Event::CrashInTick { node: NodeAddr(node as u32) };
     }
     acc += config.partition;
     if r < acc && n > 1 {
@@ -686,13 +751,26 @@ pub fn report(program: &Arc<CompiledProgram>, deployment: &Arc<Deployment>, resu
         for (i, line) in describe(program, deployment, result.durability, min).iter().enumerate() {
             let _ = writeln!(s, "  {i:>4}  {line}");
         }
-        let _ = writeln!(
-            s,
-            "replay with: --seed {} --steps {}{}",
-            result.seed,
-            result.steps,
-            if result.durability { "" } else { " --no-durability" }
-        );
+    }
+    if !result.replay.is_empty() {
+        let _ = writeln!(s, "replay with: {}", result.replay);
+    }
+    s
+}
+
+/// The `compart sim` options that reproduce a run of `config` (same program and deployment):
+/// every option that changes the schedule, so that the printed line replays the violation.
+pub fn replay_args(config: &SimConfig) -> String {
+    let mut s = format!("--seed {} --steps {} --inputs {}", config.seed, config.steps, config.workload.max_inputs);
+    if !config.durability {
+        s.push_str(" --no-durability");
+    }
+    if !config.workload.weights.is_empty() {
+        let weights: Vec<String> = config.workload.weights.iter().map(|(r, w)| format!("{r}={w}")).collect();
+        s.push_str(&format!(" --workload {}", weights.join(",")));
+    }
+    if [config.crash, config.crash_in_tick, config.partition, config.duplicate].iter().all(|&p| p == 0.0) {
+        s.push_str(" --no-faults");
     }
     s
 }
@@ -736,6 +814,26 @@ mod tests {
             }
         }
         assert!(outputs > 100, "{outputs}");
+    }
+
+    /// The replay line carried only the seed, the steps and --no-durability.
+    #[test]
+    fn replay_args_carry_every_option_of_the_run() {
+        let config = SimConfig {
+            seed: 7,
+            steps: 90,
+            durability: false,
+            workload: WorkloadSpec {
+                weights: vec![("put".into(), 3), ("get".into(), 1)],
+                max_inputs: 12,
+                ..WorkloadSpec::default()
+            },
+            ..SimConfig::default()
+        };
+        assert_eq!(replay_args(&config), "--seed 7 --steps 90 --inputs 12 --no-durability --workload put=3,get=1");
+        let quiet =
+            SimConfig { crash: 0.0, crash_in_tick: 0.0, partition: 0.0, duplicate: 0.0, ..SimConfig::default() };
+        assert_eq!(replay_args(&quiet), "--seed 0 --steps 400 --inputs 40 --no-faults");
     }
 
     #[test]
