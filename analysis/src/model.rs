@@ -245,6 +245,25 @@ impl Rule {
     pub fn has_aggregate(&self) -> bool {
         self.head.args.iter().any(|a| matches!(a, HeadArg::Aggregate(_)))
     }
+    /// For a head with `rank(x)`: the rank's column and the column that holds `x` itself
+    /// (E0309 requires one; the first bare `x` when there are several).
+    pub fn rank_columns(&self) -> Option<(usize, usize)> {
+        let args = &self.head.args;
+        let (rank, var) = args.iter().enumerate().find_map(|(i, a)| match a {
+            HeadArg::Aggregate(agg) if agg.func == AggregateFunc::Rank => Some((i, agg.arg.as_var()?)),
+            _ => None,
+        })?;
+        let ranked = args.iter().position(|a| matches!(a, HeadArg::Expr(e) if e.as_var() == Some(var)))?;
+        Some((rank, ranked))
+    }
+    /// The head columns an aggregate groups by: the non-aggregate ones, except the ranked
+    /// variable's column under `rank` (values are ranked within the group, not grouped by).
+    pub fn group_by_columns(&self) -> Vec<usize> {
+        let ranked = self.rank_columns().map(|(_, c)| c);
+        (0..self.head.args.len())
+            .filter(|&i| matches!(self.head.args[i], HeadArg::Expr(_)) && Some(i) != ranked)
+            .collect()
+    }
     pub fn atoms(&self) -> impl Iterator<Item = &Atom> {
         atoms(&self.body)
     }
@@ -297,6 +316,9 @@ pub enum AggregateFunc {
     Min,
     Max,
     Choose,
+    /// Not a fold: one fact per value of its variable, numbered 1, 2, ... in increasing order
+    /// within the group (the other head columns, except the ranked variable's own column).
+    Rank,
 }
 
 impl AggregateFunc {
@@ -307,6 +329,7 @@ impl AggregateFunc {
             "min" => AggregateFunc::Min,
             "max" => AggregateFunc::Max,
             "choose" => AggregateFunc::Choose,
+            "rank" => AggregateFunc::Rank,
             _ => return None,
         })
     }
@@ -317,6 +340,7 @@ impl AggregateFunc {
             AggregateFunc::Min => "min",
             AggregateFunc::Max => "max",
             AggregateFunc::Choose => "choose",
+            AggregateFunc::Rank => "rank",
         }
     }
 }

@@ -56,6 +56,27 @@ fn aggregate_grouped_by_key_is_partitioned() {
 }
 
 #[test]
+fn rank_over_every_key_is_sequential_and_not_monotone() {
+    // Each id is ranked against every other: no key splits it, and a new id renumbers those above it.
+    let src =
+        "component c {\n channel req(id: int)\n output slot(id: int, i: int)\n slot(id, rank(id)) :- req(id).\n}\n";
+    assert_eq!(component_class(src, "c"), "sequential");
+    let analysis = analyze(src);
+    let report = scaling::classify(&analysis.program);
+    let why: Vec<&str> = report.rules[0].nonmonotone.iter().map(|r| r.message.as_str()).collect();
+    assert_eq!(why, ["aggregates `rank` over `req`, which may still grow"]);
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
+fn rank_within_a_key_is_partitioned_by_it() {
+    // Ranked within each client: the group, not the ranked id, places it.
+    let src = "component c {\n channel req(client: int, id: int)\n output order(client: int, id: int, i: int)\n order(c, id, rank(id)) :- req(c, id).\n}\n";
+    assert_eq!(component_class(src, "c"), "partitioned by client");
+    insta::assert_snapshot!(classes(src));
+}
+
+#[test]
 fn global_aggregate_is_sequential() {
     let src = "component c {\n channel bid(ballot: int)\n output highest(b: int)\n highest(max(b)) :- bid(b).\n}\n";
     assert_eq!(component_class(src, "c"), "sequential");

@@ -49,6 +49,9 @@ fn check_head(program: &Program, rule: &Rule, out: &mut Vec<Diagnostic>) {
                     let what = if rule.kind == RuleKind::Fact { "a fact" } else { "a `delete` rule" };
                     out.push(Diagnostic::new(Code::MisplacedAggregate, a.range, format!("{what} cannot aggregate")));
                 }
+                if a.func == AggregateFunc::Rank {
+                    check_rank(rule, a, out);
+                }
             }
         }
     }
@@ -233,6 +236,37 @@ fn check_body(program: &Program, component: Option<ComponentId>, body: &[BodyIte
                 forbid_wildcards(&c.right, "a condition", out);
             }
         }
+    }
+}
+
+/// `rank(x)` numbers the facts of its head, so the head must carry `x` (else the numbers
+/// belong to nothing) and no other aggregate (which would fold the facts it numbers).
+fn check_rank(rule: &Rule, rank: &Aggregate, out: &mut Vec<Diagnostic>) {
+    let others = rule.head.args.iter().filter(|a| matches!(a, HeadArg::Aggregate(_))).count() - 1;
+    if others > 0 {
+        out.push(Diagnostic::new(
+            Code::MisplacedAggregate,
+            rank.range,
+            "`rank` numbers the head's facts one by one: it cannot share a head with another aggregate",
+        ));
+    }
+    match rank.arg.as_var() {
+        Some(x) => {
+            let carried = rule.head.args.iter().any(|a| matches!(a, HeadArg::Expr(e) if e.as_var() == Some(x)));
+            if !carried {
+                out.push(Diagnostic::new(
+                    Code::MisplacedAggregate,
+                    rank.range,
+                    format!("`rank({x})` gives each `{x}` its position: `{x}` must also be a head argument, e.g. `ranked({x}, rank({x}))`"),
+                ));
+            }
+        }
+        None if matches!(rank.arg.kind, ExprKind::Error | ExprKind::Wildcard) => {}
+        None => out.push(Diagnostic::new(
+            Code::MisplacedAggregate,
+            rank.arg.range,
+            "`rank` ranks a variable: bind the expression with `=` in the body and rank that variable",
+        )),
     }
 }
 

@@ -81,6 +81,16 @@ fn check_rule(program: &mut Program, index: usize, out: &mut Vec<Diagnostic>) ->
                             }
                         }
                         AggregateFunc::Choose => arg_ty,
+                        AggregateFunc::Rank => {
+                            if matches!(arg_ty, Type::Bool | Type::Addr) {
+                                out.push(Diagnostic::new(
+                                    Code::OperatorType,
+                                    a.arg.range,
+                                    format!("`rank` orders ints or strings, but this is {arg_ty}"),
+                                ));
+                            }
+                            Type::Int
+                        }
                     }
                 }
             };

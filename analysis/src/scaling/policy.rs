@@ -343,10 +343,9 @@ impl<'p> Scope<'p> {
         for arg in &rule.head.args {
             let HeadArg::Aggregate(agg) = arg else { continue };
             let group_by: Vec<&str> = rule
-                .head
-                .args
-                .iter()
-                .filter_map(|a| match a {
+                .group_by_columns()
+                .into_iter()
+                .filter_map(|i| match &rule.head.args[i] {
                     HeadArg::Expr(e) => Some(expr_vars(e)),
                     HeadArg::Aggregate(_) => None,
                 })

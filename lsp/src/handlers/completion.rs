@@ -12,7 +12,7 @@ use crate::handlers::hover::signature;
 
 const KEYWORDS: &[&str] =
     &["component", "input", "output", "table", "channel", "scratch", "delete", "invariant", "partitioned by", "key"];
-const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "choose"];
+const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "choose", "rank"];
 
 /// The relation whose argument list holds `offset`, and the argument index there.
 fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {

@@ -89,6 +89,8 @@ pub(crate) struct HeadPlan {
     pub rel: usize,
     pub dest: Option<CExpr>,
     pub args: Vec<HArg>,
+    /// For `rank(x)`: (the rank's argument index, the index of the argument holding `x`).
+    pub rank: Option<(usize, usize)>,
 }
 
 impl HeadPlan {
@@ -449,7 +451,7 @@ impl Compiler<'_> {
                 HeadArg::Aggregate(agg) => HArg::Agg(agg.func, self.expr(&agg.arg, vars)?),
             });
         }
-        Ok(HeadPlan { rel, dest, args })
+        Ok(HeadPlan { rel, dest, args, rank: rule.rank_columns() })
     }
 
     fn rule(&mut self, id: RuleId, stratum_heads: &[usize]) -> Result<RulePlan, String> {
@@ -470,7 +472,8 @@ impl Compiler<'_> {
         // Incrementally maintained aggregate: a lone table atom feeding a scratch relation that
         // no other rule derives.
         let mut inc_agg = None;
-        if rule.kind == RuleKind::SameTick && head.has_agg() && rule.body.len() == 1 {
+        // Not for `rank`: one insert can renumber every fact of its group.
+        if rule.kind == RuleKind::SameTick && head.has_agg() && head.rank.is_none() && rule.body.len() == 1 {
             if let (BodyItem::Atom(atom), [Step::Scan { rel, pats, .. }]) = (&rule.body[0], full.as_slice()) {
                 let only_rule = program.rules_deriving(RelationId(head.rel as u32)).count() == 1;
                 if !atom.negated

@@ -274,6 +274,12 @@ pub(crate) fn aggregate(head: &HeadPlan, rows: &[u64], env: &Env) -> Vec<u64> {
         return Vec::new();
     }
     let off = head.dest.is_some() as usize;
+    if let Some((r, x)) = head.rank {
+        let ty = match &head.args[r] {
+            HArg::Agg(_, e) | HArg::Expr(e) => e.ty,
+        };
+        return rank(rows, width, off + r, off + x, ty, env);
+    }
     let agg_cols: Vec<(usize, AggregateFunc, Type)> = head
         .args
         .iter()
@@ -314,6 +320,41 @@ pub(crate) fn aggregate(head: &HeadPlan, rows: &[u64], env: &Env) -> Vec<u64> {
     out
 }
 
+/// `rank(x)`: one row per distinct (group, x), numbered from 1 in increasing order of `x` within
+/// its group; the group is every column but the rank's (`r`) and `x`'s. A sort per group.
+fn rank(rows: &[u64], width: usize, r: usize, x: usize, ty: Type, env: &Env) -> Vec<u64> {
+    let group_cols: Vec<usize> = (0..width).filter(|&c| c != r && c != x).collect();
+    let mut groups: FxHashMap<Box<[u64]>, Vec<u64>> = FxHashMap::default();
+    let mut order: Vec<Box<[u64]>> = Vec::new();
+    for row in rows.chunks_exact(width) {
+        let key: Box<[u64]> = group_cols.iter().map(|&c| row[c]).collect();
+        groups
+            .entry(key)
+            .or_insert_with_key(|k| {
+                order.push(k.clone());
+                Vec::new()
+            })
+            .push(row[x]);
+    }
+    let mut out = Vec::with_capacity(rows.len());
+    for key in order {
+        let mut values = groups.remove(&key).unwrap_or_default();
+        // Equal values have equal codes (ints are themselves, strings interned): dedup after sort.
+        values.sort_unstable_by(|&a, &b| env.compare(ty, a, b).then(a.cmp(&b)));
+        values.dedup();
+        for (i, v) in values.into_iter().enumerate() {
+            let start = out.len();
+            out.resize(start + width, 0);
+            for (k, &c) in group_cols.iter().enumerate() {
+                out[start + c] = key[k];
+            }
+            out[start + x] = v;
+            out[start + r] = i as u64 + 1;
+        }
+    }
+    out
+}
+
 /// One aggregate over distinct values (non-empty).
 pub(crate) fn fold(f: AggregateFunc, ty: Type, values: impl Iterator<Item = u64>, env: &Env) -> u64 {
     match f {
@@ -321,5 +362,7 @@ pub(crate) fn fold(f: AggregateFunc, ty: Type, values: impl Iterator<Item = u64>
         AggregateFunc::Sum => values.fold(0i64, |s, v| s.wrapping_add(v as i64)) as u64,
         AggregateFunc::Min | AggregateFunc::Choose => values.min_by(|&a, &b| env.compare(ty, a, b)).unwrap_or(0),
         AggregateFunc::Max => values.max_by(|&a, &b| env.compare(ty, a, b)).unwrap_or(0),
+        // Not a fold: `aggregate` numbers the values with `rank` instead.
+        AggregateFunc::Rank => values.count() as u64,
     }
 }

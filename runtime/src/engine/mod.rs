@@ -554,6 +554,8 @@ impl Node {
                             AggregateFunc::Sum => gs.sums[k] as u64,
                             AggregateFunc::Min | AggregateFunc::Choose => m.values().next().map(|x| x.0).unwrap_or(0),
                             AggregateFunc::Max => m.values().next_back().map(|x| x.0).unwrap_or(0),
+                            // Never maintained incrementally (compile.rs); folded as a count if it were.
+                            AggregateFunc::Rank => m.len() as u64,
                         });
                         k += 1;
                     }

@@ -320,3 +320,50 @@ fn a_restarted_node_keeps_its_tables_and_loses_pending_facts() {
     let out = a.tick(vec![]);
     assert_eq!(out.outputs, vec![(rel(&p, "got"), vec![Value::str("x")])]);
 }
+
+#[test]
+fn rank_numbers_each_group_in_order() {
+    let (mut n, p) = single(
+        r#"component c {
+            input req(id: int, who: string)
+            table by_id(id: int, r: int)
+            table per_who(who: string, id: int, r: int)
+            table names(who: string, r: int)
+            by_id(id, rank(id)) :- req(id, _).
+            per_who(who, id, rank(id)) :- req(id, who).
+            names(w, rank(w)) :- req(_, w).
+            output o(id: int, slot: int)
+            table next(n: int) key()
+            next(10).
+            o(id, s) :- by_id(id, i), next(n), s = n + i - 1.
+        }"#,
+    );
+    let req = rel(&p, "req");
+    let input = [(30, "b"), (-5, "a"), (7, "b"), (100, "a"), (7, "b")];
+    n.tick(input.iter().map(|&(i, w)| (req, vec![Value::Int(i), Value::str(w)])).collect());
+    assert_eq!(show(&n, &p, "by_id"), "by_id(-5, 1) by_id(7, 2) by_id(30, 3) by_id(100, 4)");
+    assert_eq!(
+        show(&n, &p, "per_who"),
+        r#"per_who("a", -5, 1) per_who("a", 100, 2) per_who("b", 7, 1) per_who("b", 30, 2)"#
+    );
+    // Strings rank byte-wise, duplicates once.
+    assert_eq!(show(&n, &p, "names"), r#"names("a", 1) names("b", 2)"#);
+}
+
+#[test]
+fn rank_of_a_large_batch_is_a_sort_not_a_self_join() {
+    let (mut n, p) = single(
+        "component c {
+            input req(id: int)
+            by_id(id, rank(id)) :- req(id).
+            output o(id: int, r: int)
+            o(id, r) :- by_id(id, r).
+        }",
+    );
+    let req = rel(&p, "req");
+    // 50k facts: a sort per tick; the self-join `rank` replaces would be 1.25e9 pairs.
+    let batch = 50_000i64;
+    let out = n.tick((0..batch).rev().map(|i| (req, vec![Value::Int(i * 3)])).collect());
+    assert_eq!(out.outputs.len(), batch as usize);
+    assert!(out.outputs.iter().all(|(_, t)| t[1] == Value::Int(t[0].as_int().unwrap() / 3 + 1)));
+}
