@@ -107,8 +107,8 @@ pub fn format_fact(relation: &str, tuple: &[Value]) -> String {
 }
 
 /// The language's `hash`: deterministic across processes, runs and platforms (FNV-1a over a
-/// canonical encoding, then a final mix), never negative. Routing uses it too, so a program's
-/// `hash(k) % n` agrees with where a partitioned component places `k`.
+/// canonical encoding, then a final mix), never negative. Routing does not use it (see
+/// [`route_index`]).
 pub struct StableHasher(u64);
 
 impl Default for StableHasher {
@@ -167,6 +167,69 @@ pub fn stable_hash(values: &[Value]) -> i64 {
     h.finish()
 }
 
+/// Which of `n` instances of a partitioned node holds the facts whose partition key is `key`.
+///
+/// Independent of the language's `hash`: a program that shards by `hash(k) % n` itself and is
+/// then partitioned by `k` would otherwise send every key of its shard `j` to instance `j` (all
+/// keys a node sees agree on `hash(k) % n`), leaving the other instances idle. So: another seed,
+/// another mixing (word-wise murmur3 finalisers, not byte-wise FNV), and the range reduction
+/// takes the high bits (`h * n >> 64`) where `hash(k) % n` takes the low ones. Every node, the
+/// load generator, the simulator and the explorer must agree, so it is fixed arithmetic over
+/// the canonical encoding of the values, the same on every platform.
+pub fn route_index(key: &[Value], n: usize) -> usize {
+    if n <= 1 {
+        return 0;
+    }
+    let mut h = RouteHasher(0x243f_6a88_85a3_08d3);
+    for v in key {
+        h.value(v);
+    }
+    ((h.finish() as u128 * n as u128) >> 64) as usize
+}
+
+struct RouteHasher(u64);
+
+fn fmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 33)).wrapping_mul(0xff51_afd7_ed55_8ccd);
+    z = (z ^ (z >> 33)).wrapping_mul(0xc4ce_b9fe_1a85_ec53);
+    z ^ (z >> 33)
+}
+
+impl RouteHasher {
+    fn word(&mut self, w: u64) {
+        // The added odd constant keeps a zero state from absorbing zero words unchanged.
+        self.0 = fmix64((self.0 ^ w).wrapping_add(0x9e37_79b9_7f4a_7c15));
+    }
+    fn value(&mut self, v: &Value) {
+        match v {
+            Value::Int(i) => {
+                self.word(0);
+                self.word(*i as u64);
+            }
+            Value::Str(s) => {
+                self.word(1);
+                self.word(s.len() as u64);
+                for chunk in s.as_bytes().chunks(8) {
+                    let mut w = [0u8; 8];
+                    w[..chunk.len()].copy_from_slice(chunk);
+                    self.word(u64::from_le_bytes(w));
+                }
+            }
+            Value::Bool(b) => {
+                self.word(2);
+                self.word(*b as u64);
+            }
+            Value::Addr(a) => {
+                self.word(3);
+                self.word(a.0 as u64);
+            }
+        }
+    }
+    fn finish(&self) -> u64 {
+        fmix64(self.0 ^ 0x1319_8a2e_0370_7344)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -191,5 +254,35 @@ mod tests {
             buckets[(stable_hash(&[Value::Int(i)]) % 4) as usize] += 1;
         }
         assert!(buckets.iter().all(|&b| b > 800), "{buckets:?}");
+    }
+
+    #[test]
+    fn routing_is_fixed_and_spreads_keys() {
+        // Pinned: a change here moves every key of every partitioned deployment.
+        let pinned: Vec<usize> = (0..12).map(|i| route_index(&[Value::Int(i)], 8)).collect();
+        insta::assert_snapshot!(format!("{pinned:?} {}", route_index(&[Value::str("abc")], 1000)), @"[2, 3, 7, 0, 4, 5, 2, 6, 6, 1, 0, 1] 383");
+        for n in [2usize, 3, 4, 7, 16] {
+            let mut buckets = vec![0u32; n];
+            for i in 0..8000 {
+                buckets[route_index(&[Value::Int(i)], n)] += 1;
+            }
+            let expect = 8000 / n as u32;
+            assert!(buckets.iter().all(|&b| b > expect * 8 / 10 && b < expect * 12 / 10), "{n}: {buckets:?}");
+        }
+    }
+
+    #[test]
+    fn routing_is_independent_of_the_language_hash() {
+        // Keys a program sharded to its shard j by `hash(k) % 4`: routing still spreads them
+        // evenly over 4 instances, for int and string keys.
+        for j in 0..4 {
+            let mut buckets = [0u32; 4];
+            let keys = (0..40_000i64).map(Value::Int).chain((0..40_000).map(|i| Value::str(&format!("user{i}"))));
+            for k in keys.filter(|k| stable_hash(std::slice::from_ref(k)) % 4 == j) {
+                buckets[route_index(std::slice::from_ref(&k), 4)] += 1;
+            }
+            let total: u32 = buckets.iter().sum();
+            assert!(buckets.iter().all(|&b| b * 5 > total), "shard {j}: {buckets:?}");
+        }
     }
 }

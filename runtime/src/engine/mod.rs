@@ -25,7 +25,7 @@ use store::{decode, encode, Interner, Row, Store};
 
 use crate::deploy::Deployment;
 use crate::durability::Change;
-use crate::value::{stable_hash, NodeAddr, Tuple, Value};
+use crate::value::{route_index, NodeAddr, Tuple, Value};
 
 /// What one tick produced.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -1062,8 +1062,10 @@ impl GlobalChecker {
     }
 }
 
-/// Where a fact sent to the logical node `dest` goes: the instance `hash(key) mod N` for a
-/// relation with a partition column, every instance otherwise (or `dest` itself when unpartitioned).
+/// Where a fact sent to the logical node `dest` goes: the instance [`route_index`] picks for its
+/// partition column (a hash independent of the language's `hash`), every instance for a relation
+/// without one (or `dest` itself when unpartitioned). The one routing function: nodes, the load
+/// generator, the simulator and the explorer all call it.
 pub fn route(
     program: &CompiledProgram,
     deployment: &Deployment,
@@ -1093,8 +1095,7 @@ pub fn route_into(
     }
     match program.partition_column(relation).and_then(|c| tuple.get(c)) {
         Some(v) => {
-            let i = (stable_hash(std::slice::from_ref(v)) as u64 % instances.len() as u64) as usize;
-            out.push(instances[i].addr);
+            out.push(instances[route_index(std::slice::from_ref(v), instances.len())].addr);
         }
         None => out.extend(instances.iter().map(|n| n.addr)),
     }

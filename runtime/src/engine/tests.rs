@@ -322,6 +322,44 @@ fn a_restarted_node_keeps_its_tables_and_loses_pending_facts() {
 }
 
 #[test]
+fn routing_spreads_keys_a_program_already_sharded_by_hash() {
+    // `front` shards keys over 4 `shard` nodes by `hash(k) % 4` (shard i gets the keys with
+    // `hash(k) % 4 == i - 1`); each shard runs as 4 instances partitioned by `k`. Routing with the
+    // language's own hash would put every key of shard i on one instance.
+    let (prog, p) = compile(
+        r#"component front {
+            input req(k: int)
+            shard_rank(a, count(b)) :- nodes("shard", a), nodes("shard", b), str(b) <= str(a).
+            put@a(k) :~ req(k), shard_rank(a, i), i - 1 == hash(k) % 4.
+        }
+        component shard partitioned by k {
+            channel put(k: int)
+            table stored(k: int)
+            stored(k) :- put(k).
+        }"#,
+    );
+    let d = Arc::new(Deployment::local_partitioned(&p, &[("front", 1, 1), ("shard", 4, 4)]));
+    let front = d.logical_nodes().find(|n| p.component(n.component).name == "front").unwrap().addr;
+    let mut node = Node::new(prog.clone(), front, d.clone());
+    let req = rel(&p, "req");
+    let out = node.tick((0..4000).map(|k| (req, vec![Value::Int(k)])).collect());
+    assert_eq!(out.sends.len(), 4000);
+    let mut per_instance: std::collections::BTreeMap<NodeAddr, usize> = Default::default();
+    for (dest, r, tuple) in &out.sends {
+        for to in route(&prog, &d, *dest, *r, tuple) {
+            *per_instance.entry(to).or_default() += 1;
+        }
+    }
+    for shard in d.logical_nodes().filter(|n| p.component(n.component).name == "shard") {
+        let counts: Vec<usize> =
+            d.instances(shard.addr).iter().map(|i| per_instance.get(&i.addr).copied().unwrap_or(0)).collect();
+        let total: usize = counts.iter().sum();
+        assert!(total > 600, "shard {:?} got {total} of 4000 keys", shard.addr);
+        assert!(counts.iter().all(|&c| c * 10 >= total), "shard {:?}: {counts:?}", shard.addr);
+    }
+}
+
+#[test]
 fn rank_numbers_each_group_in_order() {
     let (mut n, p) = single(
         r#"component c {
