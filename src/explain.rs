@@ -267,8 +267,14 @@ pub fn plan_checked(
     }
     let options = optimize::Options { machines, profile, logical, ..Default::default() };
     let gate = BoundedCheck { original_deploy: deploy_text };
-    let gate: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
-    Ok(optimize::optimize_checked(&analysis, &options, gate))
+    let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
+    let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);
+    // Ports and the workload stay as the user set them, so the output runs with `compart run` as is.
+    if let Some(original) = &gate.original_deploy {
+        let rewritten = analyze(&plan.text);
+        plan.deployment = compart_runtime::deploy::carry_settings(original, &rewritten.program, &plan.deployment);
+    }
+    Ok(plan)
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.

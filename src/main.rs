@@ -42,7 +42,7 @@ enum Command {
         deny_warnings: bool,
     },
     /// Run a program on a local cluster (one process per node) under a generated workload.
-    Run(run::RunArgs),
+    Run(Box<run::RunArgs>),
     /// Run a program on the deterministic simulator: seeded schedules with reordering, delays,
     /// duplicates, crashes and partitions; every invariant checked after every tick.
     Sim(sim::SimArgs),
@@ -159,7 +159,7 @@ fn main() -> ExitCode {
         Command::Optimize { file, machines, profile, out, no_check } => {
             explain::optimize(&file, machines, &profile, out.as_ref(), !no_check)
         }
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Bench(args) => bench::bench(args),
         Command::Sim(args) => sim::sim(args),
         Command::Node(args) => run::node(args),

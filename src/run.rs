@@ -9,7 +9,7 @@ use clap::Args;
 use compart_runtime::cluster::launcher::{self, Fault, RunOptions};
 use compart_runtime::cluster::node::{run_node, NodeArgs};
 use compart_runtime::cluster::SECRET_ENV;
-use compart_runtime::loadgen::{SendTo, WorkloadChoice};
+use compart_runtime::loadgen::{KeyDistribution, Mix, SendTo, WorkloadChoice};
 use compart_runtime::net::{Secret, DEFAULT_MAX_FRAME_BYTES};
 
 #[derive(Args)]
@@ -40,6 +40,22 @@ pub struct RunArgs {
     /// `all` (every instance of the entry component gets every request) or `round-robin`.
     #[arg(long)]
     pub send_to: Option<SendTo>,
+    /// Drive several inputs, each with its weight, e.g. `put=1,get=9` (replies detected);
+    /// default: [workload] mix, else one detected input.
+    #[arg(long)]
+    pub mix: Option<Mix>,
+    /// Requests draw their key column from this many keys (default 1000 with a key option).
+    #[arg(long)]
+    pub keys: Option<u64>,
+    /// How keys are drawn: `uniform`, `zipf` (YCSB's, theta 0.99) or `zipf:THETA`.
+    #[arg(long)]
+    pub distribution: Option<KeyDistribution>,
+    /// The input column holding the key (default `k` or `key`).
+    #[arg(long)]
+    pub key_column: Option<String>,
+    /// Seed of the request stream (which input, which key).
+    #[arg(long)]
+    pub seed: Option<u64>,
     /// Write the JSON report here (schema: runtime/README.md).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -109,7 +125,17 @@ pub fn run(args: RunArgs) -> u8 {
     opts.clients = args.clients;
     opts.rate = args.rate.filter(|r| *r > 0.0);
     opts.requests = args.requests;
-    opts.choice = WorkloadChoice { entry: args.entry, input: args.input, output: args.output, send_to: args.send_to };
+    opts.choice = WorkloadChoice {
+        entry: args.entry,
+        input: args.input,
+        output: args.output,
+        send_to: args.send_to,
+        mix: args.mix.map(|m| m.0),
+        keys: args.keys,
+        distribution: args.distribution,
+        key_column: args.key_column,
+        seed: args.seed,
+    };
     opts.durable = args.durable;
     opts.faults = args.faults;
     opts.auto_ports = args.auto_ports;

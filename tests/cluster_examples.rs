@@ -73,12 +73,79 @@ fn cluster_two_phase_commit() {
 
 #[test]
 fn cluster_kvs() {
+    // kvs.toml's [workload]: puts and gets in equal parts over 1000 Zipfian keys.
     let r = run_example("kvs", 2000, &[]);
-    assert_eq!(r["workload"]["output"], "put_done");
-    // Every replica applied every write.
+    let mix: Vec<(&str, &str, u64, u64)> = r["workload"]["mix"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            (
+                o["input"].as_str().unwrap(),
+                o["output"].as_str().unwrap(),
+                o["sent"].as_u64().unwrap(),
+                o["ok"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(mix.iter().map(|m| (m.0, m.1)).collect::<Vec<_>>(), [("get", "get_reply"), ("put", "put_done")]);
+    assert!(mix.iter().all(|m| m.2 == m.3 && m.2 > 700), "{mix:?}");
+    assert_eq!(r["workload"]["keys"]["distribution"], "zipf:0.99");
+    // Every replica applied every write and served reads (round-robin).
     let replicas: Vec<_> = r["nodes"].as_array().unwrap().iter().filter(|n| n["component"] == "replica").collect();
     assert_eq!(replicas.len(), 3);
-    assert_eq!(rule_facts(&r, "applied"), 6000);
+    assert_eq!(rule_facts(&r, "applied"), 3 * mix[1].2);
+    assert!(rule_facts(&r, "get_reply") >= mix[0].2);
+    // A write-only run, uniform keys, from flags.
+    let w = run_example("kvs", 1000, &["--mix", "put=1", "--distribution", "uniform", "--keys", "50"]);
+    assert_eq!(w["workload"]["mix"].as_array().unwrap().len(), 1);
+    assert_eq!(w["workload"]["keys"]["count"], 50);
+    assert_eq!(rule_facts(&w, "applied"), 3000);
+}
+
+/// `compart optimize --out DIR` writes a deployment that `compart run` takes with no flags: it keeps
+/// the original's ports and [workload], adapted to the rewritten program (Paxos' plan moves the
+/// reply into a new component).
+#[test]
+fn optimized_plans_run_as_written() {
+    let dir = std::env::temp_dir().join(format!("compart-optimized-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(root().join("examples/paxos.ded"), dir.join("paxos.ded")).unwrap();
+    let toml = std::fs::read_to_string(root().join("examples/paxos.toml")).unwrap()
+        + "\n[workload]\nentry = \"proposer\"\ninput = \"request\"\noutput = \"reply\"\n";
+    std::fs::write(dir.join("paxos.toml"), toml).unwrap();
+    std::fs::copy(root().join("examples/kvs.ded"), dir.join("kvs.ded")).unwrap();
+    std::fs::copy(root().join("examples/kvs.toml"), dir.join("kvs.toml")).unwrap();
+    for (name, machines) in [("paxos", "9"), ("kvs", "8")] {
+        let out = dir.join(format!("{name}-out"));
+        let status = Command::new(env!("CARGO_BIN_EXE_compart"))
+            .args(["optimize", dir.join(format!("{name}.ded")).to_str().unwrap(), "--machines", machines, "--out"])
+            .arg(&out)
+            .output()
+            .unwrap();
+        assert!(status.status.success(), "{}", String::from_utf8_lossy(&status.stderr));
+        let deploy = std::fs::read_to_string(out.join(format!("{name}.optimized.toml"))).unwrap();
+        assert!(deploy.contains("base_port") && deploy.contains("[workload]"), "{deploy}");
+        let report = out.join("report.json");
+        let run = Command::new(env!("CARGO_BIN_EXE_compart"))
+            .arg("run")
+            .arg(out.join(format!("{name}.optimized.ded")))
+            .arg("--deploy")
+            .arg(out.join(format!("{name}.optimized.toml")))
+            .args(["--quiet", "--report"])
+            .arg(&report)
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&run.stdout);
+        assert!(run.status.success(), "{name}: {stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+        let json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        assert_eq!(json["summary"]["ok"], 10_000, "{name}: {stdout}");
+        if name == "paxos" {
+            let program = std::fs::read_to_string(out.join("paxos.optimized.ded")).unwrap();
+            assert!(program.contains("component proposals_part"), "the plan moved the reply:\n{program}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]

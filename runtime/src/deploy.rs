@@ -58,6 +58,61 @@ fn err(message: impl Into<String>) -> DeployError {
     DeployError { message: message.into() }
 }
 
+/// A deployment file for a rewriting of the program the file `original` deploys: `generated`
+/// (the optimizer's `[components]` and `[partitions]`) with the original's `base_port` and
+/// `[workload]` table, adapted to `program` (the rewritten one): a relation or entry component
+/// it no longer has, or an entry that no longer owns the input (a decoupling moved it), is
+/// dropped so that detection finds the request and reply where they are now.
+pub fn carry_settings(original: &str, program: &Program, generated: &str) -> String {
+    use compart_analysis::model::RelationKind;
+    let Ok(doc) = original.parse::<toml::Table>() else { return generated.to_string() };
+    let mut out = String::new();
+    if let Some(p) = doc.get("base_port").and_then(|v| v.as_integer()) {
+        out.push_str(&format!(
+            "base_port = {p}
+"
+        ));
+    }
+    out.push_str(generated);
+    let Some(toml::Value::Table(workload)) = doc.get("workload") else { return out };
+    let mut w = workload.clone();
+    let is = |name: Option<&toml::Value>, kind: RelationKind| {
+        name.and_then(|v| v.as_str())
+            .and_then(|n| program.relation_by_name(n))
+            .is_some_and(|r| program.relation(r).kind == kind)
+    };
+    for (key, kind) in [("input", RelationKind::Input), ("output", RelationKind::Output)] {
+        if w.contains_key(key) && !is(w.get(key), kind) {
+            w.remove(key);
+        }
+    }
+    if let Some(toml::Value::Table(mix)) = w.get_mut("mix") {
+        mix.retain(|name, _| is(Some(&toml::Value::String(name.to_string())), RelationKind::Input));
+        if mix.is_empty() {
+            w.remove("mix");
+        }
+    }
+    let owner = |input: &str| program.relation_by_name(input).and_then(|r| program.relation(r).component);
+    if let Some(entry) = w.get("entry").and_then(|v| v.as_str()).map(str::to_string) {
+        let id = program.component_by_name(&entry);
+        let inputs: Vec<String> = match (w.get("input"), w.get("mix")) {
+            (Some(toml::Value::String(i)), _) => vec![i.clone()],
+            (_, Some(toml::Value::Table(m))) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
+        if id.is_none() || inputs.iter().any(|i| owner(i) != id) {
+            w.remove("entry");
+        }
+    }
+    if !w.is_empty() {
+        let mut t = toml::Table::new();
+        t.insert("workload".into(), toml::Value::Table(w));
+        out.push('\n');
+        out.push_str(&toml::to_string(&t).unwrap_or_default());
+    }
+    out
+}
+
 /// Default first port when the file names none (and for [`Deployment::local`]).
 pub const DEFAULT_BASE_PORT: u16 = 7000;
 
@@ -320,5 +375,27 @@ mod tests {
             let d = Deployment::from_toml(&toml, &analysis.program).unwrap();
             assert!(d.nodes.len() >= 4, "{name}");
         }
+    }
+
+    #[test]
+    fn rewritten_deployments_keep_ports_and_the_workload_that_still_applies() {
+        let original = "base_port = 7300\n[components]\nfront = 1\n\n[workload]\nentry = \"front\"\ninput = \"req\"\noutput = \"gone\"\nkeys = 10\n[workload.mix]\nreq = 1\nold = 2\n";
+        // A rewriting where `req` moved to another component and the output `gone` no longer exists.
+        let rewritten = compart_analysis::analyze(
+            "component front { channel x(id: int) }\ncomponent back { input req(id: int)\n output rep(id: int)\n rep(i) :- req(i).\n x@d(i) :~ req(i), nodes(\"front\", d). }",
+        );
+        assert!(!rewritten.has_errors(), "{:?}", rewritten.diagnostics);
+        let out = carry_settings(original, &rewritten.program, "[components]\nfront = 1\nback = 2\n");
+        assert_eq!(
+            out,
+            "base_port = 7300\n[components]\nfront = 1\nback = 2\n\n[workload]\ninput = \"req\"\nkeys = 10\n\n[workload.mix]\nreq = 1\n"
+        );
+        let d = Deployment::from_toml(&out, &rewritten.program).unwrap();
+        assert_eq!(d.nodes[0].socket.port(), 7300);
+        // Nothing to carry: the generated file as is.
+        assert_eq!(
+            carry_settings("[components]\na = 1\n", &program(), "[components]\na = 1\n"),
+            "[components]\na = 1\n"
+        );
     }
 }

@@ -17,7 +17,10 @@ use super::{free_ports, Cluster, Control, Envelope, NodeStats, SECRET_ENV};
 use crate::engine::route;
 use crate::loadgen::{Checker, ReplyError, Workload, WorkloadChoice};
 use crate::net::{Endpoint, NetConfig, Secret, DEFAULT_MAX_FRAME_BYTES};
-use crate::report::{FaultEvent, Latency, NodeReport, RuleReport, RunReport, Sample, Summary, WorkloadReport, SCHEMA};
+use crate::report::{
+    FaultEvent, KeysReport, Latency, NodeReport, OpReport, RuleReport, RunReport, Sample, Summary, WorkloadReport,
+    SCHEMA,
+};
 use crate::value::NodeAddr;
 
 /// Kill a node at `at` (seconds after the workload starts) and restart it `down` seconds later.
@@ -139,13 +142,19 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
         choice = choice.merge_toml(t)?;
     }
     let workload = Workload::detect(program, &choice)?;
-    let targets: Vec<NodeAddr> =
-        cluster.deployment.logical_nodes().filter(|s| s.component == workload.entry).map(|s| s.addr).collect();
-    if targets.is_empty() {
-        return Err(format!(
-            "the deployment runs no `{}` node to send requests to",
-            program.component(workload.entry).name
-        ));
+    // Per op: the logical nodes of its input's component.
+    let mut targets: Vec<Vec<NodeAddr>> = Vec::new();
+    for op in &workload.ops {
+        let t: Vec<NodeAddr> =
+            cluster.deployment.logical_nodes().filter(|s| s.component == op.entry).map(|s| s.addr).collect();
+        if t.is_empty() {
+            return Err(format!(
+                "the deployment runs no `{}` node to send `{}` requests to",
+                program.component(op.entry).name,
+                op.input_name
+            ));
+        }
+        targets.push(t);
     }
     let secret_bytes = match &opts.secret {
         Some(s) => s.clone(),
@@ -279,17 +288,18 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
             }
             let id = next_id;
             next_id += 1;
-            let tuple = workload.request(id);
-            for &t in workload.targets(id, &targets) {
-                routed = route(&cluster.program, &cluster.deployment, t, workload.input, &tuple);
+            let (op, tuple) = workload.request(id);
+            let input = workload.ops[op].input;
+            for &t in workload.targets(id, &targets[op]) {
+                routed = route(&cluster.program, &cluster.deployment, t, input, &tuple);
                 for inst in &routed {
                     per_dest
                         .entry(inst.0)
                         .or_default()
-                        .push(Envelope::Fact { relation: workload.input.0, tuple: tuple.clone() });
+                        .push(Envelope::Fact { relation: input.0, tuple: tuple.clone() });
                 }
             }
-            checker.sent(id, tuple, now);
+            checker.sent(id, op, tuple, now);
             *sent += 1;
         }
         for (to, batch) in per_dest {
@@ -319,11 +329,12 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                 let mut next = 0u64;
                 for env in d.batch {
                     let Envelope::Fact { relation, tuple } = env else { continue };
-                    if relation != workload.output.0 {
+                    let relation = compart_analysis::model::RelationId(relation);
+                    if !workload.is_output(relation) {
                         continue;
                     }
                     let now = Instant::now();
-                    match checker.reply(&tuple) {
+                    match checker.reply(relation, &tuple) {
                         Ok((_, at)) => {
                             let lat = us(now).saturating_sub(at).max(1);
                             let _ = hist.record(lat);
@@ -513,7 +524,7 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
             }
         })
         .collect();
-    let input_rel = program.relation(workload.input);
+    let first = &workload.ops[0];
     Ok(RunReport {
         schema: SCHEMA.into(),
         program: opts.program.display().to_string(),
@@ -523,10 +534,29 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
             clients: closed.then_some(clients),
             rate: opts.rate,
             requests: total,
-            entry: program.component(workload.entry).name.clone(),
-            input: input_rel.name.clone(),
-            output: program.relation(workload.output).name.clone(),
+            entry: program.component(first.entry).name.clone(),
+            input: first.input_name.clone(),
+            output: first.output_name.clone(),
             send_to: format!("{:?}", workload.send_to).to_lowercase(),
+            mix: workload
+                .ops
+                .iter()
+                .enumerate()
+                .map(|(i, o)| OpReport {
+                    entry: program.component(o.entry).name.clone(),
+                    input: o.input_name.clone(),
+                    output: o.output_name.clone(),
+                    weight: o.weight,
+                    sent: checker.sent_per_op[i],
+                    ok: checker.ok_per_op[i],
+                })
+                .collect(),
+            keys: workload.keys.as_ref().map(|k| KeysReport {
+                column: k.column.clone(),
+                count: k.count,
+                distribution: k.distribution.to_string(),
+            }),
+            seed: workload.seed,
         },
         cpu_per_node: opts.cpu_per_node,
         summary,

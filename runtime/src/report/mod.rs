@@ -38,10 +38,40 @@ pub struct WorkloadReport {
     pub clients: Option<usize>,
     pub rate: Option<f64>,
     pub requests: u64,
+    /// The first op of the mix (the only one without a mix).
     pub entry: String,
     pub input: String,
     pub output: String,
     pub send_to: String,
+    /// Every request/reply pair driven, with its weight and counts.
+    #[serde(default)]
+    pub mix: Vec<OpReport>,
+    /// The key space, when requests draw keys from one.
+    #[serde(default)]
+    pub keys: Option<KeysReport>,
+    /// Seed of the request stream.
+    #[serde(default)]
+    pub seed: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct OpReport {
+    pub entry: String,
+    pub input: String,
+    pub output: String,
+    pub weight: f64,
+    pub sent: u64,
+    /// Replies that passed every check.
+    pub ok: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct KeysReport {
+    /// The input column holding the key.
+    pub column: String,
+    pub count: u64,
+    /// `uniform` or `zipf:THETA`.
+    pub distribution: String,
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -177,6 +207,20 @@ impl RunReport {
             "throughput {:.0} req/s over {:.2} s; latency p50 {} us, p99 {} us, p99.9 {} us, max {} us; {:.1} CPU-us/request",
             s.throughput_rps, s.duration_s, s.latency_us.p50, s.latency_us.p99, s.latency_us.p999, s.latency_us.max, s.cpu_us_per_request
         );
+        let w = &self.workload;
+        if w.mix.len() > 1 || w.keys.is_some() {
+            let total: f64 = w.mix.iter().map(|o| o.weight).sum::<f64>().max(1e-9);
+            let ops: Vec<String> = w
+                .mix
+                .iter()
+                .map(|o| format!("{} {:.0}% ({} sent, {} ok)", o.input, 100.0 * o.weight / total, o.sent, o.ok))
+                .collect();
+            let keys = w
+                .keys
+                .as_ref()
+                .map_or(String::new(), |k| format!("; {} keys `{}`, {}", k.count, k.column, k.distribution));
+            let _ = writeln!(out, "mix: {}{keys}", ops.join(", "));
+        }
         if let Some(cpus) = self.cpu_per_node {
             let _ = writeln!(out, "emulated cluster: every node limited to {:.0}% of one core", cpus * 100.0);
         }
