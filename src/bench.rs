@@ -21,6 +21,10 @@ use crate::Format;
 const DEFAULTS: [(&str, usize, bool); 3] =
     [("voting", 12, false), ("two_phase_commit", 16, false), ("paxos", 29, true)];
 
+/// The gains of the SIGMOD'24 paper's hand-made rewrites ("Optimizing Distributed Protocols
+/// with Query Rewrites", Table 2), what the emulated gains are read against.
+const PAPER_GAINS: [(&str, f64); 3] = [("voting", 2.5), ("two_phase_commit", 5.0), ("paxos", 3.0)];
+
 pub const SCHEMA: &str = "compart-bench/1";
 
 #[derive(Args)]
@@ -33,7 +37,7 @@ pub struct BenchArgs {
     #[arg(long, default_value = "examples")]
     pub examples: PathBuf,
     /// Requests per run (the same for the original and the rewritten program).
-    #[arg(long, default_value_t = 20_000)]
+    #[arg(long, default_value_t = 20_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
     /// Closed-loop clients, each with one outstanding request.
     #[arg(long, default_value_t = 64)]
@@ -48,16 +52,30 @@ pub struct BenchArgs {
     #[arg(long = "invariants-only")]
     pub invariants_only: Vec<String>,
     /// Stop waiting for replies after this many seconds without one.
-    #[arg(long, default_value_t = 20.0)]
-    pub reply_timeout: f64,
+    #[arg(long, default_value = "20", value_parser = compart_runtime::options::parse_seconds)]
+    pub reply_timeout: Duration,
     /// Write report.md, report.json, the run reports and the rewritten programs here.
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[arg(long, value_enum, default_value = "human")]
     pub format: Format,
+    /// The emulated cluster: every node process in its own cgroup with this fraction of one
+    /// core (as `compart run --cpu-per-node`); the measured throughput ratio becomes the headline.
+    #[arg(long)]
+    pub cpu_per_node: Option<f64>,
+    /// Runs of each configuration; the median by throughput is reported (default: 3 with
+    /// --cpu-per-node, else 1).
+    #[arg(long)]
+    pub repeat: Option<usize>,
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+}
+
+impl BenchArgs {
+    fn repeat(&self) -> usize {
+        self.repeat.unwrap_or(if self.cpu_per_node.is_some() { 3 } else { 1 }).max(1)
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -118,6 +136,8 @@ pub struct RunResult {
     pub nodes_not_reported: Vec<String>,
     pub errors: Vec<String>,
     pub throughput_rps: f64,
+    /// Every repetition's throughput, in run order; the rest of this row is the median run's.
+    pub throughputs_rps: Vec<f64>,
     pub p50_us: u64,
     pub p99_us: u64,
     /// CPU of every node process per answered request, microseconds.
@@ -183,6 +203,7 @@ impl RunResult {
             nodes_not_reported: not_reported,
             errors: report.errors.clone(),
             throughput_rps: s.throughput_rps,
+            throughputs_rps: vec![s.throughput_rps],
             p50_us: s.latency_us.p50,
             p99_us: s.latency_us.p99,
             cpu_us_per_request: s.cpu_us_per_request,
@@ -235,6 +256,11 @@ pub struct ProtocolResult {
     pub rewritten: Option<RunResult>,
     /// rewritten.predicted_scale_out_rps / base.predicted_scale_out_rps.
     pub measured_scale_out_gain: Option<f64>,
+    /// Emulated cluster only: rewritten.throughput_rps / base.throughput_rps, both measured with
+    /// the same CPU quota per node. The headline.
+    pub emulated_gain: Option<f64>,
+    /// The paper's hand-made rewrite's gain for this protocol, when it has one.
+    pub paper_gain: Option<f64>,
     /// Round 2: the optimizer again, with both runs' reports as profiles (measured costs of the
     /// rules round 1 rewrote), when that changes the plan.
     pub profiled: Option<ProfiledRound>,
@@ -254,6 +280,8 @@ pub struct ProfiledRound {
     pub run: Option<RunResult>,
     /// run.predicted_scale_out_rps / base.predicted_scale_out_rps.
     pub measured_scale_out_gain: Option<f64>,
+    /// Emulated cluster only: run.throughput_rps / base.throughput_rps.
+    pub emulated_gain: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -261,6 +289,10 @@ pub struct BenchReport {
     pub schema: String,
     pub requests: u64,
     pub clients: usize,
+    /// The emulated cluster's CPU quota per node, in cores (None: not emulated).
+    pub cpu_per_node: Option<f64>,
+    /// Runs per configuration (the median is reported).
+    pub repeat: usize,
     /// Cores this process may use, and the 1/5/15-minute load averages when the bench started:
     /// every instance and the load generator share these cores.
     pub cores: usize,
@@ -298,6 +330,29 @@ struct Ctx<'a> {
 impl Ctx<'_> {
     /// `like`: the original's run, whose request and reply relations the rewritten program gets
     /// too (a rewrite may move the reply into a new component, where detection would not look).
+    /// Runs the configuration `--repeat` times; returns the median run by throughput and every
+    /// run's throughput. A failed repetition is the result (a run that loses requests is not
+    /// hidden by two that did not).
+    fn cluster_runs(
+        &self,
+        program: &Path,
+        deploy: &Path,
+        label: &str,
+        like: Option<&RunReport>,
+    ) -> Result<(RunReport, Vec<f64>), String> {
+        let mut reports = Vec::new();
+        for i in 0..self.args.repeat() {
+            let label = if self.args.repeat() > 1 { format!("{label}, run {}", i + 1) } else { label.to_string() };
+            let report = self.cluster_run(program, deploy, &label, like)?;
+            if report.failed() || report.summary.ok < self.args.requests {
+                let throughputs = vec![report.summary.throughput_rps];
+                return Ok((report, throughputs));
+            }
+            reports.push(report);
+        }
+        Ok(median_run(reports))
+    }
+
     fn cluster_run(
         &self,
         program: &Path,
@@ -307,23 +362,22 @@ impl Ctx<'_> {
     ) -> Result<RunReport, String> {
         eprintln!("bench: running {label} ({} requests, {} clients)", self.args.requests, self.args.clients);
         let mut opts = RunOptions::new(program.to_path_buf(), deploy.to_path_buf(), self.exe.clone());
-        // A mix is not pinned here: the optimizer's deployment file carries the [workload] table.
-        if let Some(base) = like.filter(|b| b.workload.mix.len() <= 1) {
+        if let Some(base) = like {
             let w = &base.workload;
             opts.choice = WorkloadChoice {
                 entry: None,
                 input: Some(w.input.clone()),
                 output: Some(w.output.clone()),
                 send_to: w.send_to.parse().ok(),
-                ..Default::default()
             };
         }
         opts.clients = Some(self.args.clients);
         opts.requests = self.args.requests;
         // Free ports: the optimizer's deployments name none, and other clusters may be running.
         opts.auto_ports = true;
-        opts.reply_timeout = Duration::from_secs_f64(self.args.reply_timeout.max(0.1));
+        opts.reply_timeout = self.args.reply_timeout.max(Duration::from_millis(100));
         opts.progress = !self.args.quiet;
+        opts.cpu_per_node = self.args.cpu_per_node;
         opts.secret =
             std::env::var(compart_runtime::cluster::SECRET_ENV).ok().filter(|s| !s.is_empty()).map(String::into_bytes);
         launcher::run(&opts)
@@ -348,6 +402,8 @@ impl Ctx<'_> {
             base: None,
             rewritten: None,
             measured_scale_out_gain: None,
+            emulated_gain: None,
+            paper_gain: PAPER_GAINS.iter().find(|g| g.0 == p.name).map(|g| g.1),
             profiled: None,
             errors: Vec::new(),
             ok: false,
@@ -395,9 +451,10 @@ impl Ctx<'_> {
         // 3. Both programs on the cluster, same workload.
         let mut base_report = None;
         let mut base_json = None;
-        match self.cluster_run(&program, &deploy, &format!("{} (original)", p.name), None) {
-            Ok(report) => {
+        match self.cluster_runs(&program, &deploy, &format!("{} (original)", p.name), None) {
+            Ok((report, throughputs)) => {
                 let mut base = RunResult::of(&report, self.args.requests);
+                base.throughputs_rps = throughputs;
                 match self.save_report(&report, &format!("{}.base.json", p.name)) {
                     Ok(path) => {
                         // 4b. The optimizer again, weighted by what the original measured.
@@ -422,9 +479,10 @@ impl Ctx<'_> {
         r.optimizer = Some(optimizer);
         let label = format!("{} (rewritten)", p.name);
         let mut rewritten_report = None;
-        match self.cluster_run(&new_program, &new_deploy, &label, base_report.as_ref()) {
-            Ok(report) => {
+        match self.cluster_runs(&new_program, &new_deploy, &label, base_report.as_ref()) {
+            Ok((report, throughputs)) => {
                 let mut run = RunResult::of(&report, self.args.requests);
+                run.throughputs_rps = throughputs;
                 match self.save_report(&report, &format!("{}.rewritten.json", p.name)) {
                     Ok(path) => {
                         run.report = self.keep.then(|| path.display().to_string());
@@ -443,12 +501,19 @@ impl Ctx<'_> {
             _ => None,
         };
         r.measured_scale_out_gain = scale_out_gain(r.rewritten.as_ref());
+        let emulated = self.args.cpu_per_node.is_some();
+        let emulated_gain = |run: Option<&RunResult>| match (&r.base, run) {
+            (Some(b), Some(n)) if emulated && b.throughput_rps > 0.0 => Some(n.throughput_rps / b.throughput_rps),
+            _ => None,
+        };
+        r.emulated_gain = emulated_gain(r.rewritten.as_ref());
         // 5. Round 2: profiles of both runs; the rules round 1 rewrote are now costed as measured.
         if let (Some(base_json), Some(rewritten_json), Some(base)) = (&base_json, &rewritten_report, &base_report) {
             match crate::explain::plan_with_profiles(&program, p.machines, &[base_json, rewritten_json]) {
                 Ok(plan2) if plan2.text != plan.text || plan2.deployment != plan.deployment => {
                     let mut round = self.profiled_round(p, &program, &plan2, base, &mut r.errors);
                     round.measured_scale_out_gain = scale_out_gain(round.run.as_ref());
+                    round.emulated_gain = emulated_gain(round.run.as_ref());
                     r.profiled = Some(round);
                 }
                 Ok(_) => {}
@@ -497,6 +562,7 @@ impl Ctx<'_> {
             verify: None,
             run: None,
             measured_scale_out_gain: None,
+            emulated_gain: None,
         };
         let written =
             std::fs::write(&new_program, &plan.text).and_then(|_| std::fs::write(&new_deploy, &plan.deployment));
@@ -509,9 +575,10 @@ impl Ctx<'_> {
             Ok(v) => round.verify = Some(v),
             Err(e) => errors.push(format!("verify round 2: {e}")),
         }
-        match self.cluster_run(&new_program, &new_deploy, &format!("{} (round 2)", p.name), Some(base)) {
-            Ok(report) => {
+        match self.cluster_runs(&new_program, &new_deploy, &format!("{} (round 2)", p.name), Some(base)) {
+            Ok((report, throughputs)) => {
                 let mut run = RunResult::of(&report, self.args.requests);
+                run.throughputs_rps = throughputs;
                 match self.save_report(&report, &format!("{}.profiled.json", p.name)) {
                     Ok(path) => run.report = self.keep.then(|| path.display().to_string()),
                     Err(e) => errors.push(e),
@@ -522,6 +589,15 @@ impl Ctx<'_> {
         }
         round
     }
+}
+
+/// The run with the median throughput (the upper one of an even count), and every run's
+/// throughput in run order.
+fn median_run(mut reports: Vec<RunReport>) -> (RunReport, Vec<f64>) {
+    let throughputs: Vec<f64> = reports.iter().map(|r| r.summary.throughput_rps).collect();
+    reports.sort_by(|a, b| a.summary.throughput_rps.total_cmp(&b.summary.throughput_rps));
+    let median = if reports.is_empty() { RunReport::default() } else { reports.swap_remove(reports.len() / 2) };
+    (median, throughputs)
 }
 
 /// Exit codes: 0 every run answered every request and every rewrite verified; 1 otherwise;
@@ -549,6 +625,13 @@ pub fn bench(args: BenchArgs) -> u8 {
         eprintln!("error: cannot create {}: {e}", dir.display());
         return 2;
     }
+    if let Some(cpus) = args.cpu_per_node {
+        // Refuse before any work where the emulated cluster cannot run.
+        if let Err(e) = compart_runtime::cluster::cgroup::CpuQuota::new(cpus) {
+            eprintln!("error: {e}");
+            return 2;
+        }
+    }
     let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
     let load_average = std::fs::read_to_string("/proc/loadavg")
         .ok()
@@ -560,6 +643,8 @@ pub fn bench(args: BenchArgs) -> u8 {
         schema: SCHEMA.into(),
         requests: args.requests,
         clients: args.clients,
+        cpu_per_node: args.cpu_per_node,
+        repeat: args.repeat(),
         cores,
         load_average,
         protocols,
@@ -630,6 +715,42 @@ fn render(report: &BenchReport, args: &BenchArgs) -> String {
         report.cores,
         report.load_average.as_deref().unwrap_or("unknown")
     );
+    if let Some(cpus) = report.cpu_per_node {
+        let _ = writeln!(
+            out,
+            "**Emulated cluster:** every node process ran in its own cgroup limited to {:.0}% of one core \
+             (the load generator unconstrained); each configuration ran {} time(s), the median by throughput \
+             is shown. Emulated gain = the rewritten program's measured requests/s / the original's, at the \
+             same quota per node.\n",
+            cpus * 100.0,
+            report.repeat
+        );
+        let _ = writeln!(
+            out,
+            "| protocol | original req/s | rewritten req/s | emulated gain (measured) | round 2 (profiled) | \
+             optimizer's prediction (static) | SIGMOD'24, by hand |\n| --- | --- | --- | --- | --- | --- | --- |"
+        );
+        for p in &report.protocols {
+            let rps = |r: Option<&RunResult>| r.map_or("—".to_string(), |r| fmt_int(r.throughput_rps));
+            let x = |g: Option<f64>| g.map_or("—".to_string(), |g| format!("{g:.2}x"));
+            let round2 = p.profiled.as_ref().map_or("—".to_string(), |r| {
+                format!("{} req/s, {}", rps(r.run.as_ref()), x(r.emulated_gain))
+            });
+            let _ = writeln!(
+                out,
+                "| {}{} | {} | {} | **{}** | {} | {} | {} |",
+                p.name,
+                if p.ok { "" } else { " (FAILED)" },
+                rps(p.base.as_ref()),
+                rps(p.rewritten.as_ref()),
+                x(p.emulated_gain),
+                round2,
+                x(p.optimizer.as_ref().map(|o| o.predicted_gain)),
+                x(p.paper_gain)
+            );
+        }
+        out.push('\n');
+    }
     let _ = writeln!(
         out,
         "- CPU-µs/request of an instance = its process's CPU time (user + system) / answered requests.\n\
@@ -694,7 +815,14 @@ fn render(report: &BenchReport, args: &BenchArgs) -> String {
             }
             s
         });
-        row(&mut out, "measured requests/s", &|r| fmt_int(r.throughput_rps));
+        row(&mut out, "measured requests/s", &|r| {
+            let mut s = fmt_int(r.throughput_rps);
+            if r.throughputs_rps.len() > 1 {
+                let all: Vec<String> = r.throughputs_rps.iter().map(|t| fmt_int(*t)).collect();
+                let _ = write!(s, " (median of {})", all.join(", "));
+            }
+            s
+        });
         row(&mut out, "latency p50 / p99", &|r| format!("{} / {}", ms(r.p50_us), ms(r.p99_us)));
         row(&mut out, "CPU-µs/request, all instances", &|r| format!("{:.1}", r.cpu_us_per_request));
         row(&mut out, "bottleneck instance: CPU-µs/request", &|r| {
@@ -704,6 +832,10 @@ fn render(report: &BenchReport, args: &BenchArgs) -> String {
         row(&mut out, "most evaluation time: instance, tick-µs/request", &|r| {
             format!("{}: {:.1}", r.bottleneck_by_ticks, r.bottleneck_tick_us_per_request)
         });
+        if let Some(g) = p.emulated_gain {
+            let round2 = p.profiled.as_ref().and_then(|r| r.emulated_gain).map(|g| format!("**{g:.2}x**"));
+            extra(&mut out, "emulated gain (measured requests/s ratio)", format!("**{g:.2}x**"), round2);
+        }
         if let Some(g) = p.measured_scale_out_gain {
             let round2 = p.profiled.as_ref().and_then(|r| r.measured_scale_out_gain).map(|g| format!("{g:.2}x"));
             extra(&mut out, "measured scale-out gain", format!("{g:.2}x"), round2);
@@ -927,13 +1059,15 @@ mod tests {
                 invariants_only: false,
                 output: "no difference found over 2 seed(s)\n".into(),
             }),
-            base: Some(base.clone()),
+            base: Some(RunResult { throughputs_rps: vec![12_000.0, 12_345.6, 13_000.0], ..base.clone() }),
             rewritten: Some(run(
                 vec![node("leader/0.0", 8.0, 0.0003, 60, 12), node("leader/0.1", 9.0, 0.0003, 60, 12)],
                 100,
                 vec![],
             )),
             measured_scale_out_gain: Some(20.0 / 9.0),
+            emulated_gain: Some(2.6),
+            paper_gain: Some(2.5),
             profiled: None,
             errors: vec![],
             ok: true,
@@ -953,6 +1087,8 @@ mod tests {
             base: Some(base),
             rewritten: Some(run(vec![node("proposer/0", 30.0, 0.002, 100, 5)], 97, vec!["request 7: no reply".into()])),
             measured_scale_out_gain: None,
+            emulated_gain: None,
+            paper_gain: Some(3.0),
             profiled: None,
             errors: vec!["run out/paxos.optimized.ded: something broke".into()],
             ok: false,
@@ -961,6 +1097,8 @@ mod tests {
             schema: SCHEMA.into(),
             requests: 100,
             clients: 4,
+            cpu_per_node: Some(0.1),
+            repeat: 3,
             cores: 2,
             load_average: Some("1.00 2.00 3.00".into()),
             protocols: vec![good, bad],
@@ -973,6 +1111,19 @@ mod tests {
             assert!(md.contains(failure), "{failure} not shown");
         }
         insta::assert_snapshot!(md);
+    }
+
+    #[test]
+    fn the_median_run_is_reported_with_every_throughput() {
+        let at = |rps: f64| {
+            let mut r = RunReport::default();
+            r.summary.throughput_rps = rps;
+            r
+        };
+        let (median, all) = median_run(vec![at(300.0), at(100.0), at(200.0)]);
+        assert_eq!(median.summary.throughput_rps, 200.0);
+        assert_eq!(all, [300.0, 100.0, 200.0]);
+        assert_eq!(median_run(vec![at(5.0)]).0.summary.throughput_rps, 5.0);
     }
 
     #[test]

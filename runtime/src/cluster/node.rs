@@ -21,6 +21,10 @@ use crate::value::NodeAddr;
 
 /// At most this many facts enter one tick; the rest wait for the next (bounded tick latency).
 const MAX_FACTS_PER_TICK: usize = 20_000;
+/// Acknowledgements are cumulative and sent at most this often per peer: an ack frame per tick
+/// would double the frames (and system calls) of a node that gets one small message per tick.
+/// Senders keep unacknowledged frames for retransmission, so this only delays their release.
+const ACK_INTERVAL: Duration = Duration::from_millis(5);
 
 pub struct NodeArgs {
     pub program: PathBuf,
@@ -94,9 +98,11 @@ async fn node_loop(
     let deployment = cluster.deployment.clone();
     let mut routed = Vec::new();
     let mut warned = 0usize;
+    // Deliveries processed but not yet acknowledged: sender -> highest sequence number.
+    let mut acks: HashMap<u32, u64> = HashMap::new();
+    let mut ack_due: Option<tokio::time::Instant> = None;
     loop {
         let mut inputs = Vec::new();
-        let mut acks: HashMap<u32, u64> = HashMap::new();
         let mut stop = false;
         let mut stats_wanted = false;
         let mut take = |d: crate::net::Delivery<Envelope>, inputs: &mut Vec<_>| {
@@ -112,9 +118,18 @@ async fn node_loop(
             }
         };
         if !node.wants_tick() {
-            match rx.recv().await {
-                Some(d) => take(d, &mut inputs),
-                None => return Ok(()),
+            let flush_acks = async {
+                match ack_due {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                d = rx.recv() => match d {
+                    Some(d) => take(d, &mut inputs),
+                    None => return Ok(()),
+                },
+                () = flush_acks => {}
             }
         }
         while inputs.len() < MAX_FACTS_PER_TICK {
@@ -149,8 +164,17 @@ async fn node_loop(
                 endpoint.send(to, batch);
             }
         }
-        for (from, seq) in acks {
-            endpoint.ack(from, seq);
+        // Acks only after the tick that processed the deliveries (and, with --durable, after its
+        // log write): a crash before makes the senders retransmit.
+        let now = tokio::time::Instant::now();
+        if !acks.is_empty() && ack_due.is_none() {
+            ack_due = Some(now + ACK_INTERVAL);
+        }
+        if ack_due.is_some_and(|at| at <= now) || stop {
+            for (from, seq) in acks.drain() {
+                endpoint.ack(from, seq);
+            }
+            ack_due = None;
         }
         if stats_wanted {
             let stats = collect_stats(&node, &name, &endpoint, recovered);
