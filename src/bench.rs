@@ -362,13 +362,15 @@ impl Ctx<'_> {
     ) -> Result<RunReport, String> {
         eprintln!("bench: running {label} ({} requests, {} clients)", self.args.requests, self.args.clients);
         let mut opts = RunOptions::new(program.to_path_buf(), deploy.to_path_buf(), self.exe.clone());
-        if let Some(base) = like {
+        // A mix is not pinned here: the optimizer's deployment file carries the [workload] table.
+        if let Some(base) = like.filter(|b| b.workload.mix.len() <= 1) {
             let w = &base.workload;
             opts.choice = WorkloadChoice {
                 entry: None,
                 input: Some(w.input.clone()),
                 output: Some(w.output.clone()),
                 send_to: w.send_to.parse().ok(),
+                ..Default::default()
             };
         }
         opts.clients = Some(self.args.clients);
