@@ -6,7 +6,8 @@ use compart_analysis::model::{AggregateFunc, BinaryOp, CompareOp, Function, Type
 use rustc_hash::FxHashMap;
 
 use super::compile::{ArgPat, CExpr, CKind, HArg, HeadPlan, Source, Step};
-use super::store::{Interner, Store};
+use super::store::Interner;
+use super::stores::Stores;
 use crate::deploy::Deployment;
 use crate::value::{NodeAddr, StableHasher};
 
@@ -156,7 +157,7 @@ fn eval_key<R>(exprs: &[CExpr], vars: &[u64], env: &mut Env, f: impl FnOnce(&[u6
 /// Runs `steps` and calls `emit` with the variable slots of every match.
 pub(crate) fn run(
     steps: &[Step],
-    stores: &[Store],
+    stores: &Stores,
     vars: &mut [u64],
     env: &mut Env,
     emit: &mut dyn FnMut(&[u64], &mut Env),

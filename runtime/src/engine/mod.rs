@@ -10,18 +10,20 @@
 mod compile;
 mod eval;
 pub(crate) mod store;
+mod stores;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use compart_analysis::model::{AggregateFunc, ComponentId, RelationId, RelationKind, RuleKind, Type};
+use compart_analysis::model::{AggregateFunc, ComponentId, RelationId, RelationKind, RuleId, RuleKind, Type};
 use rustc_hash::{FxHashMap, FxHashSet};
 
 pub use compile::CompiledProgram;
 use compile::{HArg, InvariantPlan, RulePlan};
 use eval::Env;
 use store::{decode, encode, Interner, Row, Store};
+use stores::Stores;
 
 use crate::deploy::Deployment;
 use crate::durability::Change;
@@ -117,11 +119,12 @@ struct IncState {
 
 #[derive(Clone)]
 struct State {
-    stores: Vec<Store>,
+    stores: Stores,
     interner: Interner,
     inc: Vec<IncState>,
-    /// table relation -> incremental aggregates reading it.
-    watchers: Vec<Vec<usize>>,
+    /// (table relation, incremental aggregate reading it): a few per component, so a list
+    /// rather than a vector over every relation of the program.
+    watchers: Vec<(usize, usize)>,
     journal: Option<Vec<Change>>,
     tables_changed: bool,
 }
@@ -180,33 +183,35 @@ impl Node {
         for s in &program.strings {
             interner.intern_arc(s);
         }
-        let stores: Vec<Store> = program
-            .rels
+        // Stores for this component's relations and the built-ins only: another component's
+        // relations are never read or written here, and holding them cost every node the size
+        // of the whole program (see stores.rs).
+        let held: Vec<usize> = program
+            .program
+            .component(spec.component)
+            .relations
             .iter()
-            .enumerate()
-            .map(|(i, r)| {
-                // Another component's relations are never read or written here: no indexes,
-                // which keeps nodes small and cheap to copy (the explorer clones them per state).
-                if r.component.is_some_and(|c| c != spec.component) {
-                    return Store::new(&[]);
-                }
-                let mut cols = program.indexes.per_relation[i].clone();
-                if let Some(k) = &r.key {
-                    // Keys are checked through an index on them.
-                    if !k.is_empty() && k.len() < r.types.len() && !cols.contains(k) {
-                        cols.push(k.clone());
-                    }
-                }
-                Store::new(&cols)
-            })
+            .map(|r| r.index())
+            .chain(program.rels.iter().enumerate().filter(|(_, r)| r.component.is_none()).map(|(i, _)| i))
             .collect();
+        let stores = Stores::sparse(program.rels.len(), &held, |i| {
+            let r = &program.rels[i];
+            let mut cols = program.indexes.per_relation[i].clone();
+            if let Some(k) = &r.key {
+                // Keys are checked through an index on them.
+                if !k.is_empty() && k.len() < r.types.len() && !cols.contains(k) {
+                    cols.push(k.clone());
+                }
+            }
+            Store::new(&cols)
+        });
         let mut inc = Vec::new();
-        let mut watchers = vec![Vec::new(); program.rels.len()];
+        let mut watchers = Vec::new();
         for &(ci, si, ri) in &program.inc_aggs {
             if ci == spec.component.index() {
                 let plan = program.components[ci].strata[si].rules[ri].inc_agg.as_ref().map(|p| p.table);
                 if let Some(table) = plan {
-                    watchers[table].push(inc.len());
+                    watchers.push((table, inc.len()));
                 }
                 inc.push(IncState {
                     stratum: si,
@@ -236,15 +241,21 @@ impl Node {
             log: LogSlot(None),
             program,
         };
-        // The deployment, as logical nodes.
+        // The deployment, as logical nodes. These two built-ins grow with the deployment (`partner`
+        // with the square of its components), so only a node whose component reads them holds
+        // them: a large deployment costs each node what its own rules use.
         let nodes_rel = node.program.nodes_rel;
-        for n in deployment.logical_nodes() {
-            let name = node.state.interner.intern(&node.program.program.component(n.component).name);
-            node.state.stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+        if reads_relation(&node.program, spec.component, nodes_rel) {
+            for n in deployment.logical_nodes() {
+                let name = node.state.interner.intern(&node.program.program.component(n.component).name);
+                node.state.stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+            }
         }
         let partner_rel = node.program.partner_rel;
-        for (a, b) in deployment.partners() {
-            node.state.stores[partner_rel].insert(&[a.0 as u64, b.0 as u64]);
+        if reads_relation(&node.program, spec.component, partner_rel) {
+            for (a, b) in deployment.partners() {
+                node.state.stores[partner_rel].insert(&[a.0 as u64, b.0 as u64]);
+            }
         }
         let instance_rel = node.program.instance_rel;
         node.state.stores[instance_rel].insert(&[spec.partition as u64, spec.partitions.max(1) as u64]);
@@ -463,9 +474,11 @@ impl Node {
         if !self.incremental {
             return true;
         }
-        for k in 0..self.state.watchers[rel].len() {
-            let id = self.state.watchers[rel][k];
-            self.inc_update(id, row, insert);
+        for k in 0..self.state.watchers.len() {
+            let (table, id) = self.state.watchers[k];
+            if table == rel {
+                self.inc_update(id, row, insert);
+            }
         }
         true
     }
@@ -961,7 +974,7 @@ impl Node {
 /// Runs an invariant's body; returns the argument values of each match (at most 16).
 fn run_invariant(
     inv: &InvariantPlan,
-    stores: &[Store],
+    stores: &Stores,
     interner: &mut Interner,
     deployment: &Deployment,
     self_addr: u64,
@@ -1028,13 +1041,14 @@ impl GlobalChecker {
         for s in &self.program.strings {
             interner.intern_arc(s);
         }
-        let mut stores: Vec<Store> = self
-            .program
-            .rels
-            .iter()
-            .enumerate()
-            .map(|(i, _)| Store::new(&self.program.indexes.per_relation[i]))
-            .collect();
+        let mut stores = Stores::dense(
+            self.program
+                .rels
+                .iter()
+                .enumerate()
+                .map(|(i, _)| Store::new(&self.program.indexes.per_relation[i]))
+                .collect(),
+        );
         for (rel, tuples) in facts {
             let types = &self.program.rels[rel.index()].types;
             for t in tuples {
@@ -1044,13 +1058,20 @@ impl GlobalChecker {
                 }
             }
         }
+        // As on nodes: the deployment's built-ins only when an invariant reads them (this runs
+        // after every tick that changed what the invariants read).
+        let read = |rel: usize| self.program.global_invariants.iter().any(|i| i.reads.contains(&rel));
         let nodes_rel = self.program.nodes_rel;
-        for n in self.deployment.logical_nodes() {
-            let name = interner.intern(&self.program.program.component(n.component).name);
-            stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+        if read(nodes_rel) {
+            for n in self.deployment.logical_nodes() {
+                let name = interner.intern(&self.program.program.component(n.component).name);
+                stores[nodes_rel].insert(&[name, n.addr.0 as u64]);
+            }
         }
-        for (a, b) in self.deployment.partners() {
-            stores[self.program.partner_rel].insert(&[a.0 as u64, b.0 as u64]);
+        if read(self.program.partner_rel) {
+            for (a, b) in self.deployment.partners() {
+                stores[self.program.partner_rel].insert(&[a.0 as u64, b.0 as u64]);
+            }
         }
         let mut out = Vec::new();
         for inv in &self.program.global_invariants {
@@ -1060,6 +1081,14 @@ impl GlobalChecker {
         }
         out
     }
+}
+
+/// Whether a rule or an invariant of `component` reads relation `rel`.
+fn reads_relation(program: &CompiledProgram, component: ComponentId, rel: usize) -> bool {
+    let model = &program.program;
+    let reads = |&r: &RuleId| model.rule(r).atoms().any(|a| a.relation_id.is_some_and(|x| x.index() == rel));
+    model.component(component).rules.iter().any(reads)
+        || program.components[component.index()].invariants.iter().any(|i| i.reads.contains(&rel))
 }
 
 /// Where a fact sent to the logical node `dest` goes: the instance [`route_index`] picks for its

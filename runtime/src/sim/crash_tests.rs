@@ -149,7 +149,7 @@ fn a_crash_inside_a_tick_keeps_its_tables_and_loses_its_sends() {
     let granted = program.program.relation_by_name("granted").unwrap();
     let held = program.program.relation_by_name("held").unwrap();
     let mut world = World::new(program.clone(), deployment.clone(), true, true, InitialTables::default());
-    let mut run = |world: &mut World, events: &[Event]| {
+    let run = |world: &mut World, events: &[Event]| {
         for (i, e) in events.iter().enumerate() {
             assert_eq!(world.apply(i, e), Vec::new(), "{e:?}");
         }
