@@ -9,6 +9,7 @@
 
 mod compile;
 mod eval;
+mod gc;
 pub(crate) mod store;
 mod stores;
 
@@ -740,6 +741,7 @@ impl Node {
         if div > 0 {
             out.warnings.push(format!("{div} division(s) by zero in this tick (those matches produced nothing)"));
         }
+        self.maybe_collect_strings();
         self.profile.tick_nanos += start.elapsed().as_nanos() as u64;
         out
     }

@@ -13,36 +13,123 @@ use crate::value::{NodeAddr, Value};
 
 pub type Row = Arc<[u64]>;
 
-/// Strings of one node. Ids are never reused; strings are never freed (a node that sees an
-/// unbounded number of distinct strings grows; tables usually hold them anyway).
-#[derive(Default, Clone)]
+/// Strings of one node, each with an id that rows store in place of the string.
+///
+/// Strings no row refers to any more are freed by a collection at the end of a tick (see
+/// `engine/gc.rs`), and their ids reused, smallest first; so memory and the largest id follow the
+/// strings a node holds, not every string it ever saw. Ids are u64: even without reuse they
+/// could not wrap. Nothing here runs per value on the hot path but a counter increment.
+#[derive(Clone)]
 pub struct Interner {
+    /// By id; a freed id holds `vacant`.
     strings: Vec<Arc<str>>,
-    ids: FxHashMap<Arc<str>, u32>,
+    ids: FxHashMap<Arc<str>, u64>,
+    /// Freed ids, the smallest last (reused first, which keeps `strings` short).
+    free: Vec<u64>,
+    /// Shared by every freed slot (a distinct allocation, so never equal by pointer to a real `""`).
+    vacant: Arc<str>,
+    /// Strings added since the last collection, and how many to add before the next one.
+    fresh: u64,
+    budget: u64,
+}
+
+/// Fewest new strings between two collections: a collection's fixed cost is spread over at
+/// least this many strings (and this many dead strings, about 100 bytes each, may wait for it).
+const MIN_COLLECTION_BUDGET: u64 = 4096;
+
+impl Default for Interner {
+    fn default() -> Self {
+        Interner {
+            strings: Vec::new(),
+            ids: FxHashMap::default(),
+            free: Vec::new(),
+            vacant: Arc::from(""),
+            fresh: 0,
+            budget: MIN_COLLECTION_BUDGET,
+        }
+    }
 }
 
 impl Interner {
     pub fn intern(&mut self, s: &str) -> u64 {
         if let Some(&id) = self.ids.get(s) {
-            return id as u64;
+            return id;
         }
-        let arc: Arc<str> = Arc::from(s);
-        let id = self.strings.len() as u32;
-        self.strings.push(arc.clone());
-        self.ids.insert(arc, id);
-        id as u64
+        self.insert(Arc::from(s))
     }
     pub fn intern_arc(&mut self, s: &Arc<str>) -> u64 {
         if let Some(&id) = self.ids.get(&**s) {
-            return id as u64;
+            return id;
         }
-        let id = self.strings.len() as u32;
-        self.strings.push(s.clone());
-        self.ids.insert(s.clone(), id);
-        id as u64
+        self.insert(s.clone())
     }
+    fn insert(&mut self, s: Arc<str>) -> u64 {
+        self.fresh += 1;
+        let id = match self.free.pop() {
+            Some(id) => {
+                self.strings[id as usize] = s.clone();
+                id
+            }
+            None => {
+                self.strings.push(s.clone());
+                self.strings.len() as u64 - 1
+            }
+        };
+        self.ids.insert(s, id);
+        id
+    }
+    /// The string of a live id (a freed one reads as "": callers only hold live ids).
     pub fn get(&self, id: u64) -> &Arc<str> {
-        &self.strings[id as usize]
+        self.strings.get(id as usize).unwrap_or(&self.vacant)
+    }
+    /// Live strings.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+    /// One more than the largest id in use: the size of a mark set.
+    pub fn id_bound(&self) -> usize {
+        self.strings.len()
+    }
+    /// Enough strings were added since the last collection to pay for the next one.
+    pub fn wants_collection(&self) -> bool {
+        self.fresh >= self.budget
+    }
+    /// Frees every string whose id is not set in `live` (a bit set over `0..id_bound()`).
+    /// `work` is what finding the live ids cost (values visited): the next collection waits for
+    /// at least that many new strings, and as many as are live, so collecting costs O(1) per
+    /// string interned and the interner stays within about twice its live size.
+    pub fn sweep(&mut self, live: &[u64], work: usize) {
+        let marked = |id: usize| live.get(id / 64).is_some_and(|w| w >> (id % 64) & 1 == 1);
+        for (id, slot) in self.strings.iter_mut().enumerate() {
+            if !marked(id) && !Arc::ptr_eq(slot, &self.vacant) {
+                self.ids.remove(&**slot);
+                *slot = self.vacant.clone();
+            }
+        }
+        while self.strings.last().is_some_and(|s| Arc::ptr_eq(s, &self.vacant)) {
+            self.strings.pop();
+        }
+        self.free.clear();
+        self.free.extend(
+            (0..self.strings.len())
+                .rev()
+                .filter(|&id| Arc::ptr_eq(&self.strings[id], &self.vacant))
+                .map(|id| id as u64),
+        );
+        let live = self.ids.len();
+        self.fresh = 0;
+        self.budget = MIN_COLLECTION_BUDGET.max(live as u64).max(work as u64);
+        // Keep the capacity a steady state needs; give back what a burst left behind.
+        let wanted = (live as u64 + self.budget) as usize * 2;
+        if self.ids.capacity() > wanted * 2 {
+            self.ids.shrink_to(wanted);
+        }
+        if self.strings.capacity() > wanted * 2 {
+            self.strings.shrink_to(wanted);
+        }
+        if self.free.capacity() > wanted * 2 {
+            self.free.shrink_to(wanted);
+        }
     }
 }
 
