@@ -1,19 +1,38 @@
 //! Durable tables: an append-only log of table changes, one record per tick, fsync'd before the
 //! tick's messages leave the node; on restart the node's tables are rebuilt from it.
 //!
-//! File format: a sequence of records `[len: u32 LE][crc32: u32 LE][payload: len bytes]`. A
-//! payload is a sequence of changes `[op: u8 (0 insert, 1 delete)][relation: u32][n: u16][values]`,
-//! each value `[tag: u8][...]`: 0 int (i64 LE), 1 string (u32 length + UTF-8), 2 bool (u8), 3 addr
-//! (u32). Values are stored as values, not as interned ids, so a log outlives its process. A
-//! truncated or corrupt tail (torn write during a crash) is detected by the length or checksum,
-//! reported, and cut off so that new records follow the last good one.
+//! File format (version [`FORMAT_VERSION`]): the magic bytes [`MAGIC`], the format version (u32
+//! LE), then records `[len: u32 LE][crc32(len bytes): u32 LE][crc32(payload): u32 LE][payload]`.
+//! The length has its own checksum so that a damaged length is told apart from a write cut short
+//! by a crash. A payload starts with its kind:
+//! - 0, the header, always the first record: the program (SHA-256 of its text, hex), the component
+//!   and the node that write the log, each `[u32 length][UTF-8]`. A log of another program,
+//!   component or node is refused;
+//! - 1, the table changes of one tick: `[op: u8 (0 insert, 1 delete)][relation: u32][n: u16]
+//!   [values]`, each value `[tag: u8][...]`: 0 int (i64 LE), 1 string (u32 length + UTF-8), 2 bool
+//!   (u8), 3 addr (u32). Values are stored as values, not as interned ids, so a log outlives its
+//!   process.
+//!
+//! Recovery never destroys data. It reads records up to the first bad one; then:
+//! - a last record cut short (a crash during its write: its tick never completed, nothing it did
+//!   was acknowledged or sent) is moved aside and recovery goes on;
+//! - anything else (a checksum mismatch, a damaged length, an undecodable record, a damaged
+//!   header, an empty file) is refused with the file, the record and the byte offset, and the
+//!   file is left as it is, unless the caller accepts the loss: then the bytes from the bad
+//!   record on are moved aside and the good prefix is kept.
+//!
+//! "Moved aside" means copied to `<log>.damaged-<unix seconds>` (fsync'd) before the log is cut
+//! back, so the original file is always the log followed by that file. Files that are not compart
+//! logs, or of another format version, are never touched.
 
+use std::fmt;
 use std::fs::{File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use compart_analysis::model::RelationId;
+use sha2::{Digest, Sha256};
 
 use crate::value::{NodeAddr, Tuple, Value};
 
@@ -23,77 +42,441 @@ pub enum Change {
     Delete(RelationId, Tuple),
 }
 
+/// The first bytes of every log (0x89 first, as in PNG: not text, so no text tool mistakes it).
+pub const MAGIC: [u8; 8] = *b"\x89compart";
+/// The format this build writes and reads; bump it on any change of the layout above.
+pub const FORMAT_VERSION: u32 = 2;
+
+const FILE_HEADER: usize = 12;
+const RECORD_HEADER: usize = 12;
+const MAX_RECORD: u32 = 1 << 30;
+const KIND_HEADER: u8 = 0;
+const KIND_CHANGES: u8 = 1;
+
+/// Who writes a log: recovery refuses a log whose header names anything else.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LogIdentity {
+    /// [`program_hash`] of the program's text.
+    pub program: String,
+    pub component: String,
+    /// The node's name in the deployment (`acceptor/1`, `kv/0.1`).
+    pub node: String,
+}
+
+/// SHA-256 of a program's text, in hex: what a log's header names the program by.
+pub fn program_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Where the log of node `node` lives under the durability directory `dir`: one file per node,
+/// the name escaped so that no two node names share a file (`kv/0.1` and `kv_0/1` used to).
+pub fn log_path(dir: &Path, node: &str) -> PathBuf {
+    dir.join(format!("{}.log", escape_file_name(node)))
+}
+
+/// Keeps `[a-z0-9_-]`, writes every other byte as `%XX`: injective, and no two results differ
+/// only by case (case-insensitive file systems would merge them).
+fn escape_file_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for b in name.bytes() {
+        if b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-' {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// What recovery found.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RecoveryReport {
+    /// Records of table changes recovered (the header not counted).
     pub records: usize,
     pub changes: usize,
-    /// Bytes cut from the end of the file (a torn or corrupt tail), with the reason.
+    /// The log did not exist and was created.
+    pub created: bool,
+    /// Bytes moved out of the log (a cut-short last record, or damage the caller accepted),
+    /// with the reason and where they went.
     pub dropped_bytes: u64,
     pub dropped_reason: Option<String>,
+    pub kept_aside: Option<PathBuf>,
 }
+
+/// Why a log cannot be used. Every variant names the file; none has changed it.
+#[derive(Debug)]
+pub enum LogError {
+    Io {
+        path: PathBuf,
+        action: &'static str,
+        error: io::Error,
+    },
+    /// An empty file where a log should be (a log always starts with its header).
+    Empty {
+        path: PathBuf,
+    },
+    /// Not a compart log.
+    Foreign {
+        path: PathBuf,
+    },
+    /// A compart log of another format version.
+    Version {
+        path: PathBuf,
+        found: u32,
+    },
+    /// The header names another program, component or node.
+    Mismatch {
+        path: PathBuf,
+        field: &'static str,
+        expected: String,
+        found: String,
+    },
+    /// A bad record (record 0 is the header) that is not a cut-short end.
+    Damaged {
+        path: PathBuf,
+        record: usize,
+        offset: u64,
+        file_len: u64,
+        reason: String,
+        /// Intact records found after the damage (what accepting the loss would drop).
+        intact_after: usize,
+    },
+    /// The log's changes do not fit the program (cannot happen for a log whose header matches,
+    /// short of a bug).
+    Restore {
+        path: PathBuf,
+        message: String,
+    },
+}
+
+impl fmt::Display for LogError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LogError::Io { path, action, error } => {
+                write!(f, "cannot {action} durability log {}: {error}", path.display())
+            }
+            LogError::Empty { path } => write!(
+                f,
+                "durability log {} is empty: a log always starts with a header, so it was truncated or \
+                 replaced and the node's tables are lost; move it away, or pass --accept-log-loss to start \
+                 with empty tables (the file is kept aside)",
+                path.display()
+            ),
+            LogError::Foreign { path } => write!(
+                f,
+                "{} is not a compart durability log (format {FORMAT_VERSION} or later); refusing to touch it: \
+                 move it away or use another --durable directory",
+                path.display()
+            ),
+            LogError::Version { path, found } => write!(
+                f,
+                "durability log {} has format version {found}; this compart reads version {FORMAT_VERSION}: \
+                 use the compart that wrote it, or another --durable directory",
+                path.display()
+            ),
+            LogError::Mismatch { path, field, expected, found } => write!(
+                f,
+                "durability log {} belongs to {field} `{found}`, not `{expected}`: refusing to load another \
+                 {field}'s tables; use another --durable directory, or move the file away",
+                path.display()
+            ),
+            LogError::Damaged { path, record, offset, file_len, reason, intact_after } => {
+                write!(
+                    f,
+                    "durability log {} is damaged at record {record} (byte offset {offset} of {file_len}): {reason}",
+                    path.display()
+                )?;
+                if *intact_after > 0 {
+                    write!(f, "; {intact_after} intact record(s) follow it")?;
+                }
+                write!(
+                    f,
+                    ". The file is left as it is. To start from the {} record(s) before the damage, pass \
+                     --accept-log-loss: bytes {offset}.. are then moved to a `.damaged-<time>` file next to it",
+                    record.saturating_sub(1)
+                )
+            }
+            LogError::Restore { path, message } => write!(f, "durability log {}: {message}", path.display()),
+        }
+    }
+}
+
+impl std::error::Error for LogError {}
 
 pub struct DurableLog {
     file: File,
     path: PathBuf,
+    /// Length of the intact log: a failed append is cut back to it, so a later record never
+    /// follows a partial one (which recovery would take for damage).
+    len: u64,
     /// fsync after each record (off only for tests and benchmarks of the log itself).
     pub sync: bool,
 }
 
-const MAX_RECORD: u32 = 1 << 30;
+/// A record that could not be read: cut short by the end of the file (a torn write) or damaged.
+enum Bad {
+    Torn(String),
+    Damaged(String),
+}
 
-impl DurableLog {
-    /// Opens (or creates) the log at `path`, reads every intact record, truncates a damaged tail
-    /// and positions for appending.
-    pub fn open(path: &Path) -> io::Result<(DurableLog, Vec<Change>, RecoveryReport)> {
-        let mut file = OpenOptions::new().read(true).write(true).create(true).truncate(false).open(path)?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes)?;
-        let mut report = RecoveryReport::default();
-        let mut changes = Vec::new();
-        let mut pos = 0usize;
-        while pos < bytes.len() {
-            let fail = |why: &str| Some(why.to_string());
-            let problem = if bytes.len() - pos < 8 {
-                fail("truncated record header")
-            } else {
-                let len = u32::from_le_bytes(bytes[pos..pos + 4].try_into().unwrap_or([0; 4]));
-                let crc = u32::from_le_bytes(bytes[pos + 4..pos + 8].try_into().unwrap_or([0; 4]));
-                if len > MAX_RECORD || bytes.len() - pos - 8 < len as usize {
-                    fail("truncated record")
-                } else {
-                    let payload = &bytes[pos + 8..pos + 8 + len as usize];
-                    if crc32(payload) != crc {
-                        fail("checksum mismatch")
-                    } else {
-                        match decode_changes(payload) {
-                            Ok(mut c) => {
-                                report.records += 1;
-                                report.changes += c.len();
-                                changes.append(&mut c);
-                                pos += 8 + len as usize;
-                                None
-                            }
-                            Err(e) => Some(format!("undecodable record: {e}")),
-                        }
-                    }
-                }
-            };
-            if let Some(reason) = problem {
-                report.dropped_bytes = (bytes.len() - pos) as u64;
-                eprintln!(
-                    "compart: durability log {}: dropping {} byte(s) at offset {pos}: {reason}",
-                    path.display(),
-                    report.dropped_bytes
-                );
-                report.dropped_reason = Some(reason);
-                file.set_len(pos as u64)?;
-                file.sync_all()?;
+/// Reads the record at `pos`: its payload and the offset after it.
+fn read_record(bytes: &[u8], pos: usize) -> Result<(&[u8], usize), Bad> {
+    let rest = &bytes[pos..];
+    if rest.len() < RECORD_HEADER {
+        return Err(Bad::Torn(format!(
+            "the file ends inside a record header ({} of {RECORD_HEADER} bytes)",
+            rest.len()
+        )));
+    }
+    let word = |i: usize| u32::from_le_bytes([rest[i], rest[i + 1], rest[i + 2], rest[i + 3]]);
+    let (len, len_check, crc) = (word(0), word(4), word(8));
+    if crc32(&rest[..4]) != len_check {
+        return Err(Bad::Damaged("the record's length is damaged (its checksum does not match)".into()));
+    }
+    if len > MAX_RECORD {
+        return Err(Bad::Damaged(format!("record length {len} is out of range")));
+    }
+    let end = RECORD_HEADER + len as usize;
+    if rest.len() < end {
+        return Err(Bad::Torn(format!(
+            "the file ends inside a record ({} of {len} bytes)",
+            rest.len() - RECORD_HEADER
+        )));
+    }
+    let payload = &rest[RECORD_HEADER..end];
+    if crc32(payload) != crc {
+        return Err(Bad::Damaged("checksum mismatch".into()));
+    }
+    Ok((payload, pos + end))
+}
+
+fn frame(payload: &[u8]) -> Vec<u8> {
+    let len = (payload.len() as u32).to_le_bytes();
+    let mut record = Vec::with_capacity(payload.len() + RECORD_HEADER);
+    record.extend_from_slice(&len);
+    record.extend_from_slice(&crc32(&len).to_le_bytes());
+    record.extend_from_slice(&crc32(payload).to_le_bytes());
+    record.extend_from_slice(payload);
+    record
+}
+
+fn encode_header(id: &LogIdentity) -> Vec<u8> {
+    let mut out = vec![KIND_HEADER];
+    for s in [&id.program, &id.component, &id.node] {
+        out.extend_from_slice(&(s.len() as u32).to_le_bytes());
+        out.extend_from_slice(s.as_bytes());
+    }
+    out
+}
+
+fn decode_header(payload: &[u8]) -> Result<LogIdentity, String> {
+    let Some((&KIND_HEADER, mut b)) = payload.split_first() else {
+        return Err("the first record is not a header".into());
+    };
+    let mut field = || -> Result<String, String> {
+        let len = u32::from_le_bytes(take(&mut b, 4)?.try_into().map_err(|_| "short")?) as usize;
+        Ok(std::str::from_utf8(take(&mut b, len)?).map_err(|_| "invalid UTF-8 in the header")?.to_string())
+    };
+    let id = LogIdentity { program: field()?, component: field()?, node: field()? };
+    if !b.is_empty() {
+        return Err("trailing bytes in the header".into());
+    }
+    Ok(id)
+}
+
+/// Counts the intact records after a damaged one at `pos`: the first offset where an intact
+/// record starts (the length checksum makes false starts rare and cheap to reject), then the
+/// records that follow it in a row.
+fn intact_after(bytes: &[u8], pos: usize) -> usize {
+    let mut start = None;
+    for q in pos + 1..bytes.len().saturating_sub(RECORD_HEADER - 1) {
+        if let Ok((payload, next)) = read_record(bytes, q) {
+            if payload.first() == Some(&KIND_CHANGES) && decode_changes(&payload[1..]).is_ok() {
+                start = Some(next);
                 break;
             }
         }
-        file.seek(SeekFrom::Start(pos as u64))?;
-        Ok((DurableLog { file, path: path.to_path_buf(), sync: true }, changes, report))
+    }
+    let Some(mut at) = start else { return 0 };
+    let mut n = 1;
+    while let Ok((_, next)) = read_record(bytes, at) {
+        at = next;
+        n += 1;
+    }
+    n
+}
+
+fn sync_dir(path: &Path) -> io::Result<()> {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => File::open(dir)?.sync_all(),
+        _ => File::open(".")?.sync_all(),
+    }
+}
+
+/// Copies `tail` to a new `<log>.damaged-<unix seconds>[-n]` file next to the log, on disk
+/// before this returns.
+fn keep_aside(path: &Path, tail: &[u8]) -> io::Result<PathBuf> {
+    let secs = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
+    for n in 0u32.. {
+        let suffix = if n == 0 { String::new() } else { format!("-{n}") };
+        let aside = path.with_file_name(format!("{name}.damaged-{secs}{suffix}"));
+        match OpenOptions::new().write(true).create_new(true).open(&aside) {
+            Ok(mut f) => {
+                f.write_all(tail)?;
+                f.sync_all()?;
+                sync_dir(&aside)?;
+                return Ok(aside);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(io::Error::other("no free name for the damaged part"))
+}
+
+impl DurableLog {
+    /// Opens the log at `path` for the writer `identity` (creating it, with its header, when
+    /// missing), reads every intact record and positions for appending. See the module
+    /// documentation for what happens to a bad record; `accept_loss` lets recovery keep the good
+    /// prefix of a damaged log (and start an empty file afresh) instead of refusing.
+    pub fn open(
+        path: &Path,
+        identity: &LogIdentity,
+        accept_loss: bool,
+    ) -> Result<(DurableLog, Vec<Change>, RecoveryReport), LogError> {
+        let io_err =
+            |action: &'static str| move |error: io::Error| LogError::Io { path: path.to_path_buf(), action, error };
+        let bytes = match std::fs::read(path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => {
+                let log = Self::create(path, identity).map_err(io_err("create"))?;
+                return Ok((log, Vec::new(), RecoveryReport { created: true, ..Default::default() }));
+            }
+            Err(e) => return Err(io_err("read")(e)),
+        };
+        let mut report = RecoveryReport::default();
+        if bytes.is_empty() {
+            if !accept_loss {
+                return Err(LogError::Empty { path: path.to_path_buf() });
+            }
+            report.kept_aside = Some(keep_aside(path, &[]).map_err(io_err("keep aside"))?);
+            report.dropped_reason = Some("empty file".into());
+            let log = Self::create(path, identity).map_err(io_err("create"))?;
+            return Ok((log, Vec::new(), RecoveryReport { created: true, ..report }));
+        }
+        if bytes.len() < FILE_HEADER || bytes[..MAGIC.len()] != MAGIC {
+            return Err(LogError::Foreign { path: path.to_path_buf() });
+        }
+        let version = u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]);
+        if version != FORMAT_VERSION {
+            return Err(LogError::Version { path: path.to_path_buf(), found: version });
+        }
+        let damaged = |record: usize, pos: usize, reason: String| LogError::Damaged {
+            path: path.to_path_buf(),
+            record,
+            offset: pos as u64,
+            file_len: bytes.len() as u64,
+            reason,
+            intact_after: intact_after(&bytes, pos),
+        };
+        // The header: damage here is never a torn write (logs are created whole, by rename).
+        let header = match read_record(&bytes, FILE_HEADER) {
+            Ok((payload, next)) => decode_header(payload).map(|h| (h, next)),
+            Err(Bad::Torn(why) | Bad::Damaged(why)) => Err(why),
+        };
+        let mut pos = match header {
+            Ok((found, next)) => {
+                for (field, e, f) in [
+                    ("program", &identity.program, &found.program),
+                    ("component", &identity.component, &found.component),
+                    ("node", &identity.node, &found.node),
+                ] {
+                    if e != f {
+                        return Err(LogError::Mismatch {
+                            path: path.to_path_buf(),
+                            field,
+                            expected: e.clone(),
+                            found: f.clone(),
+                        });
+                    }
+                }
+                next
+            }
+            Err(why) if !accept_loss => return Err(damaged(0, FILE_HEADER, format!("bad header: {why}"))),
+            Err(why) => {
+                // Nothing of the log can be trusted: keep the whole file aside and start afresh.
+                report.kept_aside = Some(keep_aside(path, &bytes).map_err(io_err("keep aside"))?);
+                report.dropped_bytes = bytes.len() as u64;
+                report.dropped_reason = Some(format!("bad header: {why}"));
+                let log = Self::create(path, identity).map_err(io_err("create"))?;
+                return Ok((log, Vec::new(), RecoveryReport { created: true, ..report }));
+            }
+        };
+        let mut changes = Vec::new();
+        while pos < bytes.len() {
+            let record = report.records + 1;
+            let bad = match read_record(&bytes, pos) {
+                Ok((payload, next)) => match payload.split_first() {
+                    Some((&KIND_CHANGES, body)) => match decode_changes(body) {
+                        Ok(mut c) => {
+                            report.records += 1;
+                            report.changes += c.len();
+                            changes.append(&mut c);
+                            pos = next;
+                            continue;
+                        }
+                        Err(e) => Bad::Damaged(format!("undecodable record: {e}")),
+                    },
+                    _ => Bad::Damaged("unknown record kind".into()),
+                },
+                Err(bad) => bad,
+            };
+            let reason = match bad {
+                Bad::Torn(why) => why,
+                Bad::Damaged(why) if !accept_loss => return Err(damaged(record, pos, why)),
+                Bad::Damaged(why) => why,
+            };
+            // Keep everything from the bad record on aside, then cut the log back to its good prefix.
+            let aside = keep_aside(path, &bytes[pos..]).map_err(io_err("keep aside"))?;
+            let file = OpenOptions::new().write(true).open(path).map_err(io_err("open"))?;
+            file.set_len(pos as u64).and_then(|_| file.sync_all()).map_err(io_err("cut back"))?;
+            eprintln!(
+                "compart: durability log {}: record {record} at byte offset {pos}: {reason}; kept {} byte(s) from \
+                 there in {} and recovered the {} record(s) before it",
+                path.display(),
+                bytes.len() - pos,
+                aside.display(),
+                report.records
+            );
+            report.dropped_bytes = (bytes.len() - pos) as u64;
+            report.dropped_reason = Some(reason);
+            report.kept_aside = Some(aside);
+            break;
+        }
+        let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err("open"))?;
+        file.seek(SeekFrom::Start(pos as u64)).map_err(io_err("seek in"))?;
+        Ok((DurableLog { file, path: path.to_path_buf(), len: pos as u64, sync: true }, changes, report))
+    }
+
+    /// Writes a new log holding only its header, whole or not at all: a temporary file, fsync'd,
+    /// renamed into place (so an empty or headerless log is never compart's own doing).
+    fn create(path: &Path, identity: &LogIdentity) -> io::Result<DurableLog> {
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
+        let tmp = path.with_file_name(format!("{name}.tmp"));
+        let mut bytes = MAGIC.to_vec();
+        bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
+        bytes.extend_from_slice(&frame(&encode_header(identity)));
+        {
+            let mut f = File::create(&tmp)?;
+            f.write_all(&bytes)?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, path)?;
+        sync_dir(path)?;
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        let len = file.seek(SeekFrom::End(0))?;
+        Ok(DurableLog { file, path: path.to_path_buf(), len, sync: true })
     }
 
     pub fn path(&self) -> &Path {
@@ -102,21 +485,21 @@ impl DurableLog {
 
     /// Appends one record holding `changes` and (when `sync`) waits until it is on disk.
     pub fn append(&mut self, changes: &[Change]) -> io::Result<()> {
-        let payload = encode_changes(changes);
-        let mut record = Vec::with_capacity(payload.len() + 8);
-        record.extend_from_slice(&(payload.len() as u32).to_le_bytes());
-        record.extend_from_slice(&crc32(&payload).to_le_bytes());
-        record.extend_from_slice(&payload);
-        self.file.write_all(&record)?;
-        if self.sync {
-            self.file.sync_data()?;
+        let mut payload = vec![KIND_CHANGES];
+        encode_changes(changes, &mut payload);
+        let record = frame(&payload);
+        let written = self.file.write_all(&record).and_then(|_| if self.sync { self.file.sync_data() } else { Ok(()) });
+        if let Err(e) = written {
+            // Best effort: drop the partial record so the next one follows intact data.
+            let _ = self.file.set_len(self.len).and_then(|_| self.file.seek(SeekFrom::Start(self.len)));
+            return Err(e);
         }
+        self.len += record.len() as u64;
         Ok(())
     }
 }
 
-fn encode_changes(changes: &[Change]) -> Vec<u8> {
-    let mut out = Vec::new();
+fn encode_changes(changes: &[Change], out: &mut Vec<u8>) {
     for c in changes {
         let (op, rel, tuple) = match c {
             Change::Insert(r, t) => (0u8, r, t),
@@ -144,18 +527,18 @@ fn encode_changes(changes: &[Change]) -> Vec<u8> {
             }
         }
     }
-    out
+}
+
+fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
+    if b.len() < n {
+        return Err("record ends inside a value".into());
+    }
+    let (head, tail) = b.split_at(n);
+    *b = tail;
+    Ok(head)
 }
 
 fn decode_changes(mut b: &[u8]) -> Result<Vec<Change>, String> {
-    fn take<'a>(b: &mut &'a [u8], n: usize) -> Result<&'a [u8], String> {
-        if b.len() < n {
-            return Err("record ends inside a value".into());
-        }
-        let (head, tail) = b.split_at(n);
-        *b = tail;
-        Ok(head)
-    }
     fn u32_of(b: &mut &[u8]) -> Result<u32, String> {
         Ok(u32::from_le_bytes(take(b, 4)?.try_into().map_err(|_| "short")?))
     }
@@ -210,76 +593,4 @@ pub fn crc32(data: &[u8]) -> u32 {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn tmp(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("compart-dur-{}-{name}", std::process::id()));
-        let _ = std::fs::remove_file(&dir);
-        dir
-    }
-
-    #[test]
-    fn crc_matches_reference() {
-        assert_eq!(crc32(b"123456789"), 0xcbf4_3926);
-    }
-
-    #[test]
-    fn round_trip_and_truncated_tail() {
-        let path = tmp("trunc");
-        let r = RelationId(3);
-        {
-            let (mut log, changes, report) = DurableLog::open(&path).unwrap();
-            assert!(changes.is_empty() && report.records == 0);
-            log.append(&[Change::Insert(
-                r,
-                vec![Value::Int(-5), Value::str("a\"b"), Value::Bool(true), Value::Addr(NodeAddr(2))],
-            )])
-            .unwrap();
-            log.append(&[Change::Delete(r, vec![Value::Int(1)]), Change::Insert(r, vec![Value::Int(2)])]).unwrap();
-        }
-        let full = std::fs::read(&path).unwrap();
-        // Every truncation point: recovery keeps exactly the complete records before it.
-        for cut in 0..full.len() {
-            std::fs::write(&path, &full[..cut]).unwrap();
-            let (_, changes, report) = DurableLog::open(&path).unwrap();
-            let first = 8 + encode_changes(&[Change::Insert(
-                r,
-                vec![Value::Int(-5), Value::str("a\"b"), Value::Bool(true), Value::Addr(NodeAddr(2))],
-            )])
-            .len();
-            let expect = if cut < first { 0 } else { 1 };
-            assert_eq!(report.records, expect, "cut at {cut}");
-            assert_eq!(report.dropped_bytes as usize, cut - if expect == 1 { first } else { 0 });
-            assert_eq!(std::fs::metadata(&path).unwrap().len() as usize, cut - report.dropped_bytes as usize);
-            assert_eq!(changes.len(), expect);
-        }
-        std::fs::write(&path, &full).unwrap();
-        let (mut log, changes, report) = DurableLog::open(&path).unwrap();
-        assert_eq!((report.records, changes.len(), report.dropped_bytes), (2, 3, 0));
-        // Appending after recovery continues the log.
-        log.append(&[Change::Insert(r, vec![Value::Int(9)])]).unwrap();
-        drop(log);
-        let (_, changes, _) = DurableLog::open(&path).unwrap();
-        assert_eq!(changes.last(), Some(&Change::Insert(r, vec![Value::Int(9)])));
-        let _ = std::fs::remove_file(&path);
-    }
-
-    #[test]
-    fn corrupt_byte_is_detected() {
-        let path = tmp("corrupt");
-        {
-            let (mut log, _, _) = DurableLog::open(&path).unwrap();
-            log.append(&[Change::Insert(RelationId(0), vec![Value::Int(1)])]).unwrap();
-            log.append(&[Change::Insert(RelationId(0), vec![Value::Int(2)])]).unwrap();
-        }
-        let mut bytes = std::fs::read(&path).unwrap();
-        let last = bytes.len() - 1;
-        bytes[last] ^= 0xff;
-        std::fs::write(&path, &bytes).unwrap();
-        let (_, changes, report) = DurableLog::open(&path).unwrap();
-        assert_eq!(changes, vec![Change::Insert(RelationId(0), vec![Value::Int(1)])]);
-        assert_eq!(report.dropped_reason.as_deref(), Some("checksum mismatch"));
-        let _ = std::fs::remove_file(&path);
-    }
-}
+mod tests;

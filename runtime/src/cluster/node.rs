@@ -14,7 +14,7 @@ use std::time::Duration;
 use compart_analysis::model::{RelationId, RelationKind};
 
 use super::{own_cpu_seconds, Cluster, Control, Envelope, NodeStats};
-use crate::durability::DurableLog;
+use crate::durability;
 use crate::engine::{route_into, Node, NodeOptions};
 use crate::net::{Endpoint, NetConfig, Secret};
 use crate::value::NodeAddr;
@@ -55,12 +55,10 @@ pub fn run_node(args: NodeArgs) -> Result<(), String> {
     let mut recovered = 0;
     if let Some(dir) = &args.durable {
         std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let path = dir.join(format!("{}.log", spec.name.replace(['/', '.'], "_")));
-        let (log, changes, _report) =
-            DurableLog::open(&path).map_err(|e| format!("cannot open durability log {}: {e}", path.display()))?;
-        node.restore(&changes).map_err(|e| format!("{}: {e}", path.display()))?;
-        recovered = changes.len();
-        node.attach_log(log);
+        let path = durability::log_path(dir, &spec.name);
+        let hash = durability::program_hash(cluster.analysis.text());
+        // Refuses (the node does not start) rather than lose intact records; see durability.rs.
+        recovered = node.recover(&path, &hash, false).map_err(|e| e.to_string())?.changes;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -330,19 +330,41 @@ impl Node {
         self.state.journal = Some(Vec::new());
     }
 
-    /// A node whose tables are recovered from the durability log at `path` (created if missing),
-    /// and which logs every table change there from now on.
+    /// A node whose tables are recovered from the durability log at `path` (see
+    /// [`Node::recover`]), and which logs every table change there from now on.
     pub fn open_durable(
         program: Arc<CompiledProgram>,
         me: NodeAddr,
         deployment: Arc<Deployment>,
         path: &std::path::Path,
-    ) -> std::io::Result<(Node, crate::durability::RecoveryReport)> {
-        let (log, changes, report) = crate::durability::DurableLog::open(path)?;
+        program_hash: &str,
+        accept_loss: bool,
+    ) -> Result<(Node, crate::durability::RecoveryReport), crate::durability::LogError> {
         let mut node = Node::new(program, me, deployment);
-        node.restore(&changes).map_err(std::io::Error::other)?;
-        node.attach_log(log);
+        let report = node.recover(path, program_hash, accept_loss)?;
         Ok((node, report))
+    }
+
+    /// Restores this (fresh) node's tables from the durability log at `path`, created if missing,
+    /// and logs every table change there from now on. The log must be this node's (its header
+    /// names `program_hash`, this component and this node); `accept_loss` as in
+    /// [`crate::durability::DurableLog::open`].
+    pub fn recover(
+        &mut self,
+        path: &std::path::Path,
+        program_hash: &str,
+        accept_loss: bool,
+    ) -> Result<crate::durability::RecoveryReport, crate::durability::LogError> {
+        let identity = crate::durability::LogIdentity {
+            program: program_hash.to_string(),
+            component: self.program.program.component(self.component).name.clone(),
+            node: self.deployment.nodes[self.me.index()].name.clone(),
+        };
+        let (log, changes, report) = crate::durability::DurableLog::open(path, &identity, accept_loss)?;
+        self.restore(&changes)
+            .map_err(|message| crate::durability::LogError::Restore { path: path.to_path_buf(), message })?;
+        self.attach_log(log);
+        Ok(report)
     }
 
     /// Record every table change in memory from now on (drain with [`Node::take_journal`]); the

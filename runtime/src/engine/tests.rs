@@ -249,9 +249,10 @@ fn durable_node_recovers_tables_after_a_torn_write() {
     let d = Arc::new(Deployment::local(&p, &[]));
     let path = std::env::temp_dir().join(format!("compart-node-{}.log", std::process::id()));
     let _ = std::fs::remove_file(&path);
+    let hash = crate::durability::program_hash(src);
     let put = rel(&p, "put");
     {
-        let (mut n, report) = Node::open_durable(prog.clone(), NodeAddr(0), d.clone(), &path).unwrap();
+        let (mut n, report) = Node::open_durable(prog.clone(), NodeAddr(0), d.clone(), &path, &hash, false).unwrap();
         assert_eq!(report.records, 0);
         for k in [1, 2, 3, 101] {
             n.tick(vec![(put, vec![Value::Int(k)])]);
@@ -263,13 +264,14 @@ fn durable_node_recovers_tables_after_a_torn_write() {
     let f = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
     f.set_len(len - 3).unwrap();
     drop(f);
-    let (mut n, report) = Node::open_durable(prog, NodeAddr(0), d, &path).unwrap();
+    let (mut n, report) = Node::open_durable(prog, NodeAddr(0), d, &path, &hash, false).unwrap();
     assert!(report.dropped_bytes > 0 && report.dropped_reason.is_some());
     assert_eq!(show(&n, &p, "t"), "t(1) t(2) t(3)", "the last tick (insert 101, delete 1) is lost whole");
     assert_eq!(show(&n, &p, "boot"), "");
     let out = n.tick(vec![]);
     assert!(out.outputs.is_empty(), "initial facts are not inserted again after recovery");
     let _ = std::fs::remove_file(&path);
+    let _ = report.kept_aside.map(std::fs::remove_file);
 }
 
 const STRINGS: &str = "component c {
