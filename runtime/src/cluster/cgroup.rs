@@ -11,10 +11,11 @@ use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// The CFS period every group uses: 100 ms is the kernel's default, and a shorter one would
-/// make throttling finer but cost more scheduler work.
-const PERIOD_US: u64 = 100_000;
-/// The smallest quota the kernel accepts is 1 ms per period.
+/// The CFS period: short, so that a node over its quota waits at most a few milliseconds, as a
+/// slower machine would, rather than sitting out most of the kernel's default 100 ms period
+/// (which adds up to 90 ms to every request that meets a throttled node).
+const PERIOD_US: u64 = 10_000;
+/// The smallest quota the kernel accepts is 1 ms per period; smaller shares get a longer period.
 const MIN_QUOTA_US: u64 = 1_000;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -30,6 +31,7 @@ pub struct CpuQuota {
     /// Fraction of one core per node.
     pub cpus: f64,
     quota_us: u64,
+    period_us: u64,
     created: Vec<PathBuf>,
 }
 
@@ -53,7 +55,8 @@ impl CpuQuota {
         if !cpus.is_finite() || cpus <= 0.0 || cpus > 1024.0 {
             return Err(format!("--cpu-per-node must be a fraction of a core in (0, 1024], not {cpus}"));
         }
-        let quota_us = ((cpus * PERIOD_US as f64).round() as u64).max(MIN_QUOTA_US);
+        let period_us = PERIOD_US.max((MIN_QUOTA_US as f64 / cpus).ceil() as u64);
+        let quota_us = (cpus * period_us as f64).round() as u64;
         let (version, root) = find_root().ok_or_else(|| {
             "--cpu-per-node needs the cgroup `cpu` controller (cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`), \
              and this machine mounts neither"
@@ -72,7 +75,7 @@ impl CpuQuota {
             // Children of the parent can only use `cpu` if the parent delegates it.
             let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu");
         }
-        Ok(CpuQuota { version, parent: parent.clone(), cpus, quota_us, created: vec![parent] })
+        Ok(CpuQuota { version, parent: parent.clone(), cpus, quota_us, period_us, created: vec![parent] })
     }
 
     /// Put process `pid` (node `index`) in its own group with the quota. A restarted node gets
@@ -84,10 +87,10 @@ impl CpuQuota {
             fs::create_dir(&group).map_err(|e| fail("create", e))?;
             self.created.push(group.clone());
             match self.version {
-                Version::V2 => fs::write(group.join("cpu.max"), format!("{} {PERIOD_US}", self.quota_us))
+                Version::V2 => fs::write(group.join("cpu.max"), format!("{} {}", self.quota_us, self.period_us))
                     .map_err(|e| fail("set cpu.max of", e))?,
                 Version::V1 => {
-                    fs::write(group.join("cpu.cfs_period_us"), PERIOD_US.to_string())
+                    fs::write(group.join("cpu.cfs_period_us"), self.period_us.to_string())
                         .map_err(|e| fail("set cpu.cfs_period_us of", e))?;
                     fs::write(group.join("cpu.cfs_quota_us"), self.quota_us.to_string())
                         .map_err(|e| fail("set cpu.cfs_quota_us of", e))?;
