@@ -735,9 +735,10 @@ fn render(report: &BenchReport, args: &BenchArgs) -> String {
         for p in &report.protocols {
             let rps = |r: Option<&RunResult>| r.map_or("—".to_string(), |r| fmt_int(r.throughput_rps));
             let x = |g: Option<f64>| g.map_or("—".to_string(), |g| format!("{g:.2}x"));
-            let round2 = p.profiled.as_ref().map_or("—".to_string(), |r| {
-                format!("{} req/s, {}", rps(r.run.as_ref()), x(r.emulated_gain))
-            });
+            let round2 = p
+                .profiled
+                .as_ref()
+                .map_or("—".to_string(), |r| format!("{} req/s, {}", rps(r.run.as_ref()), x(r.emulated_gain)));
             let _ = writeln!(
                 out,
                 "| {}{} | {} | {} | **{}** | {} | {} | {} |",

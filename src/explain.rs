@@ -112,7 +112,9 @@ pub fn rewrite(
                 eprintln!("note: {line}");
             }
             if check {
-                let gate = BoundedCheck { original_deploy: compart_runtime::options::read_text(&file.with_extension("toml")).ok() };
+                let gate = BoundedCheck {
+                    original_deploy: compart_runtime::options::read_text(&file.with_extension("toml")).ok(),
+                };
                 match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, seal) {
                     Ok(summary) => eprintln!("note: checked against the original: {summary}"),
                     Err(counterexample) => {
@@ -161,9 +163,8 @@ fn read_profile(
     let source = if matches(program) {
         program
     } else {
-        let text = compart_runtime::options::read_text(Path::new(&report.program)).map_err(|e| {
-            format!("{}: its rules are not this program's, and its program: {e}", path.display())
-        })?;
+        let text = compart_runtime::options::read_text(Path::new(&report.program))
+            .map_err(|e| format!("{}: its rules are not this program's, and its program: {e}", path.display()))?;
         other = analyze(&text);
         if !matches(&other.program) {
             return Err(format!(

@@ -11,6 +11,7 @@ use compart_runtime::cluster::node::{run_node, NodeArgs};
 use compart_runtime::cluster::SECRET_ENV;
 use compart_runtime::loadgen::{KeyDistribution, Mix, SendTo, WorkloadChoice};
 use compart_runtime::net::{Secret, DEFAULT_MAX_FRAME_BYTES};
+use compart_runtime::options;
 
 #[derive(Args)]
 pub struct RunArgs {
@@ -23,10 +24,10 @@ pub struct RunArgs {
     #[arg(long, conflicts_with = "rate")]
     pub clients: Option<usize>,
     /// Open loop: send this many requests per second.
-    #[arg(long)]
+    #[arg(long, value_parser = options::parse_rate)]
     pub rate: Option<f64>,
     /// Total number of requests.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub requests: u64,
     /// Input relation to inject (default: detected, or [workload] input).
     #[arg(long)]
@@ -65,6 +66,10 @@ pub struct RunArgs {
     /// Log table changes under this directory; restarted nodes recover from it.
     #[arg(long)]
     pub durable: Option<PathBuf>,
+    /// A node whose durability log is damaged starts from the records before the damage (the
+    /// rest is moved to a `.damaged-<time>` file) instead of refusing to start.
+    #[arg(long, requires = "durable")]
+    pub accept_log_loss: bool,
     /// Kill a node and restart it: `component/instance@seconds[+down_seconds]` (repeatable).
     #[arg(long = "kill-and-restart")]
     pub faults: Vec<Fault>,
@@ -72,8 +77,8 @@ pub struct RunArgs {
     #[arg(long)]
     pub auto_ports: bool,
     /// Stop waiting for replies after this many seconds without one.
-    #[arg(long, default_value_t = 10.0)]
-    pub reply_timeout: f64,
+    #[arg(long, default_value = "10", value_parser = options::parse_seconds)]
+    pub reply_timeout: Duration,
     /// Largest accepted network frame, in bytes.
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
@@ -103,6 +108,9 @@ pub struct NodeCli {
     pub ports: Option<Vec<u16>>,
     #[arg(long)]
     pub durable: Option<PathBuf>,
+    /// Start from the intact prefix of a damaged durability log instead of refusing.
+    #[arg(long, requires = "durable")]
+    pub accept_log_loss: bool,
     #[arg(long, default_value_t = DEFAULT_MAX_FRAME_BYTES)]
     pub max_frame_bytes: usize,
 }
@@ -123,7 +131,7 @@ pub fn run(args: RunArgs) -> u8 {
     };
     let mut opts = RunOptions::new(args.program, args.deploy, exe);
     opts.clients = args.clients;
-    opts.rate = args.rate.filter(|r| *r > 0.0);
+    opts.rate = args.rate;
     opts.requests = args.requests;
     opts.choice = WorkloadChoice {
         entry: args.entry,
@@ -137,9 +145,22 @@ pub fn run(args: RunArgs) -> u8 {
         seed: args.seed,
     };
     opts.durable = args.durable;
+    opts.accept_log_loss = args.accept_log_loss;
     opts.faults = args.faults;
     opts.auto_ports = args.auto_ports;
-    opts.reply_timeout = Duration::from_secs_f64(args.reply_timeout.max(0.1));
+    opts.reply_timeout = args.reply_timeout.max(Duration::from_millis(100));
+    // The run ends after a reply timeout without progress: at a rate that sends its first
+    // request later than that, it would end having sent nothing.
+    if let Some(rate) = opts.rate {
+        if 1.0 / rate > opts.reply_timeout.as_secs_f64() {
+            eprintln!(
+                "error: --rate {rate}: the first request would leave after {:.3e} s, past --reply-timeout {} s, so nothing would be sent",
+                1.0 / rate,
+                opts.reply_timeout.as_secs_f64()
+            );
+            return 2;
+        }
+    }
     opts.max_frame_bytes = args.max_frame_bytes;
     opts.progress = !args.quiet;
     opts.cpu_per_node = args.cpu_per_node;
@@ -166,8 +187,19 @@ pub fn run(args: RunArgs) -> u8 {
         }
     }
     if report.summary.interrupted {
-        130
-    } else if report.failed() {
+        return 130;
+    }
+    // The run ended (replies stopped coming) before sending every request: not a success, even
+    // when the few requests sent were answered.
+    let unsent = args.requests.saturating_sub(report.summary.sent);
+    if unsent > 0 {
+        eprintln!(
+            "error: {unsent} of {} requests were never sent: the run ended after --reply-timeout without progress",
+            args.requests
+        );
+        return 1;
+    }
+    if report.failed() {
         1
     } else {
         0
@@ -183,6 +215,7 @@ pub fn node(args: NodeCli) -> u8 {
         launcher: args.launcher,
         ports: args.ports,
         durable: args.durable,
+        accept_log_loss: args.accept_log_loss,
         secret,
         max_frame_bytes: args.max_frame_bytes,
     });

@@ -20,6 +20,48 @@ fn refused(args: &[&str], message: &str) {
     assert!(err.contains(message), "{args:?}: expected `{message}` in\n{err}");
 }
 
+const RUN: [&str; 4] = ["run", "examples/kvs.ded", "--deploy", "examples/kvs.toml"];
+
+fn run_with(extra: &[&str]) -> Vec<&'static str> {
+    let mut args = RUN.to_vec();
+    // Leaked: test-only, a handful of short strings.
+    args.extend(extra.iter().map(|s| &*String::leak(s.to_string())));
+    args
+}
+
+#[test]
+fn durations_out_of_range_are_refused() {
+    for value in ["inf", "NaN", "-1", "1e20"] {
+        // `=`: a leading `-` would read as another option.
+        let option = format!("--reply-timeout={value}");
+        refused(&run_with(&[&option]), "--reply-timeout");
+        refused(&["bench", &option], "--reply-timeout");
+    }
+    // Each of these panicked in Duration::from_secs_f64 or in adding the two durations.
+    for fault in ["replica/1@1e20", "replica/1@1e19+1e19"] {
+        refused(&run_with(&["--kill-and-restart", fault]), "at most 1000000 seconds");
+    }
+    for fault in ["replica/1@inf", "replica/1@1+NaN"] {
+        refused(&run_with(&["--kill-and-restart", fault]), "expected a finite, non-negative number of seconds");
+    }
+}
+
+#[test]
+fn rates_and_counts_out_of_range_are_refused() {
+    for rate in ["0", "-5", "inf", "NaN", "1e300"] {
+        refused(&run_with(&[&format!("--rate={rate}")]), "expected a finite rate");
+    }
+    refused(&run_with(&["--requests", "0"]), "--requests");
+    refused(&["bench", "--requests", "0"], "--requests");
+}
+
+/// `--rate 1e-9 --requests 300` sent nothing before the run ended and exited 0.
+#[test]
+fn a_run_that_would_send_nothing_is_refused() {
+    refused(&run_with(&["--rate", "1e-9", "--requests", "300"]), "nothing would be sent");
+    refused(&run_with(&["--rate", "0.05", "--reply-timeout", "10"]), "nothing would be sent");
+}
+
 /// `/dev/zero` as a program was read until memory ran out (about 4 GB).
 #[test]
 fn devices_and_huge_files_are_read_with_a_limit() {

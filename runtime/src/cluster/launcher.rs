@@ -41,12 +41,8 @@ impl std::str::FromStr for Fault {
             Some((a, d)) => (a, d),
             None => (when, "0.5"),
         };
-        let secs = |x: &str| x.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0).ok_or_else(bad);
-        Ok(Fault {
-            node: node.to_string(),
-            at: Duration::from_secs_f64(secs(at)?),
-            down: Duration::from_secs_f64(secs(down)?),
-        })
+        let secs = |x: &str| crate::options::parse_seconds(x).map_err(|e| format!("`{s}`: {e}"));
+        Ok(Fault { node: node.to_string(), at: secs(at)?, down: secs(down)? })
     }
 }
 
@@ -61,6 +57,8 @@ pub struct RunOptions {
     pub requests: u64,
     pub choice: WorkloadChoice,
     pub durable: Option<PathBuf>,
+    /// Nodes start from the intact prefix of a damaged durability log instead of refusing.
+    pub accept_log_loss: bool,
     /// Pick free ports instead of the deployment file's (tests, parallel runs).
     pub auto_ports: bool,
     pub faults: Vec<Fault>,
@@ -88,6 +86,7 @@ impl RunOptions {
             requests: 10_000,
             choice: WorkloadChoice::default(),
             durable: None,
+            accept_log_loss: false,
             auto_ports: false,
             faults: Vec::new(),
             reply_timeout: Duration::from_secs(10),
@@ -196,6 +195,9 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
         }
         if let Some(d) = &opts.durable {
             cmd.arg("--durable").arg(d);
+        }
+        if opts.accept_log_loss {
+            cmd.arg("--accept-log-loss");
         }
         cmd
     };
@@ -366,7 +368,10 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                 let due = ((start.elapsed().as_secs_f64() * rate) as u64).min(total);
                 if due > sent {
                     send_requests(due - sent, &mut sent, &mut checker);
-                    last_progress = last_progress.max(Instant::now() - opts.reply_timeout / 2);
+                    // Checked: a long timeout may reach back before the clock's origin.
+                    if let Some(t) = Instant::now().checked_sub(opts.reply_timeout / 2) {
+                        last_progress = last_progress.max(t);
+                    }
                 }
             }
             _ = sampler.tick() => {
@@ -589,5 +594,9 @@ mod tests {
         assert_eq!("a/0@2+3".parse::<Fault>().map(|f| f.down), Ok(Duration::from_secs(3)));
         assert!("a/0".parse::<Fault>().is_err());
         assert!("a/0@-1".parse::<Fault>().is_err());
+        // Out of Duration's range, or summing past it: errors, not panics.
+        for bad in ["a/0@1e20", "a/0@1e19+1e19", "a/0@inf", "a/0@1+NaN"] {
+            assert!(bad.parse::<Fault>().is_err(), "{bad}");
+        }
     }
 }

@@ -33,6 +33,9 @@ pub struct NodeArgs {
     pub launcher: SocketAddr,
     pub ports: Option<Vec<u16>>,
     pub durable: Option<PathBuf>,
+    /// Start from the intact prefix of a damaged durability log (the rest is kept aside)
+    /// instead of refusing to start.
+    pub accept_log_loss: bool,
     pub secret: Secret,
     pub max_frame_bytes: usize,
 }
@@ -58,7 +61,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), String> {
         let path = durability::log_path(dir, &spec.name);
         let hash = durability::program_hash(cluster.analysis.text());
         // Refuses (the node does not start) rather than lose intact records; see durability.rs.
-        recovered = node.recover(&path, &hash, false).map_err(|e| e.to_string())?.changes;
+        recovered = node.recover(&path, &hash, args.accept_log_loss).map_err(|e| e.to_string())?.changes;
     }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
