@@ -190,15 +190,65 @@ fn read_profile(
     for entry in &report.rules {
         let key = optimize::Profile::key(source.rule(compart_analysis::model::RuleId(entry.rule)));
         // The first report that measured a rule decides.
-        profile.rule_facts.entry(key).or_insert(entry.facts_per_request);
+        profile.rule_facts.entry(key).or_insert(entry.facts_per_request * busiest_share(&report, &entry.component));
     }
     Ok(())
 }
 
+/// The share of a component's work that its busiest logical node did (its instances together),
+/// by the facts it sent and replied (by those it received when the component sends nothing): a
+/// report sums each rule over the component's nodes, and the cost model wants one logical
+/// node's figures (an acceptor's third; all of the two proposers', as only the leader works).
+fn busiest_share(report: &compart_runtime::report::RunReport, component: &str) -> f64 {
+    let nodes: Vec<_> = report.nodes.iter().filter(|n| n.component == component).collect();
+    let sends = nodes.iter().any(|n| n.facts_sent + n.facts_out > 0);
+    let mut logical: std::collections::BTreeMap<&str, u64> = std::collections::BTreeMap::new();
+    for n in nodes {
+        // `proposer/1` or, partitioned, `proposer/1.3`: the logical node is before the dot.
+        let node = n.name.split('.').next().unwrap_or(&n.name);
+        *logical.entry(node).or_default() += if sends { n.facts_sent + n.facts_out } else { n.facts_in };
+    }
+    let total: u64 = logical.values().sum();
+    match logical.values().max() {
+        Some(&max) if total > 0 => max as f64 / total as f64,
+        _ => 1.0 / logical.len().max(1) as f64,
+    }
+}
+
+/// Requests of each input per client request under the workload `compart run` would drive with
+/// this deployment (its `[workload]`, else the detected request/reply pair); None when there is
+/// none to detect. Round-robin sends each node of the entry component its share.
+fn workload_inputs(
+    program: &compart_analysis::Program,
+    deploy_text: Option<&str>,
+    logical: &std::collections::BTreeMap<String, usize>,
+) -> Option<std::collections::BTreeMap<String, f64>> {
+    use compart_runtime::loadgen::{SendTo, Workload, WorkloadChoice};
+    let mut choice = WorkloadChoice::default();
+    if let Some(text) = deploy_text {
+        let doc: toml::Table = toml::from_str(text).ok()?;
+        if let Some(toml::Value::Table(t)) = doc.get("workload") {
+            choice = choice.merge_toml(t).ok()?;
+        }
+    }
+    let workload = Workload::detect(program, &choice).ok()?;
+    let total: f64 = workload.ops.iter().map(|o| o.weight).sum();
+    let mut out = std::collections::BTreeMap::new();
+    for op in &workload.ops {
+        let nodes = match workload.send_to {
+            SendTo::All => 1,
+            SendTo::RoundRobin => logical.get(&program.component(op.entry).name).copied().unwrap_or(1).max(1),
+        };
+        *out.entry(op.input_name.clone()).or_insert(0.0) += op.weight / total / nodes as f64;
+    }
+    Some(out)
+}
+
 /// The plan `compart optimize` prints (also used by `compart bench`), with run reports of the
 /// program itself or of rewritings of it; Err(exit code, message).
+/// The calibration is `compart optimize`'s default (see [`crate::calibrate::load`]).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true)
+    plan_checked(file, machines, profiles, true, None)
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -237,7 +287,9 @@ pub fn plan_checked(
     machines: usize,
     profiles: &[&Path],
     check: bool,
+    calibration: Option<&Path>,
 ) -> Result<optimize::Plan, (u8, String)> {
+    let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
     let analysis = analyze(&text);
     if analysis.has_errors() {
@@ -266,7 +318,8 @@ pub fn plan_checked(
             Err(e) => eprintln!("warning: ignoring {}: {e}", toml.display()),
         }
     }
-    let options = optimize::Options { machines, profile, logical, ..Default::default() };
+    let inputs = workload_inputs(&analysis.program, deploy_text.as_deref(), &logical);
+    let options = optimize::Options { machines, profile, logical, inputs, calibration, ..Default::default() };
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);
@@ -279,9 +332,16 @@ pub fn plan_checked(
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.
-pub fn optimize(file: &Path, machines: usize, profiles: &[PathBuf], out: Option<&PathBuf>, check: bool) -> u8 {
+pub fn optimize(
+    file: &Path,
+    machines: usize,
+    profiles: &[PathBuf],
+    out: Option<&PathBuf>,
+    check: bool,
+    calibration: Option<&Path>,
+) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let plan = match plan_checked(file, machines, &profiles, check) {
+    let plan = match plan_checked(file, machines, &profiles, check, calibration) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

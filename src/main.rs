@@ -1,6 +1,7 @@
 //! The `compart` command-line tool.
 
 mod bench;
+mod calibrate;
 mod check;
 mod explain;
 mod lsp;
@@ -126,7 +127,14 @@ enum Command {
         /// Skip the bounded refinement check of each step (the plan is then unproven).
         #[arg(long)]
         no_check: bool,
+        /// The cost model's constants (`compart calibrate -o FILE`); default: bench/calibration.toml
+        /// when the current directory has one, else the built-in copy of it.
+        #[arg(long)]
+        calibration: Option<std::path::PathBuf>,
     },
+    /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
+    /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
+    Calibrate(calibrate::CalibrateArgs),
 }
 
 /// Exit codes: 0 clean, 1 the input has errors, 2 usage or I/O problems.
@@ -156,9 +164,10 @@ fn main() -> ExitCode {
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check } => {
-            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check)
+        Command::Optimize { file, machines, profile, out, no_check, calibration } => {
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref())
         }
+        Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Run(args) => run::run(*args),
         Command::Bench(args) => bench::bench(args),
         Command::Sim(args) => sim::sim(args),

@@ -1,7 +1,10 @@
 //! Profile-guided rounds of `compart optimize` on Paxos, from stored run reports (the commands in
 //! docs/compartmentalization.md): round 1 with the original program's profile, round 2 adding the
 //! profile of round 1's output run on the local cluster, whose rewritten rules (the filtered nack
-//! among them) are then costed as measured. Round 2 arrives at Compartmentalized Paxos' shape.
+//! among them) are then costed as measured. Round 2 partitions the commit part, the measured
+//! bottleneck after the proposer; it leaves the acceptors whole: with the calibrated costs they
+//! are well under the proposer, as measured (bench/calibration/paxos.profiled.json: sealed
+//! acceptor instances at 1.7 CPU-µs per request, unsealed ones at 3.1, the proposer at 3.5).
 
 use std::process::Command;
 
@@ -17,9 +20,9 @@ fn optimize(profiles: &[&str]) -> String {
     let out = compart(&args);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let text = String::from_utf8(out.stdout).unwrap();
-    // The table, what the bounded check explored before each step, and the components; the
-    // program text follows.
-    text.split("\n\n").take(3).collect::<Vec<_>>().join("\n\n")
+    // The calibration, the table, why the search stopped, what the bounded check explored
+    // before each step, and the components; the program text follows.
+    text.split("\n\n").take(5).collect::<Vec<_>>().join("\n\n")
 }
 
 /// Both rounds' programs, written with `--out`, keep Paxos' invariants under `compart verify`.
@@ -55,11 +58,12 @@ fn both_rounds_outputs_pass_verify() {
 }
 
 #[test]
-fn a_second_profiled_round_partitions_the_acceptors() {
+fn a_second_profiled_round_partitions_the_commit_part() {
     let first = optimize(&["tests/fixtures/profiled/paxos.run1.json"]);
-    assert!(!first.contains("sealed partitioning"), "{first}");
+    assert!(!first.contains("partition `proposals_part`"), "{first}");
     let second = optimize(&["tests/fixtures/profiled/paxos.run1.json", "tests/fixtures/profiled/paxos.run2.json"]);
-    assert!(second.contains("sealed partitioning of `acceptor`"), "{second}");
+    assert!(second.contains("partition `proposals_part`"), "{second}");
+    assert!(!second.contains("sealed partitioning"), "{second}");
     insta::assert_snapshot!(format!("round 1\n{first}\n\nround 2\n{second}"));
 }
 

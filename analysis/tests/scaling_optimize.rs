@@ -55,7 +55,7 @@ fn a_profile_replaces_static_frequencies_by_rule_text() {
     let measured = optimize::loads(program, &options);
     let leader = program.component_by_name("leader").unwrap().index();
     let participant = program.component_by_name("participant").unwrap().index();
-    assert!(measured[leader] > static_load[leader] + 100.0, "{measured:?} vs {static_load:?}");
+    assert!(measured[leader] > static_load[leader] * 5.0, "{measured:?} vs {static_load:?}");
     assert_eq!(measured[participant], static_load[participant]);
 }
 
@@ -148,4 +148,93 @@ fn a_step_the_gate_refuses_is_not_taken_and_is_listed() {
     });
     assert!(!commit_moved, "a refused step was taken:\n{rendered}");
     assert!(plan.steps.iter().skip(1).all(|s| s.checked.as_deref() == Some("accepted")), "{rendered}");
+}
+
+/// The bundled voting program with its broadcast going through a helper holding the
+/// participants' addresses: the same traffic, so the same cost (it used to cost 10x less, the
+/// helper being neither an event nor a broadcast to the model).
+#[test]
+fn a_helper_derived_from_nodes_costs_what_the_broadcast_costs() {
+    let text = std::fs::read_to_string(format!("{}/../examples/voting.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let helper = text.replace(
+        "ballot@p(id, payload, self) :~ client_request(id, payload), nodes(\"participant\", p).",
+        "voters(p) :- nodes(\"participant\", p).\n    ballot@p(id, payload, self) :~ client_request(id, payload), voters(p).",
+    );
+    assert_ne!(helper, text);
+    let options = optimize::Options {
+        logical: [("leader".to_string(), 1), ("participant".to_string(), 3)].into_iter().collect(),
+        ..Default::default()
+    };
+    let (a, b) = (analyze(&text), analyze(&helper));
+    assert!(!b.has_errors());
+    let (bundled, variant) = (optimize::traffic(&a.program, &options), optimize::traffic(&b.program, &options));
+    for name in ["leader", "participant"] {
+        let (i, j) = (a.program.component_by_name(name).unwrap(), b.program.component_by_name(name).unwrap());
+        let (x, y) = (bundled[i.index()], variant[j.index()]);
+        assert_eq!((x.facts_in, x.facts_out), (y.facts_in, y.facts_out), "{name}");
+        // One more rule (the helper), over a built-in: it fires only when the deployment changes.
+        assert!((x.work - y.work).abs() < 1e-9, "{name}: {x:?} vs {y:?}");
+    }
+    let plan = |t: &str| optimize::optimize(&analyze(t), &optimize::Options { machines: 12, ..options.clone() });
+    let (p, q) = (plan(&text), plan(&helper));
+    assert_eq!(p.estimate.throughput, q.estimate.throughput);
+    assert_eq!(p.deployment, q.deployment);
+}
+
+/// Every step listed raises the prediction; why the search stopped is said.
+#[test]
+fn no_plan_has_a_step_without_gain() {
+    type Case = (&'static str, usize, &'static [(&'static str, usize)]);
+    let cases: [Case; 3] = [
+        ("voting.ded", 12, &[("leader", 1), ("participant", 3)]),
+        ("two_phase_commit.ded", 16, &[("coordinator", 1), ("participant", 3)]),
+        ("paxos.ded", 29, &[("proposer", 2), ("acceptor", 3)]),
+    ];
+    for (file, machines, logical) in cases {
+        let text = std::fs::read_to_string(format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"))).unwrap();
+        let options = optimize::Options {
+            machines,
+            logical: logical.iter().map(|&(c, n)| (c.to_string(), n)).collect(),
+            ..Default::default()
+        };
+        let plan = optimize::optimize(&analyze(&text), &options);
+        let rendered = optimize::render_steps(&plan);
+        assert!(plan.steps.len() > 1, "{file}: {rendered}");
+        for pair in plan.steps.windows(2) {
+            assert!(pair[1].throughput > pair[0].throughput * 1.01, "{file}: a step without gain\n{rendered}");
+        }
+        assert!(!plan.stopped.is_empty() && rendered.contains("search stopped: "), "{rendered}");
+        assert!(plan.estimate.machines <= machines, "{rendered}");
+    }
+}
+
+/// A budget below the original deployment is said in words, and nothing is added.
+#[test]
+fn a_budget_below_the_deployment_is_said() {
+    let text = std::fs::read_to_string(format!("{}/../examples/voting.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let options = optimize::Options {
+        machines: 2,
+        logical: [("leader".to_string(), 1), ("participant".to_string(), 3)].into_iter().collect(),
+        ..Default::default()
+    };
+    let plan = optimize::optimize(&analyze(&text), &options);
+    assert_eq!(plan.steps.len(), 1);
+    assert_eq!(plan.text, text);
+    let rendered = optimize::render_steps(&plan);
+    assert!(rendered.contains("--machines 2 is below the original deployment's 4 machines"), "{rendered}");
+}
+
+/// Inputs outside the workload's mix (timers, operator commands) cost nothing per request.
+#[test]
+fn only_the_workloads_inputs_count_per_request() {
+    let text =
+        std::fs::read_to_string(format!("{}/../examples/two_phase_commit.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let a = analyze(&text);
+    let participant = a.program.component_by_name("participant").unwrap().index();
+    let every = optimize::traffic(&a.program, &optimize::Options::default());
+    let mix =
+        optimize::Options { inputs: Some([("begin".to_string(), 1.0)].into_iter().collect()), ..Default::default() };
+    let driven = optimize::traffic(&a.program, &mix);
+    // `refuse` is an operator command: one fact less per request at each participant.
+    assert_eq!(every[participant].facts_in - driven[participant].facts_in, 1.0);
 }

@@ -1,27 +1,45 @@
 //! The optimizer: a cost model over components and a greedy search over rewrites (decouple, then
 //! partition or replicate) that maximises predicted throughput within a machine budget.
 //!
-//! Cost model, per client request: each relation gets a frequency at one node of its component
-//! (inputs 1; a broadcast `r@a(..) :~ .., nodes("X", a)` delivers one fact to each X node; a reply
-//! to one address delivers one per sending node). A rule fires as often as its most frequent
-//! changing body atom, and costs 1 + its atoms + the messages it sends per firing. A component's
-//! load is the sum over its rules; a parallel or partitioned component divides it among its
-//! instances; predicted throughput is 1 / the largest load per instance. A profile (facts derived
-//! per rule, from `compart run --report`) replaces the static frequencies where given.
+//! Cost model, per client request, in CPU-µs with the constants of a [`Calibration`] (fitted on
+//! this machine by `compart calibrate`). Each relation gets a frequency at one node of its
+//! component (inputs: their share of the workload's mix; a broadcast `r@a(..) :~ .., nodes("X",
+//! a)`, or through a helper `voters(a) :- nodes("X", a)`, delivers one fact to each X node; a
+//! reply to one address delivers one per sending node). A rule fires as often as its rarest
+//! changing body atom (tables, built-ins and helpers derived from them alone are state, not
+//! events); its work is firings × (1 + body atoms). A profile (facts derived per rule, from
+//! `compart run --report`) replaces the static firings where given. One instance of a
+//! component, of `k` per logical node, costs per request
+//!
+//! ```text
+//! tick_us·T + frame_recv_us·min(in/k, φr·T) + frame_sent_us·min(out/k, φs·T)
+//!   + fact_us·(in + out)/k + rule_us·work/k,     T = min(tick_window / clients, in/k)
+//! ```
+//!
+//! where `in` are the facts one logical node receives and `out` those it sends or replies. `T`,
+//! the ticks per client request, does not shrink with `k`: under saturation a closed loop keeps
+//! `clients` requests outstanding, spread over about `tick_window` batches, so an instance with a
+//! share `s` of them takes `clients·s / tick_window` per tick; each instance ticks as often as
+//! the unpartitioned node did, on smaller batches. Partitioning divides the facts and the rule
+//! work, not the ticks. Predicted throughput is `cpu_per_node · 10⁶ / ` the costliest instance.
+
+mod calibrate;
 
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 
-use crate::model::{ComponentId, ExprKind, Program, RelationKind, RuleId, RuleKind};
+pub use calibrate::{busy, fit, nnls, Calibration, Fit, NodeSample, TERMS};
+
+use crate::model::{ComponentId, ExprKind, HeadArg, Program, RelationId, RelationKind, RuleId, RuleKind};
 use crate::rewrite;
 use crate::scaling::{Context, ScalingClass};
 use crate::Analysis;
 
-/// Measured facts per client request of each rule, keyed by the rule's text as
-/// [`crate::scaling::display::rule`] prints it: rules keep their text when a rewrite leaves them
-/// in place, so the profile of the original program still applies to them after rewrites; rules
-/// a rewrite changed (renamed atoms, forwarding rules) fall back to the static estimate.
+/// Measured facts per client request of each rule at one logical node, keyed by the rule's text
+/// as [`crate::scaling::display::rule`] prints it: rules keep their text when a rewrite leaves
+/// them in place, so the profile of the original program still applies to them after rewrites;
+/// rules a rewrite changed (renamed atoms, forwarding rules) fall back to the static estimate.
 #[derive(Clone, Debug, Default)]
 pub struct Profile {
     pub rule_facts: HashMap<String, f64>,
@@ -37,8 +55,14 @@ impl Profile {
 pub struct ComponentCost {
     pub name: String,
     pub class: String,
-    /// Work per client request at one logical node (one instance).
+    /// Per client request at one logical node: facts received, facts sent or replied, rule work.
+    pub facts_in: f64,
+    pub facts_out: f64,
+    pub work: f64,
+    /// CPU-µs per request of the component unpartitioned (one instance per logical node).
     pub load: f64,
+    /// CPU-µs per request of one of its instances, as partitioned.
+    pub instance_cpu_us: f64,
     /// Logical nodes, as in the deployment (`acceptor = 3`).
     pub logical: usize,
     /// Instances per logical node (`[partitions]`); 1 unless scalable.
@@ -47,22 +71,40 @@ pub struct ComponentCost {
 }
 
 impl ComponentCost {
-    fn per_instance(&self) -> f64 {
-        self.load / self.partitions as f64
+    /// CPU-µs per client request of one instance when the component has `k` per logical node.
+    pub fn instance_cost(&self, k: usize, cal: &Calibration) -> f64 {
+        let k = k.max(1) as f64;
+        let (facts_in, facts_out) = (self.facts_in / k, self.facts_out / k);
+        let ticks = if cal.clients > 0.0 { (cal.tick_window / cal.clients).min(facts_in) } else { facts_in };
+        let frames_recv = facts_in.min(cal.frames_recv_per_tick * ticks);
+        let frames_sent = facts_out.min(cal.frames_sent_per_tick * ticks);
+        cal.tick_us * ticks
+            + cal.frame_recv_us * frames_recv
+            + cal.frame_sent_us * frames_sent
+            + cal.fact_us * (facts_in + facts_out)
+            + cal.rule_us * self.work / k
+    }
+
+    fn set_partitions(&mut self, k: usize, cal: &Calibration) {
+        self.partitions = k;
+        self.instance_cpu_us = self.instance_cost(k, cal);
     }
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Estimate {
     pub components: Vec<ComponentCost>,
-    /// Requests per 100 units of work of the most loaded instance (relative).
+    /// Predicted requests/s: `cpu_per_node · 10⁶ /` CPU-µs per request of the costliest instance.
     pub throughput: f64,
     pub machines: usize,
+    /// Why no further instance was added (None for an estimate without a budget).
+    pub stopped: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
 pub struct Step {
     pub description: String,
+    /// Predicted requests/s after the step.
     pub throughput: f64,
     pub machines: usize,
     /// What the bounded check explored before the step was taken (None when unchecked).
@@ -93,6 +135,12 @@ pub struct Plan {
     pub deployment: String,
     /// Steps the bounded check refused.
     pub refused: Vec<RefusedStep>,
+    /// Why the search stopped, in words.
+    pub stopped: String,
+    /// What the user should know about the budget (below the original deployment, unused).
+    pub notes: Vec<String>,
+    /// The constants the predictions used.
+    pub calibration: Calibration,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -104,6 +152,10 @@ pub struct Options {
     pub logical: BTreeMap<String, usize>,
     /// Components given sealed partitioning (sequential by class, scalable all the same).
     pub sealed: Vec<String>,
+    /// Requests of each input relation per client request (the workload's mix); inputs not in it
+    /// (timers, operator commands) count 0. None: every input with columns counts 1.
+    pub inputs: Option<BTreeMap<String, f64>>,
+    pub calibration: Calibration,
 }
 
 impl Options {
@@ -115,54 +167,132 @@ impl Options {
             None => self.logical.get(component).copied().unwrap_or(1).max(1),
         }
     }
-}
 
-/// Work per client request at one node of each component, under the static cost model or a profile.
-pub fn loads(program: &Program, options: &Options) -> Vec<f64> {
-    let mut load = vec![0.0; program.components.len()];
-    for (id, cost) in program.rule_ids().zip(rule_costs(program, options)) {
-        load[program.rule(id).component.index()] += cost;
+    fn input_rate(&self, program: &Program, r: RelationId) -> f64 {
+        let rel = program.relation(r);
+        match &self.inputs {
+            Some(mix) => mix.get(&rel.name).copied().unwrap_or(0.0),
+            None if rel.arity() > 0 => 1.0,
+            None => 0.0,
+        }
     }
-    load
 }
 
-/// Work per client request of each rule (indexed by `RuleId`).
-pub fn rule_costs(program: &Program, options: &Options) -> Vec<f64> {
+/// Per client request at one logical node of a component: facts received, facts sent or
+/// replied, and rule work (firings × (1 + body atoms)).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Traffic {
+    pub facts_in: f64,
+    pub facts_out: f64,
+    pub work: f64,
+}
+
+/// CPU-µs per client request at one node of each component (one instance), under the static
+/// frequencies or a profile.
+pub fn loads(program: &Program, options: &Options) -> Vec<f64> {
+    traffic(program, options)
+        .iter()
+        .map(|t| {
+            let c = ComponentCost {
+                name: String::new(),
+                class: String::new(),
+                facts_in: t.facts_in,
+                facts_out: t.facts_out,
+                work: t.work,
+                load: 0.0,
+                instance_cpu_us: 0.0,
+                logical: 1,
+                partitions: 1,
+                scalable: false,
+            };
+            c.instance_cost(1, &options.calibration)
+        })
+        .collect()
+}
+
+/// Relations whose facts are state, not events, in a tick: tables, the built-ins, and what
+/// same-tick rules derive from those alone (`voters(p) :- nodes("participant", p)`), which is
+/// recomputed from the same facts every tick.
+fn state_relations(program: &Program) -> Vec<bool> {
+    let mut state: Vec<bool> = program
+        .relation_ids()
+        .map(|r| matches!(program.relation(r).kind, RelationKind::Table | RelationKind::Builtin))
+        .collect();
+    loop {
+        let mut changed = false;
+        for r in program.relation_ids() {
+            if state[r.index()] || program.relation(r).kind != RelationKind::Scratch {
+                continue;
+            }
+            let mut rules = program.rule_ids().filter(|&id| program.rule(id).head.relation_id == Some(r)).peekable();
+            if rules.peek().is_none() {
+                continue;
+            }
+            let derived_from_state = rules.all(|id| {
+                let rule = program.rule(id);
+                matches!(rule.kind, RuleKind::SameTick | RuleKind::Fact)
+                    && rule.atoms().filter(|a| !a.negated).all(|a| a.relation_id.is_some_and(|b| state[b.index()]))
+            });
+            if derived_from_state {
+                state[r.index()] = true;
+                changed = true;
+            }
+        }
+        if !changed {
+            return state;
+        }
+    }
+}
+
+/// Per logical node of each component (indexed by `ComponentId`): what it receives, sends and
+/// derives per client request.
+pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
     let fanout = |c: &str| options.logical(program, c) as f64;
+    let state = state_relations(program);
     let mut freq = vec![0.0f64; program.relations.len()];
     for r in program.relation_ids() {
-        let rel = program.relation(r);
-        if rel.kind == RelationKind::Input && rel.arity() > 0 {
-            freq[r.index()] = 1.0;
+        if program.relation(r).kind == RelationKind::Input {
+            freq[r.index()] = options.input_rate(program, r);
         }
     }
+    let events = |rule: &crate::model::Rule| -> Vec<RelationId> {
+        rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).filter(|r| !state[r.index()]).collect()
+    };
     // A rule runs when one of its per-tick triggers (inputs, channels, scratch) has facts, at most
-    // as often as the rarest of them; rules over tables alone run when the tables change.
+    // as often as the rarest of them; rules over state alone run when the state changes, as
+    // often as the rarest state that changes (a join of `pending` and a vote count completes
+    // once per request, not once per vote).
     let fires = |freq: &[f64], rule: RuleId| {
         let rule = program.rule(rule);
-        let positive: Vec<_> = rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).collect();
-        let events: Vec<f64> = positive
-            .iter()
-            .filter(|r| !matches!(program.relation(**r).kind, RelationKind::Table | RelationKind::Builtin))
-            .map(|r| freq[r.index()])
-            .collect();
+        let events = events(rule);
         if events.is_empty() {
-            positive.iter().map(|r| freq[r.index()]).fold(0.0, f64::max)
+            let changing = rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).map(|r| freq[r.index()]);
+            let rarest = changing.filter(|f| *f > 0.0).fold(f64::INFINITY, f64::min);
+            if rarest.is_finite() {
+                rarest
+            } else {
+                0.0
+            }
         } else {
-            events.into_iter().fold(f64::INFINITY, f64::min)
+            events.into_iter().map(|r| freq[r.index()]).fold(f64::INFINITY, f64::min)
         }
+    };
+    // A profile's facts of a rule per request replace its static firings; a send's facts are its
+    // messages, one per destination.
+    let measured = |id: RuleId| {
+        let rule = program.rule(id);
+        let facts = options.profile.as_ref()?.rule_facts.get(&Profile::key(rule)).copied()?;
+        let per_firing = match (rule.kind, broadcast_target(program, rule)) {
+            (RuleKind::Async, Some(target)) => fanout(&target),
+            _ => 1.0,
+        };
+        Some(facts / per_firing)
     };
     // How many nodes of its component hold a relation's facts of one request: 1 for inputs and
     // replies, every node for a broadcast. A message is sent by each node that holds its cause.
     let mut spread = vec![1.0f64; program.relations.len()];
-    let holders = |spread: &[f64], rule: &crate::model::Rule| {
-        rule.atoms()
-            .filter(|a| !a.negated)
-            .filter_map(|a| a.relation_id)
-            .filter(|r| !matches!(program.relation(*r).kind, RelationKind::Table | RelationKind::Builtin))
-            .map(|r| spread[r.index()])
-            .fold(1.0, f64::max)
-    };
+    let holders =
+        |spread: &[f64], rule: &crate::model::Rule| events(rule).iter().map(|r| spread[r.index()]).fold(1.0, f64::max);
     // Frequencies settle in a few rounds (a message path is short).
     for _ in 0..12 {
         let mut next = freq.clone();
@@ -178,9 +308,9 @@ pub fn rule_costs(program: &Program, options: &Options) -> Vec<f64> {
             if matches!(rule.kind, RuleKind::Fact | RuleKind::Delete) {
                 continue;
             }
-            let f = fires(&freq, id);
+            let f = measured(id).unwrap_or_else(|| fires(&freq, id));
             let senders = holders(&spread, rule);
-            let (delivered, held_by) = match (rule.kind, broadcast_target(rule)) {
+            let (delivered, held_by) = match (rule.kind, broadcast_target(program, rule)) {
                 (RuleKind::Async, Some(target)) => (f * senders, fanout(&target)),
                 (RuleKind::Async, None) => (f * senders, 1.0),
                 _ => (f, senders),
@@ -192,25 +322,35 @@ pub fn rule_costs(program: &Program, options: &Options) -> Vec<f64> {
         freq = next;
         spread = next_spread;
     }
-    let mut cost = vec![0.0; program.rules.len()];
+    let mut out = vec![Traffic::default(); program.components.len()];
+    let sends = |rule: &crate::model::Rule| match (rule.kind, broadcast_target(program, rule)) {
+        (RuleKind::Async, Some(target)) => fanout(&target),
+        (RuleKind::Async, None) => 1.0,
+        _ => 0.0,
+    };
+    for r in program.relation_ids() {
+        let rel = program.relation(r);
+        let Some(c) = rel.component else { continue };
+        match rel.kind {
+            RelationKind::Input | RelationKind::Channel => out[c.index()].facts_in += freq[r.index()],
+            RelationKind::Output => out[c.index()].facts_out += freq[r.index()],
+            _ => {}
+        }
+    }
     for id in program.rule_ids() {
         let rule = program.rule(id);
         if rule.kind == RuleKind::Fact {
             continue;
         }
-        let f = options
-            .profile
-            .as_ref()
-            .and_then(|p| p.rule_facts.get(&Profile::key(rule)).copied())
-            .unwrap_or_else(|| fires(&freq, id));
-        let sends = match (rule.kind, broadcast_target(rule)) {
-            (RuleKind::Async, Some(target)) => fanout(&target),
-            (RuleKind::Async, None) => 1.0,
-            _ => 0.0,
-        };
-        cost[id.index()] = f * (1.0 + rule.atoms().count() as f64 + sends);
+        let firings = measured(id).unwrap_or_else(|| fires(&freq, id));
+        let sends = sends(rule);
+        // Facts derived: one per destination for a send (as the run report counts them).
+        let derived = firings * sends.max(1.0);
+        let t = &mut out[rule.component.index()];
+        t.work += derived * (1.0 + rule.atoms().count() as f64);
+        t.facts_out += firings * sends;
     }
-    cost
+    out
 }
 
 /// A forwarding rule `r@d(x, y[, self]) :~ q(x, y), nodes(..)`: decoupling it only adds a hop.
@@ -225,7 +365,7 @@ fn is_relay(rule: &crate::model::Rule) -> bool {
         .args
         .iter()
         .filter_map(|a| match a {
-            crate::model::HeadArg::Expr(e) if !matches!(e.kind, ExprKind::SelfAddr) => Some(e.as_var()),
+            HeadArg::Expr(e) if !matches!(e.kind, ExprKind::SelfAddr) => Some(e.as_var()),
             _ => None,
         })
         .collect();
@@ -233,26 +373,77 @@ fn is_relay(rule: &crate::model::Rule) -> bool {
     args == body
 }
 
-/// `X` when the rule sends to every node of `nodes("X", dest)` (not to one `partner`).
-fn broadcast_target(rule: &crate::model::Rule) -> Option<String> {
-    match rule.addressee()? {
-        (component, None) => Some(component.to_string()),
-        (_, Some(_)) => None,
+/// `X` when the rule sends to every node of `nodes("X", dest)` (not to one `partner`), directly
+/// or through a helper that holds X's addresses (`voters(p) :- nodes("X", p)`).
+fn broadcast_target(program: &Program, rule: &crate::model::Rule) -> Option<String> {
+    match rule.addressee() {
+        Some((component, None)) => return Some(component.to_string()),
+        Some((_, Some(_))) => return None,
+        None => {}
     }
+    let dest = rule.head.destination.as_ref()?.as_var()?;
+    rule.atoms().filter(|a| !a.negated && a.relation != crate::model::PARTNER_RELATION).find_map(|a| {
+        let col = a.args.iter().position(|e| e.as_var() == Some(dest))?;
+        nodes_column(program, a.relation_id?, col, 4)
+    })
 }
 
-fn finish_estimate(components: Vec<ComponentCost>) -> Estimate {
-    let worst = components.iter().map(ComponentCost::per_instance).fold(0.0, f64::max);
-    let throughput = if worst > 0.0 { 100.0 / worst } else { 0.0 };
+/// The component whose every address column `col` of `rel` holds, when each rule deriving `rel`
+/// binds that column from `nodes("X", _)` (directly or through another such helper).
+fn nodes_column(program: &Program, rel: RelationId, col: usize, depth: usize) -> Option<String> {
+    if depth == 0
+        || program.relation(rel).kind != RelationKind::Scratch && program.relation(rel).kind != RelationKind::Table
+    {
+        return None;
+    }
+    let mut found: Option<String> = None;
+    for id in program.rule_ids() {
+        let rule = program.rule(id);
+        if rule.head.relation_id != Some(rel) || rule.kind == RuleKind::Delete {
+            continue;
+        }
+        let var = match rule.head.args.get(col) {
+            Some(HeadArg::Expr(e)) => e.as_var()?,
+            _ => return None,
+        };
+        let component = rule.atoms().filter(|a| !a.negated).find_map(|a| {
+            let at = a.args.iter().position(|e| e.as_var() == Some(var))?;
+            if a.relation == crate::model::NODES_RELATION {
+                match (at, a.args.first().map(|e| &e.kind)) {
+                    (1, Some(ExprKind::Str(name))) => Some(name.clone()),
+                    _ => None,
+                }
+            } else {
+                nodes_column(program, a.relation_id?, at, depth - 1)
+            }
+        })?;
+        match &found {
+            Some(f) if *f != component => return None,
+            _ => found = Some(component),
+        }
+    }
+    found
+}
+
+fn finish_estimate(components: Vec<ComponentCost>, cal: &Calibration, stopped: Option<String>) -> Estimate {
+    let worst = components.iter().map(|c| c.instance_cpu_us).fold(0.0, f64::max);
+    let throughput = if worst > 0.0 { cal.cpu_per_node * 1e6 / worst } else { 0.0 };
     let machines = components.iter().map(|c| c.logical * c.partitions).sum();
-    Estimate { components, throughput, machines }
+    Estimate { components, throughput, machines, stopped }
+}
+
+fn worst(components: &[ComponentCost]) -> f64 {
+    components.iter().map(|c| c.instance_cpu_us).fold(0.0, f64::max)
 }
 
 /// Spread the budget: every logical node once, then each further instance (one more per logical
-/// node of the component) to the most loaded scalable component.
+/// node of the component) to the costliest instance while that lowers its cost by 1% or more;
+/// then give back instances the throughput does not need (a tie broken one way, the budget run
+/// out before the other).
 pub fn estimate(program: &Program, options: &Options) -> Estimate {
+    let cal = &options.calibration;
     let ctx = Context::new(program);
-    let load = loads(program, options);
+    let traffic = traffic(program, options);
     let mut components: Vec<ComponentCost> = program
         .component_ids()
         .map(|id| {
@@ -265,31 +456,63 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
                 }
                 _ => verdict.class.label(),
             };
-            ComponentCost {
+            let t = traffic[id.index()];
+            let mut cost = ComponentCost {
                 name: c.name.clone(),
                 class,
-                load: load[id.index()],
+                facts_in: t.facts_in,
+                facts_out: t.facts_out,
+                work: t.work,
+                load: 0.0,
+                instance_cpu_us: 0.0,
                 logical: options.logical(program, &c.name),
                 partitions: 1,
                 scalable: sealed || !matches!(verdict.class, ScalingClass::Sequential),
-            }
+            };
+            cost.set_partitions(1, cal);
+            cost.load = cost.instance_cpu_us;
+            cost
         })
         .collect();
     let mut used: usize = components.iter().map(|c| c.logical).sum();
-    // Instances beyond the slowest sequential component buy nothing.
-    let floor = components.iter().filter(|c| !c.scalable).map(|c| c.load).fold(0.0, f64::max);
-    while let Some(best) = components
-        .iter_mut()
-        .filter(|c| c.scalable && c.load > 0.0 && c.per_instance() > floor)
-        .max_by(|a, b| a.per_instance().total_cmp(&b.per_instance()))
-    {
+    if options.machines == 0 {
+        return finish_estimate(components, cal, None);
+    }
+    let stopped = loop {
+        let Some(best) = components.iter_mut().max_by(|a, b| a.instance_cpu_us.total_cmp(&b.instance_cpu_us)) else {
+            break "the program has no components".to_string();
+        };
+        if !best.scalable {
+            break format!("`{}` ({}) is the costliest instance and cannot be split", best.name, best.class);
+        }
         if used + best.logical > options.machines {
-            break;
+            break format!(
+                "the budget is spent: another instance of `{}` needs {} machine(s)",
+                best.name, best.logical
+            );
+        }
+        let next = best.instance_cost(best.partitions + 1, cal);
+        if next > best.instance_cpu_us * 0.99 {
+            break format!(
+                "another instance of `{}` would lower its CPU per request by less than 1% (its ticks do not \
+                 shrink with its share)",
+                best.name
+            );
         }
         used += best.logical;
-        best.partitions += 1;
+        let k = best.partitions + 1;
+        best.set_partitions(k, cal);
+    };
+    loop {
+        let top = worst(&components);
+        let spare = components
+            .iter()
+            .position(|c| c.partitions > 1 && c.instance_cost(c.partitions - 1, cal) <= top * (1.0 + 1e-9));
+        let Some(i) = spare else { break };
+        let k = components[i].partitions - 1;
+        components[i].set_partitions(k, cal);
     }
-    finish_estimate(components)
+    finish_estimate(components, cal, Some(stopped))
 }
 
 /// Candidate rule sets to decouple from one component: each asynchronous send alone (a
@@ -370,6 +593,7 @@ pub fn optimize(analysis: &Analysis, options: &Options) -> Plan {
 /// `Plan::refused`.
 pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&dyn StepCheck>) -> Plan {
     let original = analysis.text();
+    let cal = options.calibration.clone();
     let mut refused: Vec<RefusedStep> = Vec::new();
     // Sealed partitioning is checked on invariants only, and so is everything after it.
     let mut invariants_only = false;
@@ -386,6 +610,14 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     let mut text = analysis.text().to_string();
     let unscaled = Options { machines: 0, ..options.clone() };
     let baseline = estimate(&analysis.program, &unscaled);
+    let mut notes = Vec::new();
+    if options.machines < baseline.machines {
+        notes.push(format!(
+            "--machines {} is below the original deployment's {} machines (one per logical node): nothing can \
+             be added, so the plan is the original program",
+            options.machines, baseline.machines
+        ));
+    }
     let mut current = baseline.clone();
     let mut steps = vec![Step {
         description: "original program, one instance per logical node".into(),
@@ -394,16 +626,17 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         checked: None,
     }];
     let mut taken: Vec<String> = Vec::new();
+    let mut stopped = None;
     for _ in 0..8 {
         let a = crate::analyze(&text);
         let scaled = estimate(&a.program, options);
         let bottleneck = scaled
             .components
             .iter()
-            .max_by(|x, y| x.per_instance().total_cmp(&y.per_instance()))
+            .max_by(|x, y| x.instance_cpu_us.total_cmp(&y.instance_cpu_us))
             .and_then(|c| a.program.component_by_name(&c.name));
-        // Every candidate that raises the prediction, best first; the first that passes the
-        // check is taken.
+        // Every candidate that raises the prediction within the budget, best first; the first
+        // that passes the check is taken.
         let mut better: Vec<(String, Estimate, String)> = Vec::new();
         if let Some(cid) = bottleneck {
             let comp_name = a.program.component(cid).name.clone();
@@ -412,7 +645,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                 let Ok(result) = rewrite::decouple(&a, &comp_name, &set, &name) else { continue };
                 let next = crate::analyze(&result.new_text);
                 let est = estimate(&next.program, options);
-                if est.throughput > scaled.throughput * 1.01 {
+                if est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines {
                     let mut heads: Vec<String> = Vec::new();
                     for &r in &set {
                         let head = &a.program.rule(r).head.relation;
@@ -427,6 +660,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             }
         }
         better.sort_by(|x, y| y.1.throughput.total_cmp(&x.1.throughput));
+        let tried = better.len();
         let mut chosen = None;
         for (new_text, _, description) in better {
             if let Ok(checked) = gate(&new_text, &description, invariants_only) {
@@ -434,7 +668,15 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                 break;
             }
         }
-        let Some((new_text, description, checked)) = chosen else { break };
+        let Some((new_text, description, checked)) = chosen else {
+            let name = bottleneck.map_or(String::new(), |c| a.program.component(c).name.clone());
+            stopped = Some(if tried > 0 {
+                format!("every decoupling of `{name}` that would pay was refused by the bounded check")
+            } else {
+                format!("no decoupling of the costliest component `{name}` raises throughput by 1% within the budget")
+            });
+            break;
+        };
         text = new_text;
         let a = crate::analyze(&text);
         taken.extend(a.program.components.iter().map(|c| c.name.clone()));
@@ -455,7 +697,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         sealed.sealed.push(name.clone());
         let next = crate::analyze(&result.new_text);
         let est = estimate(&next.program, &sealed);
-        if est.throughput > now * 1.01 {
+        if est.throughput > now * 1.01 && est.machines <= options.machines {
             let description = format!(
                 "sealed partitioning of `{name}`: its aggregates over every fact held per instance, replies sealed"
             );
@@ -486,20 +728,89 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                     checked = summary;
                 }
                 Err(()) => {
-                    cost.partitions = 1;
+                    cost.set_partitions(1, &cal);
                     continue;
                 }
             }
         }
         if let Some(p) = partial.iter_mut().find(|p| p.name == cost.name) {
-            p.partitions = cost.partitions;
+            p.set_partitions(cost.partitions, &cal);
         }
-        let est = finish_estimate(partial.clone());
+        let est = finish_estimate(partial.clone(), &cal, None);
         steps.push(Step { description, throughput: est.throughput, machines: est.machines, checked });
     }
-    let target = finish_estimate(target.components);
+    let target = finish_estimate(target.components, &cal, target.stopped);
+    let stopped = match (stopped, &target.stopped) {
+        (Some(search), Some(scale)) => format!("{search}; scaling out stopped because {scale}"),
+        (Some(search), None) => search,
+        (None, Some(scale)) => format!("the search ran its 8 rounds; scaling out stopped because {scale}"),
+        (None, None) => "the search ran its 8 rounds".to_string(),
+    };
+    if target.machines < options.machines && options.machines >= baseline.machines {
+        notes.push(format!(
+            "the plan uses {} of the {} machines: more would not raise throughput (see why the search stopped)",
+            target.machines, options.machines
+        ));
+    }
     let deployment = deployment_toml(&target);
-    Plan { text, steps, estimate: target, deployment, refused }
+    Plan {
+        text,
+        steps: fold_flat_steps(steps),
+        estimate: target,
+        deployment,
+        refused,
+        stopped,
+        notes,
+        calibration: cal,
+    }
+}
+
+/// Steps that do not raise predicted throughput by 1% (a decoupling that pays only once its
+/// part is partitioned, the first of two components that tie) are merged into the step they
+/// enable, so every step listed is a gain; trailing ones join the last step.
+fn fold_flat_steps(steps: Vec<Step>) -> Vec<Step> {
+    let mut out: Vec<Step> = Vec::new();
+    let mut pending: Vec<Step> = Vec::new();
+    for step in steps {
+        let Some(last) = out.last() else {
+            out.push(step);
+            continue;
+        };
+        if step.throughput <= last.throughput * 1.01 {
+            pending.push(step);
+            continue;
+        }
+        out.push(merge(std::mem::take(&mut pending), step));
+    }
+    if !pending.is_empty() {
+        if out.len() > 1 {
+            let last = out.pop().expect("checked");
+            let mut all = vec![last];
+            all.extend(pending);
+            let final_step = all.pop().expect("non-empty");
+            out.push(merge(all, final_step));
+        } else {
+            // Only flat steps after the original: keep them as one, so the plan says what it did.
+            let final_step = pending.pop().expect("non-empty");
+            out.push(merge(pending, final_step));
+        }
+    }
+    out
+}
+
+fn merge(before: Vec<Step>, step: Step) -> Step {
+    if before.is_empty() {
+        return step;
+    }
+    let describe = |s: &Step| s.description.clone();
+    let description = before.iter().map(describe).chain(std::iter::once(step.description.clone())).collect::<Vec<_>>();
+    let checks: Vec<String> = before.iter().chain(std::iter::once(&step)).filter_map(|s| s.checked.clone()).collect();
+    Step {
+        description: description.join(", then "),
+        throughput: step.throughput,
+        machines: step.machines,
+        checked: if checks.is_empty() { None } else { Some(checks.join("; ")) },
+    }
 }
 
 /// `<head>_proxy` for a broadcast, `<head>_part` otherwise: stable across runs.
@@ -529,19 +840,42 @@ pub fn deployment_toml(estimate: &Estimate) -> String {
     out
 }
 
-/// The steps as an aligned table, then the final components.
+/// `12345.6` as `12,346`.
+fn thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.max(0.0));
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// The steps as an aligned table, why the search stopped, then the final components.
 pub fn render_steps(plan: &Plan) -> String {
     let base = plan.steps.first().map_or(1.0, |s| s.throughput.max(1e-9));
-    let mut out = String::from("step  throughput   gain  machines  rewrite\n");
+    let cal = &plan.calibration;
+    let mut out = format!(
+        "predicted requests/s with {} core(s) per machine and {} closed-loop clients (calibration: {:.1} \
+         CPU-µs/tick, {:.2}/fact, {:.3}/rule work, {:.1} ticks per request x clients)\n\n",
+        cal.cpu_per_node, cal.clients, cal.tick_us, cal.fact_us, cal.rule_us, cal.tick_window
+    );
+    out.push_str("step      req/s   gain  machines  rewrite\n");
     for (i, s) in plan.steps.iter().enumerate() {
         out.push_str(&format!(
-            "{:>4}  {:>10.2}  {:>4.1}x  {:>8}  {}\n",
+            "{:>4}  {:>9}  {:>4.1}x  {:>8}  {}\n",
             i,
-            s.throughput,
+            thousands(s.throughput),
             s.throughput / base,
             s.machines,
             s.description
         ));
+    }
+    out.push_str(&format!("\nsearch stopped: {}\n", plan.stopped));
+    for note in &plan.notes {
+        out.push_str(&format!("note: {note}\n"));
     }
     let checks: Vec<(usize, &String)> =
         plan.steps.iter().enumerate().filter_map(|(i, s)| s.checked.as_ref().map(|c| (i, c))).collect();
@@ -557,9 +891,21 @@ pub fn render_steps(plan: &Plan) -> String {
             out.push_str(&format!("      {line}\n"));
         }
     }
-    out.push_str("\ncomponent             load/request  nodes  instances  class\n");
+    out.push_str(
+        "\ncomponent             facts/req  work/req  CPU-µs/req  nodes  instances  CPU-µs/req/instance  class\n",
+    );
     for c in &plan.estimate.components {
-        out.push_str(&format!("{:<22} {:>11.1}  {:>5}  {:>9}  {}\n", c.name, c.load, c.logical, c.partitions, c.class));
+        out.push_str(&format!(
+            "{:<22} {:>8.2}  {:>8.1}  {:>10.2}  {:>5}  {:>9}  {:>19.2}  {}\n",
+            c.name,
+            c.facts_in + c.facts_out,
+            c.work,
+            c.load,
+            c.logical,
+            c.partitions,
+            c.instance_cpu_us,
+            c.class
+        ));
     }
     out
 }
