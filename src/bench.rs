@@ -167,6 +167,9 @@ pub struct NodeCost {
     pub facts_in_per_request: f64,
     /// Facts received per tick: how much each tick's fixed cost is shared.
     pub facts_per_tick: f64,
+    /// The process's CPU per tick and per frame (received and sent), microseconds.
+    pub cpu_us_per_tick: f64,
+    pub cpu_us_per_frame: f64,
 }
 
 impl RunResult {
@@ -183,6 +186,8 @@ impl RunResult {
                 tick_us_per_request: per_req(n.tick_s * 1e6),
                 facts_in_per_request: per_req(n.facts_in as f64),
                 facts_per_tick: if n.ticks > 0 { n.facts_in as f64 / n.ticks as f64 } else { 0.0 },
+                cpu_us_per_tick: n.cpu_us_per_tick,
+                cpu_us_per_frame: n.cpu_us_per_frame,
             })
             .collect();
         let worst = nodes.iter().max_by(|a, b| a.cpu_us_per_request.total_cmp(&b.cpu_us_per_request));
@@ -764,7 +769,8 @@ fn render(report: &BenchReport, args: &BenchArgs) -> String {
          (static, and with `--profile` = the original's run report).\n\
          - tick-µs/request = wall-clock time inside ticks (rule evaluation) / answered requests; it \
          includes time a process was descheduled mid-tick, so it is inflated when instances share cores. \
-         facts/tick = facts received / ticks: how many facts share each tick's fixed costs.\n"
+         facts/tick = facts received / ticks: how many facts share each tick's fixed costs. CPU-µs/tick and \
+         CPU-µs/frame = the process's whole CPU time / its ticks, / the frames it received and sent.\n"
     );
     for p in &report.protocols {
         let _ = writeln!(out, "## {}{}\n", p.name, if p.ok { "" } else { " — FAILED" });
@@ -875,16 +881,22 @@ fn render(report: &BenchReport, args: &BenchArgs) -> String {
         if runs.iter().any(|r| r.1.is_some()) {
             let _ = writeln!(
                 out,
-                "| run | instance | CPU-µs/request | tick-µs/request | facts in/request | facts/tick |\n\
-                 | --- | --- | --- | --- | --- | --- |"
+                "| run | instance | CPU-µs/request | tick-µs/request | facts in/request | facts/tick | CPU-µs/tick | CPU-µs/frame |\n\
+                 | --- | --- | --- | --- | --- | --- | --- | --- |"
             );
         }
         for &(label, r) in &runs {
             for n in r.map_or(&[][..], |r| &r.nodes[..]) {
                 let _ = writeln!(
                     out,
-                    "| {label} | {} | {:.1} | {:.1} | {:.2} | {:.1} |",
-                    n.name, n.cpu_us_per_request, n.tick_us_per_request, n.facts_in_per_request, n.facts_per_tick
+                    "| {label} | {} | {:.1} | {:.1} | {:.2} | {:.1} | {:.1} | {:.1} |",
+                    n.name,
+                    n.cpu_us_per_request,
+                    n.tick_us_per_request,
+                    n.facts_in_per_request,
+                    n.facts_per_tick,
+                    n.cpu_us_per_tick,
+                    n.cpu_us_per_frame
                 );
             }
         }
