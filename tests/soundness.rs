@@ -40,7 +40,9 @@ fn header<'a>(source: &'a str, key: &str) -> Option<&'a str> {
 /// The rewrite column of the optimizer's table of steps (step 0, the original, left out).
 fn optimizer_steps(stdout: &str) -> Vec<String> {
     let mut steps: Vec<String> = Vec::new();
-    for line in stdout.lines().skip(1) {
+    // The table starts after its header line (a line about the calibration may come first).
+    let table = stdout.lines().skip_while(|l| !l.trim_start().starts_with("step")).skip(1);
+    for line in table {
         if line.trim().is_empty() {
             break;
         }
