@@ -106,7 +106,12 @@ impl Server {
     }
 
     fn initialize(&mut self) {
-        let result = self.request("initialize", json!({ "processId": null, "rootUri": null, "capabilities": {} }));
+        self.initialize_with(json!({}));
+    }
+
+    fn initialize_with(&mut self, capabilities: Value) {
+        let result =
+            self.request("initialize", json!({ "processId": null, "rootUri": null, "capabilities": capabilities }));
         assert_eq!(result["result"]["serverInfo"]["name"], "compart", "{result}");
         self.notify("initialized", json!({}));
     }
@@ -919,4 +924,51 @@ fn rewrite_actions_are_checked_before_they_are_applied() {
     let new_text = edit["changes"][&uri][0]["newText"].as_str().unwrap();
     assert!(new_text.contains("component leader_ballot"), "{new_text}");
     server.stop();
+}
+
+/// Code actions on a component that cannot be partitioned, from a client that declares these
+/// capabilities: (title, disabled reason, command) of each.
+fn actions_on_a_sequential_component(capabilities: Value) -> Vec<(String, Option<String>, Option<String>)> {
+    let mut server = Server::start();
+    server.initialize_with(capabilities);
+    let uri = "file:///work/seq.ded";
+    let text = "component seq {\n    input req(id: int)\n    output highest(n: int)\n    table seen(id: int)\n    seen(id) :- req(id).\n    top(max(id)) :- seen(id).\n    highest(n) :- top(n).\n}\n";
+    server.open(uri, text);
+    server.diagnostics(uri, 1);
+    let actions = server.request(
+        "textDocument/codeAction",
+        json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": 5, "character": 4 }, "end": { "line": 6, "character": 5 } }, "context": { "diagnostics": [] } }),
+    );
+    let rows = actions["result"]
+        .as_array()
+        .unwrap_or_else(|| panic!("{actions}"))
+        .iter()
+        .map(|a| {
+            let text = |v: &Value| v.as_str().map(str::to_string);
+            (a["title"].as_str().unwrap().to_string(), text(&a["disabled"]["reason"]), text(&a["command"]["command"]))
+        })
+        .collect();
+    server.stop();
+    rows
+}
+
+#[test]
+fn refused_actions_only_go_to_clients_that_show_them_disabled() {
+    // Neovim 0.7 declares no codeAction.disabledSupport and would offer a refused action as
+    // choosable (then fail): it gets only the actions that run.
+    let plain = actions_on_a_sequential_component(json!({}));
+    assert_eq!(plain.len(), 1, "{plain:?}");
+    assert!(plain[0].0.starts_with("Decouple these rules"), "{plain:?}");
+    assert_eq!((plain[0].1.as_deref(), plain[0].2.as_deref()), (None, Some("compart.applyRewrite")));
+
+    // VS Code declares it: the refused partitions come too, disabled with their reason.
+    let vscode =
+        actions_on_a_sequential_component(json!({ "textDocument": { "codeAction": { "disabledSupport": true } } }));
+    assert_eq!(vscode.len(), 3, "{vscode:?}");
+    assert_eq!(vscode[0], plain[0]);
+    for (title, reason, command) in &vscode[1..] {
+        assert!(title.starts_with("Partition `seq`"), "{vscode:?}");
+        assert!(reason.as_deref().is_some_and(|r| r.contains("cannot be partitioned")), "{vscode:?}");
+        assert!(command.is_none(), "{vscode:?}");
+    }
 }

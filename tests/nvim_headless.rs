@@ -19,10 +19,17 @@ fn neovim_uses_the_server() {
     std::fs::copy(format!("{root}/tests/lsp/tally.ded"), &file).unwrap();
     let log = dir.join("nvim.log");
 
+    // The README's setup starts `compart` from PATH: the binary under test comes first.
+    let bin = std::path::Path::new(env!("CARGO_BIN_EXE_compart")).parent().unwrap();
+    let path = std::env::join_paths(
+        std::iter::once(bin.to_path_buf()).chain(std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())),
+    )
+    .unwrap();
     let mut child = Command::new("nvim")
         .args(["--headless", "-u", "NONE", "-i", "NONE", "-n", "-c"])
         .arg(format!("luafile {root}/tests/lsp/nvim_client.lua"))
         .env("COMPART_BIN", env!("CARGO_BIN_EXE_compart"))
+        .env("PATH", path)
         .env("COMPART_FILE", &file)
         .env("COMPART_PLUGIN", format!("{root}/editors/nvim"))
         .env("COMPART_LOG", &log)
@@ -45,6 +52,13 @@ fn neovim_uses_the_server() {
     let transcript = std::fs::read_to_string(&log).unwrap_or_default();
     eprintln!("{transcript}");
     assert!(status.success(), "nvim exited with {status:?}:\n{transcript}");
-    assert!(transcript.contains("ok: diagnostics updated"), "{transcript}");
+    for step in [
+        "ok: `component` highlighted by syntax",
+        "ok: diagnostics updated",
+        "ok: a scaling class as virtual text at the end of a rule",
+        "ok: K shows the hover",
+    ] {
+        assert!(transcript.contains(step), "{step}:\n{transcript}");
+    }
     let _ = std::fs::remove_dir_all(&dir);
 }

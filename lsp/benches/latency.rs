@@ -130,8 +130,8 @@ async fn main() {
         }
         service.ready().await.unwrap().call(b.finish()).await.unwrap()
     };
-    // Like VS Code: code action edits can be resolved later.
-    let capabilities = json!({ "textDocument": { "codeAction": { "resolveSupport": { "properties": ["edit"] } } } });
+    // Like VS Code: code action edits can be resolved later, refused actions are shown disabled.
+    let capabilities = json!({ "textDocument": { "codeAction": { "resolveSupport": { "properties": ["edit"] }, "disabledSupport": true } } });
     call(&mut service, "initialize", json!({ "capabilities": capabilities }), true).await;
     call(&mut service, "initialized", json!({}), false).await;
     let uri = "file:///bench/big.ded";

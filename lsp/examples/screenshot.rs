@@ -49,7 +49,9 @@ async fn main() {
         let resp = service.ready().await.unwrap().call(b.finish()).await.unwrap();
         resp.map(|r| serde_json::to_value(r).unwrap()["result"].clone()).unwrap_or(Value::Null)
     };
-    send("initialize", json!({ "capabilities": {} }), Some(1)).await;
+    // Like VS Code, whose menu the picture draws: refused actions are shown, disabled.
+    let capabilities = json!({ "textDocument": { "codeAction": { "disabledSupport": true } } });
+    send("initialize", json!({ "capabilities": capabilities }), Some(1)).await;
     send("initialized", json!({}), None).await;
     send(
         "textDocument/didOpen",

@@ -76,9 +76,17 @@ impl LanguageServer for Backend {
             .map(PathBuf::from);
         let work_done_progress =
             params.capabilities.window.as_ref().and_then(|w| w.work_done_progress).unwrap_or(false);
+        let disabled_code_actions = params
+            .capabilities
+            .text_document
+            .as_ref()
+            .and_then(|t| t.code_action.as_ref())
+            .and_then(|c| c.disabled_support)
+            .unwrap_or(false);
         if let Ok(mut config) = self.session.config.write() {
             config.compart_path = compart_path;
             config.work_done_progress = work_done_progress;
+            config.disabled_code_actions = disabled_code_actions;
         }
         Ok(InitializeResult {
             capabilities: capabilities(),
@@ -183,7 +191,8 @@ impl LanguageServer for Backend {
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
         let range = Converter::new(&snapshot.analysis).clamped_range(params.range);
-        Ok(Some(handlers::code_actions::code_actions(&snapshot, range)))
+        let disabled_support = self.session.config().disabled_code_actions;
+        Ok(Some(handlers::code_actions::code_actions(&snapshot, range, disabled_support)))
     }
 
     /// Actions carry everything already: quick fixes their edit, rewrites the command that checks

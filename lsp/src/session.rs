@@ -16,6 +16,9 @@ pub struct Config {
     pub compart_path: Option<PathBuf>,
     /// The client can show `$/progress` (window.workDoneProgress).
     pub work_done_progress: bool,
+    /// The client shows code actions with `disabled` as refused (codeAction.disabledSupport).
+    /// Others would list them as choosable and fail when one is chosen, so they get none.
+    pub disabled_code_actions: bool,
 }
 
 pub struct Session {

@@ -27,13 +27,44 @@ local function check(cond, fmt, ...)
 end
 
 local ok, err = pcall(function()
-  vim.opt.runtimepath:append(os.getenv('COMPART_PLUGIN'))
-  vim.cmd('filetype on')
-  require('compart').setup({ cmd = { os.getenv('COMPART_BIN'), 'lsp' }, codelens = false })
+  -- The setup block of editors/nvim/README.md, as written, with the plugin's real path; its
+  -- default command `compart` is the binary under test (the test puts it first on PATH).
+  local plugin = os.getenv('COMPART_PLUGIN')
+  local readme = table.concat(vim.fn.readfile(plugin .. '/README.md'), '\n')
+  local block = readme:match('## Setup.-```lua\n(.-)```')
+  check(block ~= nil and block:find("require('compart').setup", 1, true) ~= nil, 'the README has a setup block')
+  local placeholder = "'/path/to/compart/editors/nvim'"
+  check(block:find(placeholder, 1, true) ~= nil, 'the setup block adds the plugin to the runtimepath')
+  block = block:gsub(vim.pesc(placeholder), function() return string.format('%q', plugin) end)
+  assert(loadstring(block, 'README setup'))()
+  check(vim.fn.exepath('compart') == os.getenv('COMPART_BIN'), 'compart on PATH is the binary under test')
+  -- What Neovim does after init.lua (`-u NONE` skips it): filetypes, their plugins, syntax.
+  vim.cmd('filetype plugin on')
+  vim.cmd('syntax on')
 
   vim.cmd('edit ' .. vim.fn.fnameescape(os.getenv('COMPART_FILE')))
   local bufnr = vim.api.nvim_get_current_buf()
   check(vim.bo[bufnr].filetype == 'compart', 'filetype detected: %s', vim.bo[bufnr].filetype)
+
+  -- Highlighting without nvim-treesitter: syntax/compart.vim.
+  local function syntax_at(row, col)
+    local id = vim.fn.synID(row, col, 1)
+    return vim.fn.synIDattr(id, 'name'), vim.fn.synIDattr(vim.fn.synIDtrans(id), 'name')
+  end
+  check(not pcall(require, 'nvim-treesitter'), 'no nvim-treesitter')
+  local group, shown = syntax_at(2, 1)
+  check(group == 'compartKeyword' and shown ~= '', '`component` highlighted by syntax: %s -> %s', group, shown)
+  group = syntax_at(3, 5)
+  check(group == 'compartStorage', '`channel` highlighted by syntax: %s', group)
+  group = syntax_at(1, 1)
+  check(group == 'compartLineComment', 'comment highlighted by syntax: %s', group)
+  check(vim.bo[bufnr].commentstring == '// %s', 'commentstring: %s', vim.bo[bufnr].commentstring)
+
+  -- The README's setup maps K to hover in this buffer (not `man`) once the server attached.
+  check(vim.wait(20000, function()
+    local k = vim.fn.maparg('K', 'n', false, true)
+    return k.buffer == 1 and k.callback ~= nil
+  end, 50), 'K is mapped buffer-locally to a Lua function')
 
   local function diagnostic_codes()
     local codes = {}
@@ -81,6 +112,22 @@ local ok, err = pcall(function()
   log('inlay hints: %s', table.concat(labels, ' | '))
   check(vim.tbl_contains(labels, ': int'), 'an inferred-type inlay hint')
 
+  -- Neovim 0.7 shows no inlay hints: the plugin asks for them when it attaches and puts them at
+  -- the ends of lines, each type hint named (`/* 𝄞 */ count_by_item(...)` is 0-based line 7).
+  local ns = vim.api.nvim_get_namespaces()['compart_hints']
+  check(ns ~= nil, 'the plugin has its hint namespace')
+  local function virtual_text(line)
+    local texts = {}
+    for _, mark in ipairs(vim.api.nvim_buf_get_extmarks(bufnr, ns, { line, 0 }, { line, -1 }, { details = true })) do
+      for _, chunk in ipairs(mark[4].virt_text or {}) do
+        texts[#texts + 1] = chunk[1]
+      end
+    end
+    return table.concat(texts, ' ')
+  end
+  check(vim.wait(10000, function() return virtual_text(7):find('count(voter): int', 1, true) ~= nil end, 50),
+    'inferred types as virtual text after attaching: %s', virtual_text(7))
+
   -- The quick fix for `votess` (line 8, 0-based 7), applied as the editor applies edits.
   local row = 7
   local col = lines[row + 1]:find('votess', 1, true) - 1
@@ -122,6 +169,32 @@ local ok, err = pcall(function()
   end
   log('scaling hints: %s', table.concat(classes, ' '))
   check(#classes > 0, 'scaling classes as inlay hints')
+
+  -- The virtual text is refreshed after the quick fix's edit (debounced): now with the classes.
+  -- `votes(item, voter) :- vote(item, voter).` (0-based line 6) is a rule.
+  local shown_class = function()
+    local text = virtual_text(6)
+    return text:find('⟨', 1, true) and (text:find('parallel') or text:find('partitioned') or text:find('sequential'))
+  end
+  check(vim.wait(10000, shown_class, 50), 'a scaling class as virtual text at the end of a rule: %s', virtual_text(6))
+  check(virtual_text(7):find('count(voter): int', 1, true) ~= nil, 'an inferred type named in the virtual text: %s',
+    virtual_text(7))
+
+  -- K on `votes` in its declaration (line 4) opens the server's hover in a floating window.
+  vim.api.nvim_win_set_cursor(0, { 4, 13 })
+  vim.cmd('normal K')
+  local function hover_window()
+    for _, win in ipairs(vim.api.nvim_list_wins()) do
+      if vim.api.nvim_win_get_config(win).relative ~= '' then
+        local text = table.concat(vim.api.nvim_buf_get_lines(vim.api.nvim_win_get_buf(win), 0, -1, false), '\n')
+        if text:find('table votes(item: int, voter: addr)', 1, true) then
+          return win
+        end
+      end
+    end
+  end
+  check(vim.wait(10000, function() return hover_window() ~= nil end, 50), 'K shows the hover')
+  vim.api.nvim_win_close(hover_window(), true)
 
   -- A second edit (byte column 7: before the clef), then a hover in UTF-16 units: `    /* é𝄞 */ ` is 14.
   vim.api.nvim_buf_set_text(bufnr, row, 7, row, 7, { 'é' })

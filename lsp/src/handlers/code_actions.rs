@@ -13,7 +13,10 @@ fn overlaps(a: TextRange, b: TextRange) -> bool {
     a.start <= b.end && b.start <= a.end
 }
 
-pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCommand> {
+/// Refused rewrites are listed with `disabled` (and the reason) only for clients that declared
+/// `codeAction.disabledSupport`; for the others they are left out, since such a client shows them
+/// as choosable. Why a component cannot be partitioned stays in its hover (the scaling verdict).
+pub fn code_actions(snapshot: &Snapshot, range: TextRange, disabled_support: bool) -> Vec<CodeActionOrCommand> {
     let analysis = &snapshot.analysis;
     let conv = Converter::new(analysis);
     let mut out = Vec::new();
@@ -33,6 +36,11 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
             ..Default::default()
         }));
     }
-    out.extend(crate::handlers::scaling::code_actions(snapshot, range));
+    let rewrites = crate::handlers::scaling::code_actions(snapshot, range);
+    out.extend(rewrites.into_iter().filter(|a| disabled_support || !is_disabled(a)));
     out
+}
+
+fn is_disabled(action: &CodeActionOrCommand) -> bool {
+    matches!(action, CodeActionOrCommand::CodeAction(CodeAction { disabled: Some(_), .. }))
 }

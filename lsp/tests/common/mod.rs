@@ -44,9 +44,14 @@ impl Client {
 
     /// Initialize with UTF-16 positions and the given initializationOptions.
     pub async fn initialized(options: Value) -> Self {
+        Client::initialized_with(json!({}), options).await
+    }
+
+    /// Initialize declaring these client capabilities.
+    pub async fn initialized_with(capabilities: Value, options: Value) -> Self {
         let mut client = Client::new();
-        let result =
-            client.request("initialize", json!({ "capabilities": {}, "initializationOptions": options })).await;
+        let params = json!({ "capabilities": capabilities, "initializationOptions": options });
+        let result = client.request("initialize", params).await;
         assert!(result.get("result").is_some(), "{result}");
         client.notify("initialized", json!({})).await;
         client
@@ -103,6 +108,11 @@ impl Client {
         .await;
         self.next("textDocument/publishDiagnostics").await
     }
+}
+
+/// What VS Code declares about code actions: it shows refused ones (`disabled`) as such.
+pub fn disabled_support() -> Value {
+    json!({ "textDocument": { "codeAction": { "disabledSupport": true } } })
 }
 
 pub fn pos(line: u32, character: u32) -> Value {

@@ -12,6 +12,9 @@ local defaults = {
   capabilities = nil,
   -- Show code lenses (Run local cluster / Simulate) and refresh them on edits.
   codelens = true,
+  -- Scaling classes and inferred types as end-of-line virtual text. nil: only where Neovim has no
+  -- inlay hints of its own (before 0.10; from 0.10 use vim.lsp.inlay_hint.enable()).
+  virtual_text_hints = nil,
 }
 
 M.config = vim.deepcopy(defaults)
@@ -47,19 +50,34 @@ function M.client_config(root)
     capabilities = M.config.capabilities or vim.lsp.protocol.make_client_capabilities(),
     -- Run/Simulate spawn `compart run|sim`: use the same executable as the server.
     init_options = { compartPath = cmd[1] ~= 'compart' and cmd[1] or nil },
-    on_attach = function(client, bufnr)
-      if M.config.codelens then
-        vim.api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost' }, {
-          buffer = bufnr,
-          callback = function() pcall(vim.lsp.codelens.refresh) end,
-        })
-        pcall(vim.lsp.codelens.refresh)
-      end
-      if M.config.on_attach then
-        M.config.on_attach(client, bufnr)
-      end
-    end,
+    on_attach = M.on_attach,
+    on_exit = function(_, _, client_id) require('compart.hints').detach_client(client_id) end,
   }
+end
+
+local function virtual_text_hints()
+  if M.config.virtual_text_hints == nil then
+    return not require('compart.hints').native()
+  end
+  return M.config.virtual_text_hints
+end
+
+--- What the plugin does when the server attaches to a buffer: code lenses, hints as virtual text,
+--- then the user's on_attach. With nvim-lspconfig and an on_attach of your own, call it from there.
+function M.on_attach(client, bufnr)
+  if M.config.codelens then
+    vim.api.nvim_create_autocmd({ 'BufEnter', 'InsertLeave', 'BufWritePost' }, {
+      buffer = bufnr,
+      callback = function() pcall(vim.lsp.codelens.refresh) end,
+    })
+    pcall(vim.lsp.codelens.refresh)
+  end
+  if virtual_text_hints() then
+    require('compart.hints').attach(client, bufnr)
+  end
+  if M.config.on_attach then
+    M.config.on_attach(client, bufnr)
+  end
 end
 
 --- Start (or reuse) the server for a buffer and attach it.

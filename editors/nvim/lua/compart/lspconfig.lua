@@ -15,6 +15,8 @@ function M.register(opts)
         root_dir = util.root_pattern('Cargo.toml', '.git'),
         init_options = { compartPath = compart.config.cmd[1] ~= 'compart' and compart.config.cmd[1] or nil },
         single_file_support = true,
+        -- Code lenses and hints as virtual text (an on_attach given to setup() replaces this one).
+        on_attach = compart.on_attach,
       },
       docs = { description = 'compart language server (`compart lsp`) for .ded protocols' },
     }
