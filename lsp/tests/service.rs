@@ -418,19 +418,27 @@ async fn decouple_and_partition_code_actions() {
     assert!(diagnostics["diagnostics"].as_array().unwrap().iter().all(|d| d["severity"] != 1), "{diagnostics}");
 }
 
-#[tokio::test]
-async fn refused_rewrites_are_disabled_with_a_reason() {
-    let mut client = Client::initialized_with(disabled_support(), json!({})).await;
-    let uri = "file:///work/seq.ded";
-    let text = "component seq {\n    input req(id: int)\n    output highest(n: int)\n    table seen(id: int)\n    seen(id) :- req(id).\n    top(max(id)) :- seen(id).\n    highest(n) :- top(n).\n}\n";
+/// The code actions on the running maximum of a component that must stay sequential: the
+/// partition rewrite is refused there.
+const SEQ_URI: &str = "file:///work/seq.ded";
+const SEQ_TEXT: &str = "component seq {\n    input req(id: int)\n    output highest(n: int)\n    table seen(id: int)\n    seen(id) :- req(id).\n    top(max(id)) :- seen(id).\n    highest(n) :- top(n).\n}\n";
+
+async fn sequential_max_actions(client: &mut Client) -> Value {
+    let (uri, text) = (SEQ_URI, SEQ_TEXT);
     client.open(uri, text).await;
     let (line, col) = find(text, "top(max", 0);
-    let actions = client
+    client
         .result(
             "textDocument/codeAction",
             json!({ "textDocument": doc(uri), "range": { "start": pos(line, col), "end": pos(line + 1, 5) }, "context": { "diagnostics": [] } }),
         )
-        .await;
+        .await
+}
+
+#[tokio::test]
+async fn refused_rewrites_are_disabled_with_a_reason() {
+    let mut client = Client::initialized_with(disabled_support(), json!({})).await;
+    let actions = sequential_max_actions(&mut client).await;
     let rows: Vec<String> = actions
         .as_array()
         .unwrap()
@@ -500,23 +508,14 @@ async fn refused_rewrites_are_left_out_for_clients_without_disabled_support() {
     // Neovim 0.7 declares no codeAction.disabledSupport: it would list a refused action as
     // choosable. It gets only the actions that can run, each with its command.
     let mut client = Client::initialized(json!({})).await;
-    let uri = "file:///work/seq.ded";
-    let text = "component seq {\n    input req(id: int)\n    output highest(n: int)\n    table seen(id: int)\n    seen(id) :- req(id).\n    top(max(id)) :- seen(id).\n    highest(n) :- top(n).\n}\n";
-    client.open(uri, text).await;
-    let (line, col) = find(text, "top(max", 0);
-    let actions = client
-        .result(
-            "textDocument/codeAction",
-            json!({ "textDocument": doc(uri), "range": { "start": pos(line, col), "end": pos(line + 1, 5) }, "context": { "diagnostics": [] } }),
-        )
-        .await;
+    let actions = sequential_max_actions(&mut client).await;
     let actions = actions.as_array().unwrap();
     let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
     assert_eq!(titles, ["Decouple these rules into a new component `seq_top`"], "{actions:?}");
     assert!(actions.iter().all(|a| a.get("disabled").is_none() && a["command"]["command"] == "compart.applyRewrite"));
     // Why `seq` cannot be partitioned is still in its hover.
-    let (line, col) = find(text, "seq", 0);
-    let hover = client.result("textDocument/hover", at(uri, line, col + 1)).await;
+    let (line, col) = find(SEQ_TEXT, "seq", 0);
+    let hover = client.result("textDocument/hover", at(SEQ_URI, line, col + 1)).await;
     let value = hover["contents"]["value"].as_str().unwrap();
     assert!(value.contains("aggregate `max` over every `seen` fact"), "{value}");
 }
