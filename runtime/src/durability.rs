@@ -457,7 +457,11 @@ impl DurableLog {
                 report.dropped_reason = Some(format!("bad header: {why}"));
                 let log = Self::create(path, identity).map_err(io_err("create"))?;
                 let incarnation = log.incarnation;
-                return Ok((log, Vec::new(), RecoveryReport { created: true, lost_records: true, incarnation, ..report }));
+                return Ok((
+                    log,
+                    Vec::new(),
+                    RecoveryReport { created: true, lost_records: true, incarnation, ..report },
+                ));
             }
         };
         let mut changes = Vec::new();

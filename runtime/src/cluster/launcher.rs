@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::cgroup::CpuQuota;
-use super::process::Children;
 use super::node::FAILPOINT_EXIT;
+use super::process::Children;
 use super::{free_ports, Cluster, Control, Envelope, NodeStats, SECRET_ENV};
 use crate::engine::route;
 use crate::loadgen::{Checker, ReplyError, Workload, WorkloadChoice};

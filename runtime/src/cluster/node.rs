@@ -60,10 +60,13 @@ impl Failpoints {
         let mut f = Failpoints { rng: crate::net::fresh_incarnation() | 1, ..Failpoints::default() };
         let Ok(spec) = std::env::var(FAILPOINT_ENV) else { return Ok(f) };
         for item in spec.split(',').filter(|s| !s.is_empty()) {
-            let (point, p) = item.split_once(':').ok_or_else(|| format!("{FAILPOINT_ENV}: `{item}` is not point:probability"))?;
-            let p: f64 = p.parse().ok().filter(|p: &f64| (0.0..=1.0).contains(p)).ok_or_else(|| {
-                format!("{FAILPOINT_ENV}: `{p}` is not a probability")
-            })?;
+            let (point, p) =
+                item.split_once(':').ok_or_else(|| format!("{FAILPOINT_ENV}: `{item}` is not point:probability"))?;
+            let p: f64 = p
+                .parse()
+                .ok()
+                .filter(|p: &f64| (0.0..=1.0).contains(p))
+                .ok_or_else(|| format!("{FAILPOINT_ENV}: `{p}` is not a probability"))?;
             match point {
                 "before-log" => f.before_log = p,
                 "after-log-before-send" => f.after_log = p,
@@ -109,10 +112,8 @@ struct DurableNet {
 
 impl DurableNet {
     fn new(resume: &Resume, incarnation: u64, log_len: u64) -> DurableNet {
-        let compact_min = std::env::var("COMPART_LOG_COMPACT_BYTES")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(COMPACT_MIN_BYTES);
+        let compact_min =
+            std::env::var("COMPART_LOG_COMPACT_BYTES").ok().and_then(|v| v.parse().ok()).unwrap_or(COMPACT_MIN_BYTES);
         DurableNet {
             marks: resume.inbound.iter().map(|&(from, inc, seq)| (from, (inc, seq))).collect(),
             moved: Vec::new(),
@@ -254,11 +255,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), String> {
             // and forgets the frames of the old one.
             incarnation = crate::net::fresh_incarnation();
             resume.outbox.clear();
-            let net = NetRecord {
-                inbound: resume.inbound.clone(),
-                next_seq: Vec::new(),
-                frames: Vec::new(),
-            };
+            let net = NetRecord { inbound: resume.inbound.clone(), next_seq: Vec::new(), frames: Vec::new() };
             node.compact_log(&net, incarnation).map_err(|e| format!("durability log compaction: {e}"))?;
         }
         let len = node.log_len().unwrap_or(0);

@@ -310,10 +310,7 @@ fn tick_records_keep_sends_marks_and_the_incarnation() {
     assert_eq!(report.net.inbound, vec![(7, 70, 5), (9, 90, 1)]);
     assert_eq!(
         report.net.outbox,
-        vec![
-            (1, 4, vec![out_frame(1, "a"), out_frame(2, "c"), out_frame(3, "d")]),
-            (2, 2, vec![out_frame(1, "b")])
-        ]
+        vec![(1, 4, vec![out_frame(1, "a"), out_frame(2, "c"), out_frame(3, "d")]), (2, 2, vec![out_frame(1, "b")])]
     );
     // A torn tick record: that tick never happened (nothing of it was sent).
     let bytes = std::fs::read(&path).unwrap();
