@@ -209,3 +209,44 @@ extern "C" {
     #[link_name = "kill"]
     fn libc_kill(pid: i32, sig: i32) -> i32;
 }
+
+/// Issue 14, finding 7: a durable tick is atomic with what it sends. Nodes of kvs and Paxos
+/// exit at random points of their ticks (the `COMPART_FAILPOINT` test hook: before the log
+/// write, between the write and the sends, after the sends and before the acknowledgement) and
+/// the launcher restarts them from their logs, compacted often here: every request is answered
+/// exactly once with a right value, 20 runs in a row. Before, a kill between the write and the
+/// sends lost the tick's messages (1 of 5,000 kvs puts, 16 of 5,000 Paxos requests unanswered).
+#[test]
+fn cluster_kills_inside_ticks_lose_and_repeat_nothing() {
+    let dir = temp("failpoint");
+    let mut crashes = 0;
+    for run in 0..20 {
+        let prog = if run % 2 == 0 { "kvs" } else { "paxos" };
+        let report = dir.join(format!("r{run}.json"));
+        let log = dir.join(format!("log{run}"));
+        let out = compart()
+            .args(["run", &format!("examples/{prog}.ded"), "--deploy", &format!("examples/{prog}.toml")])
+            .args(["--requests", "1000", "--auto-ports", "--quiet", "--reply-timeout", "20", "--durable"])
+            .arg(&log)
+            .arg("--report")
+            .arg(&report)
+            .env("COMPART_FAILPOINT", "before-log:0.0005,after-log-before-send:0.002,after-send:0.0005")
+            .env("COMPART_LOG_COMPACT_BYTES", "16384")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "run {run} ({prog}): {}\n{}", out.status, stderr);
+        let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+        let s = &r["summary"];
+        assert_eq!(
+            (&s["ok"], &s["missing"], &s["duplicates"], &s["mismatched"], &s["unexpected"]),
+            (&1000.into(), &0.into(), &0.into(), &0.into(), &0.into()),
+            "run {run} ({prog}): {}",
+            r["errors"]
+        );
+        crashes += r["faults"].as_array().unwrap().iter().filter(|f| f["action"] == "crash").count();
+    }
+    eprintln!("{crashes} failpoint exits in 20 runs");
+    assert!(crashes >= 20, "the failpoints fired {crashes} times in 20 runs");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -29,9 +29,7 @@ fn one_replica_is_linearizable() {
     let deployment = Arc::new(Deployment::local(&model, &[("leader", 1), ("replica", 1)]));
     let (mut gets, mut puts) = (0, 0);
     for seed in 0..150 {
-        // Crashes inside a tick lose kvs writes (a known finding, tests/sim_examples.rs:
-        // a_crash_inside_a_tick_breaks_kvs_and_two_phase_commit): between ticks only here.
-        let config = SimConfig { crash_in_tick: 0.0, ..config(seed) };
+        let config = config(seed);
         let result = simulate_compiled(program.clone(), deployment.clone(), &config);
         assert!(result.violations.is_empty());
         let ops = kvs_history(&program, &result).unwrap();

@@ -6,12 +6,22 @@
 //! The length has its own checksum so that a damaged length is told apart from a write cut short
 //! by a crash. A payload starts with its kind:
 //! - 0, the header, always the first record: the program (SHA-256 of its text, hex), the component
-//!   and the node that write the log, each `[u32 length][UTF-8]`. A log of another program,
+//!   and the node that write the log, each `[u32 length][UTF-8]`, then the node's network
+//!   incarnation (u64), which stays the same across its restarts. A log of another program,
 //!   component or node is refused;
 //! - 1, the table changes of one tick: `[op: u8 (0 insert, 1 delete)][relation: u32][n: u16]
 //!   [values]`, each value `[tag: u8][...]`: 0 int (i64 LE), 1 string (u32 length + UTF-8), 2 bool
 //!   (u8), 3 addr (u32). Values are stored as values, not as interned ids, so a log outlives its
-//!   process.
+//!   process;
+//! - 2, a tick with what it sent ([`NetRecord`]): `[changes length: u32][changes as in 1]`, then
+//!   `[n: u32]` inbound marks `[sender: u32][incarnation: u64][last processed seq: u64]`, `[n: u32]`
+//!   next sequence numbers `[destination: u32][seq: u64]`, `[n: u32]` frames `[destination: u32]
+//!   [seq: u64][messages: u64][length: u32][the encoded frame]`. A node logs its tick's outgoing
+//!   frames before they leave, so a crash between the log write and the sends loses nothing: the
+//!   restarted node sends them again (receivers drop the ones they processed, by sequence number)
+//!   and drops the retransmitted inputs its logged ticks processed. A compacted log is the header
+//!   and one such record holding every table fact, every mark and the unacknowledged frames
+//!   ([`DurableLog::compact`]).
 //!
 //! Recovery never destroys data. It reads records up to the first bad one; then:
 //! - a last record cut short (a crash during its write: its tick never completed, nothing it did
@@ -34,6 +44,7 @@ use std::sync::Arc;
 use compart_analysis::model::RelationId;
 use sha2::{Digest, Sha256};
 
+use crate::net::{OutFrame, Resume};
 use crate::value::{NodeAddr, Tuple, Value};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -45,13 +56,33 @@ pub enum Change {
 /// The first bytes of every log (0x89 first, as in PNG: not text, so no text tool mistakes it).
 pub const MAGIC: [u8; 8] = *b"\x89compart";
 /// The format this build writes and reads; bump it on any change of the layout above.
-pub const FORMAT_VERSION: u32 = 2;
+pub const FORMAT_VERSION: u32 = 3;
 
 const FILE_HEADER: usize = 12;
 const RECORD_HEADER: usize = 12;
 const MAX_RECORD: u32 = 1 << 30;
 const KIND_HEADER: u8 = 0;
 const KIND_CHANGES: u8 = 1;
+const KIND_TICK: u8 = 2;
+
+/// The network side of one logged tick (or, in a compacted log, of everything before it).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NetRecord {
+    /// (sender, its incarnation, the last of its frames processed) for the senders whose mark
+    /// moved since the last record.
+    pub inbound: Vec<(u32, u64, u64)>,
+    /// (destination, next sequence number): written by compaction, when the frames that would
+    /// imply it were acknowledged and dropped.
+    pub next_seq: Vec<(u32, u64)>,
+    /// (destination, frame), in the order they are sent.
+    pub frames: Vec<(u32, OutFrame)>,
+}
+
+impl NetRecord {
+    pub fn is_empty(&self) -> bool {
+        self.inbound.is_empty() && self.next_seq.is_empty() && self.frames.is_empty()
+    }
+}
 
 /// Who writes a log: recovery refuses a log whose header names anything else.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +132,14 @@ pub struct RecoveryReport {
     pub dropped_bytes: u64,
     pub dropped_reason: Option<String>,
     pub kept_aside: Option<PathBuf>,
+    /// Damage was accepted (`accept_loss`): records may be missing, not only a torn last one.
+    pub lost_records: bool,
+    /// The node's network incarnation, from the header (a new log gets a fresh one).
+    pub incarnation: u64,
+    /// The network state the logged ticks leave: marks per sender, and per destination the next
+    /// sequence number and every logged frame (the acknowledged ones included: the receivers
+    /// tell which at the first handshake).
+    pub net: Resume,
 }
 
 /// Why a log cannot be used. Every variant names the file; none has changed it.
@@ -209,6 +248,8 @@ pub struct DurableLog {
     /// Length of the intact log: a failed append is cut back to it, so a later record never
     /// follows a partial one (which recovery would take for damage).
     len: u64,
+    identity: LogIdentity,
+    incarnation: u64,
     /// fsync after each record (off only for tests and benchmarks of the log itself).
     pub sync: bool,
 }
@@ -260,16 +301,17 @@ fn frame(payload: &[u8]) -> Vec<u8> {
     record
 }
 
-fn encode_header(id: &LogIdentity) -> Vec<u8> {
+fn encode_header(id: &LogIdentity, incarnation: u64) -> Vec<u8> {
     let mut out = vec![KIND_HEADER];
     for s in [&id.program, &id.component, &id.node] {
         out.extend_from_slice(&(s.len() as u32).to_le_bytes());
         out.extend_from_slice(s.as_bytes());
     }
+    out.extend_from_slice(&incarnation.to_le_bytes());
     out
 }
 
-fn decode_header(payload: &[u8]) -> Result<LogIdentity, String> {
+fn decode_header(payload: &[u8]) -> Result<(LogIdentity, u64), String> {
     let Some((&KIND_HEADER, mut b)) = payload.split_first() else {
         return Err("the first record is not a header".into());
     };
@@ -278,10 +320,11 @@ fn decode_header(payload: &[u8]) -> Result<LogIdentity, String> {
         Ok(std::str::from_utf8(take(&mut b, len)?).map_err(|_| "invalid UTF-8 in the header")?.to_string())
     };
     let id = LogIdentity { program: field()?, component: field()?, node: field()? };
+    let incarnation = u64::from_le_bytes(take(&mut b, 8)?.try_into().map_err(|_| "short")?);
     if !b.is_empty() {
         return Err("trailing bytes in the header".into());
     }
-    Ok(id)
+    Ok((id, incarnation))
 }
 
 /// Counts the intact records after a damaged one at `pos`: the first offset where an intact
@@ -291,7 +334,7 @@ fn intact_after(bytes: &[u8], pos: usize) -> usize {
     let mut start = None;
     for q in pos + 1..bytes.len().saturating_sub(RECORD_HEADER - 1) {
         if let Ok((payload, next)) = read_record(bytes, q) {
-            if payload.first() == Some(&KIND_CHANGES) && decode_changes(&payload[1..]).is_ok() {
+            if decode_record(payload).is_ok() {
                 start = Some(next);
                 break;
             }
@@ -351,7 +394,8 @@ impl DurableLog {
             Ok(b) => b,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
                 let log = Self::create(path, identity).map_err(io_err("create"))?;
-                return Ok((log, Vec::new(), RecoveryReport { created: true, ..Default::default() }));
+                let incarnation = log.incarnation;
+                return Ok((log, Vec::new(), RecoveryReport { created: true, incarnation, ..Default::default() }));
             }
             Err(e) => return Err(io_err("read")(e)),
         };
@@ -363,7 +407,8 @@ impl DurableLog {
             report.kept_aside = Some(keep_aside(path, &[]).map_err(io_err("keep aside"))?);
             report.dropped_reason = Some("empty file".into());
             let log = Self::create(path, identity).map_err(io_err("create"))?;
-            return Ok((log, Vec::new(), RecoveryReport { created: true, ..report }));
+            let incarnation = log.incarnation;
+            return Ok((log, Vec::new(), RecoveryReport { created: true, lost_records: true, incarnation, ..report }));
         }
         if bytes.len() < FILE_HEADER || bytes[..MAGIC.len()] != MAGIC {
             return Err(LogError::Foreign { path: path.to_path_buf() });
@@ -386,7 +431,8 @@ impl DurableLog {
             Err(Bad::Torn(why) | Bad::Damaged(why)) => Err(why),
         };
         let mut pos = match header {
-            Ok((found, next)) => {
+            Ok(((found, incarnation), next)) => {
+                report.incarnation = incarnation;
                 for (field, e, f) in [
                     ("program", &identity.program, &found.program),
                     ("component", &identity.component, &found.component),
@@ -410,32 +456,41 @@ impl DurableLog {
                 report.dropped_bytes = bytes.len() as u64;
                 report.dropped_reason = Some(format!("bad header: {why}"));
                 let log = Self::create(path, identity).map_err(io_err("create"))?;
-                return Ok((log, Vec::new(), RecoveryReport { created: true, ..report }));
+                let incarnation = log.incarnation;
+                return Ok((
+                    log,
+                    Vec::new(),
+                    RecoveryReport { created: true, lost_records: true, incarnation, ..report },
+                ));
             }
         };
         let mut changes = Vec::new();
+        let mut net = NetFold::default();
         while pos < bytes.len() {
             let record = report.records + 1;
             let bad = match read_record(&bytes, pos) {
-                Ok((payload, next)) => match payload.split_first() {
-                    Some((&KIND_CHANGES, body)) => match decode_changes(body) {
-                        Ok(mut c) => {
-                            report.records += 1;
-                            report.changes += c.len();
-                            changes.append(&mut c);
-                            pos = next;
-                            continue;
+                Ok((payload, next)) => match decode_record(payload) {
+                    Ok((mut c, n)) => {
+                        report.records += 1;
+                        report.changes += c.len();
+                        changes.append(&mut c);
+                        if let Some(n) = n {
+                            net.add(n);
                         }
-                        Err(e) => Bad::Damaged(format!("undecodable record: {e}")),
-                    },
-                    _ => Bad::Damaged("unknown record kind".into()),
+                        pos = next;
+                        continue;
+                    }
+                    Err(e) => Bad::Damaged(e),
                 },
                 Err(bad) => bad,
             };
             let reason = match bad {
                 Bad::Torn(why) => why,
                 Bad::Damaged(why) if !accept_loss => return Err(damaged(record, pos, why)),
-                Bad::Damaged(why) => why,
+                Bad::Damaged(why) => {
+                    report.lost_records = true;
+                    why
+                }
             };
             // Keep everything from the bad record on aside, then cut the log back to its good prefix.
             let aside = keep_aside(path, &bytes[pos..]).map_err(io_err("keep aside"))?;
@@ -456,17 +511,39 @@ impl DurableLog {
         }
         let mut file = OpenOptions::new().read(true).write(true).open(path).map_err(io_err("open"))?;
         file.seek(SeekFrom::Start(pos as u64)).map_err(io_err("seek in"))?;
-        Ok((DurableLog { file, path: path.to_path_buf(), len: pos as u64, sync: true }, changes, report))
+        report.net = net.finish();
+        let log = DurableLog {
+            file,
+            path: path.to_path_buf(),
+            len: pos as u64,
+            identity: identity.clone(),
+            incarnation: report.incarnation,
+            sync: true,
+        };
+        Ok((log, changes, report))
     }
 
     /// Writes a new log holding only its header, whole or not at all: a temporary file, fsync'd,
     /// renamed into place (so an empty or headerless log is never compart's own doing).
     fn create(path: &Path, identity: &LogIdentity) -> io::Result<DurableLog> {
+        let incarnation = crate::net::fresh_incarnation();
+        let len = Self::write_whole(path, identity, incarnation, None)?;
+        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
+        file.seek(SeekFrom::Start(len))?;
+        Ok(DurableLog { file, path: path.to_path_buf(), len, identity: identity.clone(), incarnation, sync: true })
+    }
+
+    /// Writes a log of the header and (optionally) one record, whole or not at all: a temporary
+    /// file, fsync'd, renamed over `path`. Returns its length.
+    fn write_whole(path: &Path, identity: &LogIdentity, incarnation: u64, record: Option<&[u8]>) -> io::Result<u64> {
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "log".into());
         let tmp = path.with_file_name(format!("{name}.tmp"));
         let mut bytes = MAGIC.to_vec();
         bytes.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
-        bytes.extend_from_slice(&frame(&encode_header(identity)));
+        bytes.extend_from_slice(&frame(&encode_header(identity, incarnation)));
+        if let Some(r) = record {
+            bytes.extend_from_slice(r);
+        }
         {
             let mut f = File::create(&tmp)?;
             f.write_all(&bytes)?;
@@ -474,9 +551,43 @@ impl DurableLog {
         }
         std::fs::rename(&tmp, path)?;
         sync_dir(path)?;
-        let mut file = OpenOptions::new().read(true).write(true).open(path)?;
-        let len = file.seek(SeekFrom::End(0))?;
-        Ok(DurableLog { file, path: path.to_path_buf(), len, sync: true })
+        Ok(bytes.len() as u64)
+    }
+
+    /// The network incarnation the log's header holds.
+    pub fn incarnation(&self) -> u64 {
+        self.incarnation
+    }
+
+    /// Bytes in the log.
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Replaces the log by its header (with `incarnation`) and one record holding `tables` (every
+    /// table fact, as insertions) and `net` (every mark, the next sequence numbers, the frames
+    /// not acknowledged), atomically (a temporary file renamed over the log), so the log's length
+    /// follows the node's state rather than its history.
+    pub fn compact(&mut self, tables: &[Change], net: &NetRecord, incarnation: u64) -> io::Result<()> {
+        let record = frame(&encode_tick(tables, net));
+        let len = Self::write_whole(&self.path, &self.identity, incarnation, Some(&record))?;
+        let mut file = OpenOptions::new().read(true).write(true).open(&self.path)?;
+        file.seek(SeekFrom::Start(len))?;
+        self.file = file;
+        self.len = len;
+        self.incarnation = incarnation;
+        Ok(())
+    }
+
+    /// Appends one record of a tick's table changes and what it sent, and (when `sync`) waits
+    /// until it is on disk.
+    pub fn append_tick(&mut self, changes: &[Change], net: &NetRecord) -> io::Result<()> {
+        let payload = encode_tick(changes, net);
+        self.write_record(&payload)
     }
 
     pub fn path(&self) -> &Path {
@@ -487,7 +598,11 @@ impl DurableLog {
     pub fn append(&mut self, changes: &[Change]) -> io::Result<()> {
         let mut payload = vec![KIND_CHANGES];
         encode_changes(changes, &mut payload);
-        let record = frame(&payload);
+        self.write_record(&payload)
+    }
+
+    fn write_record(&mut self, payload: &[u8]) -> io::Result<()> {
+        let record = frame(payload);
         let written = self.file.write_all(&record).and_then(|_| if self.sync { self.file.sync_data() } else { Ok(()) });
         if let Err(e) = written {
             // Best effort: drop the partial record so the next one follows intact data.
@@ -496,6 +611,102 @@ impl DurableLog {
         }
         self.len += record.len() as u64;
         Ok(())
+    }
+}
+
+fn encode_tick(changes: &[Change], net: &NetRecord) -> Vec<u8> {
+    let mut out = vec![KIND_TICK, 0, 0, 0, 0];
+    encode_changes(changes, &mut out);
+    let len = (out.len() - 5) as u32;
+    out[1..5].copy_from_slice(&len.to_le_bytes());
+    out.extend_from_slice(&(net.inbound.len() as u32).to_le_bytes());
+    for &(from, inc, seq) in &net.inbound {
+        out.extend_from_slice(&from.to_le_bytes());
+        out.extend_from_slice(&inc.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+    }
+    out.extend_from_slice(&(net.next_seq.len() as u32).to_le_bytes());
+    for &(to, seq) in &net.next_seq {
+        out.extend_from_slice(&to.to_le_bytes());
+        out.extend_from_slice(&seq.to_le_bytes());
+    }
+    out.extend_from_slice(&(net.frames.len() as u32).to_le_bytes());
+    for (to, f) in &net.frames {
+        out.extend_from_slice(&to.to_le_bytes());
+        out.extend_from_slice(&f.seq.to_le_bytes());
+        out.extend_from_slice(&f.msgs.to_le_bytes());
+        out.extend_from_slice(&(f.bytes.len() as u32).to_le_bytes());
+        out.extend_from_slice(&f.bytes);
+    }
+    out
+}
+
+/// A record's table changes, and its network part for a tick record.
+fn decode_record(payload: &[u8]) -> Result<(Vec<Change>, Option<NetRecord>), String> {
+    let undecodable = |e: String| format!("undecodable record: {e}");
+    match payload.split_first() {
+        Some((&KIND_CHANGES, body)) => Ok((decode_changes(body).map_err(undecodable)?, None)),
+        Some((&KIND_TICK, body)) => decode_tick(body).map(|(c, n)| (c, Some(n))).map_err(undecodable),
+        _ => Err("unknown record kind".into()),
+    }
+}
+
+fn decode_tick(mut b: &[u8]) -> Result<(Vec<Change>, NetRecord), String> {
+    fn u32_of(b: &mut &[u8]) -> Result<u32, String> {
+        Ok(u32::from_le_bytes(take(b, 4)?.try_into().map_err(|_| "short")?))
+    }
+    fn u64_of(b: &mut &[u8]) -> Result<u64, String> {
+        Ok(u64::from_le_bytes(take(b, 8)?.try_into().map_err(|_| "short")?))
+    }
+    let len = u32_of(&mut b)? as usize;
+    let changes = decode_changes(take(&mut b, len)?)?;
+    let mut net = NetRecord::default();
+    for _ in 0..u32_of(&mut b)? {
+        net.inbound.push((u32_of(&mut b)?, u64_of(&mut b)?, u64_of(&mut b)?));
+    }
+    for _ in 0..u32_of(&mut b)? {
+        net.next_seq.push((u32_of(&mut b)?, u64_of(&mut b)?));
+    }
+    for _ in 0..u32_of(&mut b)? {
+        let (to, seq, msgs) = (u32_of(&mut b)?, u64_of(&mut b)?, u64_of(&mut b)?);
+        let len = u32_of(&mut b)? as usize;
+        let bytes = bytes::Bytes::copy_from_slice(take(&mut b, len)?);
+        net.frames.push((to, OutFrame { seq, bytes, msgs }));
+    }
+    if !b.is_empty() {
+        return Err("trailing bytes".into());
+    }
+    Ok((changes, net))
+}
+
+/// The network state of a log, record by record.
+#[derive(Default)]
+struct NetFold {
+    inbound: std::collections::BTreeMap<u32, (u64, u64)>,
+    outbox: std::collections::BTreeMap<u32, (u64, Vec<OutFrame>)>,
+}
+
+impl NetFold {
+    fn add(&mut self, net: NetRecord) {
+        for (from, inc, seq) in net.inbound {
+            self.inbound.insert(from, (inc, seq));
+        }
+        for (to, next) in net.next_seq {
+            let e = self.outbox.entry(to).or_insert((1, Vec::new()));
+            e.0 = e.0.max(next);
+        }
+        for (to, f) in net.frames {
+            let e = self.outbox.entry(to).or_insert((1, Vec::new()));
+            e.0 = e.0.max(f.seq + 1);
+            e.1.push(f);
+        }
+    }
+
+    fn finish(self) -> Resume {
+        Resume {
+            inbound: self.inbound.into_iter().map(|(from, (inc, seq))| (from, inc, seq)).collect(),
+            outbox: self.outbox.into_iter().map(|(to, (next, frames))| (to, next, frames)).collect(),
+        }
     }
 }
 

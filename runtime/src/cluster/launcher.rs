@@ -12,6 +12,7 @@ use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use super::cgroup::CpuQuota;
+use super::node::FAILPOINT_EXIT;
 use super::process::Children;
 use super::{free_ports, Cluster, Control, Envelope, NodeStats, SECRET_ENV};
 use crate::engine::route;
@@ -220,6 +221,7 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
         }
     }
 
+    let mut restarts = vec![0u32; n];
     // ---- Wait until every node is connected to every peer.
     let mut ready = HashSet::new();
     let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
@@ -235,8 +237,16 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
             _ = sigint.recv() => return Err("interrupted during start-up".into()),
             _ = sigterm.recv() => return Err("terminated during start-up".into()),
             _ = tokio::time::sleep(Duration::from_millis(50)) => {
-                if let Some((i, status)) = children.exited().into_iter().next() {
-                    return Err(format!("node {} exited during start-up ({status})", cluster.deployment.nodes[i].name));
+                for (i, status) in children.exited() {
+                    let name = &cluster.deployment.nodes[i].name;
+                    if status.code() != Some(FAILPOINT_EXIT) || opts.durable.is_none() {
+                        return Err(format!("node {name} exited during start-up ({status})"));
+                    }
+                    let pid = children.spawn(i, node_command(i)).map_err(|e| format!("cannot restart {name}: {e}"))?;
+                    if let Some(q) = &mut quota {
+                        q.place(i, pid)?;
+                    }
+                    restarts[i] += 1;
                 }
                 if tokio::time::Instant::now() > deadline {
                     return Err(format!("only {} of {n} nodes connected within {READY_TIMEOUT:?}", ready.len()));
@@ -261,7 +271,6 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
     let mut errors: Vec<String> = Vec::new();
     let mut summary = Summary::default();
     let mut faults_done: Vec<FaultEvent> = Vec::new();
-    let mut restarts = vec![0u32; n];
     // (when, node index, restart?)
     let mut schedule: Vec<(Duration, usize, bool)> = Vec::new();
     for f in &opts.faults {
@@ -414,7 +423,24 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                     last_progress = Instant::now();
                 }
                 for (i, status) in children.exited() {
-                    errors.push(format!("node {} exited unexpectedly ({status})", cluster.deployment.nodes[i].name));
+                    let name = cluster.deployment.nodes[i].name.clone();
+                    if status.code() == Some(FAILPOINT_EXIT) && opts.durable.is_some() {
+                        // The test hook stopped it (see `node::FAILPOINT_ENV`): back at once, as
+                        // a supervisor would bring back a crashed durable node.
+                        let pid = children
+                            .spawn(i, node_command(i))
+                            .map_err(|e| format!("cannot restart {name}: {e}"))?;
+                        if let Some(q) = &mut quota {
+                            q.place(i, pid)?;
+                        }
+                        restarts[i] += 1;
+                        let t_s = start.elapsed().as_secs_f64();
+                        faults_done.push(FaultEvent { t_s, node: name.clone(), action: "crash".into() });
+                        faults_done.push(FaultEvent { t_s, node: name, action: "restart".into() });
+                        last_progress = Instant::now();
+                        continue;
+                    }
+                    errors.push(format!("node {name} exited unexpectedly ({status})"));
                     dead.insert(i);
                 }
             }

@@ -79,12 +79,12 @@ impl Children {
     }
 
     /// Nodes that exited on their own: (index, exit status description).
-    pub fn exited(&mut self) -> Vec<(usize, String)> {
+    pub fn exited(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
         let mut out = Vec::new();
         for (i, slot) in self.procs.iter_mut().enumerate() {
             if let Some(c) = slot {
                 if let Ok(Some(status)) = c.try_wait() {
-                    out.push((i, status.to_string()));
+                    out.push((i, status));
                     *slot = None;
                 }
             }

@@ -168,13 +168,13 @@ fn foreign_files_and_other_versions_are_refused_and_never_touched() {
     let mut v1 = vec![9, 0, 0, 0];
     v1.extend_from_slice(&crc32(b"xxxxxxxxx").to_le_bytes());
     v1.extend_from_slice(b"xxxxxxxxx");
-    let mut v3 = MAGIC.to_vec();
-    v3.extend_from_slice(&3u32.to_le_bytes());
-    for content in [b"hello, world\n".to_vec(), v1, b"\x89comp".to_vec(), v3] {
+    let mut v2 = MAGIC.to_vec();
+    v2.extend_from_slice(&2u32.to_le_bytes());
+    for content in [b"hello, world\n".to_vec(), v1, b"\x89comp".to_vec(), v2] {
         std::fs::write(&path, &content).unwrap();
         for accept in [false, true] {
             let err = DurableLog::open(&path, &me(), accept).err().unwrap();
-            assert!(matches!(err, LogError::Foreign { .. } | LogError::Version { found: 3, .. }), "{err}");
+            assert!(matches!(err, LogError::Foreign { .. } | LogError::Version { found: 2, .. }), "{err}");
             assert_eq!(std::fs::read(&path).unwrap(), content);
         }
     }
@@ -280,4 +280,83 @@ fn a_damaged_leader_log_never_resumes_with_used_sequence_numbers_by_default() {
     let out = leader.tick(vec![(request, vec![Value::Int(100)])]);
     let seq = out.outputs[0].1[1].as_int().unwrap();
     assert!(used.contains(&seq), "with the loss accepted, {seq} is handed out again");
+}
+
+fn out_frame(seq: u64, text: &str) -> OutFrame {
+    OutFrame { seq, bytes: bytes::Bytes::copy_from_slice(text.as_bytes()), msgs: 1 }
+}
+
+/// A tick's record holds what it sent and the inputs it processed; reopening gives them back
+/// with the incarnation of the header, which stays the node's across restarts.
+#[test]
+fn tick_records_keep_sends_marks_and_the_incarnation() {
+    let d = dir("tick-net");
+    let path = d.join("n.log");
+    let (mut log, _, report) = DurableLog::open(&path, &me(), false).unwrap();
+    let incarnation = report.incarnation;
+    assert_eq!(log.incarnation(), incarnation);
+    let first = NetRecord {
+        inbound: vec![(7, 70, 3), (9, 90, 1)],
+        next_seq: Vec::new(),
+        frames: vec![(1, out_frame(1, "a")), (2, out_frame(1, "b")), (1, out_frame(2, "c"))],
+    };
+    log.append_tick(&[ins(1)], &first).unwrap();
+    let second = NetRecord { inbound: vec![(7, 70, 5)], next_seq: Vec::new(), frames: vec![(1, out_frame(3, "d"))] };
+    log.append_tick(&[], &second).unwrap();
+    drop(log);
+    let (_, changes, report) = DurableLog::open(&path, &me(), false).unwrap();
+    assert_eq!(changes, vec![ins(1)]);
+    assert_eq!(report.incarnation, incarnation, "the incarnation survives a restart");
+    assert_eq!(report.net.inbound, vec![(7, 70, 5), (9, 90, 1)]);
+    assert_eq!(
+        report.net.outbox,
+        vec![(1, 4, vec![out_frame(1, "a"), out_frame(2, "c"), out_frame(3, "d")]), (2, 2, vec![out_frame(1, "b")])]
+    );
+    // A torn tick record: that tick never happened (nothing of it was sent).
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 3]).unwrap();
+    let (_, _, report) = DurableLog::open(&path, &me(), false).unwrap();
+    assert_eq!(report.net.inbound, vec![(7, 70, 3), (9, 90, 1)]);
+    assert_eq!(report.net.outbox[0], (1, 3, vec![out_frame(1, "a"), out_frame(2, "c")]));
+    assert!(!report.lost_records, "a torn end is not a loss");
+}
+
+/// Compaction replaces the history by the state: the tables, every mark, the next sequence
+/// numbers (also of destinations whose frames were all acknowledged) and the frames still
+/// unacknowledged; appending goes on after it, and the log's length follows the state.
+#[test]
+fn compaction_keeps_the_state_and_bounds_the_log() {
+    let d = dir("compact");
+    let path = d.join("n.log");
+    let (mut log, _, report) = DurableLog::open(&path, &me(), false).unwrap();
+    let incarnation = report.incarnation;
+    log.sync = false;
+    for i in 1..=1000u64 {
+        let net = NetRecord {
+            inbound: vec![(7, 70, i)],
+            next_seq: Vec::new(),
+            frames: vec![(1, out_frame(i, "some payload of a frame"))],
+        };
+        let Change::Insert(rel, old) = ins(i as i64 - 1) else { unreachable!() };
+        log.append_tick(&[ins(i as i64), Change::Delete(rel, old)], &net).unwrap();
+    }
+    let long = log.len();
+    let state = NetRecord {
+        inbound: vec![(7, 70, 1000)],
+        next_seq: vec![(1, 1001), (2, 5)],
+        frames: vec![(1, out_frame(1000, "some payload of a frame"))],
+    };
+    log.compact(&[ins(1000)], &state, incarnation).unwrap();
+    assert!(log.len() < long / 50, "{} of {long} bytes", log.len());
+    log.append_tick(&[ins(1001)], &NetRecord { inbound: vec![(7, 70, 1001)], ..NetRecord::default() }).unwrap();
+    drop(log);
+    let (_, changes, report) = DurableLog::open(&path, &me(), false).unwrap();
+    assert_eq!(changes, vec![ins(1000), ins(1001)]);
+    assert_eq!(report.incarnation, incarnation);
+    assert_eq!(report.net.inbound, vec![(7, 70, 1001)]);
+    assert_eq!(
+        report.net.outbox,
+        vec![(1, 1001, vec![out_frame(1000, "some payload of a frame")]), (2, 5, Vec::new())]
+    );
+    assert!(asides(&d).is_empty());
 }

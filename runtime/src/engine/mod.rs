@@ -133,11 +133,11 @@ struct State {
 /// The durability log a node appends to. A clone of a node (the explorer copies nodes per
 /// explored state) must not write into the original's file, so cloning leaves it detached.
 #[derive(Default)]
-struct LogSlot(Option<crate::durability::DurableLog>);
+struct LogSlot(Option<crate::durability::DurableLog>, bool);
 
 impl Clone for LogSlot {
     fn clone(&self) -> Self {
-        LogSlot(None)
+        LogSlot(None, false)
     }
 }
 
@@ -239,7 +239,7 @@ impl Node {
             incremental: true,
             snapshot_rels: Vec::new(),
             snapshot: Vec::new(),
-            log: LogSlot(None),
+            log: LogSlot(None, false),
             program,
         };
         // The deployment, as logical nodes. These two built-ins grow with the deployment (`partner`
@@ -326,8 +326,63 @@ impl Node {
 
     /// Log every table change to `log` from now on (see [`crate::durability`]).
     pub fn attach_log(&mut self, log: crate::durability::DurableLog) {
-        self.log = LogSlot(Some(log));
+        self.log = LogSlot(Some(log), self.log.1);
         self.state.journal = Some(Vec::new());
+    }
+
+    /// With `deferred`, a tick does not write its log record itself: the caller writes it with
+    /// what the tick sends ([`Node::commit_tick`]) before anything leaves.
+    pub fn defer_log(&mut self, deferred: bool) {
+        self.log.1 = deferred;
+    }
+
+    /// Writes the last tick's table changes and `net` (what it sends, the inputs it processed)
+    /// as one record, on disk when this returns. Writes nothing when both are empty or no log is
+    /// attached; Ok(true) when it wrote a record.
+    pub fn commit_tick(&mut self, net: &crate::durability::NetRecord) -> std::io::Result<bool> {
+        let (Some(log), Some(journal)) = (&mut self.log.0, &mut self.state.journal) else { return Ok(false) };
+        if journal.is_empty() && net.is_empty() {
+            return Ok(false);
+        }
+        let written = log.append_tick(journal, net);
+        journal.clear();
+        written.map(|()| true)
+    }
+
+    /// The last tick changed tables that are not logged yet.
+    pub fn journal_pending(&self) -> bool {
+        self.state.journal.as_ref().is_some_and(|j| !j.is_empty())
+    }
+
+    /// The attached log's length in bytes.
+    pub fn log_len(&self) -> Option<u64> {
+        self.log.0.as_ref().map(|l| l.len())
+    }
+
+    /// The attached log's network incarnation.
+    pub fn log_incarnation(&self) -> Option<u64> {
+        self.log.0.as_ref().map(|l| l.incarnation())
+    }
+
+    /// Rewrites the attached log as every table fact and `net` (see
+    /// [`crate::durability::DurableLog::compact`]). Call it between ticks.
+    pub fn compact_log(&mut self, net: &crate::durability::NetRecord, incarnation: u64) -> std::io::Result<()> {
+        if self.log.0.is_none() {
+            return Ok(());
+        }
+        let mut tables = Vec::new();
+        for &rid in &self.program.program.component(self.component).relations {
+            if self.program.rels[rid.index()].kind == RelationKind::Table {
+                tables.extend(self.facts(rid).into_iter().map(|t| Change::Insert(rid, t)));
+            }
+        }
+        if let Some(journal) = &mut self.state.journal {
+            journal.clear();
+        }
+        match &mut self.log.0 {
+            Some(log) => log.compact(&tables, net, incarnation),
+            None => Ok(()),
+        }
     }
 
     /// A node whose tables are recovered from the durability log at `path` (see
@@ -751,7 +806,7 @@ impl Node {
         }
         self.state.tables_changed = self.state.tables_changed || !self.next_tick.is_empty();
         // Durability: one record per tick, written before the tick's messages leave.
-        if let (Some(log), Some(journal)) = (&mut self.log.0, &mut self.state.journal) {
+        if let (Some(log), Some(journal), false) = (&mut self.log.0, &mut self.state.journal, self.log.1) {
             if !journal.is_empty() {
                 if let Err(e) = log.append(journal) {
                     out.warnings.push(format!("durability log: {e}"));

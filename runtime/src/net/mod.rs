@@ -7,7 +7,13 @@
 //! acks only after the application says it processed the frame ([`Endpoint::ack`]). On reconnect
 //! the acceptor announces the last frame it processed and the dialer retransmits the rest, so no
 //! message is lost across a dropped connection or a restarted receiver; the acceptor drops
-//! duplicates by sequence number (reset when the dialer's process restarts: its `incarnation`).
+//! duplicates by sequence number (reset when the dialer's `incarnation` changes).
+//!
+//! A durable node keeps that state across restarts ([`Resume`]): its incarnation stays the same,
+//! its frames get their sequence numbers before they leave ([`Endpoint::prepare`]) so that it can
+//! log them with the tick that produced them, and a restarted endpoint starts with the frames it
+//! logged and had not seen acknowledged (peers drop what they already processed) and with the last
+//! frame it processed from each sender (retransmissions of those are dropped, not processed again).
 //!
 //! Malformed, oversized or wrong-version frames, and peers failing authentication, are logged and
 //! their connection dropped; nothing a peer sends can crash the endpoint. Until a connection is
@@ -64,8 +70,33 @@ pub struct NetConfig {
     pub secret: Secret,
     /// Frames longer than this are refused (the connection is dropped).
     pub max_frame_bytes: usize,
-    /// Changes on every process start (see the module docs).
+    /// Changes on every process start of a non-durable node; a durable node keeps its own
+    /// (see the module docs).
     pub incarnation: u64,
+    /// Where a restarted durable endpoint resumes (empty for a fresh one).
+    pub resume: Resume,
+}
+
+/// One encoded `Data` frame: what [`Endpoint::prepare`] makes and a durable node logs.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OutFrame {
+    pub seq: u64,
+    /// The whole encoded frame (version byte, `Data { from, seq, batch }`).
+    pub bytes: Bytes,
+    /// Messages in the batch.
+    pub msgs: u64,
+}
+
+/// The network state a durable endpoint restarts with.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Resume {
+    /// Per sender: (sender, its incarnation, the last frame of it processed). Retransmissions up
+    /// to that frame are dropped as duplicates, and the sender is told to forget them.
+    pub inbound: Vec<(u32, u64, u64)>,
+    /// Per destination: (destination, the next sequence number, the frames sent and not known to
+    /// be acknowledged, in order). They are sent again; the receiver drops what it processed.
+    /// Frames to oneself are delivered again if they are above the processed mark of `inbound`.
+    pub outbox: Vec<(u32, u64, Vec<OutFrame>)>,
 }
 
 impl NetConfig {
@@ -77,6 +108,7 @@ impl NetConfig {
             secret: Secret::none(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             incarnation: fresh_incarnation(),
+            resume: Resume::default(),
         }
     }
 }
@@ -91,6 +123,8 @@ pub fn fresh_incarnation() -> u64 {
 #[derive(Debug)]
 pub struct Delivery<M> {
     pub from: u32,
+    /// The sender's incarnation (its sequence numbers count within it).
+    pub incarnation: u64,
     pub seq: u64,
     pub batch: Vec<M>,
 }
@@ -198,10 +232,21 @@ impl RateLimitedLog {
     }
 }
 
+/// The sending side towards one peer, as the application sees it.
+struct PeerOut {
+    tx: mpsc::UnboundedSender<Vec<OutFrame>>,
+    /// The sequence number the next prepared frame gets.
+    next_seq: AtomicU64,
+    /// The highest sequence number the peer acknowledged.
+    acked: Arc<AtomicU64>,
+}
+
 /// A node's (or the launcher's) network endpoint. Dropping it stops every task.
 pub struct Endpoint<M> {
     shared: Arc<Shared<M>>,
-    outgoing: HashMap<u32, mpsc::UnboundedSender<Vec<M>>>,
+    outgoing: HashMap<u32, PeerOut>,
+    /// Sequence numbers of batches to oneself (delivered locally, never acknowledged).
+    self_seq: AtomicU64,
     local_addr: SocketAddr,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -250,6 +295,16 @@ where
         let listener = TcpListener::bind(config.listen).await?;
         let local_addr = listener.local_addr()?;
         let (deliver, rx) = mpsc::unbounded_channel();
+        let Resume { inbound: resume_in, outbox: resume_out } = config.resume;
+        let inbound = resume_in
+            .iter()
+            .filter(|r| r.0 != config.me)
+            .map(|&(from, incarnation, seq)| {
+                (from, Inbound { incarnation, last_delivered: seq, last_acked: seq, ack_tx: None })
+            })
+            .collect();
+        let mut resume_out: HashMap<u32, (u64, Vec<OutFrame>)> =
+            resume_out.into_iter().map(|(to, next, frames)| (to, (next, frames))).collect();
         let shared = Arc::new(Shared {
             me: config.me,
             listen_addr: local_addr,
@@ -258,7 +313,7 @@ where
             incarnation: config.incarnation,
             stats: NetStats::default(),
             unacked: Arc::new(AtomicU64::new(0)),
-            inbound: Mutex::new(HashMap::new()),
+            inbound: Mutex::new(inbound),
             deliver,
             connected: watch::channel(Vec::new()).0,
             connections: Mutex::new(Vec::new()),
@@ -266,16 +321,48 @@ where
             refused_log: Mutex::new(RateLimitedLog { last: None, unlogged: 0 }),
         });
         let mut tasks = vec![tokio::spawn(accept_loop(listener, shared.clone()))];
+        // Batches to oneself that were sent before a restart and not processed: deliver again.
+        let mut self_seq = 1;
+        if let Some((next, frames)) = resume_out.remove(&config.me) {
+            let processed = resume_in.iter().find(|r| r.0 == config.me).map_or(0, |r| r.2);
+            self_seq = next;
+            for f in frames.into_iter().filter(|f| f.seq > processed) {
+                match decode::<M>(&f.bytes) {
+                    Ok(Frame::Data { batch, .. }) => {
+                        let _ = shared.deliver.send(Delivery {
+                            from: config.me,
+                            incarnation: config.incarnation,
+                            seq: f.seq,
+                            batch,
+                        });
+                    }
+                    _ => log!(config.me, "dropping an undecodable logged frame {} to itself", f.seq),
+                }
+            }
+        }
         let mut outgoing = HashMap::new();
         for &(peer, addr) in &config.peers {
             if peer == config.me {
                 continue;
             }
             let (tx, rx) = mpsc::unbounded_channel();
-            outgoing.insert(peer, tx);
-            tasks.push(tokio::spawn(dial_loop(shared.clone(), peer, addr, rx)));
+            let (next, frames) = resume_out.remove(&peer).unwrap_or((1, Vec::new()));
+            let acked = Arc::new(AtomicU64::new(0));
+            let mut outbox = Outbox {
+                next_seq: next,
+                pending: shared.unacked.clone(),
+                acked: acked.clone(),
+                unacked: VecDeque::new(),
+            };
+            for f in frames {
+                add(&shared.unacked, 1);
+                outbox.push(f);
+            }
+            outbox.next_seq = outbox.next_seq.max(next);
+            outgoing.insert(peer, PeerOut { tx, next_seq: AtomicU64::new(outbox.next_seq), acked });
+            tasks.push(tokio::spawn(dial_loop(shared.clone(), peer, addr, rx, outbox)));
         }
-        Ok((Endpoint { shared, outgoing, local_addr, tasks }, rx))
+        Ok((Endpoint { shared, outgoing, self_seq: AtomicU64::new(self_seq), local_addr, tasks }, rx))
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -293,12 +380,79 @@ where
             return true;
         }
         if to == self.shared.me {
-            return self.shared.deliver.send(Delivery { from: to, seq: 0, batch }).is_ok();
+            let seq = self.self_seq.fetch_add(1, Ordering::Relaxed);
+            let incarnation = self.shared.incarnation;
+            return self.shared.deliver.send(Delivery { from: to, incarnation, seq, batch }).is_ok();
         }
         match self.outgoing.get(&to) {
-            Some(tx) => tx.send(batch).is_ok(),
+            Some(peer) => {
+                let frames = Self::frames(self.shared.me, &peer.next_seq, batch);
+                add(&self.shared.unacked, frames.len() as u64);
+                peer.tx.send(frames).is_ok()
+            }
             None => false,
         }
+    }
+
+    /// Encodes `batch` for `to` as the frames [`Endpoint::send_prepared`] will send, numbering
+    /// them now, so that a durable node can log them before they leave. Frames must be sent in
+    /// the order they were prepared, each exactly once. None for an unknown peer.
+    pub fn prepare(&self, to: u32, batch: Vec<M>) -> Option<Vec<OutFrame>> {
+        if batch.is_empty() {
+            return Some(Vec::new());
+        }
+        if to == self.shared.me {
+            return Some(Self::frames(self.shared.me, &self.self_seq, batch));
+        }
+        self.outgoing.get(&to).map(|peer| Self::frames(self.shared.me, &peer.next_seq, batch))
+    }
+
+    /// Sends frames made by [`Endpoint::prepare`] for `to`.
+    pub fn send_prepared(&self, to: u32, frames: Vec<OutFrame>) -> bool {
+        if frames.is_empty() {
+            return true;
+        }
+        if to == self.shared.me {
+            for f in frames {
+                let Ok(Frame::Data { batch, .. }) = decode::<M>(&f.bytes) else { return false };
+                let delivery = Delivery { from: to, incarnation: self.shared.incarnation, seq: f.seq, batch };
+                if self.shared.deliver.send(delivery).is_err() {
+                    return false;
+                }
+            }
+            return true;
+        }
+        match self.outgoing.get(&to) {
+            Some(peer) => {
+                add(&self.shared.unacked, frames.len() as u64);
+                peer.tx.send(frames).is_ok()
+            }
+            None => false,
+        }
+    }
+
+    /// The highest sequence number `to` acknowledged (0: none yet, or unknown).
+    pub fn acked(&self, to: u32) -> u64 {
+        self.outgoing.get(&to).map_or(0, |p| p.acked.load(Ordering::Relaxed))
+    }
+
+    /// The incarnation this endpoint announces.
+    pub fn incarnation(&self) -> u64 {
+        self.shared.incarnation
+    }
+
+    /// The frames of one batch, split at [`MAX_MESSAGES_PER_FRAME`], numbered from `next`.
+    fn frames(me: u32, next: &AtomicU64, mut batch: Vec<M>) -> Vec<OutFrame> {
+        let mut frames = Vec::with_capacity(batch.len().div_ceil(MAX_MESSAGES_PER_FRAME));
+        while !batch.is_empty() {
+            let rest =
+                if batch.len() > MAX_MESSAGES_PER_FRAME { batch.split_off(MAX_MESSAGES_PER_FRAME) } else { Vec::new() };
+            let seq = next.fetch_add(1, Ordering::Relaxed);
+            let msgs = batch.len() as u64;
+            frames.push(OutFrame { seq, bytes: encode(&Frame::Data { from: me, seq, batch }), msgs });
+            batch = rest;
+        }
+        frames
     }
 
     /// The application processed every frame from `from` up to `seq`: acknowledge them.
@@ -511,7 +665,7 @@ where
                     }
                     state.last_delivered = seq;
                     drop(inbound);
-                    if shared.deliver.send(Delivery { from, seq, batch }).is_err() {
+                    if shared.deliver.send(Delivery { from, incarnation, seq, batch }).is_err() {
                         return Ok(()); // the application is gone
                     }
                 }
@@ -525,33 +679,27 @@ where
 }
 
 struct Outbox {
+    /// One past the last frame taken in (frames come numbered, in order, from the endpoint).
     next_seq: u64,
+    /// Frames counted by the endpoint when queued, not yet acknowledged.
     pending: Arc<AtomicU64>,
-    /// (seq, encoded frame, messages in it), in sequence order.
-    unacked: VecDeque<(u64, Bytes, u64)>,
+    /// The highest acknowledged sequence number, for the application ([`Endpoint::acked`]).
+    acked: Arc<AtomicU64>,
+    /// Frames sent (or to send) and not yet acknowledged, in sequence order.
+    unacked: VecDeque<OutFrame>,
 }
 
 impl Outbox {
-    fn push<M: Serialize>(&mut self, me: u32, batch: Vec<M>) -> Vec<usize> {
-        let mut added = Vec::new();
-        let mut batch = batch;
-        while !batch.is_empty() {
-            let rest =
-                if batch.len() > MAX_MESSAGES_PER_FRAME { batch.split_off(MAX_MESSAGES_PER_FRAME) } else { Vec::new() };
-            let seq = self.next_seq;
-            self.next_seq += 1;
-            let n = batch.len() as u64;
-            let bytes = encode(&Frame::Data { from: me, seq, batch });
-            self.unacked.push_back((seq, bytes, n));
-            add(&self.pending, 1);
-            added.push(self.unacked.len() - 1);
-            batch = rest;
-        }
-        added
+    /// Takes in one numbered frame; its index in `unacked`.
+    fn push(&mut self, frame: OutFrame) -> usize {
+        self.next_seq = self.next_seq.max(frame.seq + 1);
+        self.unacked.push_back(frame);
+        self.unacked.len() - 1
     }
 
     fn acked(&mut self, upto: u64) {
-        while self.unacked.front().is_some_and(|(s, _, _)| *s <= upto) {
+        self.acked.fetch_max(upto, Ordering::Relaxed);
+        while self.unacked.front().is_some_and(|f| f.seq <= upto) {
             self.unacked.pop_front();
             self.pending.fetch_sub(1, Ordering::Relaxed);
         }
@@ -560,15 +708,19 @@ impl Outbox {
 
 /// The dialing side towards one peer: connect with exponential backoff, retransmit what was not
 /// acknowledged, then stream new batches and consume acks until the connection fails.
-async fn dial_loop<M>(shared: Arc<Shared<M>>, peer: u32, addr: SocketAddr, mut rx: mpsc::UnboundedReceiver<Vec<M>>)
-where
+async fn dial_loop<M>(
+    shared: Arc<Shared<M>>,
+    peer: u32,
+    addr: SocketAddr,
+    mut rx: mpsc::UnboundedReceiver<Vec<OutFrame>>,
+    mut outbox: Outbox,
+) where
     M: Serialize + DeserializeOwned + Send + Sync + 'static,
 {
-    let mut outbox = Outbox { next_seq: 1, pending: shared.unacked.clone(), unacked: VecDeque::new() };
     let mut backoff = BACKOFF_START;
     let mut ever_connected = false;
     loop {
-        let first_seq = outbox.unacked.front().map_or(outbox.next_seq, |f| f.0);
+        let first_seq = outbox.unacked.front().map_or(outbox.next_seq, |f| f.seq);
         match handshake(&shared, peer, addr, first_seq).await {
             Ok((mut read, mut write, resume_from)) => {
                 backoff = BACKOFF_START;
@@ -602,7 +754,7 @@ where
                 _ = &mut wake => break,
                 batch = rx.recv() => match batch {
                     None => return,
-                    Some(b) => { outbox.push(shared.me, b); }
+                    Some(frames) => for f in frames { outbox.push(f); },
                 },
             }
         }
@@ -680,7 +832,7 @@ async fn feed_frame(
 async fn stream_to_peer<M>(
     shared: &Shared<M>,
     outbox: &mut Outbox,
-    rx: &mut mpsc::UnboundedReceiver<Vec<M>>,
+    rx: &mut mpsc::UnboundedReceiver<Vec<OutFrame>>,
     read: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
     write: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
 ) -> Option<io::Error>
@@ -689,9 +841,9 @@ where
 {
     let stats = &shared.stats;
     // Retransmit everything not yet acknowledged, in order.
-    for (_, bytes, n) in &outbox.unacked {
+    for f in &outbox.unacked {
         add(&stats.retransmitted_frames, 1);
-        if let Err(e) = feed_frame(write, stats, bytes, *n).await {
+        if let Err(e) = feed_frame(write, stats, &f.bytes, f.msgs).await {
             return Some(e);
         }
     }
@@ -710,10 +862,11 @@ where
                 while let Ok(b) = rx.try_recv() {
                     batches.push(b);
                 }
-                for b in batches {
-                    for i in outbox.push(shared.me, b) {
-                        let (_, bytes, n) = &outbox.unacked[i];
-                        if let Err(e) = feed_frame(write, stats, bytes, *n).await {
+                for frames in batches {
+                    for f in frames {
+                        let i = outbox.push(f);
+                        let f = &outbox.unacked[i];
+                        if let Err(e) = feed_frame(write, stats, &f.bytes, f.msgs).await {
                             return Some(e);
                         }
                     }

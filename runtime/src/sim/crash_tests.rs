@@ -138,11 +138,12 @@ fn crash_schedules_report_only_real_orphans() {
     }
 }
 
-/// A crash inside a tick (after the log write, before the sends): the tick's table changes are
-/// durable, its sends are lost, and what it consumed comes again (the input from the client
-/// after the restart, the message from its sender), to be processed against those tables.
+/// A crash inside a tick (after the log write, before the sends) with durability: the record
+/// holds the tick whole, as the runtime's does (table changes, sends, outputs, what it
+/// processed), so the restarted node sends what the tick sent and what it consumed does not
+/// come again: the tick happened, then the crash.
 #[test]
-fn a_crash_inside_a_tick_keeps_its_tables_and_loses_its_sends() {
+fn a_crash_inside_a_tick_keeps_the_tick_whole_with_durability() {
     let (program, deployment, req) = load(GRANTS);
     let a = deployment.by_name("a/0").unwrap();
     let b = deployment.by_name("b/0").unwrap();
@@ -159,21 +160,39 @@ fn a_crash_inside_a_tick_keeps_its_tables_and_loses_its_sends() {
         &[Event::Input { node: a, relation: req, tuple: vec![Value::Int(1)] }, Event::CrashInTick { node: a }],
     );
     assert!(world.nodes[a.index()].is_none(), "the node is down");
+    assert_eq!(world.flight.len(), 1, "the grant left (from the log)");
+    assert!(!world.journals[a.index()].is_empty(), "granted(1) was logged");
+    assert!(world.snapshots[a.index()].contains(&(granted, vec![vec![Value::Int(1)]])));
+    run(&mut world, &[Event::Restart { node: a }]);
+    assert!(world.inbox[a.index()].is_empty(), "req(1) was processed by a logged tick: not again");
+    assert_eq!(world.nodes[a.index()].as_ref().unwrap().facts(granted), vec![vec![Value::Int(1)]]);
+    run(&mut world, &[Event::Deliver { pick: 0 }, Event::CrashInTick { node: b }]);
+    assert!(world.flight.is_empty(), "b processed grant(1) in its logged tick: not retransmitted");
+    assert!(world.snapshots[b.index()].contains(&(held, vec![vec![Value::Int(1)]])));
+    run(&mut world, &[Event::Restart { node: b }, Event::Tick { node: b }]);
+    assert_eq!(world.nodes[b.index()].as_ref().unwrap().facts(held), vec![vec![Value::Int(1)]]);
+}
+
+/// Without durability nothing is logged: a crash inside a tick loses its sends with its
+/// tables, and what it consumed comes again (the input from the client after the restart).
+#[test]
+fn a_crash_inside_a_tick_without_durability_loses_the_tick() {
+    let (program, deployment, req) = load(GRANTS);
+    let a = deployment.by_name("a/0").unwrap();
+    let granted = program.program.relation_by_name("granted").unwrap();
+    let mut world = World::new(program.clone(), deployment.clone(), false, true, InitialTables::default());
+    for (i, e) in [
+        Event::Input { node: a, relation: req, tuple: vec![Value::Int(1)] },
+        Event::CrashInTick { node: a },
+        Event::Restart { node: a },
+    ]
+    .iter()
+    .enumerate()
+    {
+        assert_eq!(world.apply(i, e), Vec::new(), "{e:?}");
+    }
     assert!(world.flight.is_empty(), "the grant never left");
     assert!(world.result.outputs.is_empty());
-    assert!(!world.journals[a.index()].is_empty(), "granted(1) was logged");
-    // While down, `a` counts with the tables of the tick that died.
-    assert!(world.snapshots[a.index()].contains(&(granted, vec![vec![Value::Int(1)]])));
-
-    run(&mut world, &[Event::Restart { node: a }]);
     assert_eq!(world.inbox[a.index()], vec![(req, vec![Value::Int(1)])], "the client sent req(1) again");
-    assert_eq!(world.nodes[a.index()].as_ref().unwrap().facts(granted), vec![vec![Value::Int(1)]]);
-    run(&mut world, &[Event::Tick { node: a }, Event::Deliver { pick: 0 }, Event::CrashInTick { node: b }]);
-    // b consumed grant(1) in the tick that died: unacknowledged, so it is in flight again, and
-    // b's tables hold it (logged).
-    assert_eq!(world.flight.len(), 1);
-    assert_eq!(world.flight[0].relation, program.program.relation_by_name("grant").unwrap());
-    assert!(world.snapshots[b.index()].contains(&(held, vec![vec![Value::Int(1)]])));
-    run(&mut world, &[Event::Restart { node: b }, Event::Deliver { pick: 0 }, Event::Tick { node: b }]);
-    assert_eq!(world.nodes[b.index()].as_ref().unwrap().facts(held), vec![vec![Value::Int(1)]]);
+    assert!(world.nodes[a.index()].as_ref().unwrap().facts(granted).is_empty());
 }

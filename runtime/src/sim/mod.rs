@@ -64,7 +64,7 @@ pub struct SimConfig {
     pub duplicate: f64,
     pub crash: f64,
     /// A crash inside a tick: after its durable log write, before its sends and outputs leave
-    /// (see [`Event::CrashInTick`]).
+    /// (see [`Event::CrashInTick`]: with durability the log holds them, so they leave anyway).
     pub crash_in_tick: f64,
     pub partition: f64,
     /// Tables survive a crash (logged per tick, as with `--durable`); when false a restarted
@@ -120,11 +120,13 @@ pub enum Event {
     Crash {
         node: NodeAddr,
     },
-    /// The node runs one tick and crashes after the tick's table changes are logged (durable),
-    /// before its sends and outputs leave: the runtime acknowledges what a tick consumed only
-    /// after sending, so the consumed messages come again from their senders and the consumed
-    /// inputs from the client once the node is back, and are processed against the tables of
-    /// the tick that died.
+    /// The node runs one tick and crashes after the tick's log write, before its sends and
+    /// outputs leave and before it acknowledges what the tick consumed. With durability the
+    /// record holds the tick's table changes, its sends and what it processed, as the runtime's
+    /// does (`compart node --durable`): the restarted node sends them, and the retransmitted
+    /// messages and inputs are dropped as processed, so the tick happened whole and the crash
+    /// follows it. Without durability nothing is logged: the sends and outputs are lost with the
+    /// tables, and the consumed messages and inputs come again once the node is back.
     CrashInTick {
         node: NodeAddr,
     },
@@ -380,7 +382,7 @@ impl World {
                 }
             }
             Event::Tick { node } => return self.tick(index, *node),
-            Event::CrashInTick { node } => return self.crash_in_tick(*node),
+            Event::CrashInTick { node } => return self.crash_in_tick(index, *node),
             Event::Crash { node } => return self.crash(*node),
             Event::Restart { node } => {
                 if self.nodes.get(node.index()).is_some_and(|n| n.is_none()) {
@@ -425,19 +427,21 @@ impl World {
         Vec::new()
     }
 
-    /// A crash inside a tick, after its durable log write and before its sends leave (the
-    /// runtime's order: tick, log, send, acknowledge). The tick's table changes stay; its sends
-    /// and outputs are lost; nothing it consumed was acknowledged, so the messages go back to
-    /// their senders' retransmission and the inputs to the client's (see `Restart`).
-    fn crash_in_tick(&mut self, addr: NodeAddr) -> Vec<Violation> {
+    /// A crash inside a tick, after its log write and before its sends leave (the runtime's
+    /// order: tick, log, send, acknowledge). With durability the log holds the tick whole (its
+    /// table changes, sends, outputs and what it processed): the tick, then a crash. Without, its
+    /// sends and outputs are lost and nothing it consumed was acknowledged, so the messages go
+    /// back to their senders' retransmission and the inputs to the client's (see `Restart`).
+    fn crash_in_tick(&mut self, index: usize, addr: NodeAddr) -> Vec<Violation> {
+        if self.durability {
+            let mut violations = self.tick(index, addr);
+            violations.extend(self.crash(addr));
+            return violations;
+        }
         let Some(Some(node)) = self.nodes.get_mut(addr.index()) else { return Vec::new() };
         let inputs = std::mem::take(&mut self.inbox[addr.index()]);
         let out = node.tick(inputs);
         self.result.ticks += 1;
-        if self.durability {
-            let changes = node.take_journal();
-            self.journals[addr.index()].extend(changes);
-        }
         let unacked = std::mem::take(&mut self.inbox_inputs[addr.index()]);
         self.unacked_inputs[addr.index()].extend(unacked);
         // `crash` sends the consumed messages back: they were in the inbox of this tick.
