@@ -206,11 +206,8 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
     let mut quota = opts.cpu_per_node.map(CpuQuota::new).transpose()?;
     let mut children = Children::new(n);
     for i in 0..n {
-        let pid =
-            children.spawn(i, node_command(i)).map_err(|e| format!("cannot start {}: {e}", opts.exe.display()))?;
-        if let Some(q) = &mut quota {
-            q.place(i, pid)?;
-        }
+        start_node(&mut children, &mut quota, i, node_command(i))
+            .map_err(|e| format!("cannot start {}: {e}", opts.exe.display()))?;
     }
     if quota.is_some() {
         // The load generator must never be what limits an emulated run: favour it over the
@@ -242,10 +239,8 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                     if status.code() != Some(FAILPOINT_EXIT) || opts.durable.is_none() {
                         return Err(format!("node {name} exited during start-up ({status})"));
                     }
-                    let pid = children.spawn(i, node_command(i)).map_err(|e| format!("cannot restart {name}: {e}"))?;
-                    if let Some(q) = &mut quota {
-                        q.place(i, pid)?;
-                    }
+                    start_node(&mut children, &mut quota, i, node_command(i))
+                        .map_err(|e| format!("cannot restart {name}: {e}"))?;
                     restarts[i] += 1;
                 }
                 if tokio::time::Instant::now() > deadline {
@@ -402,12 +397,8 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                     let Some((_, i, restart)) = schedule.pop_front() else { break };
                     let name = cluster.deployment.nodes[i].name.clone();
                     if restart {
-                        let pid = children
-                            .spawn(i, node_command(i))
+                        start_node(&mut children, &mut quota, i, node_command(i))
                             .map_err(|e| format!("cannot restart {name}: {e}"))?;
-                        if let Some(q) = &mut quota {
-                            q.place(i, pid)?;
-                        }
                         restarts[i] += 1;
                         dead.remove(&i);
                     } else {
@@ -427,12 +418,8 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
                     if status.code() == Some(FAILPOINT_EXIT) && opts.durable.is_some() {
                         // The test hook stopped it (see `node::FAILPOINT_ENV`): back at once, as
                         // a supervisor would bring back a crashed durable node.
-                        let pid = children
-                            .spawn(i, node_command(i))
+                        start_node(&mut children, &mut quota, i, node_command(i))
                             .map_err(|e| format!("cannot restart {name}: {e}"))?;
-                        if let Some(q) = &mut quota {
-                            q.place(i, pid)?;
-                        }
                         restarts[i] += 1;
                         let t_s = start.elapsed().as_secs_f64();
                         faults_done.push(FaultEvent { t_s, node: name.clone(), action: "crash".into() });
@@ -597,6 +584,16 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
         faults: faults_done,
         errors,
     })
+}
+
+/// Start node `i`'s process and, on the emulated cluster, put it in its group (a restarted node
+/// gets the same group).
+fn start_node(children: &mut Children, quota: &mut Option<CpuQuota>, i: usize, cmd: Command) -> Result<(), String> {
+    let pid = children.spawn(i, cmd).map_err(|e| e.to_string())?;
+    match quota {
+        Some(q) => q.place(i, pid),
+        None => Ok(()),
+    }
 }
 
 impl RunReport {
