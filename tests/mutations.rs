@@ -14,14 +14,12 @@
 //! is caught when either reports a difference. The unmutated rewrite must pass both.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 #[allow(dead_code)]
 #[path = "soundness/support.rs"]
 mod support;
 
-use support::{compart, decoupled_names, deployment, first_difference, looks_internal, text, ROOT};
+use support::{compart, decoupled_names, deployment, first_difference, looks_internal, on_two_workers, text, ROOT};
 
 struct Mutation {
     what: &'static str,
@@ -498,23 +496,14 @@ fn verify_catches_broken_rewrites_of_the_examples() {
         .filter(|(i, _)| prepared[*i].is_some())
         .flat_map(|(i, r)| (0..r.mutations.len()).map(move |j| (i, j)))
         .collect();
-    let next = AtomicUsize::new(0);
-    let verdicts: Mutex<Vec<Option<Verdict>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let k = next.fetch_add(1, Ordering::SeqCst);
-                let Some(&(i, j)) = jobs.get(k) else { break };
-                let rewrite = &REWRITES[i];
-                let dir = scratch.join(format!("mutation-{i}-{j}"));
-                let verdict = judge(rewrite, prepared[i].as_ref().unwrap(), &rewrite.mutations[j], &dir);
-                let _ = std::fs::remove_dir_all(&dir);
-                verdicts.lock().unwrap()[k] = Some(verdict);
-            });
-        }
+    let verdicts: Vec<Verdict> = on_two_workers(&jobs, |&(i, j)| {
+        let rewrite = &REWRITES[i];
+        let dir = scratch.join(format!("mutation-{i}-{j}"));
+        let verdict = judge(rewrite, prepared[i].as_ref().unwrap(), &rewrite.mutations[j], &dir);
+        let _ = std::fs::remove_dir_all(&dir);
+        verdict
     });
     let _ = std::fs::remove_dir_all(&scratch);
-    let verdicts: Vec<Verdict> = verdicts.into_inner().unwrap().into_iter().map(Option::unwrap).collect();
 
     let mut examples: Vec<&str> = REWRITES.iter().map(|r| r.example).collect();
     examples.dedup();

@@ -12,14 +12,12 @@
 //! and 3 instances per partitioned logical node; the optimizer writes its own deployment.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Mutex;
 
 #[allow(dead_code)]
 #[path = "soundness/support.rs"]
 mod support;
 
-use support::{compart, decoupled_names, deployment, first_difference, looks_internal, text, ROOT};
+use support::{compart, decoupled_names, deployment, first_difference, looks_internal, on_two_workers, text, ROOT};
 
 fn corpus() -> Vec<PathBuf> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(Path::new(ROOT).join("tests/soundness"))
@@ -185,21 +183,8 @@ fn every_rewrite_is_refused_with_a_reason_or_passes_verify() {
     assert!(files.len() >= 40, "the corpus has only {} programs", files.len());
     let scratch = std::env::temp_dir().join(format!("compart-soundness-{}", std::process::id()));
     let started = std::time::Instant::now();
-    // Two workers: the machine the tests run on has two cores.
-    let next = AtomicUsize::new(0);
-    let outcomes: Mutex<Vec<Option<Outcome>>> = Mutex::new((0..files.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                let Some(path) = files.get(i) else { break };
-                let outcome = run_one(path, &scratch);
-                outcomes.lock().unwrap()[i] = Some(outcome);
-            });
-        }
-    });
+    let outcomes: Vec<Outcome> = on_two_workers(&files, |path| run_one(path, &scratch));
     let _ = std::fs::remove_dir_all(&scratch);
-    let outcomes: Vec<Outcome> = outcomes.into_inner().unwrap().into_iter().map(Option::unwrap).collect();
     let mut report = String::new();
     let mut failures = Vec::new();
     for (path, outcome) in files.iter().zip(outcomes) {

@@ -107,3 +107,22 @@ pub fn first_difference(report: &str) -> String {
 pub fn looks_internal(stderr: &str) -> bool {
     stderr.contains("internal error") || stderr.contains("panicked")
 }
+
+/// `f` applied to every item by two worker threads (the machine the tests run on has two cores);
+/// the results in the items' order.
+pub fn on_two_workers<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: std::sync::Mutex<Vec<Option<R>>> = std::sync::Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| loop {
+                let k = next.fetch_add(1, Ordering::SeqCst);
+                let Some(item) = items.get(k) else { break };
+                let result = f(item);
+                results.lock().unwrap()[k] = Some(result);
+            });
+        }
+    });
+    results.into_inner().unwrap().into_iter().map(|r| r.expect("every item was taken by a worker")).collect()
+}
