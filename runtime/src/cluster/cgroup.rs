@@ -28,8 +28,6 @@ enum Version {
 pub struct CpuQuota {
     version: Version,
     parent: PathBuf,
-    /// Fraction of one core per node.
-    pub cpus: f64,
     quota_us: u64,
     period_us: u64,
     created: Vec<PathBuf>,
@@ -75,13 +73,13 @@ impl CpuQuota {
             // Children of the parent can only use `cpu` if the parent delegates it.
             let _ = fs::write(parent.join("cgroup.subtree_control"), "+cpu");
         }
-        Ok(CpuQuota { version, parent: parent.clone(), cpus, quota_us, period_us, created: vec![parent] })
+        Ok(CpuQuota { version, parent: parent.clone(), quota_us, period_us, created: vec![parent] })
     }
 
     /// Put process `pid` (node `index`) in its own group with the quota. A restarted node gets
     /// the same group again.
     pub fn place(&mut self, index: usize, pid: u32) -> Result<(), String> {
-        let group = self.parent.join(format!("node{index}"));
+        let group = self.group(index);
         let fail = |what: &str, e: io::Error| format!("--cpu-per-node: cannot {what} {}: {e}", group.display());
         if !group.exists() {
             fs::create_dir(&group).map_err(|e| fail("create", e))?;
@@ -100,9 +98,13 @@ impl CpuQuota {
         fs::write(group.join("cgroup.procs"), pid.to_string()).map_err(|e| fail("move the node into", e))
     }
 
+    fn group(&self, index: usize) -> PathBuf {
+        self.parent.join(format!("node{index}"))
+    }
+
     /// Throttling counters of node `index`'s group: (periods throttled, total periods).
     pub fn throttled(&self, index: usize) -> Option<(u64, u64)> {
-        let stat = fs::read_to_string(self.parent.join(format!("node{index}")).join("cpu.stat")).ok()?;
+        let stat = fs::read_to_string(self.group(index).join("cpu.stat")).ok()?;
         let field =
             |name: &str| stat.lines().find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse::<u64>().ok()));
         Some((field("nr_throttled")?, field("nr_periods")?))
