@@ -501,18 +501,16 @@ impl Ctx<'_> {
             }
             Err(e) => r.errors.push(format!("run {}: {e}", new_program.display())),
         }
-        let scale_out_gain = |run: Option<&RunResult>| match (&r.base, run) {
-            (Some(b), Some(n)) if b.predicted_scale_out_rps > 0.0 => {
-                Some(n.predicted_scale_out_rps / b.predicted_scale_out_rps)
-            }
+        // A rewritten run's figure over the original run's.
+        let ratio = |run: Option<&RunResult>, figure: fn(&RunResult) -> f64| match (&r.base, run) {
+            (Some(b), Some(n)) if figure(b) > 0.0 => Some(figure(n) / figure(b)),
             _ => None,
         };
-        r.measured_scale_out_gain = scale_out_gain(r.rewritten.as_ref());
+        let scale_out_gain = |run| ratio(run, |x| x.predicted_scale_out_rps);
+        // Measured throughputs compare as gains only when every node had the same quota.
         let emulated = self.args.cpu_per_node.is_some();
-        let emulated_gain = |run: Option<&RunResult>| match (&r.base, run) {
-            (Some(b), Some(n)) if emulated && b.throughput_rps > 0.0 => Some(n.throughput_rps / b.throughput_rps),
-            _ => None,
-        };
+        let emulated_gain = |run| ratio(run, |x| x.throughput_rps).filter(|_| emulated);
+        r.measured_scale_out_gain = scale_out_gain(r.rewritten.as_ref());
         r.emulated_gain = emulated_gain(r.rewritten.as_ref());
         // 5. Round 2: profiles of both runs; the rules round 1 rewrote are now costed as measured.
         if let (Some(base_json), Some(rewritten_json), Some(base)) = (&base_json, &rewritten_report, &base_report) {
