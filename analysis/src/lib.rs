@@ -5,6 +5,7 @@
 //! edit with an incrementally re-parsed [`SyntaxTree`]; the CLI calls [`analyze`].
 
 pub mod check;
+pub mod deployment;
 pub mod diagnostics;
 pub mod fmt;
 pub mod lower;

@@ -2,6 +2,8 @@
 
 use serde::Serialize;
 
+use crate::diagnostics::TextEdit;
+
 /// A half-open byte range `start..end` in one source file.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
 pub struct TextRange {
@@ -135,6 +137,72 @@ impl LineIndex {
     }
 }
 
+/// The edits that turn `old` into `new`, one per changed region: a line diff whose hunks are
+/// narrowed to the characters that differ. An editor applying them keeps its cursor, folds and
+/// marks on everything else, which replacing the whole text loses. Edits are in order, do not
+/// overlap, start and end on character boundaries and never between a CR and its LF (an LSP
+/// position cannot point there).
+pub fn edits_between(old: &str, new: &str) -> Vec<TextEdit> {
+    let diff = similar::TextDiff::from_lines(old, new);
+    let starts = |lines: &[&str]| -> Vec<usize> {
+        let mut at = vec![0];
+        for line in lines {
+            at.push(at[at.len() - 1] + line.len());
+        }
+        at
+    };
+    let (old_at, new_at) = (starts(diff.old_slices()), starts(diff.new_slices()));
+    // Adjacent deletions and insertions are one region.
+    let mut regions: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
+    for op in diff.ops() {
+        if op.tag() == similar::DiffTag::Equal {
+            continue;
+        }
+        let (o, n) = (op.old_range(), op.new_range());
+        match regions.last_mut() {
+            Some((lo, ln)) if lo.end == o.start && ln.end == n.start => {
+                lo.end = o.end;
+                ln.end = n.end;
+            }
+            _ => regions.push((o, n)),
+        }
+    }
+    regions
+        .into_iter()
+        .map(|(o, n)| narrow(old, new, old_at[o.start]..old_at[o.end], new_at[n.start]..new_at[n.end]))
+        .collect()
+}
+
+/// The edit replacing `old[o]` by `new[n]`, without their common first and last characters.
+fn narrow(old: &str, new: &str, o: std::ops::Range<usize>, n: std::ops::Range<usize>) -> TextEdit {
+    let (a, b) = (&old[o.clone()], &new[n.clone()]);
+    let mut prefix: usize = a.chars().zip(b.chars()).take_while(|(x, y)| x == y).map(|(x, _)| x.len_utf8()).sum();
+    let max_suffix = a.len().min(b.len()) - prefix;
+    let mut suffix: usize = a[prefix..]
+        .chars()
+        .rev()
+        .zip(b[prefix..].chars().rev())
+        .take_while(|(x, y)| x == y)
+        .map(|(x, _)| x.len_utf8())
+        .scan(0, |total, len| {
+            *total += len;
+            (*total <= max_suffix).then_some(len)
+        })
+        .sum();
+    let splits_crlf =
+        |at: usize| at > 0 && old.as_bytes().get(at - 1) == Some(&b'\r') && old.as_bytes().get(at) == Some(&b'\n');
+    if splits_crlf(o.start + prefix) {
+        prefix -= 1;
+    }
+    if splits_crlf(o.end - suffix) {
+        suffix -= 1;
+    }
+    TextEdit {
+        range: TextRange::new(o.start + prefix, o.end - suffix),
+        new_text: b[prefix..b.len() - suffix].to_string(),
+    }
+}
+
 fn clamp_to_char_boundary(text: &str, mut offset: usize) -> usize {
     offset = offset.min(text.len());
     while !text.is_char_boundary(offset) {
@@ -183,5 +251,58 @@ mod tests {
         let index = LineIndex::new("a\nbc");
         assert_eq!(index.line_col(3), LineCol { line: 1, col: 1 });
         assert_eq!(index.line_col(0), LineCol { line: 0, col: 0 });
+    }
+
+    /// Applies non-overlapping edits in order.
+    fn apply(text: &str, edits: &[TextEdit]) -> String {
+        let mut out = String::new();
+        let mut at = 0;
+        for e in edits {
+            assert!(e.range.start as usize >= at, "{edits:?}");
+            out.push_str(&text[at..e.range.start as usize]);
+            out.push_str(&e.new_text);
+            at = e.range.end as usize;
+        }
+        out + &text[at..]
+    }
+
+    #[test]
+    fn edits_between_cover_only_what_changed() {
+        let old = "a {\n  x(1).\n  y(2).\n}\nb {\n}\n";
+        let new = "a {\n  x(1).\n  y(3).\n}\nb {\n  z.\n}\nc {}\n";
+        let edits = edits_between(old, new);
+        assert_eq!(apply(old, &edits), new);
+        let shown: Vec<(&str, &str)> = edits.iter().map(|e| (&old[e.range.as_range()], e.new_text.as_str())).collect();
+        assert_eq!(shown, [("2", "3"), ("", "  z.\n"), ("", "c {}\n")]);
+        assert!(edits_between(old, old).is_empty());
+        assert_eq!(apply("", &edits_between("", new)), new);
+        assert_eq!(apply(old, &edits_between(old, "")), "");
+    }
+
+    #[test]
+    fn edits_between_respect_characters_and_crlf() {
+        for (old, new) in [
+            ("x𝄞y\n", "x𝄢y\n"),
+            ("é\n", "è\n"),
+            ("a\r\nb\r\n", "a\rb\r\n"),
+            ("a\r\nb\r\n", "a\r\r\nb\r\n"),
+            ("a\r\n", "a\n"),
+            ("aaa", "aa"),
+            ("ab\nab\n", "ab\n"),
+            ("no newline", "no newline at the end"),
+        ] {
+            let edits = edits_between(old, new);
+            assert_eq!(apply(old, &edits), new, "{old:?} -> {new:?}: {edits:?}");
+            for e in &edits {
+                let (s, t) = (e.range.start as usize, e.range.end as usize);
+                assert!(old.is_char_boundary(s) && old.is_char_boundary(t), "{old:?}: {edits:?}");
+                for at in [s, t] {
+                    assert!(
+                        !(at > 0 && old[..at].ends_with('\r') && old[at..].starts_with('\n')),
+                        "{old:?}: {edits:?}"
+                    );
+                }
+            }
+        }
     }
 }

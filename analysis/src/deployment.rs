@@ -1,0 +1,359 @@
+//! The deployment file beside a program, kept in step with it: what a rewrite or a rename changes
+//! in it, applied as an edit of the file's text (comments, order and layout kept), never a
+//! rewrite of the whole file. The editor's rewrite actions and renames and `compart rewrite` all
+//! go through [`update`], so the Run lens and `compart run` find every component after a rewrite.
+//!
+//! The file's format is the runtime's (`runtime/src/deploy.rs` parses it): `[components]` gives
+//! each component's logical nodes (`c = 2` or `c = { instances = 2, partitions = 3 }`),
+//! `[partitions]` the instances per logical node, `[workload]` the load generator's settings.
+//! This module only reads and writes those names and counts, and leaves every other key as it is.
+//! It lives here rather than in the runtime because both the language server and the CLI call
+//! it, and the language server does not depend on the runtime (ARCHITECTURE.md).
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+use toml_edit::{DocumentMut, Item, Key, Table, TableLike, Value};
+
+use crate::model::Program;
+
+/// The deployment file of `program`: the same stem with `.toml` (`examples/paxos.toml` for
+/// `examples/paxos.ded`), what `compart run`'s Run lens, `compart verify` and `compart rewrite`
+/// read when no file is named.
+pub fn beside(program: &Path) -> PathBuf {
+    program.with_extension("toml")
+}
+
+/// Instances per logical node a partitioning gives a component that had one: the fewest that
+/// split its work (edit the file for more).
+pub const PARTITIONS: u32 = 2;
+
+/// One change to a deployment file.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Change {
+    /// A component a rewrite added. It gets as many logical nodes as the component it partners
+    /// ([`Program::logical_count`]): a decoupled part serves each node of the component it was
+    /// split from with its own partner node, so fewer nodes would merge the state of several
+    /// nodes into one and more would stay idle; a component without a partner gets one.
+    Add { component: String },
+    /// A component a rewrite partitioned: [`PARTITIONS`] instances per logical node, unless the
+    /// file already gives it more than one.
+    Partition { component: String },
+    /// A renamed component: its keys in `[components]` and `[partitions]`, and `[workload] entry`.
+    RenameComponent { from: String, to: String },
+    /// A renamed relation: `[workload] input`, `output` and its key in `[workload.mix]`.
+    RenameRelation { from: String, to: String },
+}
+
+/// What a rewrite from `original` to `rewritten` changes in the deployment: every component it
+/// added, and every component it partitioned.
+pub fn rewrite_changes(original: &Program, rewritten: &Program) -> Vec<Change> {
+    let mut out = Vec::new();
+    for c in &rewritten.components {
+        match original.component_by_name(&c.name).map(|id| original.component(id)) {
+            None => out.push(Change::Add { component: c.name.clone() }),
+            Some(before) if c.placement.is_some() && before.placement.is_none() => {
+                out.push(Change::Partition { component: c.name.clone() })
+            }
+            Some(_) => {}
+        }
+    }
+    out
+}
+
+/// A deployment file after [`update`]: its new text and one line per change made, in words.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Updated {
+    pub text: String,
+    pub notes: Vec<String>,
+}
+
+/// Applies `changes` to the deployment file `text` of `program` (the program after the change:
+/// the rewritten one; for a rename, either). Without a file (`None`), the new file lists every
+/// component of `program` with one logical node, then the changes apply to it. A file that is not
+/// valid TOML, or whose `[components]` or `[partitions]` is not a table, is an error: it is not
+/// touched.
+pub fn update(text: Option<&str>, program: &Program, changes: &[Change]) -> Result<Updated, String> {
+    let mut notes = Vec::new();
+    let mut doc = match text {
+        Some(text) => text.parse::<DocumentMut>().map_err(|e| format!("not valid TOML: {}", e.message()))?,
+        None => {
+            notes.push("a new file: every component with one logical node".to_string());
+            new_file(program)
+        }
+    };
+    for change in changes {
+        let note = match change {
+            Change::Add { component } => add(&mut doc, program, component)?,
+            Change::Partition { component } => partition(&mut doc, component)?,
+            Change::RenameComponent { from, to } => rename_component(&mut doc, from, to)?,
+            Change::RenameRelation { from, to } => rename_relation(&mut doc, from, to),
+        };
+        notes.extend(note);
+    }
+    Ok(Updated { text: doc.to_string(), notes })
+}
+
+fn new_file(program: &Program) -> DocumentMut {
+    let mut doc = DocumentMut::new();
+    let mut components = Table::new();
+    for c in &program.components {
+        components.insert(&c.name, toml_edit::value(1));
+    }
+    components.decor_mut().set_prefix("# Logical nodes of each component (instances with [partitions]).\n");
+    doc.insert("components", Item::Table(components));
+    doc
+}
+
+/// The table `name` of the document, created (as a `[name]` section) when absent.
+fn section<'a>(doc: &'a mut DocumentMut, name: &str) -> Result<&'a mut dyn TableLike, String> {
+    let item = doc.entry(name).or_insert_with(|| Item::Table(Table::new()));
+    item.as_table_like_mut().ok_or_else(|| format!("`{name}` is not a table"))
+}
+
+/// `c = 2` or `c = { instances = 2, .. }` (also as a `[components.c]` section).
+fn logical_nodes(item: &Item) -> Option<i64> {
+    match item {
+        Item::Value(Value::Integer(n)) => Some(*n.value()),
+        other => other.as_table_like()?.get("instances")?.as_integer(),
+    }
+}
+
+fn add(doc: &mut DocumentMut, program: &Program, component: &str) -> Result<Option<String>, String> {
+    let Some(id) = program.component_by_name(component) else {
+        return Err(format!("`{component}` is not a component of the program"));
+    };
+    let components = section(doc, "components")?;
+    if components.contains_key(component) {
+        return Ok(None);
+    }
+    let given = |name: &str| components.get(name).and_then(logical_nodes).and_then(|n| usize::try_from(n).ok());
+    let nodes = program.logical_count(id, given);
+    let why = match program.partnered_with(id) {
+        Some(p) => format!(" (one per `{}` node: each forwards to its own partner)", program.component(p).name),
+        None => String::new(),
+    };
+    components.insert(component, toml_edit::value(nodes as i64));
+    Ok(Some(format!("[components] {component} = {nodes}{why}")))
+}
+
+fn partition(doc: &mut DocumentMut, component: &str) -> Result<Option<String>, String> {
+    let in_partitions = doc.get("partitions").and_then(|p| p.get(component)).and_then(Item::as_integer);
+    let in_component = doc.get("components").and_then(|c| c.get(component)).and_then(|c| {
+        let table = c.as_table_like()?;
+        Some(table.get("partitions").and_then(Item::as_integer))
+    });
+    // `[partitions]` overrides the component's own `partitions` (as the runtime reads it).
+    if in_partitions.or(in_component.flatten()).is_some_and(|n| n > 1) {
+        return Ok(None);
+    }
+    let n = toml_edit::value(PARTITIONS as i64);
+    if in_partitions.is_none() && in_component.is_some() {
+        let table = doc
+            .get_mut("components")
+            .and_then(|c| c.get_mut(component))
+            .and_then(Item::as_table_like_mut)
+            .ok_or_else(|| format!("`components.{component}` is not a table"))?;
+        table.insert("partitions", n);
+        // An inline table holds no comments: its spacing is made regular again after the insert.
+        if let Some(inline) =
+            doc.get_mut("components").and_then(|c| c.get_mut(component)).and_then(Item::as_inline_table_mut)
+        {
+            inline.fmt();
+        }
+        return Ok(Some(format!("[components] {component}.partitions = {PARTITIONS}")));
+    }
+    section(doc, "partitions")?.insert(component, n);
+    Ok(Some(format!("[partitions] {component} = {PARTITIONS}")))
+}
+
+/// Renames the key `from` of `table` to `to`, in place: same position, same comments and layout.
+fn rename_key(table: &mut dyn TableLike, from: &str, to: &str) -> Result<bool, String> {
+    if !table.contains_key(from) {
+        return Ok(false);
+    }
+    if table.contains_key(to) {
+        return Err(format!("`{to}` is already listed"));
+    }
+    let entries: Vec<(Key, Item)> =
+        table.iter().filter_map(|(name, _)| table.get_key_value(name).map(|(k, v)| (k.clone(), v.clone()))).collect();
+    table.clear();
+    for (key, item) in entries {
+        let key = if key.get() == from { Key::new(to).with_leaf_decor(key.leaf_decor().clone()) } else { key };
+        table.entry_format(&key).or_insert(item);
+    }
+    Ok(true)
+}
+
+/// Sets the string `table[key]` to `to` when it is `from`, keeping its layout.
+fn replace_string(table: &mut dyn TableLike, key: &str, from: &str, to: &str) -> bool {
+    match table.get_mut(key).and_then(Item::as_value_mut) {
+        Some(v) if v.as_str() == Some(from) => {
+            let decor = v.decor().clone();
+            *v = Value::from(to);
+            *v.decor_mut() = decor;
+            true
+        }
+        _ => false,
+    }
+}
+
+fn rename_component(doc: &mut DocumentMut, from: &str, to: &str) -> Result<Option<String>, String> {
+    let mut renamed = Vec::new();
+    for name in ["components", "partitions"] {
+        if let Some(table) = doc.get_mut(name).and_then(Item::as_table_like_mut) {
+            if rename_key(table, from, to).map_err(|e| format!("[{name}]: {e}"))? {
+                renamed.push(format!("[{name}]"));
+            }
+        }
+    }
+    if let Some(workload) = doc.get_mut("workload").and_then(Item::as_table_like_mut) {
+        if replace_string(workload, "entry", from, to) {
+            renamed.push("[workload] entry".into());
+        }
+    }
+    Ok((!renamed.is_empty()).then(|| format!("`{from}` renamed to `{to}` in {}", renamed.join(", "))))
+}
+
+fn rename_relation(doc: &mut DocumentMut, from: &str, to: &str) -> Option<String> {
+    let workload = doc.get_mut("workload").and_then(Item::as_table_like_mut)?;
+    let mut renamed = Vec::new();
+    for key in ["input", "output"] {
+        if replace_string(workload, key, from, to) {
+            renamed.push(format!("[workload] {key}"));
+        }
+    }
+    if let Some(mix) = workload.get_mut("mix").and_then(Item::as_table_like_mut) {
+        // A clash cannot happen: `to` is a new relation name, so the mix does not list it.
+        if rename_key(mix, from, to).unwrap_or(false) {
+            renamed.push("[workload.mix]".into());
+        }
+    }
+    (!renamed.is_empty()).then(|| format!("`{from}` renamed to `{to}` in {}", renamed.join(", ")))
+}
+
+/// The changes as one line for a message or an action's title: `[components] d = 2; ...`.
+pub fn summary(updated: &Updated) -> String {
+    updated.notes.join("; ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROGRAM: &str = "component front {\n    input req(id: int)\n    fwd@d(i) :~ req(i), nodes(\"back\", d).\n}\ncomponent back {\n    channel fwd(id: int)\n    output rep(id: int)\n    table seen(id: int)\n    seen(i) :- fwd(i).\n    rep(i) :- fwd(i).\n}\n";
+
+    fn program(text: &str) -> Program {
+        let analysis = crate::analyze(text);
+        assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+        analysis.program
+    }
+
+    /// `back` split into `back` and `back_rep`, which serves each `back` node as its partner.
+    fn decoupled() -> Program {
+        let analysis = crate::analyze(PROGRAM);
+        let rules = crate::rewrite::select_rules(&analysis, "back", &["rep"]).unwrap();
+        let result = crate::rewrite::decouple(&analysis, "back", &rules, "back_rep").unwrap();
+        program(&result.new_text)
+    }
+
+    const FILE: &str = "# Two fronts, three backs.\nbase_port = 7300\n\n[components]\nfront = 2 # the entry\nback = { instances = 3 }\n\n[workload]\nentry = \"front\"\ninput = \"req\" # requests\n\n[workload.mix]\nreq = 1\n";
+
+    #[test]
+    fn a_decoupled_part_gets_its_partners_count_and_comments_stay() {
+        let after = decoupled();
+        let changes = rewrite_changes(&program(PROGRAM), &after);
+        assert_eq!(changes, [Change::Add { component: "back_rep".into() }]);
+        let updated = update(Some(FILE), &after, &changes).unwrap();
+        insta::assert_snapshot!(updated.text, @r#"
+        # Two fronts, three backs.
+        base_port = 7300
+
+        [components]
+        front = 2 # the entry
+        back = { instances = 3 }
+        back_rep = 3
+
+        [workload]
+        entry = "front"
+        input = "req" # requests
+
+        [workload.mix]
+        req = 1
+        "#);
+        assert_eq!(
+            updated.notes,
+            ["[components] back_rep = 3 (one per `back` node: each forwards to its own partner)"]
+        );
+        // Already listed: left as the user wrote it.
+        let again = update(Some(&updated.text), &after, &changes).unwrap();
+        assert_eq!((again.text.as_str(), again.notes.len()), (updated.text.as_str(), 0));
+    }
+
+    #[test]
+    fn partitions_go_where_the_file_keeps_them() {
+        let p = program(&PROGRAM.replace("component back {", "component back partitioned by fwd.id {"));
+        let change = [Change::Partition { component: "back".into() }];
+        // Beside the count when the component is a table, else in [partitions] (made if absent).
+        let inline = update(Some("[components]\nfront = 1\nback = { instances = 3 }\n"), &p, &change).unwrap();
+        assert_eq!(inline.text, "[components]\nfront = 1\nback = { instances = 3, partitions = 2 }\n");
+        let plain = update(Some("[components]\nfront = 1\nback = 3\n"), &p, &change).unwrap();
+        assert_eq!(plain.text, "[components]\nfront = 1\nback = 3\n\n[partitions]\nback = 2\n");
+        assert_eq!(plain.notes, ["[partitions] back = 2"]);
+        let listed = "[components]\nfront = 1\nback = 3\n\n[partitions] # instances\nfront = 1\nback = 1\n";
+        let table = update(Some(listed), &p, &change).unwrap();
+        assert_eq!(table.text, listed.replace("back = 1", "back = 2"));
+        let section =
+            update(Some("[components]\nfront = 1\n\n[components.back]\ninstances = 3\n"), &p, &change).unwrap();
+        assert_eq!(section.text, "[components]\nfront = 1\n\n[components.back]\ninstances = 3\npartitions = 2\n");
+        // More than one already: kept.
+        let kept = "[components]\nfront = 1\nback = { instances = 3, partitions = 4 }\n";
+        assert_eq!(update(Some(kept), &p, &change).unwrap().text, kept);
+    }
+
+    #[test]
+    fn renames_keep_position_comments_and_other_keys() {
+        let file = "base_port = 7300\n[components]\n# in front\nfront = 2 # the entry\nback = 3\n\n[partitions]\nfront = 1\n\n[workload]\nentry = \"front\" # here\ninput = \"req\"\noutput = \"rep\"\nhosts = [\"a\"]\n\n[workload.mix]\nreq = 1\n";
+        let p = program(PROGRAM);
+        let renamed = update(Some(file), &p, &[Change::RenameComponent { from: "front".into(), to: "gate".into() }]);
+        let renamed = renamed.unwrap();
+        assert_eq!(
+            renamed.text,
+            file.replace("front = 2", "gate = 2").replace("front = 1", "gate = 1").replace("\"front\"", "\"gate\"")
+        );
+        assert_eq!(renamed.notes, ["`front` renamed to `gate` in [components], [partitions], [workload] entry"]);
+        let relation = update(Some(file), &p, &[Change::RenameRelation { from: "req".into(), to: "ask".into() }]);
+        let relation = relation.unwrap();
+        assert_eq!(relation.text, file.replace("\"req\"", "\"ask\"").replace("req = 1", "ask = 1"));
+        // A name the file does not mention: nothing changes.
+        let none = update(Some(file), &p, &[Change::RenameComponent { from: "x".into(), to: "y".into() }]).unwrap();
+        assert_eq!((none.text.as_str(), none.notes.len()), (file, 0));
+        // A clash is refused, not merged.
+        let clash = update(Some(file), &p, &[Change::RenameComponent { from: "front".into(), to: "back".into() }]);
+        assert!(clash.unwrap_err().contains("`back` is already listed"));
+    }
+
+    #[test]
+    fn a_missing_file_lists_every_component_once() {
+        let after = decoupled();
+        let changes = rewrite_changes(&program(PROGRAM), &after);
+        let created = update(None, &after, &changes).unwrap();
+        assert_eq!(
+            created.text,
+            "# Logical nodes of each component (instances with [partitions]).\n[components]\nfront = 1\nback = 1\nback_rep = 1\n"
+        );
+        assert_eq!(created.notes, ["a new file: every component with one logical node"]);
+    }
+
+    #[test]
+    fn bad_files_are_errors_and_left_alone() {
+        let p = decoupled();
+        let add = [Change::Add { component: "back_rep".into() }];
+        assert!(update(Some("[components\n"), &p, &add).unwrap_err().starts_with("not valid TOML"));
+        assert!(update(Some("components = 3\n"), &p, &add).unwrap_err().contains("not a table"));
+        assert!(update(Some("[components]\n"), &p, &[Change::Add { component: "nope".into() }]).is_err());
+        // Counts the runtime would refuse are not copied: the new part falls back to one node.
+        let odd = update(Some("[components]\nback = -2\n"), &p, &add).unwrap();
+        assert!(odd.text.ends_with("back_rep = 1\n"), "{}", odd.text);
+    }
+}
