@@ -83,10 +83,18 @@ impl LanguageServer for Backend {
             .and_then(|t| t.code_action.as_ref())
             .and_then(|c| c.disabled_support)
             .unwrap_or(false);
+        let workspace_edit = params.capabilities.workspace.as_ref().and_then(|w| w.workspace_edit.as_ref());
+        let document_changes = workspace_edit.and_then(|w| w.document_changes).unwrap_or(false);
+        let create_files = document_changes
+            && workspace_edit
+                .and_then(|w| w.resource_operations.as_ref())
+                .is_some_and(|ops| ops.contains(&ResourceOperationKind::Create));
         if let Ok(mut config) = self.session.config.write() {
             config.compart_path = compart_path;
             config.work_done_progress = work_done_progress;
             config.disabled_code_actions = disabled_code_actions;
+            config.document_changes = document_changes;
+            config.create_files = create_files;
         }
         Ok(InitializeResult {
             capabilities: capabilities(),
@@ -150,7 +158,14 @@ impl LanguageServer for Backend {
     async fn rename(&self, params: RenameParams) -> Result<Option<WorkspaceEdit>> {
         let p = params.text_document_position;
         let snapshot = self.session.snapshot(&p.text_document.uri)?;
-        handlers::navigation::rename(&snapshot, p.position, &params.new_name)
+        let beside = handlers::edits::Beside::read(&snapshot.uri);
+        let config = self.session.config();
+        let renamed = handlers::navigation::rename(&snapshot, p.position, &params.new_name, beside.as_ref(), &config)?;
+        let Some((edit, notes)) = renamed else { return Ok(None) };
+        for note in notes {
+            self.session.client.log_message(MessageType::INFO, format!("rename: {note}")).await;
+        }
+        Ok(Some(edit))
     }
 
     async fn document_symbol(&self, params: DocumentSymbolParams) -> Result<Option<DocumentSymbolResponse>> {
@@ -191,8 +206,10 @@ impl LanguageServer for Backend {
     async fn code_action(&self, params: CodeActionParams) -> Result<Option<CodeActionResponse>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
         let range = Converter::new(&snapshot.analysis).clamped_range(params.range);
-        let disabled_support = self.session.config().disabled_code_actions;
-        Ok(Some(handlers::code_actions::code_actions(&snapshot, range, disabled_support)))
+        let config = self.session.config();
+        let beside = handlers::edits::Beside::read(&snapshot.uri);
+        let deploy = handlers::scaling::DeploymentTarget::of(beside.as_ref(), &config);
+        Ok(Some(handlers::code_actions::code_actions(&snapshot, range, config.disabled_code_actions, &deploy)))
     }
 
     /// Actions carry everything already: quick fixes their edit, rewrites the command that checks

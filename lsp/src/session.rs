@@ -19,6 +19,12 @@ pub struct Config {
     /// The client shows code actions with `disabled` as refused (codeAction.disabledSupport).
     /// Others would list them as choosable and fail when one is chosen, so they get none.
     pub disabled_code_actions: bool,
+    /// The client takes versioned edits and file operations in one WorkspaceEdit
+    /// (workspace.workspaceEdit.documentChanges).
+    pub document_changes: bool,
+    /// ... and can create files (resourceOperations has `create`): a rewrite of a program without
+    /// a deployment file beside it then creates one.
+    pub create_files: bool,
 }
 
 pub struct Session {

@@ -468,7 +468,8 @@ async fn large_programs_check_rewrites_when_chosen() {
     let actions = actions.as_array().unwrap();
     assert_eq!(actions.len(), 2, "{actions:?}");
     assert!(actions.iter().all(|a| a.get("edit").is_none() && a["command"]["command"] == "compart.applyRewrite"));
-    assert_eq!(actions[1]["title"], "Partition `leader` by `id`");
+    // No voting.toml beside this URI, and the client cannot create files: the title says so.
+    assert_eq!(actions[1]["title"], "Partition `leader` by `id` (program only: no voting.toml to update)");
     // Resolving changes nothing: the command carries the rewrite.
     let resolved = client.result("codeAction/resolve", actions[0].clone()).await;
     assert_eq!(resolved["command"], actions[0]["command"]);
@@ -511,11 +512,174 @@ async fn refused_rewrites_are_left_out_for_clients_without_disabled_support() {
     let actions = sequential_max_actions(&mut client).await;
     let actions = actions.as_array().unwrap();
     let titles: Vec<&str> = actions.iter().map(|a| a["title"].as_str().unwrap()).collect();
-    assert_eq!(titles, ["Decouple these rules into a new component `seq_top`"], "{actions:?}");
+    assert_eq!(
+        titles,
+        ["Decouple these rules into a new component `seq_top` (program only: no seq.toml to update)"],
+        "{actions:?}"
+    );
     assert!(actions.iter().all(|a| a.get("disabled").is_none() && a["command"]["command"] == "compart.applyRewrite"));
     // Why `seq` cannot be partitioned is still in its hover.
     let (line, col) = find(SEQ_TEXT, "seq", 0);
     let hover = client.result("textDocument/hover", at(SEQ_URI, line, col + 1)).await;
     let value = hover["contents"]["value"].as_str().unwrap();
     assert!(value.contains("aggregate `max` over every `seen` fact"), "{value}");
+}
+
+mod rewrite_edits {
+    //! The WorkspaceEdit a checked rewrite makes (`scaling::rewrite_edit`): the program's changed
+    //! regions and the deployment file beside it, in one edit.
+
+    use compart_analysis::rewrite;
+    use compart_lsp::documents::{Documents, Snapshot};
+    use compart_lsp::handlers::edits::Beside;
+    use compart_lsp::handlers::scaling::rewrite_edit;
+    use compart_lsp::ls_types::Uri;
+    use compart_lsp::session::Config;
+
+    use super::*;
+
+    const PAXOS: &str = "file:///work/examples/paxos.ded";
+
+    fn paxos() -> Snapshot {
+        Documents::default().open(PAXOS.parse().unwrap(), 3, &example("paxos.ded"))
+    }
+
+    fn beside(text: Option<String>) -> Beside {
+        beside_of("paxos", text)
+    }
+
+    fn beside_of(name: &str, text: Option<String>) -> Beside {
+        let uri: Uri = format!("file:///work/examples/{name}.toml").parse().unwrap();
+        Beside { path: format!("/work/examples/{name}.toml").into(), uri, text }
+    }
+
+    /// VS Code and Neovim: versioned edits and file creation.
+    fn editor() -> Config {
+        Config { document_changes: true, create_files: true, ..Config::default() }
+    }
+
+    /// The edits of each document, by URI, from either form of WorkspaceEdit.
+    fn edits_of(edit: &Value) -> Vec<(String, Value)> {
+        if let Some(changes) = edit["changes"].as_object() {
+            return changes.iter().map(|(uri, edits)| (uri.clone(), edits.clone())).collect();
+        }
+        let ops = edit["documentChanges"].as_array().unwrap();
+        ops.iter()
+            .filter(|op| op.get("kind").is_none())
+            .map(|op| (op["textDocument"]["uri"].as_str().unwrap().to_string(), op["edits"].clone()))
+            .collect()
+    }
+
+    fn decouple_p2a(snapshot: &Snapshot) -> rewrite::RewriteResult {
+        let analysis = &snapshot.analysis;
+        let rules = rewrite::select_rules(analysis, "proposer", &["p2a"]).unwrap();
+        rewrite::decouple(analysis, "proposer", &rules, "proposer_p2a").unwrap()
+    }
+
+    #[test]
+    fn a_decoupling_edits_what_changed_and_adds_the_component_to_the_deployment() {
+        let snapshot = paxos();
+        let result = decouple_p2a(&snapshot);
+        let (edit, notes) = rewrite_edit(&snapshot, &result, Some(&beside(Some(example("paxos.toml")))), &editor());
+        let edit = serde_json::to_value(&edit).unwrap();
+        assert_snapshot!("paxos_decouple_edit", pretty(&edit));
+        assert_eq!(
+            notes,
+            ["paxos.toml: [components] proposer_p2a = 2 (one per `proposer` node: each forwards to its own partner)"]
+        );
+        let edits = edits_of(&edit);
+        assert_eq!(edits[0].0, PAXOS);
+        assert_eq!(apply_lsp_edits(&example("paxos.ded"), &edits[0].1), result.new_text);
+        // Minimal: far less text than the whole program.
+        let written: usize = edits[0].1.as_array().unwrap().iter().map(|e| e["newText"].as_str().unwrap().len()).sum();
+        assert!(written < result.new_text.len() / 2, "{written} of {}", result.new_text.len());
+        let toml = apply_lsp_edits(&example("paxos.toml"), &edits[1].1);
+        assert_eq!(toml, format!("{}proposer_p2a = 2\n", example("paxos.toml")));
+    }
+
+    #[test]
+    fn a_partition_sets_the_components_partitions() {
+        const TWO_PC: &str = "file:///work/examples/two_phase_commit.ded";
+        let (text, toml) = (example("two_phase_commit.ded"), example("two_phase_commit.toml"));
+        let snapshot = Documents::default().open(TWO_PC.parse().unwrap(), 1, &text);
+        let result = rewrite::partition(&snapshot.analysis, "participant", None).unwrap();
+        let beside = beside_of("two_phase_commit", Some(toml.clone()));
+        let (edit, notes) = rewrite_edit(&snapshot, &result, Some(&beside), &editor());
+        let edit = serde_json::to_value(&edit).unwrap();
+        assert_snapshot!("two_phase_commit_partition_edit", pretty(&edit));
+        assert_eq!(notes, ["two_phase_commit.toml: [partitions] participant = 2"]);
+        let edits = edits_of(&edit);
+        assert_eq!(apply_lsp_edits(&text, &edits[0].1), result.new_text);
+        assert_eq!(apply_lsp_edits(&toml, &edits[1].1), format!("{toml}\n[partitions]\nparticipant = 2\n"));
+    }
+
+    #[test]
+    fn a_missing_deployment_is_created_only_by_clients_that_can() {
+        let snapshot = paxos();
+        let result = decouple_p2a(&snapshot);
+        // Creates the file, then fills it: every component with one logical node.
+        let (edit, notes) = rewrite_edit(&snapshot, &result, Some(&beside(None)), &editor());
+        let edit = serde_json::to_value(&edit).unwrap();
+        let ops = edit["documentChanges"].as_array().unwrap();
+        assert_eq!(ops.len(), 3, "{edit}");
+        assert_eq!(ops[0]["textDocument"], json!({ "uri": PAXOS, "version": 3 }));
+        assert_eq!(
+            ops[1],
+            json!({ "kind": "create", "uri": "file:///work/examples/paxos.toml", "options": { "overwrite": false, "ignoreIfExists": true } })
+        );
+        let created = apply_lsp_edits("", &ops[2]["edits"]);
+        assert!(created.contains("[components]\nproposer = 1\nproposer_p2a = 1\nacceptor = 1\n"), "{created}");
+        assert_eq!(notes[0], "paxos.toml: a new file: every component with one logical node");
+        // A client without resource operations: the program only, and a note saying so.
+        let (edit, notes) = rewrite_edit(&snapshot, &result, Some(&beside(None)), &Config::default());
+        let edit = serde_json::to_value(&edit).unwrap();
+        assert_eq!(edit["changes"].as_object().unwrap().len(), 1, "{edit}");
+        assert!(notes[0].contains("cannot create files"), "{notes:?}");
+        // With `changes` only (no documentChanges), an existing file is edited in the same map.
+        let (edit, _) =
+            rewrite_edit(&snapshot, &result, Some(&beside(Some(example("paxos.toml")))), &Config::default());
+        let edit = serde_json::to_value(&edit).unwrap();
+        assert_eq!(edit["changes"].as_object().unwrap().len(), 2, "{edit}");
+    }
+
+    /// Every rewrite action offered on every bundled example: its edits turn the program into
+    /// exactly the rewritten text.
+    #[test]
+    fn every_rewrite_action_edits_to_exactly_the_rewrite() {
+        let dir = format!("{}/../examples", env!("CARGO_MANIFEST_DIR"));
+        let mut checked = 0;
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "ded") {
+                continue;
+            }
+            let text = std::fs::read_to_string(&path).unwrap();
+            let uri: Uri = format!("file://{}", path.display()).parse().unwrap();
+            let snapshot = Documents::default().open(uri, 1, &text);
+            let deploy = compart_lsp::handlers::scaling::DeploymentTarget::of(None, &Config::default());
+            let program = &snapshot.analysis.program;
+            for rule in program.rule_ids() {
+                let range = program.rule(rule).range;
+                for action in compart_lsp::handlers::scaling::code_actions(&snapshot, range, &deploy) {
+                    let action = serde_json::to_value(&action).unwrap();
+                    if action.get("disabled").is_some() {
+                        continue;
+                    }
+                    let (result, _) = compart_lsp::handlers::scaling::rewrite_for(&snapshot, &action["data"]).unwrap();
+                    let (edit, _) = rewrite_edit(&snapshot, &result, None, &Config::default());
+                    let edit = serde_json::to_value(&edit).unwrap();
+                    let edits = &edit["changes"][snapshot.uri.as_str()];
+                    assert_eq!(
+                        apply_lsp_edits(&text, edits),
+                        result.new_text,
+                        "{}: {}",
+                        path.display(),
+                        action["title"]
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert!(checked >= 20, "only {checked} actions");
+    }
 }

@@ -4,10 +4,12 @@ use compart_analysis::text::LineCol;
 use compart_analysis::{Analysis, LineIndex, TextRange};
 use tower_lsp_server::ls_types::{Position, Range};
 
-/// Converts positions against one analysed text.
+/// Converts positions against one text: an analysed program, or another file an edit touches
+/// (the deployment file beside it).
 #[derive(Clone, Copy)]
 pub struct Converter<'a> {
-    analysis: &'a Analysis,
+    text: &'a str,
+    index: &'a LineIndex,
 }
 
 /// A position the document does not have (a line past its end).
@@ -29,11 +31,15 @@ impl std::fmt::Display for OutOfRange {
 
 impl<'a> Converter<'a> {
     pub fn new(analysis: &'a Analysis) -> Self {
-        Converter { analysis }
+        Converter { text: analysis.text(), index: &analysis.line_index }
+    }
+
+    pub fn for_text(text: &'a str, index: &'a LineIndex) -> Self {
+        Converter { text, index }
     }
 
     pub fn position(&self, offset: usize) -> Position {
-        let LineCol { line, col } = self.analysis.line_index.line_col_utf16(self.analysis.text(), offset);
+        let LineCol { line, col } = self.index.line_col_utf16(self.text, offset);
         Position::new(line, col)
     }
 
@@ -44,19 +50,19 @@ impl<'a> Converter<'a> {
     /// The byte offset of an LSP position. A column past the line's end means the line's end (as
     /// the LSP specification says); a line past the document's end is an error.
     pub fn offset(&self, position: Position) -> Result<usize, OutOfRange> {
-        offset(self.analysis.text(), &self.analysis.line_index, position)
+        offset(self.text, self.index, position)
     }
 
     /// A range of a range request (inlay hints, code actions): clients may ask for more lines than
     /// the document has, which just means "to the end".
     pub fn clamped_range(&self, range: Range) -> TextRange {
-        let clamp = |p: Position| self.offset(p).unwrap_or(self.analysis.text().len());
+        let clamp = |p: Position| self.offset(p).unwrap_or(self.text.len());
         let start = clamp(range.start);
         TextRange::new(start, clamp(range.end).max(start))
     }
 
     pub fn text_range(&self, range: Range) -> Result<TextRange, OutOfRange> {
-        text_range(self.analysis.text(), &self.analysis.line_index, range)
+        text_range(self.text, self.index, range)
     }
 }
 

@@ -8,6 +8,7 @@ use tower_lsp_server::ls_types::{CodeAction, CodeActionKind, CodeActionOrCommand
 use crate::converters::Converter;
 use crate::documents::Snapshot;
 use crate::handlers::diagnostics;
+use crate::handlers::scaling::DeploymentTarget;
 
 fn overlaps(a: TextRange, b: TextRange) -> bool {
     a.start <= b.end && b.start <= a.end
@@ -16,7 +17,12 @@ fn overlaps(a: TextRange, b: TextRange) -> bool {
 /// Refused rewrites are listed with `disabled` (and the reason) only for clients that declared
 /// `codeAction.disabledSupport`; for the others they are left out, since such a client shows them
 /// as choosable. Why a component cannot be partitioned stays in its hover (the scaling verdict).
-pub fn code_actions(snapshot: &Snapshot, range: TextRange, disabled_support: bool) -> Vec<CodeActionOrCommand> {
+pub fn code_actions(
+    snapshot: &Snapshot,
+    range: TextRange,
+    disabled_support: bool,
+    deploy: &DeploymentTarget,
+) -> Vec<CodeActionOrCommand> {
     let analysis = &snapshot.analysis;
     let conv = Converter::new(analysis);
     let mut out = Vec::new();
@@ -36,7 +42,7 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, disabled_support: boo
             ..Default::default()
         }));
     }
-    let rewrites = crate::handlers::scaling::code_actions(snapshot, range);
+    let rewrites = crate::handlers::scaling::code_actions(snapshot, range, deploy);
     out.extend(rewrites.into_iter().filter(|a| disabled_support || !is_disabled(a)));
     out
 }

@@ -15,6 +15,7 @@ use tokio::process::Command;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::{ExecuteCommandParams, MessageType, NumberOrString, Uri};
 
+use crate::handlers::edits::Beside;
 use crate::session::{invalid_params, request_failed, Session};
 
 pub const RUN: &str = "compart.run";
@@ -59,7 +60,7 @@ pub fn command_line(params: &ExecuteCommandParams) -> Result<(&'static str, Path
 pub fn arguments(sub: &str, path: &Path, extra: Vec<String>) -> Result<Vec<String>> {
     let mut args = vec![sub.to_string(), path.display().to_string()];
     if !extra.iter().any(|a| a == "--deploy" || a.starts_with("--deploy=")) {
-        let deploy = path.with_extension("toml");
+        let deploy = compart_analysis::deployment::beside(path);
         if !deploy.is_file() {
             return Err(request_failed(format!(
                 "no deployment file {} beside the program (or pass [\"--deploy\", PATH] as the second argument)",
@@ -187,7 +188,8 @@ pub async fn execute(session: &Session, params: ExecuteCommandParams) -> Result<
 /// `compart.applyRewrite [data]`: the rewrite a code action offered (see
 /// `scaling::rewrite_for`), checked with `compart verify ORIGINAL REWRITTEN` on the buffer's text
 /// (with the deployment file beside the program, when there is one), then applied with
-/// workspace/applyEdit; a counterexample is shown instead, and the edit is not applied.
+/// workspace/applyEdit, the deployment file updated in the same edit; a counterexample is shown
+/// instead, and nothing is applied.
 async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Result<Option<Value>> {
     let data = params.arguments.first().cloned().ok_or_else(|| invalid_params("expected the rewrite's data"))?;
     let uri: Uri = data["uri"]
@@ -200,12 +202,12 @@ async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Resul
     let dir = std::env::temp_dir().join(format!("compart-lsp-check-{}-{}", std::process::id(), snapshot.version));
     let original = dir.join("original.ded");
     let rewritten = dir.join("rewritten.ded");
-    let beside = uri.to_file_path().map(|p| p.with_extension("toml")).filter(|p| p.is_file());
+    let beside = Beside::read(&uri);
     let written = std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(&original, snapshot.analysis.text()))
         .and_then(|_| std::fs::write(&rewritten, &result.new_text))
-        .and_then(|_| match &beside {
-            Some(toml) => std::fs::copy(toml, original.with_extension("toml")).map(|_| ()),
+        .and_then(|_| match beside.as_ref().and_then(|b| b.text.as_ref()) {
+            Some(toml) => std::fs::write(compart_analysis::deployment::beside(&original), toml),
             None => Ok(()),
         });
     if let Err(e) = written {
@@ -233,19 +235,25 @@ async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Resul
         session.client.show_message(MessageType::ERROR, &message).await;
         return Err(request_failed(message));
     }
-    let edit = crate::handlers::scaling::whole_document_edit(&snapshot, &result);
+    let (edit, deployment) =
+        crate::handlers::scaling::rewrite_edit(&snapshot, &result, beside.as_ref(), &session.config());
     let applied = session
         .client
         .apply_edit(edit)
         .await
         .map_err(|e| request_failed(format!("the client did not apply the edit: {e}")))?;
     let summary = report.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or_default().to_string();
-    session.client.show_message(MessageType::INFO, format!("compart: rewrite checked and applied ({summary})")).await;
+    let mut message = format!("compart: rewrite checked and applied ({summary})");
+    for line in &deployment {
+        message.push_str(&format!("\n{line}"));
+    }
+    session.client.show_message(MessageType::INFO, message).await;
     Ok(Some(json!({
         "command": params.command,
         "applied": applied.applied,
         "check": report,
         "explanation": result.explanation,
+        "deployment": deployment,
     })))
 }
 

@@ -6,6 +6,7 @@ pub mod code_lens;
 pub mod commands;
 pub mod completion;
 pub mod diagnostics;
+pub mod edits;
 pub mod folding;
 pub mod formatting;
 pub mod hover;

@@ -1,15 +1,16 @@
-//! Go to definition, find references and rename, all over [`crate::index`].
+//! Go to definition, find references and rename, all over [`crate::index`]; a rename of a
+//! component or relation edits the deployment file beside the program too.
 
-use std::collections::HashMap;
-
-use compart_analysis::model::RelationKind;
+use compart_analysis::deployment::Change;
+use compart_analysis::model::{AggregateFunc, Function, RelationKind, BUILTIN_RELATIONS};
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::{Location, Position, PrepareRenameResponse, TextEdit, WorkspaceEdit};
 
 use crate::converters::Converter;
 use crate::documents::Snapshot;
+use crate::handlers::edits::{self, Beside};
 use crate::index::{self, Occurrence, Symbol};
-use crate::session::{invalid_params, request_failed};
+use crate::session::{invalid_params, request_failed, Config};
 
 fn occurrence_at(snapshot: &Snapshot, position: Position) -> Result<(Vec<Occurrence>, Option<Occurrence>)> {
     let conv = Converter::new(&snapshot.analysis);
@@ -39,9 +40,27 @@ pub fn references(snapshot: &Snapshot, position: Position, include_declaration: 
     ))
 }
 
+/// The name under `position` when it is built in (`count`, `max`, `nodes`, `self`, a keyword...):
+/// renaming it is an error that says why, rather than a silent "nothing to rename".
+fn refuse_builtin_at(snapshot: &Snapshot, position: Position) -> Result<()> {
+    let text = snapshot.analysis.text();
+    let offset = Converter::new(&snapshot.analysis).offset(position).map_err(|e| invalid_params(e.to_string()))?;
+    let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let start = text[..offset].rfind(|c: char| !is_name(c)).map_or(0, |i| i + 1);
+    let end = text[offset..].find(|c: char| !is_name(c)).map_or(text.len(), |i| offset + i);
+    let word = &text[start..end];
+    if is_reserved(word) {
+        return Err(request_failed(format!("`{word}` is built into the language and cannot be renamed")));
+    }
+    Ok(())
+}
+
 pub fn prepare_rename(snapshot: &Snapshot, position: Position) -> Result<Option<PrepareRenameResponse>> {
     let (_, found) = occurrence_at(snapshot, position)?;
-    let Some(found) = found else { return Ok(None) };
+    let Some(found) = found else {
+        refuse_builtin_at(snapshot, position)?;
+        return Ok(None);
+    };
     renamable(snapshot, &found.symbol)?;
     Ok(Some(PrepareRenameResponse::Range(Converter::new(&snapshot.analysis).range(found.range))))
 }
@@ -57,6 +76,15 @@ fn renamable(snapshot: &Snapshot, symbol: &Symbol) -> Result<()> {
         Symbol::Column { .. } => Err(request_failed("renaming columns is not supported yet")),
         Symbol::Component(_) | Symbol::Variable { .. } => Ok(()),
     }
+}
+
+/// Keywords, aggregates (`count`, `max`...), functions (`hash`, `abs`...) and built-in relations
+/// (`nodes`, `instance`, `partner`): no relation, component or variable may take these names.
+fn is_reserved(name: &str) -> bool {
+    KEYWORDS.contains(&name)
+        || AggregateFunc::from_name(name).is_some()
+        || Function::from_name(name).is_some()
+        || BUILTIN_RELATIONS.contains(&name)
 }
 
 const KEYWORDS: &[&str] = &[
@@ -77,14 +105,27 @@ const KEYWORDS: &[&str] = &[
     "nodes",
 ];
 
-pub fn rename(snapshot: &Snapshot, position: Position, new_name: &str) -> Result<Option<WorkspaceEdit>> {
+/// The rename's edits of the program and, for a component or a relation, of the deployment file
+/// beside it (`[components]`, `[partitions]`, `[workload]`), with one line per deployment change.
+pub fn rename(
+    snapshot: &Snapshot,
+    position: Position,
+    new_name: &str,
+    beside: Option<&Beside>,
+    config: &Config,
+) -> Result<Option<(WorkspaceEdit, Vec<String>)>> {
     let (all, found) = occurrence_at(snapshot, position)?;
-    let Some(found) = found else { return Ok(None) };
+    let Some(found) = found else {
+        refuse_builtin_at(snapshot, position)?;
+        return Ok(None);
+    };
     renamable(snapshot, &found.symbol)?;
+    if is_reserved(new_name) {
+        return Err(invalid_params(format!("`{new_name}` is built into the language; choose another name")));
+    }
     let valid = new_name.chars().next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && new_name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-        && new_name != "_"
-        && !KEYWORDS.contains(&new_name);
+        && new_name != "_";
     if !valid {
         return Err(invalid_params(format!("`{new_name}` is not a valid name")));
     }
@@ -104,5 +145,11 @@ pub fn rename(snapshot: &Snapshot, position: Position, new_name: &str) -> Result
     let edits = index::references(&all, &found.symbol)
         .map(|o| TextEdit { range: conv.range(o.range), new_text: new_name.to_string() })
         .collect();
-    Ok(Some(WorkspaceEdit { changes: Some(HashMap::from([(snapshot.uri.clone(), edits)])), ..Default::default() }))
+    let to = new_name.to_string();
+    let changes = match &found.symbol {
+        Symbol::Component(from) => vec![Change::RenameComponent { from: from.clone(), to }],
+        Symbol::Relation(from) => vec![Change::RenameRelation { from: from.clone(), to }],
+        Symbol::Column { .. } | Symbol::Variable { .. } => vec![],
+    };
+    Ok(Some(edits::workspace_edit(snapshot, edits, beside, (program, &changes), false, config)))
 }

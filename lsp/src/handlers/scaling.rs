@@ -2,19 +2,20 @@
 //! hovers, and the rewrites (decouple, partition) as code actions that replace the program with
 //! the rewritten one, or show why they do not apply (a disabled action with the reason).
 
-use std::collections::HashMap;
-
+use compart_analysis::deployment;
 use compart_analysis::model::{ComponentId, RuleId, RuleKind};
 use compart_analysis::rewrite::{self, Refusal, RewriteResult};
 use compart_analysis::scaling::{self, Context, ScalingReport, Verdict};
 use compart_analysis::{Program, TextRange};
 use tower_lsp_server::ls_types::{
     CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, Command, InlayHint, InlayHintLabel,
-    InlayHintTooltip, MarkupContent, MarkupKind, TextEdit, WorkspaceEdit,
+    InlayHintTooltip, MarkupContent, MarkupKind, WorkspaceEdit,
 };
 
 use crate::converters::Converter;
 use crate::documents::Snapshot;
+use crate::handlers::edits::{self, Beside, DeploymentEdit};
+use crate::session::Config;
 
 /// `parallel`, `partitioned by id`, `sequential`.
 fn label(verdict: &Verdict) -> String {
@@ -93,18 +94,37 @@ pub fn inlay_hints(snapshot: &Snapshot, within: TextRange) -> Vec<InlayHint> {
     out
 }
 
-pub fn whole_document_edit(snapshot: &Snapshot, result: &RewriteResult) -> WorkspaceEdit {
-    let conv = Converter::new(&snapshot.analysis);
-    let range = conv.range(TextRange::new(0, snapshot.analysis.text().len()));
-    let edit = TextEdit { range, new_text: result.new_text.clone() };
-    WorkspaceEdit { changes: Some(HashMap::from([(snapshot.uri.clone(), vec![edit])])), ..Default::default() }
+/// The edit a checked rewrite makes: the program's changed regions, and the deployment file
+/// beside it updated for the rewritten program (see `edits::workspace_edit`); with one line per
+/// deployment change.
+pub fn rewrite_edit(
+    snapshot: &Snapshot,
+    result: &RewriteResult,
+    beside: Option<&Beside>,
+    config: &Config,
+) -> (WorkspaceEdit, Vec<String>) {
+    let rewritten = compart_analysis::analyze(&result.new_text);
+    let changes = deployment::rewrite_changes(&snapshot.analysis.program, &rewritten.program);
+    let program_edits = edits::program_edits(snapshot, &result.new_text);
+    edits::workspace_edit(snapshot, program_edits, beside, (&rewritten.program, &changes), true, config)
 }
 
 /// A rewrite action: choosing it runs `compart.applyRewrite`, which computes the rewrite, checks it
 /// against the buffer's program with the bounded refinement check, and only then applies it (or
-/// shows the counterexample). A refused rewrite is a disabled action with the reason.
-fn action(title: String, outcome: Result<(), String>, data: serde_json::Value) -> CodeActionOrCommand {
+/// shows the counterexample). A refused rewrite is a disabled action with the reason. When the
+/// deployment file cannot be kept in step (none beside the program, and the client cannot create
+/// one), the title says so.
+fn action(
+    mut title: String,
+    outcome: Result<(), String>,
+    mut data: serde_json::Value,
+    deploy: &DeploymentTarget,
+) -> CodeActionOrCommand {
+    data["deployment"] = deploy.edit.as_str().into();
     let disabled = outcome.err().map(|reason| CodeActionDisabled { reason });
+    if deploy.edit == DeploymentEdit::None && disabled.is_none() {
+        title.push_str(&format!(" (program only: no {} to update)", deploy.file));
+    }
     let command = disabled.is_none().then(|| Command {
         title: title.clone(),
         command: crate::handlers::commands::APPLY_REWRITE.to_string(),
@@ -127,6 +147,20 @@ fn checked(outcome: Result<RewriteResult, Refusal>) -> Result<(), String> {
 /// A component name that is not taken: `leader_ballot`, `leader_ballot2`, ...
 fn fresh_name(program: &Program, base: &str) -> String {
     rewrite::unused_name(base, |n| program.component_by_name(n).is_some() || program.relation_by_name(n).is_some())
+}
+
+/// What the rewrite actions will do to the deployment file beside the program.
+pub struct DeploymentTarget {
+    pub edit: DeploymentEdit,
+    /// Its name, for the title (`paxos.toml`).
+    pub file: String,
+}
+
+impl DeploymentTarget {
+    pub fn of(beside: Option<&Beside>, config: &Config) -> Self {
+        let file = beside.map_or_else(|| "deployment file".to_string(), Beside::file_name);
+        DeploymentTarget { edit: DeploymentEdit::of(beside, config), file }
+    }
 }
 
 /// Programs longer than this get their rewrites' preconditions checked only when the action is
@@ -183,7 +217,7 @@ pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(Rew
 
 /// "Decouple these rules into a new component" for the rules the selection touches (or the rule
 /// under the cursor), and "Partition `c` by `key`" for the component around it.
-pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCommand> {
+pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTarget) -> Vec<CodeActionOrCommand> {
     let lazy = snapshot.analysis.line_index.line_count() > LAZY_ABOVE_LINES;
     let analysis = &snapshot.analysis;
     if analysis.has_errors() {
@@ -207,7 +241,7 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
             let title = format!("Decouple {what} into a new component `{name}`");
             let data = rewrite_data(snapshot, "decouple", &comp.name, &touched, &name);
             let outcome = if lazy { Ok(()) } else { checked(rewrite::decouple(analysis, &comp.name, &touched, &name)) };
-            out.push(action(title, outcome, data));
+            out.push(action(title, outcome, data, deploy));
         }
     }
     let around = program.component_ids().find(|&c| program.component(c).range.contains(range.start as usize));
@@ -233,10 +267,16 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
                 title,
                 disabled.map_or(Ok(()), Err),
                 rewrite_data(snapshot, "partition", &comp.name, &[], ""),
+                deploy,
             ));
             if verdict.class.is_sequential() {
                 let title = sealed_title(&comp.name);
-                out.push(action(title, Ok(()), rewrite_data(snapshot, "partition_sealed", &comp.name, &[], "")));
+                out.push(action(
+                    title,
+                    Ok(()),
+                    rewrite_data(snapshot, "partition_sealed", &comp.name, &[], ""),
+                    deploy,
+                ));
             }
         } else if comp.placement.is_none() {
             let policies = Context::new(program).policies(cid, &comp.rules);
@@ -246,11 +286,11 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange) -> Vec<CodeActionOrCo
                 None => format!("Partition `{}` by a key", comp.name),
             };
             let data = rewrite_data(snapshot, "partition", &comp.name, &[], "");
-            out.push(action(title, checked(rewrite::partition(analysis, &comp.name, None)), data));
+            out.push(action(title, checked(rewrite::partition(analysis, &comp.name, None)), data, deploy));
             if key.is_none() {
                 let outcome = checked(rewrite::partition_sealed(analysis, &comp.name, None));
                 let data = rewrite_data(snapshot, "partition_sealed", &comp.name, &[], "");
-                out.push(action(sealed_title(&comp.name), outcome, data));
+                out.push(action(sealed_title(&comp.name), outcome, data, deploy));
             }
         }
     }

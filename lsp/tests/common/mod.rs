@@ -138,3 +138,31 @@ pub fn find(text: &str, needle: &str, n: usize) -> (u32, u32) {
 pub fn pretty(v: &Value) -> String {
     serde_json::to_string_pretty(v).unwrap()
 }
+
+/// `text` after the client applies LSP `edits` (UTF-16 positions, non-overlapping), as an editor
+/// does: the last first, so that earlier ranges stay valid.
+pub fn apply_lsp_edits(text: &str, edits: &Value) -> String {
+    let index = compart_analysis::LineIndex::new(text);
+    let offset = |p: &Value| {
+        let lc = compart_analysis::text::LineCol {
+            line: p["line"].as_u64().unwrap() as u32,
+            col: p["character"].as_u64().unwrap() as u32,
+        };
+        index.offset_utf16(text, lc)
+    };
+    let mut ranges: Vec<(usize, usize, &str)> = edits
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (offset(&e["range"]["start"]), offset(&e["range"]["end"]), e["newText"].as_str().unwrap()))
+        .collect();
+    ranges.sort_by_key(|r| (r.0, r.1));
+    let mut out = text.to_string();
+    for w in ranges.windows(2) {
+        assert!(w[0].1 <= w[1].0, "overlapping edits: {edits}");
+    }
+    for (start, end, new_text) in ranges.into_iter().rev() {
+        out.replace_range(start..end, new_text);
+    }
+    out
+}
