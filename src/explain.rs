@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use compart_analysis::{analyze, optimize, rewrite, scaling, Analysis};
+use compart_analysis::{analyze, deployment, optimize, rewrite, scaling, Analysis};
 
 use crate::Format;
 
@@ -66,8 +66,9 @@ pub fn explain(file: &Path, format: Format) -> u8 {
     0
 }
 
-/// Apply one rewrite; the new program goes to stdout (or back to the file with `write`), the
-/// explanation to stderr. Exit 1 when the rewrite is refused, by its precondition or (unless
+/// Apply one rewrite; the new program goes to stdout (or back to the file with `write`, the
+/// deployment file updated or created with it: `deployment::update`), the explanation and the
+/// deployment change to stderr. Exit 1 when the rewrite is refused, by its precondition or (unless
 /// `check` is false) by the bounded refinement check against the original, with its
 /// counterexample.
 #[allow(clippy::too_many_arguments)]
@@ -79,6 +80,7 @@ pub fn rewrite(
     by: Option<&str>,
     seal: bool,
     write: bool,
+    deploy: Option<&Path>,
     check: bool,
 ) -> u8 {
     let analysis = match load(file) {
@@ -111,10 +113,10 @@ pub fn rewrite(
             for line in &result.explanation {
                 eprintln!("note: {line}");
             }
+            let deploy_path = deploy.map_or_else(|| deployment::beside(file), Path::to_path_buf);
+            let deploy_text = compart_runtime::options::read_text(&deploy_path).ok();
             if check {
-                let gate = BoundedCheck {
-                    original_deploy: compart_runtime::options::read_text(&file.with_extension("toml")).ok(),
-                };
+                let gate = BoundedCheck { original_deploy: deploy_text.clone() };
                 match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, seal) {
                     Ok(summary) => eprintln!("note: checked against the original: {summary}"),
                     Err(counterexample) => {
@@ -123,13 +125,41 @@ pub fn rewrite(
                     }
                 }
             }
+            // The deployment follows the program: `compart run` finds every component after it.
+            let rewritten = analyze(&result.new_text);
+            let changes = deployment::rewrite_changes(&analysis.program, &rewritten.program);
+            let updated = if changes.is_empty() {
+                None
+            } else {
+                match deployment::update(deploy_text.as_deref(), &rewritten.program, &changes) {
+                    Ok(updated) => Some(updated),
+                    Err(e) => {
+                        eprintln!("warning: {} is left as it is: {e}", deploy_path.display());
+                        None
+                    }
+                }
+            };
             if write {
                 if let Err(e) = std::fs::write(file, &result.new_text) {
                     eprintln!("error: cannot write {}: {e}", file.display());
                     return 2;
                 }
+                if let Some(updated) = updated {
+                    if let Err(e) = std::fs::write(&deploy_path, &updated.text) {
+                        eprintln!("error: cannot write {}: {e}", deploy_path.display());
+                        return 2;
+                    }
+                    eprintln!("note: updated {}: {}", deploy_path.display(), deployment::summary(&updated));
+                }
             } else {
                 emit(&result.new_text);
+                if let Some(updated) = updated {
+                    eprintln!(
+                        "note: with --write, {} would change too: {}",
+                        deploy_path.display(),
+                        deployment::summary(&updated)
+                    );
+                }
             }
             0
         }
@@ -306,7 +336,7 @@ pub fn plan_checked(
     };
     // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
     let mut logical = std::collections::BTreeMap::new();
-    let toml = file.with_extension("toml");
+    let toml = deployment::beside(file);
     let deploy_text = compart_runtime::options::read_text(&toml).ok();
     if let Some(text) = &deploy_text {
         match compart_runtime::Deployment::from_toml(text, &analysis.program) {

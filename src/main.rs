@@ -86,9 +86,13 @@ enum Command {
         /// that carry them (acceptor groups); not an equivalence, so verify the invariants.
         #[arg(long, requires = "partition")]
         seal: bool,
-        /// Write the result back to FILE instead of stdout.
+        /// Write the result back to FILE instead of stdout, and update the deployment file
+        /// (a new component's nodes, a partitioned component's instances), or create it.
         #[arg(long)]
         write: bool,
+        /// The deployment file to check against and update (default: FILE with `.toml`).
+        #[arg(long, value_name = "FILE")]
+        deploy: Option<std::path::PathBuf>,
         /// Skip the bounded refinement check against the original (the rewrite is then unproven).
         #[arg(long)]
         no_check: bool,
@@ -151,7 +155,7 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),
-        Command::Rewrite { file, decouple, into, partition, by, seal, write, no_check } => explain::rewrite(
+        Command::Rewrite { file, decouple, into, partition, by, seal, write, deploy, no_check } => explain::rewrite(
             &file,
             decouple.as_deref(),
             into.as_deref(),
@@ -159,6 +163,7 @@ fn main() -> ExitCode {
             by.as_deref(),
             seal,
             write,
+            deploy.as_deref(),
             !no_check,
         ),
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {

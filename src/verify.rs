@@ -124,7 +124,7 @@ fn deployment(
     program: &Program,
     like: Option<&(Deployment, &Program)>,
 ) -> Result<Deployment, String> {
-    if let Some(toml) = path.map(|p| p.with_extension("toml")) {
+    if let Some(toml) = path.map(compart_analysis::deployment::beside) {
         if let Ok(text) = compart_runtime::options::read_text(&toml) {
             return Deployment::from_toml(&text, program).map_err(|e| format!("{}: {e}", toml.display()));
         }
@@ -443,7 +443,7 @@ fn quick(original: &Path, rewritten: &Path, invariants_only: bool) -> u8 {
             return 2;
         }
     };
-    let deploy = compart_runtime::options::read_text(&original.with_extension("toml")).ok();
+    let deploy = compart_runtime::options::read_text(&compart_analysis::deployment::beside(original)).ok();
     match check_rewrite(&orig, &new, deploy.as_deref(), invariants_only) {
         Ok(s) => {
             crate::explain::emit(&s.report);

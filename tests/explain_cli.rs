@@ -111,3 +111,48 @@ fn explain_is_near_linear_in_program_size() {
         "explain took {explained:?}, check {check:?}"
     );
 }
+
+/// `compart rewrite --write` keeps the deployment file beside the program in step: the new
+/// component is added (so `compart run` finds it), a partitioned component gets its instances,
+/// and a program without a file gets one. Without `--write`, nothing is written and stderr says
+/// what would change.
+#[test]
+fn rewrite_updates_the_deployment_beside_the_program() {
+    let dir = std::env::temp_dir().join(format!("compart-rewrite-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
+    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
+    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
+    let original_toml = std::fs::read_to_string(&toml).unwrap();
+    let rewrite = |extra: &[&str]| {
+        let mut args = vec!["rewrite", ded.to_str().unwrap(), "--decouple", "proposer:p2a", "--into", "proposer_p2a"];
+        args.extend(["--no-check"].iter().chain(extra));
+        let out = Command::new(env!("CARGO_BIN_EXE_compart")).args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+
+    let dry = rewrite(&[]);
+    assert!(dry.contains("with --write") && dry.contains("[components] proposer_p2a = 2"), "{dry}");
+    assert_eq!(std::fs::read_to_string(&toml).unwrap(), original_toml);
+
+    let written = rewrite(&["--write"]);
+    assert!(written.contains("note: updated"), "{written}");
+    let new_toml = std::fs::read_to_string(&toml).unwrap();
+    // Comments and settings kept; the new part has a node per proposer, and the runtime takes it.
+    assert_eq!(new_toml, format!("{original_toml}proposer_p2a = 2\n"));
+    let program = compart_analysis::analyze(&std::fs::read_to_string(&ded).unwrap()).program;
+    let deployment = compart_runtime::Deployment::from_toml(&new_toml, &program).unwrap();
+    assert_eq!(deployment.logical_nodes().count(), 7);
+
+    // No deployment file: one is written, every component with one node.
+    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
+    std::fs::remove_file(&toml).unwrap();
+    rewrite(&["--write"]);
+    let created = std::fs::read_to_string(&toml).unwrap();
+    let program = compart_analysis::analyze(&std::fs::read_to_string(&ded).unwrap()).program;
+    let deployment = compart_runtime::Deployment::from_toml(&created, &program).unwrap();
+    assert_eq!(deployment.logical_nodes().count(), 3, "{created}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
