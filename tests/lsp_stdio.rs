@@ -877,29 +877,40 @@ fn fuzzed_incremental_edits_keep_the_server_in_step() {
     server.stop();
 }
 
-/// Choosing a rewrite action runs `compart.applyRewrite`: the server checks the rewritten program
-/// against the buffer's with `compart verify` (the bounded refinement check, with the deployment
-/// file beside the program) and only then asks the client to apply the edit.
-#[test]
-fn rewrite_actions_are_checked_before_they_are_applied() {
-    let mut server = Server::start();
-    server.initialize();
-    let (uri, text) = example("voting.ded");
-    server.open(&uri, &text);
-    let line = text[..text.find("ballot@p(id").unwrap()].matches('\n').count();
+/// A copy of examples/NAME.ded (and of its deployment file, with `toml`) in a fresh directory,
+/// so that edits can be applied to disk as an editor would: (directory, program path, URI, text).
+fn example_copy(name: &str, toml: bool) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
+    let dir = std::env::temp_dir().join(format!("compart-lsp-stdio-{name}-{toml}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let ded = dir.join(format!("{name}.ded"));
+    std::fs::copy(format!("{root}/examples/{name}.ded"), &ded).unwrap();
+    if toml {
+        std::fs::copy(format!("{root}/examples/{name}.toml"), dir.join(format!("{name}.toml"))).unwrap();
+    }
+    let text = std::fs::read_to_string(&ded).unwrap();
+    (dir, ded.clone(), format!("file://{}", ded.display()), text)
+}
+
+/// Runs the code action whose title starts with `title` at the line of `at`: the server checks
+/// the rewrite with `compart verify`, then sends workspace/applyEdit (answered `applied`), then
+/// answers the command. Returns (the edit, the command's result).
+fn run_rewrite_action(server: &mut Server, uri: &str, text: &str, at: &str, title: &str) -> (Value, Value) {
+    let line = text[..text.find(at).unwrap()].matches('\n').count();
     let actions = server.request(
         "textDocument/codeAction",
         json!({ "textDocument": { "uri": uri }, "range": { "start": { "line": line, "character": 6 }, "end": { "line": line, "character": 6 } }, "context": { "diagnostics": [] } }),
     );
-    let decouple = actions["result"]
+    let action = actions["result"]
         .as_array()
         .unwrap()
         .iter()
-        .find(|a| a["title"].as_str().unwrap().starts_with("Decouple"))
+        .find(|a| a["title"].as_str().unwrap().starts_with(title))
         .cloned()
         .unwrap_or_else(|| panic!("{actions}"));
-    assert!(decouple.get("edit").is_none(), "the edit only comes after the check: {decouple}");
-    let command = &decouple["command"];
+    assert!(action.get("edit").is_none(), "the edit only comes after the check: {action}");
+    let command = &action["command"];
     server.next_id += 1;
     let id = server.next_id;
     server.send(json!({ "jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand", "params": { "command": command["command"], "arguments": command["arguments"] } }));
@@ -918,12 +929,146 @@ fn rewrite_actions_are_checked_before_they_are_applied() {
     };
     assert!(response.get("error").is_none(), "{response}");
     assert_eq!(response["result"]["applied"], true, "{response}");
-    let check = response["result"]["check"].as_str().unwrap();
+    (edit.expect("the server asked the client to apply the rewrite"), response["result"].clone())
+}
+
+/// What the Run lens checks before it starts a cluster: the deployment file beside the program
+/// parses, for that program, with the runtime's own parser.
+fn run_lens_check(ded: &std::path::Path) -> compart_runtime::Deployment {
+    let text = std::fs::read_to_string(ded).unwrap();
+    let analysis = compart_analysis::analyze(&text);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let toml = std::fs::read_to_string(compart_analysis::deployment::beside(ded)).unwrap();
+    compart_runtime::Deployment::from_toml(&toml, &analysis.program).unwrap_or_else(|e| panic!("{e}\n{toml}"))
+}
+
+/// Choosing a rewrite action runs `compart.applyRewrite`: the server checks the rewritten program
+/// against the buffer's with `compart verify` (the bounded refinement check, with the deployment
+/// file beside the program) and only then asks the client to apply the edit: the program's changed
+/// regions and, in the same edit, the deployment file with the new component. A client without
+/// `documentChanges` gets both in `changes`.
+#[test]
+fn rewrite_actions_are_checked_then_edit_the_program_and_its_deployment() {
+    let (dir, ded, uri, text) = example_copy("voting", true);
+    let toml_path = dir.join("voting.toml");
+    let toml_uri = format!("file://{}", toml_path.display());
+    let mut server = Server::start();
+    server.initialize();
+    server.open(&uri, &text);
+    let (edit, result) = run_rewrite_action(&mut server, &uri, &text, "ballot@p(id", "Decouple");
+    let check = result["check"].as_str().unwrap();
     assert!(check.contains("no difference"), "{check}");
-    let edit = edit.expect("the server asked the client to apply the rewrite");
-    let new_text = edit["changes"][&uri][0]["newText"].as_str().unwrap();
+    let program_edits = &edit["changes"][&uri];
+    let whole = program_edits.as_array().unwrap().iter().map(|e| e["newText"].as_str().unwrap().len()).sum::<usize>();
+    assert!(whole < text.len() / 2, "the edits cover only what changed: {edit}");
+    let mut new_text = text.clone();
+    apply_edits(&mut new_text, program_edits);
     assert!(new_text.contains("component leader_ballot"), "{new_text}");
+    let mut toml = std::fs::read_to_string(&toml_path).unwrap();
+    apply_edits(&mut toml, &edit["changes"][&toml_uri]);
+    assert!(toml.ends_with("leader_ballot = 1\n"), "{toml}");
+    assert_eq!(
+        result["deployment"][0],
+        "voting.toml: [components] leader_ballot = 1 (one per `leader` node: each forwards to its own partner)"
+    );
+    std::fs::write(&ded, &new_text).unwrap();
+    std::fs::write(&toml_path, &toml).unwrap();
+    let deployment = run_lens_check(&ded);
+    assert_eq!(deployment.logical_nodes().count(), 5);
     server.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// The case: Decouple on Paxos, then Run. Without a deployment file beside the program, a
+/// client that can create files (VS Code, Neovim) gets it created in the same edit, after the
+/// versioned edit of the program.
+#[test]
+fn decoupling_without_a_deployment_file_creates_one_the_run_lens_accepts() {
+    let (dir, ded, uri, text) = example_copy("paxos", false);
+    let toml_uri = format!("file://{}", dir.join("paxos.toml").display());
+    let mut server = Server::start();
+    server.initialize_with(json!({ "workspace": { "workspaceEdit": { "documentChanges": true, "resourceOperations": ["create", "rename", "delete"] } } }));
+    server.open(&uri, &text);
+    let at = "p2a@a(self, b, s, id, payload)";
+    assert!(text.contains(at), "the rule to decouple");
+    let (edit, result) =
+        run_rewrite_action(&mut server, &uri, &text, at, "Decouple this rule into a new component `proposer_p2a`");
+    let ops = edit["documentChanges"].as_array().unwrap_or_else(|| panic!("{edit}"));
+    assert_eq!(ops.len(), 3, "{edit}");
+    assert_eq!(ops[0]["textDocument"], json!({ "uri": uri, "version": 1 }));
+    assert_eq!(ops[1]["kind"], "create");
+    assert_eq!(ops[1]["uri"], toml_uri);
+    assert_eq!(ops[2]["textDocument"]["uri"], toml_uri);
+    let mut new_text = text.clone();
+    apply_edits(&mut new_text, &ops[0]["edits"]);
+    let mut toml = String::new();
+    apply_edits(&mut toml, &ops[2]["edits"]);
+    std::fs::write(&ded, &new_text).unwrap();
+    std::fs::write(dir.join("paxos.toml"), &toml).unwrap();
+    let deployment = run_lens_check(&ded);
+    let names: Vec<&str> = deployment.logical_nodes().map(|n| n.name.as_str()).collect();
+    assert_eq!(names, ["proposer/0", "proposer_p2a/0", "acceptor/0"], "{toml}");
+    assert!(result["deployment"][0].as_str().unwrap().contains("a new file"), "{result}");
+    server.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Renaming a component renames it in the deployment file too (`[components]`, `[workload]
+/// entry`), in the same edit; built-in names are refused both ways, with a reason.
+#[test]
+fn renames_reach_the_deployment_and_refuse_built_ins() {
+    let (dir, ded, uri, text) = example_copy("voting", true);
+    let toml_path = dir.join("voting.toml");
+    let toml_uri = format!("file://{}", toml_path.display());
+    let original_toml = format!(
+        "{}\n[workload]\nentry = \"leader\" # where requests go\n",
+        std::fs::read_to_string(&toml_path).unwrap()
+    );
+    std::fs::write(&toml_path, &original_toml).unwrap();
+    let mut server = Server::start();
+    server.initialize();
+    server.open(&uri, &text);
+    let line = text[..text.find("component leader").unwrap()].matches('\n').count();
+    let position = json!({ "line": line, "character": 12 });
+    let response = server.request(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": uri }, "position": position, "newName": "coordinator" }),
+    );
+    let edit = &response["result"];
+    let mut new_text = text.clone();
+    apply_edits(&mut new_text, &edit["changes"][&uri]);
+    assert!(new_text.contains("component coordinator") && !new_text.contains("\"leader\""), "{new_text}");
+    let mut toml = original_toml.clone();
+    apply_edits(&mut toml, &edit["changes"][&toml_uri]);
+    assert_eq!(toml, original_toml.replace("leader = 1", "coordinator = 1").replace("\"leader\"", "\"coordinator\""));
+    std::fs::write(&ded, &new_text).unwrap();
+    std::fs::write(&toml_path, &toml).unwrap();
+    run_lens_check(&ded);
+
+    // `count` in `count(voter)` is built in: not renamable, and no name may become `count` or `nodes`.
+    let (cl, cc) = {
+        let offset = text.find("count(voter)").unwrap();
+        (text[..offset].matches('\n').count(), offset - text[..offset].rfind('\n').unwrap() - 1)
+    };
+    for (method, extra) in
+        [("textDocument/prepareRename", json!({})), ("textDocument/rename", json!({ "newName": "tally" }))]
+    {
+        let mut params = json!({ "textDocument": { "uri": uri }, "position": { "line": cl, "character": cc + 1 } });
+        params.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        let response = server.request(method, params);
+        let message = response["error"]["message"].as_str().unwrap_or_else(|| panic!("{response}"));
+        assert!(message.contains("`count` is built into the language"), "{message}");
+    }
+    for name in ["count", "max", "nodes", "self", "hash"] {
+        let response = server.request(
+            "textDocument/rename",
+            json!({ "textDocument": { "uri": uri }, "position": position, "newName": name }),
+        );
+        let message = response["error"]["message"].as_str().unwrap_or_else(|| panic!("{name}: {response}"));
+        assert!(message.contains(&format!("`{name}` is built into the language")), "{message}");
+    }
+    server.stop();
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 /// Code actions on a component that cannot be partitioned, from a client that declares these
