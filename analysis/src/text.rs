@@ -143,34 +143,53 @@ impl LineIndex {
 /// overlap, start and end on character boundaries and never between a CR and its LF (an LSP
 /// position cannot point there).
 pub fn edits_between(old: &str, new: &str) -> Vec<TextEdit> {
+    let edits = diff_edits(old, new);
+    // The edits must give exactly `new`; should the diff ever disagree, one narrowed edit does.
+    if apply(old, &edits).as_deref() == Some(new) {
+        edits
+    } else {
+        vec![narrow(old, new, 0..old.len(), 0..new.len())]
+    }
+}
+
+fn diff_edits(old: &str, new: &str) -> Vec<TextEdit> {
     let diff = similar::TextDiff::from_lines(old, new);
-    let starts = |lines: &[&str]| -> Vec<usize> {
-        let mut at = vec![0];
-        for line in lines {
-            at.push(at[at.len() - 1] + line.len());
-        }
-        at
-    };
-    let (old_at, new_at) = (starts(diff.old_slices()), starts(diff.new_slices()));
-    // Adjacent deletions and insertions are one region.
+    // Positions come from walking the operations' lengths: the indices similar reports after
+    // compacting a diff can be off (a deletion before an equal run), their lengths are not.
+    let (old_lines, new_lines) = (diff.old_slices(), diff.new_slices());
+    let (mut o_line, mut n_line, mut o_at, mut n_at) = (0, 0, 0, 0);
     let mut regions: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = Vec::new();
     for op in diff.ops() {
-        if op.tag() == similar::DiffTag::Equal {
-            continue;
-        }
-        let (o, n) = (op.old_range(), op.new_range());
-        match regions.last_mut() {
-            Some((lo, ln)) if lo.end == o.start && ln.end == n.start => {
-                lo.end = o.end;
-                ln.end = n.end;
+        let (_, o, n) = op.as_tag_tuple();
+        let o_len: usize = old_lines[o_line..o_line + o.len()].iter().map(|l| l.len()).sum();
+        let n_len: usize = new_lines[n_line..n_line + n.len()].iter().map(|l| l.len()).sum();
+        if op.tag() != similar::DiffTag::Equal {
+            // Adjacent deletions and insertions are one region.
+            match regions.last_mut() {
+                Some((lo, ln)) if lo.end == o_at && ln.end == n_at => {
+                    lo.end += o_len;
+                    ln.end += n_len;
+                }
+                _ => regions.push((o_at..o_at + o_len, n_at..n_at + n_len)),
             }
-            _ => regions.push((o, n)),
         }
+        (o_line, n_line, o_at, n_at) = (o_line + o.len(), n_line + n.len(), o_at + o_len, n_at + n_len);
     }
-    regions
-        .into_iter()
-        .map(|(o, n)| narrow(old, new, old_at[o.start]..old_at[o.end], new_at[n.start]..new_at[n.end]))
-        .collect()
+    regions.into_iter().map(|(o, n)| narrow(old, new, o, n)).collect()
+}
+
+/// `text` with ordered, non-overlapping `edits` applied; `None` if they are not.
+fn apply(text: &str, edits: &[TextEdit]) -> Option<String> {
+    let mut out = String::with_capacity(text.len());
+    let mut at = 0;
+    for e in edits {
+        let (start, end) = (e.range.start as usize, e.range.end as usize);
+        out.push_str(text.get(at..start)?);
+        out.push_str(&e.new_text);
+        at = end;
+    }
+    out.push_str(text.get(at..)?);
+    Some(out)
 }
 
 /// The edit replacing `old[o]` by `new[n]`, without their common first and last characters.
@@ -191,10 +210,11 @@ fn narrow(old: &str, new: &str, o: std::ops::Range<usize>, n: std::ops::Range<us
         .sum();
     let splits_crlf =
         |at: usize| at > 0 && old.as_bytes().get(at - 1) == Some(&b'\r') && old.as_bytes().get(at) == Some(&b'\n');
-    if splits_crlf(o.start + prefix) {
+    // Lines of the diff keep CRLF together: only the narrowing can split one.
+    if prefix > 0 && splits_crlf(o.start + prefix) {
         prefix -= 1;
     }
-    if splits_crlf(o.end - suffix) {
+    if suffix > 0 && splits_crlf(o.end - suffix) {
         suffix -= 1;
     }
     TextEdit {
@@ -253,30 +273,44 @@ mod tests {
         assert_eq!(index.line_col(0), LineCol { line: 0, col: 0 });
     }
 
-    /// Applies non-overlapping edits in order.
-    fn apply(text: &str, edits: &[TextEdit]) -> String {
-        let mut out = String::new();
-        let mut at = 0;
-        for e in edits {
-            assert!(e.range.start as usize >= at, "{edits:?}");
-            out.push_str(&text[at..e.range.start as usize]);
-            out.push_str(&e.new_text);
-            at = e.range.end as usize;
-        }
-        out + &text[at..]
-    }
-
     #[test]
     fn edits_between_cover_only_what_changed() {
         let old = "a {\n  x(1).\n  y(2).\n}\nb {\n}\n";
         let new = "a {\n  x(1).\n  y(3).\n}\nb {\n  z.\n}\nc {}\n";
         let edits = edits_between(old, new);
-        assert_eq!(apply(old, &edits), new);
+        assert_eq!(apply(old, &edits).unwrap(), new);
         let shown: Vec<(&str, &str)> = edits.iter().map(|e| (&old[e.range.as_range()], e.new_text.as_str())).collect();
         assert_eq!(shown, [("2", "3"), ("", "  z.\n"), ("", "c {}\n")]);
         assert!(edits_between(old, old).is_empty());
-        assert_eq!(apply("", &edits_between("", new)), new);
-        assert_eq!(apply(old, &edits_between(old, "")), "");
+        assert_eq!(apply("", &edits_between("", new)).unwrap(), new);
+        assert_eq!(apply(old, &edits_between(old, "")).unwrap(), "");
+    }
+
+    #[test]
+    fn edits_between_random_texts() {
+        // Small alphabet with line breaks of every kind and a multi-byte character: many common
+        // lines, prefixes and suffixes to narrow.
+        let alphabet = ["a", "b", "\n", "\r", "\r\n", "𝄞", "é"];
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = |n: usize| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            (seed % n as u64) as usize
+        };
+        for _ in 0..2000 {
+            let mut text = || (0..next(24)).map(|_| alphabet[next(alphabet.len())]).collect::<String>();
+            let (old, new) = (text(), text());
+            // The diff itself, not the fallback, gives `new`.
+            let edits = diff_edits(&old, &new);
+            assert_eq!(apply(&old, &edits).as_deref(), Some(new.as_str()), "{old:?} -> {new:?}: {edits:?}");
+            for e in &edits {
+                for at in [e.range.start as usize, e.range.end as usize] {
+                    assert!(old.is_char_boundary(at), "{old:?}: {edits:?}");
+                    assert!(!(old[..at].ends_with('\r') && old[at..].starts_with('\n')), "{old:?}: {edits:?}");
+                }
+            }
+        }
     }
 
     #[test]
@@ -291,8 +325,8 @@ mod tests {
             ("ab\nab\n", "ab\n"),
             ("no newline", "no newline at the end"),
         ] {
-            let edits = edits_between(old, new);
-            assert_eq!(apply(old, &edits), new, "{old:?} -> {new:?}: {edits:?}");
+            let edits = diff_edits(old, new);
+            assert_eq!(apply(old, &edits).as_deref(), Some(new), "{old:?} -> {new:?}: {edits:?}");
             for e in &edits {
                 let (s, t) = (e.range.start as usize, e.range.end as usize);
                 assert!(old.is_char_boundary(s) && old.is_char_boundary(t), "{old:?}: {edits:?}");
