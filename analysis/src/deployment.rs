@@ -345,6 +345,25 @@ mod tests {
         assert_eq!(created.notes, ["a new file: every component with one logical node"]);
     }
 
+    /// Any text, e.g. a file cut anywhere while it is being written: an error or an edit, never a
+    /// panic.
+    #[test]
+    fn truncated_files_never_panic() {
+        let p = decoupled();
+        let changes = [
+            Change::Add { component: "back_rep".into() },
+            Change::Partition { component: "back".into() },
+            Change::RenameComponent { from: "front".into(), to: "gate".into() },
+            Change::RenameRelation { from: "req".into(), to: "ask".into() },
+        ];
+        let file = format!("{FILE}[partitions]\nback = 1\n[components.x]\ninstances = 2\n");
+        for end in (0..=file.len()).filter(|&i| file.is_char_boundary(i)) {
+            for change in &changes {
+                let _ = update(Some(&file[..end]), &p, std::slice::from_ref(change));
+            }
+        }
+    }
+
     #[test]
     fn bad_files_are_errors_and_left_alone() {
         let p = decoupled();

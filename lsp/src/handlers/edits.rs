@@ -43,7 +43,7 @@ impl Beside {
     }
 }
 
-/// What a rewrite or rename does to the deployment file, as `Deployment` says in words.
+/// What a rewrite does to the deployment file beside the program (an action's data says which).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DeploymentEdit {
     /// The file exists and is edited.

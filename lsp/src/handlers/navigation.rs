@@ -46,7 +46,7 @@ fn refuse_builtin_at(snapshot: &Snapshot, position: Position) -> Result<()> {
     let text = snapshot.analysis.text();
     let offset = Converter::new(&snapshot.analysis).offset(position).map_err(|e| invalid_params(e.to_string()))?;
     let is_name = |c: char| c.is_ascii_alphanumeric() || c == '_';
-    let start = text[..offset].rfind(|c: char| !is_name(c)).map_or(0, |i| i + 1);
+    let start = text[..offset].char_indices().rfind(|&(_, c)| !is_name(c)).map_or(0, |(i, c)| i + c.len_utf8());
     let end = text[offset..].find(|c: char| !is_name(c)).map_or(text.len(), |i| offset + i);
     let word = &text[start..end];
     if is_reserved(word) {
