@@ -1,6 +1,7 @@
 //! The scaling analysis in the editor: each component's and rule's class as inlay hints and in
-//! hovers, and the rewrites (decouple, partition) as code actions that replace the program with
-//! the rewritten one, or show why they do not apply (a disabled action with the reason).
+//! hovers, and the rewrites (decouple, partition) as code actions that edit the program into the
+//! rewritten one (only the regions that differ) and update its deployment file, or show why they
+//! do not apply (a disabled action with the reason).
 
 use compart_analysis::deployment;
 use compart_analysis::model::{ComponentId, RuleId, RuleKind};
