@@ -1009,6 +1009,30 @@ fn decoupling_without_a_deployment_file_creates_one_the_run_lens_accepts() {
     let names: Vec<&str> = deployment.logical_nodes().map(|n| n.name.as_str()).collect();
     assert_eq!(names, ["proposer/0", "proposer_p2a/0", "acceptor/0"], "{toml}");
     assert!(result["deployment"][0].as_str().unwrap().contains("a new file"), "{result}");
+
+    // The name is chosen afterwards by renaming: the deployment file follows, in the same edit.
+    server.change(
+        &uri,
+        2,
+        json!([{ "range": { "start": { "line": 0, "character": 0 }, "end": client_end(&text) }, "text": new_text }]),
+    );
+    server.diagnostics(&uri, 2);
+    let line = new_text[..new_text.find("component proposer_p2a").unwrap()].matches('\n').count();
+    let response = server.request(
+        "textDocument/rename",
+        json!({ "textDocument": { "uri": uri }, "position": { "line": line, "character": 12 }, "newName": "p2a_sender" }),
+    );
+    let ops = response["result"]["documentChanges"].as_array().unwrap_or_else(|| panic!("{response}"));
+    assert_eq!(ops.len(), 2, "{response}");
+    assert_eq!(ops[0]["textDocument"], json!({ "uri": uri, "version": 2 }));
+    apply_edits(&mut new_text, &ops[0]["edits"]);
+    assert_eq!(ops[1]["textDocument"]["uri"], toml_uri);
+    apply_edits(&mut toml, &ops[1]["edits"]);
+    assert!(toml.contains("\np2a_sender = 1\n") && !toml.contains("proposer_p2a"), "{toml}");
+    std::fs::write(&ded, &new_text).unwrap();
+    std::fs::write(dir.join("paxos.toml"), &toml).unwrap();
+    let names: Vec<String> = run_lens_check(&ded).logical_nodes().map(|n| n.name.clone()).collect();
+    assert_eq!(names, ["proposer/0", "p2a_sender/0", "acceptor/0"]);
     server.stop();
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -247,6 +247,10 @@ async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Resul
     for line in &deployment {
         message.push_str(&format!("\n{line}"));
     }
+    // No client asks for free text from a code action: the name is chosen by renaming afterwards.
+    if let Some(name) = data["name"].as_str().filter(|n| !n.is_empty()) {
+        message.push_str(&format!("\nTo choose another name for `{name}`, rename it (the deployment file follows)."));
+    }
     session.client.show_message(MessageType::INFO, message).await;
     Ok(Some(json!({
         "command": params.command,
