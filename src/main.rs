@@ -47,9 +47,12 @@ enum Command {
     /// Run a program on the deterministic simulator: seeded schedules with reordering, delays,
     /// duplicates, crashes and partitions; every invariant checked after every tick.
     Sim(sim::SimArgs),
-    /// One node of a cluster (started by `compart run`).
-    #[command(hide = true)]
-    Node(run::NodeCli),
+    /// One node of a deployment, for a supervisor to start (systemd, a container runtime,
+    /// Kubernetes): peers from the deployment file, recovery from --durable (docs/deploying.md).
+    Node(Box<run::NodeCli>),
+    /// Drive a workload through a running deployment (nodes started with `compart node`) and
+    /// check every reply, with the same report as `compart run`; starts no node.
+    Load(Box<run::LoadArgs>),
     /// Rewrite programs in canonical format (comments kept).
     Fmt {
         #[arg(required = true)]
@@ -176,7 +179,8 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Bench(args) => bench::bench(args),
         Command::Sim(args) => sim::sim(args),
-        Command::Node(args) => run::node(args),
+        Command::Node(args) => run::node(*args),
+        Command::Load(args) => run::load(*args),
     };
     ExitCode::from(code)
 }

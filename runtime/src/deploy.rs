@@ -12,14 +12,26 @@
 //! ```
 //!
 //! Every process of the deployment is one [`NodeSpec`] with its own [`NodeAddr`] (its index in
-//! [`Deployment::nodes`]) and socket. A logical node of a partitioned component runs as several
-//! instances; its logical address (what `self` and `nodes` show) is the address of instance 0.
+//! [`Deployment::nodes`]) and network address. A logical node of a partitioned component runs as
+//! several instances; its logical address (what `self` and `nodes` show) is the address of
+//! instance 0.
+//!
+//! Where processes run (docs/deploying.md): by default on 127.0.0.1, port `base_port` + node
+//! index. A component may name its processes' hosts, one entry per process (instances x
+//! partitions, in deployment order), each `host` or `host:port`:
+//!
+//! ```toml
+//! client = "198.18.0.100:7900"      # where the load client listens; nodes send outputs there
+//! [components]
+//! proposer = { instances = 2, hosts = ["198.18.0.10", "198.18.0.11:7300"] }
+//! acceptor = { instances = 3, host = "paxos-acceptor-{n}.paxos", port = 7000 }  # {n}: ordinal
+//! ```
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use compart_analysis::model::{ComponentId, Program};
 
+use crate::net::HostPort;
 use crate::value::NodeAddr;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -28,7 +40,11 @@ pub struct NodeSpec {
     /// `acceptor/1`, or `acceptor/1.0` for instance 0 of a partitioned logical node.
     pub name: String,
     pub addr: NodeAddr,
-    pub socket: SocketAddr,
+    /// Where the process listens and its peers dial it.
+    pub address: HostPort,
+    /// Its position among its component's processes (deployment order): `{n}` of a `host`
+    /// template, a StatefulSet pod's ordinal.
+    pub ordinal: u32,
     /// The logical node this instance belongs to (itself when the component is not partitioned).
     pub logical: NodeAddr,
     /// Which instance of the logical node this is, in `0..partitions`.
@@ -39,6 +55,19 @@ pub struct NodeSpec {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Deployment {
     pub nodes: Vec<NodeSpec>,
+    /// The file's `client` address: where the load client listens and nodes send outputs.
+    pub client: Option<HostPort>,
+    pub base_port: u16,
+}
+
+/// Where one component's processes run, as its `[components]` entry says.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+struct Placement {
+    /// One entry per process: `host` or `host:port`.
+    hosts: Option<Vec<String>>,
+    /// `{n}` replaced by the process's ordinal.
+    host: Option<String>,
+    port: Option<u16>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -116,6 +145,51 @@ pub fn carry_settings(original: &str, program: &Program, generated: &str) -> Str
 /// Default first port when the file names none (and for [`Deployment::local`]).
 pub const DEFAULT_BASE_PORT: u16 = 7000;
 
+impl Placement {
+    fn from_toml(name: &str, t: &toml::Table) -> Result<Placement, DeployError> {
+        let text = |key: &str, v: &toml::Value| -> Result<String, DeployError> {
+            v.as_str().map(str::to_string).ok_or_else(|| err(format!("component `{name}`: `{key}` must be a string")))
+        };
+        let hosts = match t.get("hosts") {
+            None => None,
+            Some(toml::Value::Array(a)) => Some(a.iter().map(|v| text("hosts", v)).collect::<Result<Vec<_>, _>>()?),
+            Some(_) => return Err(err(format!("component `{name}`: `hosts` must be a list of \"host\" or \"host:port\""))),
+        };
+        let host = t.get("host").map(|v| text("host", v)).transpose()?;
+        if hosts.is_some() && host.is_some() {
+            return Err(err(format!("component `{name}`: give `hosts` (one per process) or `host` (a template), not both")));
+        }
+        let port = match t.get("port") {
+            None => None,
+            Some(toml::Value::Integer(p)) if (1..=65535).contains(p) => Some(*p as u16),
+            Some(v) => return Err(err(format!("component `{name}`: `port` {v} is not a port number"))),
+        };
+        let placement = Placement { hosts, host, port };
+        // Every entry parses now, so that errors name the file's text, not a process.
+        if let Some(hosts) = &placement.hosts {
+            for h in hosts {
+                HostPort::parse(h, Some(1)).map_err(|e| err(format!("component `{name}`: `hosts`: {e}")))?;
+            }
+        }
+        if let Some(h) = &placement.host {
+            placement.address(0, 1).map_err(|e| err(format!("component `{name}`: `host` {h:?}: {e}")))?;
+        }
+        Ok(placement)
+    }
+
+    /// The address of the component's process `ordinal`, on `port` unless its entry names one.
+    fn address(&self, ordinal: u32, port: u16) -> Result<HostPort, String> {
+        if let Some(hosts) = &self.hosts {
+            let entry = hosts.get(ordinal as usize).ok_or_else(|| format!("no `hosts` entry for process {ordinal}"))?;
+            return HostPort::parse(entry, Some(port));
+        }
+        if let Some(template) = &self.host {
+            return HostPort::parse(&template.replace("{n}", &ordinal.to_string()), Some(port));
+        }
+        Ok(HostPort::new("127.0.0.1", port))
+    }
+}
+
 impl Deployment {
     /// Parses a deployment file for `program`. Every component must appear; unknown names,
     /// negative counts and ports beyond 65535 are errors.
@@ -131,10 +205,19 @@ impl Deployment {
         }
         for key in doc.keys() {
             // `[workload]` belongs to the load generator (`compart run`), which reads it itself.
-            if !["base_port", "components", "partitions", "workload"].contains(&key.as_str()) {
-                return Err(err(format!("unknown key `{key}` (expected base_port, [components], [partitions])")));
+            if !["base_port", "client", "components", "partitions", "workload"].contains(&key.as_str()) {
+                return Err(err(format!(
+                    "unknown key `{key}` (expected base_port, client, [components], [partitions])"
+                )));
             }
         }
+        let client = match doc.get("client") {
+            None => None,
+            Some(toml::Value::String(c)) => {
+                Some(HostPort::parse(c, None).map_err(|e| err(format!("`client`: {e} (write host:port)")))?)
+            }
+            Some(_) => return Err(err("`client` must be a string, host:port")),
+        };
         let table = |name: &str| -> Result<Option<&toml::Table>, DeployError> {
             match doc.get(name) {
                 None => Ok(None),
@@ -155,13 +238,17 @@ impl Deployment {
             let Some(id) = program.component_by_name(name) else {
                 return Err(err(format!("[components] names `{name}`, which is not a component of the program")));
             };
+            let mut placement = Placement::default();
             let (instances, mut parts) = match value {
                 toml::Value::Table(t) => {
                     for k in t.keys() {
-                        if k != "instances" && k != "partitions" {
-                            return Err(err(format!("component `{name}`: unknown key `{k}`")));
+                        if !["instances", "partitions", "hosts", "host", "port"].contains(&k.as_str()) {
+                            return Err(err(format!(
+                                "component `{name}`: unknown key `{k}` (expected instances, partitions, hosts, host, port)"
+                            )));
                         }
                     }
+                    placement = Placement::from_toml(name, t)?;
                     let instances = t
                         .get("instances")
                         .map(|v| count(&format!("`{name}.instances`"), v))
@@ -175,7 +262,7 @@ impl Deployment {
             if let Some(p) = partitions.and_then(|t| t.get(name)) {
                 parts = Some(count(&format!("[partitions] `{name}`"), p)?);
             }
-            counts.push((id, instances, parts.unwrap_or(1)));
+            counts.push((id, instances, parts.unwrap_or(1), placement));
         }
         if let Some(p) = partitions {
             for name in p.keys() {
@@ -185,11 +272,22 @@ impl Deployment {
             }
         }
         for c in program.component_ids() {
-            if !counts.iter().any(|&(id, _, _)| id == c) {
+            if !counts.iter().any(|x| x.0 == c) {
                 return Err(err(format!("component `{}` is missing from [components]", program.component(c).name)));
             }
         }
-        for &(id, _, parts) in &counts {
+        for (id, instances, parts, placement) in &counts {
+            let (id, parts) = (*id, *parts);
+            if let Some(hosts) = &placement.hosts {
+                let want = instances * parts;
+                if hosts.len() as u64 != want as u64 {
+                    return Err(err(format!(
+                        "component `{}`: `hosts` has {} entries, expected {want} (one per process: {instances} instances x {parts} partitions)",
+                        program.component(id).name,
+                        hosts.len()
+                    )));
+                }
+            }
             if parts == 0 {
                 return Err(err(format!("component `{}` needs at least one partition", program.component(id).name)));
             }
@@ -200,7 +298,9 @@ impl Deployment {
                 )));
             }
         }
-        Self::build(program, &counts, base_port as u16)
+        let mut d = Self::build(program, &counts, base_port as u16)?;
+        d.client = client;
+        Ok(d)
     }
 
     /// A deployment of `counts` (component name, logical nodes) with one instance each, on ports
@@ -211,45 +311,80 @@ impl Deployment {
 
     /// Like [`Deployment::local`] with (component, logical nodes, instances per logical node).
     pub fn local_partitioned(program: &Program, counts: &[(&str, u32, u32)]) -> Deployment {
-        let counts: Vec<(ComponentId, u32, u32)> = program
+        let counts: Vec<(ComponentId, u32, u32, Placement)> = program
             .component_ids()
             .map(|c| {
                 let name = &program.component(c).name;
                 let (n, p) = counts.iter().find(|x| x.0 == name).map(|x| (x.1, x.2.max(1))).unwrap_or((1, 1));
-                (c, n, p)
+                (c, n, p, Placement::default())
             })
             .collect();
-        Self::build(program, &counts, DEFAULT_BASE_PORT).unwrap_or(Deployment { nodes: Vec::new() })
+        Self::build(program, &counts, DEFAULT_BASE_PORT).unwrap_or(Deployment {
+            nodes: Vec::new(),
+            client: None,
+            base_port: DEFAULT_BASE_PORT,
+        })
     }
 
-    fn build(program: &Program, counts: &[(ComponentId, u32, u32)], base_port: u16) -> Result<Deployment, DeployError> {
+    fn build(
+        program: &Program,
+        counts: &[(ComponentId, u32, u32, Placement)],
+        base_port: u16,
+    ) -> Result<Deployment, DeployError> {
         let mut sorted = counts.to_vec();
         sorted.sort_by_key(|c| c.0);
         let mut nodes = Vec::new();
-        for (component, n, parts) in sorted {
+        for (component, n, parts, placement) in sorted {
             let cname = &program.component(component).name;
+            let mut ordinal = 0u32;
             for i in 0..n {
                 let logical = NodeAddr(nodes.len() as u32);
                 for p in 0..parts {
                     let addr = NodeAddr(nodes.len() as u32);
-                    let port = base_port as u32 + addr.0;
-                    if port > 65535 {
-                        return Err(err(format!("too many nodes: port {port} is beyond 65535")));
-                    }
+                    let default_port = base_port as u32 + addr.0;
+                    let port = match placement.port {
+                        Some(p) => p,
+                        None if default_port > 65535 => {
+                            return Err(err(format!("too many nodes: port {default_port} is beyond 65535")))
+                        }
+                        None => default_port as u16,
+                    };
+                    let address = placement.address(ordinal, port).map_err(|e| err(format!("component `{cname}`: {e}")))?;
                     let name = if parts > 1 { format!("{cname}/{i}.{p}") } else { format!("{cname}/{i}") };
-                    nodes.push(NodeSpec {
-                        component,
-                        name,
-                        addr,
-                        socket: SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), port as u16),
-                        logical,
-                        partition: p,
-                        partitions: parts,
-                    });
+                    nodes.push(NodeSpec { component, name, addr, address, ordinal, logical, partition: p, partitions: parts });
+                    ordinal += 1;
                 }
             }
         }
-        Ok(Deployment { nodes })
+        let d = Deployment { nodes, client: None, base_port };
+        let mut seen = std::collections::HashMap::new();
+        for n in &d.nodes {
+            if let Some(other) = seen.insert(n.address.clone(), &n.name) {
+                return Err(err(format!("`{other}` and `{}` have the same address {}", n.name, n.address)));
+            }
+        }
+        Ok(d)
+    }
+
+    /// Where nodes send outputs and the load client listens: the file's `client`, else
+    /// 127.0.0.1 on the port after the last node's default one (`compart run` gives its nodes its
+    /// own address instead).
+    pub fn client_address(&self) -> HostPort {
+        self.client.clone().unwrap_or_else(|| {
+            let port = (self.base_port as u32 + self.nodes.len() as u32).min(65535) as u16;
+            HostPort::new("127.0.0.1", port)
+        })
+    }
+
+    /// Whether any address of the deployment, nodes' or client's, is not loopback: then every
+    /// process needs the cluster secret.
+    pub fn needs_secret(&self) -> bool {
+        self.nodes.iter().any(|n| !n.address.is_loopback()) || !self.client_address().is_loopback()
+    }
+
+    /// The process of `component` at `ordinal` (its position among the component's processes).
+    pub fn by_ordinal(&self, component: ComponentId, ordinal: u32) -> Option<NodeAddr> {
+        self.nodes.iter().find(|n| n.component == component && n.ordinal == ordinal).map(|n| n.addr)
     }
 
     pub fn node(&self, addr: NodeAddr) -> Option<&NodeSpec> {
@@ -327,7 +462,7 @@ mod tests {
             &program(),
         )
         .unwrap();
-        let names: Vec<_> = d.nodes.iter().map(|n| format!("{}@{}:{}", n.name, n.socket.port(), n.logical.0)).collect();
+        let names: Vec<_> = d.nodes.iter().map(|n| format!("{}@{}:{}", n.name, n.address.port, n.logical.0)).collect();
         assert_eq!(
             names,
             [
@@ -345,7 +480,7 @@ mod tests {
         assert_eq!(d.instances(NodeAddr(5)).len(), 3);
         let d2 = Deployment::from_toml("[components]\na = 1\nb = 1\n[partitions]\nb = 2\n", &program()).unwrap();
         assert_eq!(d2.nodes.len(), 3);
-        assert_eq!(d2.nodes[0].socket.port(), DEFAULT_BASE_PORT);
+        assert_eq!(d2.nodes[0].address.port, DEFAULT_BASE_PORT);
     }
 
     #[test]
@@ -359,6 +494,66 @@ mod tests {
             ("base_port = 70000\n[components]\na = 1\nb = 1\n", "not a port"),
             ("[components\n", "invalid TOML"),
             ("base_port = 65535\n[components]\na = 2\nb = 1\n", "beyond 65535"),
+        ] {
+            let e = Deployment::from_toml(text, &p).unwrap_err();
+            assert!(e.message.contains(msg), "{text:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn hosts_ports_and_the_client() {
+        let d = Deployment::from_toml(
+            "base_port = 9000\nclient = \"198.18.0.100:7900\"\n[components]\na = { instances = 2, hosts = [\"198.18.0.10\", \"198.18.0.11:7300\"] }\nb = { instances = 2, partitions = 2, host = \"b-{n}.svc\", port = 7000 }\n",
+            &program(),
+        )
+        .unwrap();
+        let addrs: Vec<_> = d.nodes.iter().map(|n| format!("{}#{}@{}", n.name, n.ordinal, n.address)).collect();
+        assert_eq!(
+            addrs,
+            [
+                "a/0#0@198.18.0.10:9000",
+                "a/1#1@198.18.0.11:7300",
+                "b/0.0#0@b-0.svc:7000",
+                "b/0.1#1@b-1.svc:7000",
+                "b/1.0#2@b-2.svc:7000",
+                "b/1.1#3@b-3.svc:7000"
+            ]
+        );
+        assert_eq!(d.client_address().to_string(), "198.18.0.100:7900");
+        assert!(d.needs_secret());
+        let b = program().component_by_name("b").unwrap();
+        assert_eq!(d.by_ordinal(b, 3), Some(NodeAddr(5)));
+        assert_eq!(d.by_ordinal(b, 4), None);
+        // Today's files: loopback, the client one past the last node.
+        let local = Deployment::from_toml("base_port = 9000\n[components]\na = 1\nb = 1\n", &program()).unwrap();
+        assert_eq!(local.client_address().to_string(), "127.0.0.1:9002");
+        assert!(!local.needs_secret());
+        // Only the client away from loopback still needs the secret.
+        let remote_client =
+            Deployment::from_toml("client = \"10.1.2.3:9\"\n[components]\na = 1\nb = 1\n", &program()).unwrap();
+        assert!(remote_client.needs_secret());
+        let named = Deployment::from_toml("[components]\na = { instances = 1, host = \"localhost\" }\nb = 1\n", &program());
+        assert!(!named.unwrap().needs_secret());
+    }
+
+    #[test]
+    fn rejects_bad_hosts() {
+        let p = program();
+        for (text, msg) in [
+            ("[components]\na = { instances = 2, hosts = [\"h1\"] }\nb = 1\n", "component `a`: `hosts` has 1 entries, expected 2"),
+            (
+                "[components]\na = 1\nb = { instances = 1, partitions = 2, hosts = [\"h\"] }\n",
+                "expected 2 (one per process: 1 instances x 2 partitions)",
+            ),
+            ("[components]\na = { instances = 1, hosts = [\"h\"], host = \"x\" }\nb = 1\n", "not both"),
+            ("[components]\na = { instances = 1, hosts = [\"h:99999\"] }\nb = 1\n", "is not a port"),
+            ("[components]\na = { instances = 1, hosts = [\"a b\"] }\nb = 1\n", "neither an IP address nor a DNS name"),
+            ("[components]\na = { instances = 1, hosts = \"h\" }\nb = 1\n", "must be a list"),
+            ("[components]\na = { instances = 1, port = 0 }\nb = 1\n", "is not a port number"),
+            ("[components]\na = { instances = 2, port = 7000 }\nb = 1\n", "`a/0` and `a/1` have the same address 127.0.0.1:7000"),
+            ("[components]\na = { instances = 1, hots = 1 }\nb = 1\n", "unknown key `hots`"),
+            ("client = 3\n[components]\na = 1\nb = 1\n", "`client` must be a string"),
+            ("client = \"somewhere\"\n[components]\na = 1\nb = 1\n", "`client`: `somewhere` names no port"),
         ] {
             let e = Deployment::from_toml(text, &p).unwrap_err();
             assert!(e.message.contains(msg), "{text:?}: {e}");
@@ -391,7 +586,7 @@ mod tests {
             "base_port = 7300\n[components]\nfront = 1\nback = 2\n\n[workload]\ninput = \"req\"\nkeys = 10\n\n[workload.mix]\nreq = 1\n"
         );
         let d = Deployment::from_toml(&out, &rewritten.program).unwrap();
-        assert_eq!(d.nodes[0].socket.port(), 7300);
+        assert_eq!(d.nodes[0].address.port, 7300);
         // Nothing to carry: the generated file as is.
         assert_eq!(
             carry_settings("[components]\na = 1\n", &program(), "[components]\na = 1\n"),

@@ -6,6 +6,7 @@ pub mod durability;
 pub mod engine;
 pub mod explore;
 pub mod loadgen;
+pub mod log;
 pub mod net;
 pub mod options;
 pub mod report;

@@ -1,11 +1,17 @@
-//! A local cluster: every node of a deployment runs as its own OS process (`compart node`), and
-//! the launcher (`compart run`) starts them, drives a workload through them, and stops them.
+//! A cluster: every node of a deployment runs as its own OS process (`compart node`). Locally the
+//! launcher (`compart run`) starts them, drives a workload through them, and stops them; across
+//! machines a supervisor starts each node and `compart load` drives the workload
+//! (docs/deploying.md).
 //!
-//! The launcher is itself a network peer, with the address one past the last node: it sends
-//! client inputs and control messages to nodes, and nodes send it their outputs and statistics.
+//! The client (launcher or load client) is itself a network peer, with the address one past the
+//! last node: it sends client inputs and control messages to nodes, and nodes send it their
+//! outputs and statistics.
 
 pub mod cgroup;
+pub mod driver;
+pub mod health;
 pub mod launcher;
+pub mod load;
 pub mod node;
 pub mod process;
 
@@ -24,6 +30,50 @@ use crate::value::Tuple;
 /// Environment variable holding the shared cluster secret (never passed on the command line,
 /// where `ps` would show it).
 pub const SECRET_ENV: &str = "COMPART_CLUSTER_SECRET";
+/// Environment variable naming a file that holds the cluster secret (its content, less a
+/// trailing newline): a mounted Kubernetes Secret, a systemd credential.
+pub const SECRET_FILE_ENV: &str = "COMPART_CLUSTER_SECRET_FILE";
+
+/// The cluster secret from the environment: [`SECRET_ENV`], else the file [`SECRET_FILE_ENV`]
+/// names. None when neither is set (or the variable is empty).
+pub fn secret_from_env() -> Result<Option<Vec<u8>>, String> {
+    if let Some(s) = std::env::var_os(SECRET_ENV).filter(|s| !s.is_empty()) {
+        return Ok(Some(s.into_encoded_bytes()));
+    }
+    let Some(path) = std::env::var_os(SECRET_FILE_ENV).filter(|s| !s.is_empty()) else { return Ok(None) };
+    let path = std::path::PathBuf::from(path);
+    let mut bytes =
+        std::fs::read(&path).map_err(|e| format!("{SECRET_FILE_ENV}: cannot read {}: {e}", path.display()))?;
+    while bytes.last().is_some_and(|&b| b == b'\n' || b == b'\r') {
+        bytes.pop();
+    }
+    if bytes.is_empty() {
+        return Err(format!("{SECRET_FILE_ENV}: {} is empty", path.display()));
+    }
+    Ok(Some(bytes))
+}
+
+/// The secret a node or client of `deployment` uses: the environment's; none only when every
+/// address is loopback (then the local launcher makes one per run).
+pub fn required_secret(deployment: &Deployment) -> Result<Option<Vec<u8>>, String> {
+    let secret = secret_from_env()?;
+    if secret.is_none() && deployment.needs_secret() {
+        let away = deployment
+            .nodes
+            .iter()
+            .map(|n| &n.address)
+            .chain(std::iter::once(&deployment.client_address()))
+            .find(|a| !a.is_loopback())
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        return Err(format!(
+            "the deployment has addresses beyond loopback ({away}), so the cluster secret is required: set \
+             {SECRET_FILE_ENV} to a file holding it, or {SECRET_ENV} to the secret itself (never on the \
+             command line; see docs/deploying.md)"
+        ));
+    }
+    Ok(secret)
+}
 
 /// What travels between cluster processes: facts, and the launcher's control protocol.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -48,6 +98,12 @@ pub enum Control {
     Stats(String),
     /// Launcher -> node: finish the current tick and exit.
     Stop,
+    /// Client -> node: answer [`Control::Pong`] with this number once connected to every other
+    /// node. A load client attaching to running nodes takes nothing from a node before its pong
+    /// (what comes earlier was owed to an earlier client).
+    Ping(u64),
+    /// Node -> client: the answer to [`Control::Ping`].
+    Pong(u64),
 }
 
 /// Statistics one node process reports at the end of a run.
@@ -112,13 +168,13 @@ impl Cluster {
                 return Err(format!("{} ports given for {} nodes", ports.len(), deployment.nodes.len()));
             }
             for (n, &p) in deployment.nodes.iter_mut().zip(ports) {
-                n.socket = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), p);
+                n.address = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), p).into();
             }
         }
         Ok(Cluster { analysis, program: Arc::new(program), deployment: Arc::new(deployment), workload })
     }
 
-    /// The launcher's peer id.
+    /// The client's (launcher's or load client's) peer id.
     pub fn launcher_id(&self) -> u32 {
         self.deployment.nodes.len() as u32
     }

@@ -1,4 +1,7 @@
-//! One node process (`compart node`): an engine [`Node`] driven by network deliveries.
+//! One node process (`compart node`): an engine [`Node`] driven by network deliveries. Started by
+//! the local launcher, or standalone by any supervisor (docs/deploying.md): it finds its peers in
+//! the deployment file, sends outputs to the deployment's client, answers a client's `Ping` once
+//! connected to every other node, and stops on a client's `Stop` or on SIGTERM/SIGINT.
 //!
 //! The loop: wait for a delivery (unless the engine wants a tick anyway), take everything that
 //! is queued, run one tick, route its sends (one frame per destination per tick), send outputs
@@ -24,7 +27,7 @@ use compart_analysis::model::{RelationId, RelationKind};
 use super::{own_cpu_seconds, Cluster, Control, Envelope, NodeStats};
 use crate::durability::{self, NetRecord};
 use crate::engine::{route_into, Node, NodeOptions};
-use crate::net::{Endpoint, NetConfig, OutFrame, Resume, Secret};
+use crate::net::{Endpoint, HostPort, NetConfig, OutFrame, Resume, Secret};
 use crate::value::NodeAddr;
 
 /// At most this many facts enter one tick; the rest wait for the next (bounded tick latency).
@@ -88,7 +91,7 @@ impl Failpoints {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         if ((z >> 11) as f64 / (1u64 << 53) as f64) < p {
-            eprintln!("compart node {name}: failpoint {point}: exiting");
+            crate::log::line(crate::log::Level::Warn, &format!("compart node {name}: "), &format!("failpoint {point}: exiting"));
             // SAFETY: _exit has no preconditions; it ends the process without running anything.
             unsafe { libc::_exit(FAILPOINT_EXIT) }
         }
@@ -207,44 +210,137 @@ fn prepared_is_empty(unacked: &HashMap<u32, VecDeque<OutFrame>>) -> bool {
     unacked.values().all(VecDeque::is_empty)
 }
 
+/// Which node of the deployment a process is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Which {
+    /// Its address (index in the deployment): how `compart run` starts nodes.
+    Index(u32),
+    /// Its name as in run reports: `acceptor/1`, `acceptor/1.0`.
+    Name(String),
+    /// The `ordinal`-th process of `component`, in deployment order.
+    Ordinal { component: String, ordinal: Ordinal },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ordinal {
+    Number(u32),
+    /// The trailing `-N` of the host name (a StatefulSet pod `paxos-acceptor-2`).
+    Hostname,
+}
+
+impl std::str::FromStr for Ordinal {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Ordinal, String> {
+        if s == "hostname" {
+            return Ok(Ordinal::Hostname);
+        }
+        s.parse().map(Ordinal::Number).map_err(|_| format!("`{s}`: expected a number or `hostname`"))
+    }
+}
+
+/// The ordinal a host name ends with (`paxos-acceptor-2` -> 2).
+pub fn ordinal_of_hostname(host: &str) -> Result<u32, String> {
+    let short = host.split('.').next().unwrap_or(host);
+    short
+        .rsplit_once('-')
+        .and_then(|(_, n)| n.parse().ok())
+        .ok_or_else(|| format!("host name `{host}` does not end with `-N` (a StatefulSet pod's ordinal)"))
+}
+
+fn hostname() -> Result<String, String> {
+    let mut buf = [0u8; 256];
+    // SAFETY: gethostname writes at most buf.len() bytes into buf.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(format!("cannot read the host name: {}", std::io::Error::last_os_error()));
+    }
+    let end = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..end]).into_owned())
+}
+
 pub struct NodeArgs {
     pub program: PathBuf,
     pub deploy: PathBuf,
-    pub index: u32,
-    pub launcher: SocketAddr,
+    pub which: Which,
+    /// The client to send outputs to: `compart run` gives its own address; by default the
+    /// deployment's client address.
+    pub client: Option<SocketAddr>,
     pub ports: Option<Vec<u16>>,
+    /// Where to bind: by default the node's own address if it is an IP literal, else 0.0.0.0 on
+    /// its port.
+    pub listen: Option<SocketAddr>,
+    /// Serve `/healthz` and `/readyz` here (see `health.rs`).
+    pub health: Option<SocketAddr>,
     pub durable: Option<PathBuf>,
     /// Start from the intact prefix of a damaged durability log (the rest is kept aside)
     /// instead of refusing to start.
     pub accept_log_loss: bool,
-    pub secret: Secret,
     pub max_frame_bytes: usize,
+    pub log_format: crate::log::LogFormat,
 }
 
-/// Runs the node until the launcher says stop (or the launcher's connection is gone for good).
-pub fn run_node(args: NodeArgs) -> Result<(), String> {
-    let cluster = Cluster::load(&args.program, &args.deploy, args.ports.as_deref())?;
-    let me = NodeAddr(args.index);
-    let spec = cluster
-        .deployment
-        .node(me)
-        .ok_or_else(|| format!("node index {} is not in the deployment", args.index))?
-        .clone();
+/// Why a node process ends with an error: `code` 2 when it could not start (configuration,
+/// its address, its durability log), 1 when it failed while running.
+#[derive(Debug)]
+pub struct NodeFailure {
+    pub code: u8,
+    pub message: String,
+}
+
+fn config_error(message: impl Into<String>) -> NodeFailure {
+    NodeFailure { code: 2, message: message.into() }
+}
+
+/// Finds the node `which` names in the deployment.
+fn resolve(cluster: &Cluster, which: &Which) -> Result<NodeAddr, String> {
+    let d = &cluster.deployment;
+    match which {
+        Which::Index(i) => {
+            d.node(NodeAddr(*i)).map(|n| n.addr).ok_or_else(|| format!("node index {i} is not in the deployment"))
+        }
+        Which::Name(name) => d.by_name(name).ok_or_else(|| {
+            let names: Vec<&str> = d.nodes.iter().take(12).map(|n| n.name.as_str()).collect();
+            format!("no node `{name}` in the deployment (nodes: {}{})", names.join(", "), if d.nodes.len() > 12 { ", ..." } else { "" })
+        }),
+        Which::Ordinal { component, ordinal } => {
+            let program = &cluster.analysis.program;
+            let id = program
+                .component_by_name(component)
+                .ok_or_else(|| format!("`{component}` is not a component of the program"))?;
+            let ordinal = match ordinal {
+                Ordinal::Number(n) => *n,
+                Ordinal::Hostname => ordinal_of_hostname(&hostname()?)?,
+            };
+            let count = d.nodes.iter().filter(|n| n.component == id).count();
+            d.by_ordinal(id, ordinal).ok_or_else(|| {
+                format!("component `{component}` has {count} processes in the deployment, so no ordinal {ordinal}")
+            })
+        }
+    }
+}
+
+/// Runs the node until a client says stop, or SIGTERM or SIGINT.
+pub fn run_node(args: NodeArgs) -> Result<(), NodeFailure> {
+    let cluster = Cluster::load(&args.program, &args.deploy, args.ports.as_deref()).map_err(config_error)?;
+    let me = resolve(&cluster, &args.which).map_err(|e| config_error(format!("{}: {e}", args.deploy.display())))?;
+    let spec = cluster.deployment.node(me).cloned().ok_or_else(|| config_error("node vanished"))?;
+    crate::log::init(args.log_format, &spec.name);
+    let secret = super::required_secret(&cluster.deployment).map_err(config_error)?;
     let mut node = Node::with_options(
         cluster.program.clone(),
         me,
         cluster.deployment.clone(),
         NodeOptions { check_invariants: false },
     );
-    let failpoints = Failpoints::from_env()?;
+    let failpoints = Failpoints::from_env().map_err(config_error)?;
     let mut recovered = 0;
     let mut durable = None;
     if let Some(dir) = &args.durable {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|e| config_error(format!("cannot create {}: {e}", dir.display())))?;
         let path = durability::log_path(dir, &spec.name);
         let hash = durability::program_hash(cluster.analysis.text());
         // Refuses (the node does not start) rather than lose intact records; see durability.rs.
-        let report = node.recover(&path, &hash, args.accept_log_loss).map_err(|e| e.to_string())?;
+        let report = node.recover(&path, &hash, args.accept_log_loss).map_err(|e| config_error(e.to_string()))?;
         recovered = report.changes;
         node.defer_log(true);
         let mut resume = report.net;
@@ -256,7 +352,8 @@ pub fn run_node(args: NodeArgs) -> Result<(), String> {
             incarnation = crate::net::fresh_incarnation();
             resume.outbox.clear();
             let net = NetRecord { inbound: resume.inbound.clone(), next_seq: Vec::new(), frames: Vec::new() };
-            node.compact_log(&net, incarnation).map_err(|e| format!("durability log compaction: {e}"))?;
+            node.compact_log(&net, incarnation)
+                .map_err(|e| config_error(format!("durability log compaction: {e}")))?;
         }
         let len = node.log_len().unwrap_or(0);
         durable = Some((DurableNet::new(&resume, incarnation, len), resume, incarnation));
@@ -264,41 +361,104 @@ pub fn run_node(args: NodeArgs) -> Result<(), String> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(node_loop(&cluster, node, &args, spec.name, recovered, durable, failpoints))
+        .map_err(|e| config_error(format!("cannot start the async runtime: {e}")))?;
+    let setup = Setup { cluster: &cluster, args: &args, spec, secret, recovered };
+    runtime.block_on(node_loop(setup, node, durable, failpoints))
+}
+
+/// What the node loop starts from.
+struct Setup<'a> {
+    cluster: &'a Cluster,
+    args: &'a NodeArgs,
+    spec: crate::deploy::NodeSpec,
+    secret: Option<Vec<u8>>,
+    recovered: usize,
+}
+
+fn info(name: &str, msg: &str) {
+    crate::log::line(crate::log::Level::Info, &format!("compart node {name}: "), msg);
+}
+
+fn warn(name: &str, msg: &str) {
+    crate::log::line(crate::log::Level::Warn, &format!("compart node {name}: "), msg);
 }
 
 async fn node_loop(
-    cluster: &Cluster,
+    setup: Setup<'_>,
     mut node: Node,
-    args: &NodeArgs,
-    name: String,
-    recovered: usize,
     durable: Option<(DurableNet, Resume, u64)>,
     mut failpoints: Failpoints,
-) -> Result<(), String> {
+) -> Result<(), NodeFailure> {
+    let Setup { cluster, args, spec, secret, recovered } = setup;
+    let name = spec.name.clone();
     let launcher = cluster.launcher_id();
-    let mut peers: Vec<(u32, SocketAddr)> = cluster.deployment.nodes.iter().map(|n| (n.addr.0, n.socket)).collect();
-    peers.push((launcher, args.launcher));
-    let me = args.index;
-    let listen = cluster.deployment.nodes[me as usize].socket;
-    let mut config = NetConfig::new(me, listen, peers);
-    config.secret = args.secret.clone();
+    let client = match args.client {
+        Some(a) => a.into(),
+        None => cluster.deployment.client_address(),
+    };
+    let mut peers: Vec<(u32, HostPort)> =
+        cluster.deployment.nodes.iter().map(|n| (n.addr.0, n.address.clone())).collect();
+    peers.push((launcher, client.clone()));
+    let me = spec.addr.0;
+    let others: Vec<u32> = cluster.deployment.nodes.iter().map(|n| n.addr.0).filter(|&a| a != me).collect();
+    let listen = match args.listen {
+        Some(l) => l,
+        None => spec
+            .address
+            .socket()
+            .unwrap_or_else(|| SocketAddr::new(std::net::Ipv4Addr::UNSPECIFIED.into(), spec.address.port)),
+    };
+    let mut config = NetConfig::with_peers(me, listen, peers);
+    config.name = Some(spec.address.clone());
+    config.secret = secret.as_deref().map(Secret::new).unwrap_or_else(Secret::none);
     config.max_frame_bytes = args.max_frame_bytes;
     let mut durable = durable.map(|(net, resume, incarnation)| {
         config.resume = resume;
         config.incarnation = incarnation;
         net
     });
-    let (endpoint, mut rx) =
-        Endpoint::<Envelope>::start(config).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    let (endpoint, mut rx) = Endpoint::<Envelope>::start(config)
+        .await
+        .map_err(|e| config_error(format!("cannot listen on {listen} (as {}): {e}", spec.address)))?;
     let endpoint = Arc::new(endpoint);
+    let is_ready = endpoint.connected_check(others.clone());
+    if let Some(addr) = args.health {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| config_error(format!("--health {addr}: cannot listen: {e}")))?;
+        tokio::spawn(super::health::serve(listener, Arc::new(endpoint.connected_check(others.clone()))));
+    }
+    info(
+        &name,
+        &format!(
+            "listening on {listen} as {}, {} other nodes, client at {client}{}",
+            spec.address,
+            others.len(),
+            if durable.is_some() { format!(", recovered {recovered} changes") } else { String::new() }
+        ),
+    );
+    // SIGTERM (a supervisor's stop) and SIGINT end the node like a client's Stop.
+    let (signal_tx, mut signal_rx) = tokio::sync::mpsc::unbounded_channel::<&'static str>();
+    for (kind, what) in [
+        (tokio::signal::unix::SignalKind::terminate(), "SIGTERM"),
+        (tokio::signal::unix::SignalKind::interrupt(), "SIGINT"),
+    ] {
+        let mut signal = tokio::signal::unix::signal(kind)
+            .map_err(|e| config_error(format!("cannot install a signal handler: {e}")))?;
+        let tx = signal_tx.clone();
+        tokio::spawn(async move {
+            if signal.recv().await.is_some() {
+                let _ = tx.send(what);
+            }
+        });
+    }
     // `Ready` goes out from the loop, like every other frame (a durable node logs it).
     let (ready_tx, mut ready_rx) = tokio::sync::mpsc::unbounded_channel::<()>();
     {
         let endpoint = endpoint.clone();
+        let others = others.clone();
         tokio::spawn(async move {
-            endpoint.wait_connected().await;
+            endpoint.wait_connected_to(&others).await;
             let _ = ready_tx.send(());
         });
     }
@@ -309,12 +469,15 @@ async fn node_loop(
     // Deliveries processed but not yet acknowledged: sender -> highest sequence number.
     let mut acks: HashMap<u32, u64> = HashMap::new();
     let mut ack_due: Option<tokio::time::Instant> = None;
+    // Pings to answer once connected to every other node: (client, number).
+    let mut pings: Vec<(u32, u64)> = Vec::new();
     loop {
         let mut inputs = Vec::new();
         let mut stop = false;
         let mut stats_wanted = false;
         let mut ready = ready_rx.try_recv().is_ok();
-        let mut take = |d: crate::net::Delivery<Envelope>, inputs: &mut Vec<_>| {
+        let mut signalled = signal_rx.try_recv().ok();
+        let mut take = |d: crate::net::Delivery<Envelope>, inputs: &mut Vec<_>, pings: &mut Vec<(u32, u64)>| {
             let e = acks.entry(d.from).or_insert(0);
             *e = (*e).max(d.seq);
             if let Some(net) = &mut durable {
@@ -325,38 +488,52 @@ async fn node_loop(
                     Envelope::Fact { relation, tuple } => inputs.push((RelationId(relation), tuple)),
                     Envelope::Control(Control::Stop) => stop = true,
                     Envelope::Control(Control::CollectStats) => stats_wanted = true,
+                    Envelope::Control(Control::Ping(n)) => pings.push((d.from, n)),
                     Envelope::Control(_) => {}
                 }
             }
         };
-        if !node.wants_tick() && !ready {
+        if !node.wants_tick() && !ready && signalled.is_none() {
             let flush_acks = async {
                 match ack_due {
                     Some(at) => tokio::time::sleep_until(at).await,
                     None => std::future::pending().await,
                 }
             };
+            // Unanswered pings: look at the connections again shortly.
+            let recheck = async {
+                if pings.is_empty() {
+                    std::future::pending::<()>().await
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await
+            };
             tokio::select! {
                 d = rx.recv() => match d {
-                    Some(d) => take(d, &mut inputs),
+                    Some(d) => take(d, &mut inputs, &mut pings),
                     None => return Ok(()),
                 },
                 Some(()) = ready_rx.recv() => ready = true,
+                Some(what) = signal_rx.recv() => signalled = Some(what),
                 () = flush_acks => {}
+                () = recheck => {}
             }
         }
         while inputs.len() < MAX_FACTS_PER_TICK {
             match rx.try_recv() {
-                Ok(d) => take(d, &mut inputs),
+                Ok(d) => take(d, &mut inputs, &mut pings),
                 Err(_) => break,
             }
+        }
+        if let Some(what) = signalled {
+            info(&name, &format!("{what}: stopping"));
+            stop = true;
         }
         let mut per_dest: BTreeMap<u32, Vec<Envelope>> = BTreeMap::new();
         if !inputs.is_empty() || node.wants_tick() {
             let out = node.tick(inputs);
             for w in out.warnings {
                 if warned < 20 {
-                    eprintln!("compart node {name}: {w}");
+                    warn(&name, &w);
                     warned += 1;
                 }
             }
@@ -375,7 +552,13 @@ async fn node_loop(
             }
         }
         if ready {
+            info(&name, "connected to every other node");
             per_dest.entry(launcher).or_default().push(Envelope::Control(Control::Ready));
+        }
+        if !pings.is_empty() && is_ready() {
+            for (from, n) in pings.drain(..) {
+                per_dest.entry(from).or_default().push(Envelope::Control(Control::Pong(n)));
+            }
         }
         if stats_wanted {
             let stats = collect_stats(&node, &name, &endpoint, recovered);
@@ -385,7 +568,9 @@ async fn node_loop(
         let ticked = !per_dest.is_empty() || node.journal_pending();
         match &mut durable {
             _ if !ticked => {}
-            Some(net) => net.commit_and_send(&mut node, &endpoint, per_dest, &mut failpoints, &name)?,
+            Some(net) => net
+                .commit_and_send(&mut node, &endpoint, per_dest, &mut failpoints, &name)
+                .map_err(|message| NodeFailure { code: 1, message })?,
             None => {
                 failpoints.hit(failpoints.after_log, "after-log-before-send", &name);
                 for (to, batch) in per_dest {
@@ -408,6 +593,7 @@ async fn node_loop(
         }
         if stop {
             endpoint.drain(Duration::from_secs(2)).await;
+            info(&name, "stopped");
             return Ok(());
         }
         // Let the network tasks run between ticks.

@@ -35,8 +35,8 @@ impl Env<'_> {
             Type::Bool => (v != 0).to_string(),
             Type::Addr => match self.deployment.node(NodeAddr(v as u32)) {
                 Some(n) => match self.deployment.node(n.logical) {
-                    Some(l) => l.socket.to_string(),
-                    None => n.socket.to_string(),
+                    Some(l) => l.address.to_string(),
+                    None => n.address.to_string(),
                 },
                 None => format!("#{v}"),
             },

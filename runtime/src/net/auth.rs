@@ -7,8 +7,6 @@
 //! Hello is valid at any node holding the secret, and a process that binds a down node's port can
 //! relay another node's challenge to a dialler and its Hello back, and then speak as the dialler.
 
-use std::net::SocketAddr;
-
 use hmac::{Hmac, Mac as _};
 use sha2::Sha256;
 
@@ -27,9 +25,10 @@ pub struct HelloBinding {
     /// The first data sequence number the dialler may send on this connection (its oldest
     /// unacknowledged frame); the acceptor's duplicate filter starts no lower than this.
     pub first_seq: u64,
-    /// The node being dialled and the address it was dialled at (from the dialler's peer table).
+    /// The node being dialled and the address it was dialled at, as the deployment names it
+    /// (`host:port`, from the dialler's peer table; `net::HostPort`'s text).
     pub to: u32,
-    pub to_addr: SocketAddr,
+    pub to_addr: String,
 }
 
 /// Everything a Welcome's MAC covers: the whole handshake and the resume point.
@@ -44,25 +43,16 @@ pub struct WelcomeBinding {
     pub resume_from: u64,
 }
 
-/// Fixed-width fields, and the address tagged by family, so no two bindings encode alike.
-fn push_addr(out: &mut Vec<u8>, addr: &SocketAddr) {
-    match addr {
-        SocketAddr::V4(a) => {
-            out.push(4);
-            out.extend_from_slice(&a.ip().octets());
-        }
-        SocketAddr::V6(a) => {
-            out.push(6);
-            out.extend_from_slice(&a.ip().octets());
-        }
-    }
-    out.extend_from_slice(&addr.port().to_le_bytes());
+/// Fixed-width fields, and the address last with its length, so no two bindings encode alike.
+fn push_addr(out: &mut Vec<u8>, addr: &str) {
+    out.extend_from_slice(&(addr.len() as u32).to_le_bytes());
+    out.extend_from_slice(addr.as_bytes());
 }
 
 impl HelloBinding {
     fn message(&self) -> Vec<u8> {
         let mut m = Vec::with_capacity(128);
-        m.extend_from_slice(b"compart-hello/2");
+        m.extend_from_slice(b"compart-hello/3");
         m.extend_from_slice(&self.challenge);
         m.extend_from_slice(&self.from.to_le_bytes());
         m.extend_from_slice(&self.incarnation.to_le_bytes());

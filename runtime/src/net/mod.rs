@@ -22,6 +22,7 @@
 //! [`MAX_PENDING_HANDSHAKES`] such connections exist at once (more are closed at once), so
 //! unauthenticated peers cannot make an endpoint allocate much.
 
+pub mod addr;
 pub mod auth;
 pub mod codec;
 
@@ -42,6 +43,7 @@ use tokio::sync::{mpsc, watch, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinHandle;
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
+pub use addr::HostPort;
 pub use auth::Secret;
 use auth::{HelloBinding, WelcomeBinding};
 use codec::{decode, encode, Frame, Nonce};
@@ -63,10 +65,12 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 #[derive(Clone)]
 pub struct NetConfig {
     pub me: u32,
-    /// The address peers dial (it is part of the handshake's MAC, so it must be a specific
-    /// address, not 0.0.0.0; port 0 means "any", and then the bound port is what counts).
+    /// The address to bind (port 0 means "any", and then the bound port is what counts).
     pub listen: SocketAddr,
-    pub peers: Vec<(u32, SocketAddr)>,
+    /// The address peers dial, as they name it (the handshake's MAC covers it). None: the bound
+    /// address, which must then be a specific one, not 0.0.0.0.
+    pub name: Option<HostPort>,
+    pub peers: Vec<(u32, HostPort)>,
     pub secret: Secret,
     /// Frames longer than this are refused (the connection is dropped).
     pub max_frame_bytes: usize,
@@ -100,10 +104,17 @@ pub struct Resume {
 }
 
 impl NetConfig {
+    /// Peers at IP addresses.
     pub fn new(me: u32, listen: SocketAddr, peers: Vec<(u32, SocketAddr)>) -> Self {
+        Self::with_peers(me, listen, peers.into_iter().map(|(id, p)| (id, p.into())).collect())
+    }
+
+    /// Peers at addresses as a deployment names them (DNS names resolved on every dial).
+    pub fn with_peers(me: u32, listen: SocketAddr, peers: Vec<(u32, HostPort)>) -> Self {
         NetConfig {
             me,
             listen,
+            name: None,
             peers,
             secret: Secret::none(),
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
@@ -191,8 +202,8 @@ struct Inbound {
 
 struct Shared<M> {
     me: u32,
-    /// The address the listener is bound at: dialled peers MAC it into their Hello.
-    listen_addr: SocketAddr,
+    /// The address peers dial this endpoint at: they MAC it into their Hello.
+    name: HostPort,
     secret: Secret,
     max_frame_bytes: usize,
     incarnation: u64,
@@ -264,7 +275,7 @@ impl<M> Drop for Endpoint<M> {
 
 macro_rules! log {
     ($me:expr, $($arg:tt)*) => {
-        eprintln!("[compart net {}] {}", $me, format!($($arg)*))
+        crate::log::line(crate::log::Level::Warn, &format!("[compart net {}] ", $me), &format!($($arg)*))
     };
 }
 
@@ -278,22 +289,22 @@ where
 {
     /// Bind the listener and start dialing every peer. Must be called inside a tokio runtime.
     pub async fn start(config: NetConfig) -> io::Result<(Endpoint<M>, mpsc::UnboundedReceiver<Delivery<M>>)> {
-        if config.listen.ip().is_unspecified() {
+        if config.listen.ip().is_unspecified() && config.name.is_none() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
                 format!("listen address {}: give the address peers dial (the handshake names it)", config.listen),
             ));
         }
-        if !config.listen.ip().is_loopback() {
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let name = config.name.clone().unwrap_or_else(|| local_addr.into());
+        if !local_addr.ip().is_loopback() || !name.is_loopback() {
             // See docs/security.md: the handshake authenticates a connection's start only.
             log!(
                 config.me,
-                "listening on {}, not loopback: traffic is neither encrypted nor authenticated frame by frame",
-                config.listen
+                "listening on {local_addr} as {name}, not loopback: traffic is neither encrypted nor authenticated frame by frame"
             );
         }
-        let listener = TcpListener::bind(config.listen).await?;
-        let local_addr = listener.local_addr()?;
         let (deliver, rx) = mpsc::unbounded_channel();
         let Resume { inbound: resume_in, outbox: resume_out } = config.resume;
         let inbound = resume_in
@@ -307,7 +318,7 @@ where
             resume_out.into_iter().map(|(to, next, frames)| (to, (next, frames))).collect();
         let shared = Arc::new(Shared {
             me: config.me,
-            listen_addr: local_addr,
+            name,
             secret: config.secret.clone(),
             max_frame_bytes: config.max_frame_bytes,
             incarnation: config.incarnation,
@@ -341,7 +352,7 @@ where
             }
         }
         let mut outgoing = HashMap::new();
-        for &(peer, addr) in &config.peers {
+        for (peer, addr) in config.peers {
             if peer == config.me {
                 continue;
             }
@@ -478,6 +489,24 @@ where
         let _ = rx.wait_for(|c| c.len() >= want).await;
     }
 
+    /// Wait until the outgoing connection to each of `peers` is up (oneself counts as connected).
+    pub async fn wait_connected_to(&self, peers: &[u32]) {
+        let me = self.shared.me;
+        let mut rx = self.shared.connected.subscribe();
+        let _ = rx.wait_for(|c| peers.iter().all(|p| *p == me || c.contains(p))).await;
+    }
+
+    /// Whether the outgoing connection to each of `peers` is up now, as a check another task
+    /// can keep (a readiness probe).
+    pub fn connected_check(&self, peers: Vec<u32>) -> impl Fn() -> bool + Send + Sync + 'static {
+        let me = self.shared.me;
+        let rx = self.shared.connected.subscribe();
+        move || {
+            let c = rx.borrow();
+            peers.iter().all(|p| *p == me || c.contains(p))
+        }
+    }
+
     /// Wait until every frame sent so far is acknowledged, or `timeout` passes; true if all were.
     pub async fn drain(&self, timeout: Duration) -> bool {
         let deadline = tokio::time::Instant::now() + timeout;
@@ -590,7 +619,7 @@ where
             return Err(err("expected a hello frame"));
         };
         let binding =
-            HelloBinding { challenge, from, incarnation, nonce, first_seq, to: shared.me, to_addr: shared.listen_addr };
+            HelloBinding { challenge, from, incarnation, nonce, first_seq, to: shared.me, to_addr: shared.name.to_string() };
         if from == shared.me || !shared.secret.verify_hello(&binding, &mac) {
             add(&shared.stats.rejected_connections, 1);
             return Err(err(format!(
@@ -711,7 +740,7 @@ impl Outbox {
 async fn dial_loop<M>(
     shared: Arc<Shared<M>>,
     peer: u32,
-    addr: SocketAddr,
+    addr: HostPort,
     mut rx: mpsc::UnboundedReceiver<Vec<OutFrame>>,
     mut outbox: Outbox,
 ) where
@@ -721,7 +750,7 @@ async fn dial_loop<M>(
     let mut ever_connected = false;
     loop {
         let first_seq = outbox.unacked.front().map_or(outbox.next_seq, |f| f.seq);
-        match handshake(&shared, peer, addr, first_seq).await {
+        match handshake(&shared, peer, &addr, first_seq).await {
             Ok((mut read, mut write, resume_from)) => {
                 backoff = BACKOFF_START;
                 if ever_connected {
@@ -764,13 +793,14 @@ async fn dial_loop<M>(
 
 type Halves = (FramedRead<OwnedReadHalf, LengthDelimitedCodec>, FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>, u64);
 
-/// Dial `peer` at `addr` (the address in our peer table, which the Hello's MAC names) and
-/// authenticate both ways; returns the connection and the acceptor's resume point.
-async fn handshake<M>(shared: &Shared<M>, peer: u32, addr: SocketAddr, first_seq: u64) -> io::Result<Halves>
+/// Dial `peer` at `addr` (the address in our peer table, which the Hello's MAC names; a name is
+/// resolved again on every dial) and authenticate both ways; returns the connection and the
+/// acceptor's resume point.
+async fn handshake<M>(shared: &Shared<M>, peer: u32, addr: &HostPort, first_seq: u64) -> io::Result<Halves>
 where
     M: Serialize + DeserializeOwned,
 {
-    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect(addr))
+    let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, TcpStream::connect((addr.host.as_str(), addr.port)))
         .await
         .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "connect timed out"))??;
     stream.set_nodelay(true)?;
@@ -792,7 +822,7 @@ where
             nonce,
             first_seq,
             to: peer,
-            to_addr: addr,
+            to_addr: addr.to_string(),
         });
         write_frame::<M>(&mut write, &Frame::Hello { from, incarnation, nonce, first_seq, mac }).await?;
         match read_frame::<M>(&mut read, &shared.stats).await? {

@@ -84,6 +84,10 @@ pub struct Summary {
     pub duplicates: u64,
     pub mismatched: u64,
     pub unexpected: u64,
+    /// Replies to an earlier client's requests (`compart load` against nodes that served
+    /// another run before), not checked: ids below this run's first.
+    #[serde(default)]
+    pub earlier_replies: u64,
     /// From the first request to the last reply, seconds.
     pub duration_s: f64,
     /// ok / duration_s.
