@@ -153,11 +153,15 @@ impl Placement {
         let hosts = match t.get("hosts") {
             None => None,
             Some(toml::Value::Array(a)) => Some(a.iter().map(|v| text("hosts", v)).collect::<Result<Vec<_>, _>>()?),
-            Some(_) => return Err(err(format!("component `{name}`: `hosts` must be a list of \"host\" or \"host:port\""))),
+            Some(_) => {
+                return Err(err(format!("component `{name}`: `hosts` must be a list of \"host\" or \"host:port\"")))
+            }
         };
         let host = t.get("host").map(|v| text("host", v)).transpose()?;
         if hosts.is_some() && host.is_some() {
-            return Err(err(format!("component `{name}`: give `hosts` (one per process) or `host` (a template), not both")));
+            return Err(err(format!(
+                "component `{name}`: give `hosts` (one per process) or `host` (a template), not both"
+            )));
         }
         let port = match t.get("port") {
             None => None,
@@ -349,9 +353,19 @@ impl Deployment {
                         }
                         None => default_port as u16,
                     };
-                    let address = placement.address(ordinal, port).map_err(|e| err(format!("component `{cname}`: {e}")))?;
+                    let address =
+                        placement.address(ordinal, port).map_err(|e| err(format!("component `{cname}`: {e}")))?;
                     let name = if parts > 1 { format!("{cname}/{i}.{p}") } else { format!("{cname}/{i}") };
-                    nodes.push(NodeSpec { component, name, addr, address, ordinal, logical, partition: p, partitions: parts });
+                    nodes.push(NodeSpec {
+                        component,
+                        name,
+                        addr,
+                        address,
+                        ordinal,
+                        logical,
+                        partition: p,
+                        partitions: parts,
+                    });
                     ordinal += 1;
                 }
             }
@@ -532,7 +546,8 @@ mod tests {
         let remote_client =
             Deployment::from_toml("client = \"10.1.2.3:9\"\n[components]\na = 1\nb = 1\n", &program()).unwrap();
         assert!(remote_client.needs_secret());
-        let named = Deployment::from_toml("[components]\na = { instances = 1, host = \"localhost\" }\nb = 1\n", &program());
+        let named =
+            Deployment::from_toml("[components]\na = { instances = 1, host = \"localhost\" }\nb = 1\n", &program());
         assert!(!named.unwrap().needs_secret());
     }
 
@@ -540,7 +555,10 @@ mod tests {
     fn rejects_bad_hosts() {
         let p = program();
         for (text, msg) in [
-            ("[components]\na = { instances = 2, hosts = [\"h1\"] }\nb = 1\n", "component `a`: `hosts` has 1 entries, expected 2"),
+            (
+                "[components]\na = { instances = 2, hosts = [\"h1\"] }\nb = 1\n",
+                "component `a`: `hosts` has 1 entries, expected 2",
+            ),
             (
                 "[components]\na = 1\nb = { instances = 1, partitions = 2, hosts = [\"h\"] }\n",
                 "expected 2 (one per process: 1 instances x 2 partitions)",
@@ -550,7 +568,10 @@ mod tests {
             ("[components]\na = { instances = 1, hosts = [\"a b\"] }\nb = 1\n", "neither an IP address nor a DNS name"),
             ("[components]\na = { instances = 1, hosts = \"h\" }\nb = 1\n", "must be a list"),
             ("[components]\na = { instances = 1, port = 0 }\nb = 1\n", "is not a port number"),
-            ("[components]\na = { instances = 2, port = 7000 }\nb = 1\n", "`a/0` and `a/1` have the same address 127.0.0.1:7000"),
+            (
+                "[components]\na = { instances = 2, port = 7000 }\nb = 1\n",
+                "`a/0` and `a/1` have the same address 127.0.0.1:7000",
+            ),
             ("[components]\na = { instances = 1, hots = 1 }\nb = 1\n", "unknown key `hots`"),
             ("client = 3\n[components]\na = 1\nb = 1\n", "`client` must be a string"),
             ("client = \"somewhere\"\n[components]\na = 1\nb = 1\n", "`client`: `somewhere` names no port"),

@@ -60,13 +60,17 @@ fn render(
     now: std::time::SystemTime,
 ) -> String {
     match config {
-        Some((LogFormat::Json, node)) => serde_json::json!({
-            "ts": rfc3339(now),
-            "level": level.name(),
-            "node": node,
-            "msg": msg,
-        })
-        .to_string(),
+        // Written by hand to keep the documented key order (serde_json's maps sort keys).
+        Some((LogFormat::Json, node)) => {
+            let s = |v: &str| serde_json::Value::from(v).to_string();
+            format!(
+                "{{\"ts\":{},\"level\":{},\"node\":{},\"msg\":{}}}",
+                s(&rfc3339(now)),
+                s(level.name()),
+                s(node),
+                s(msg)
+            )
+        }
         _ => format!("{text_prefix}{msg}"),
     }
 }
@@ -116,6 +120,7 @@ mod tests {
         assert_eq!(v["node"], "acceptor/1");
         assert_eq!(v["msg"], "a \"quoted\" word");
         assert_eq!(v["ts"], "1970-01-01T00:00:00.000Z");
+        assert!(line.starts_with("{\"ts\":"), "{line}");
         assert_eq!(render(None, Level::Info, "compart node a/0: ", "up", UNIX_EPOCH), "compart node a/0: up");
     }
 }

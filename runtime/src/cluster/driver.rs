@@ -60,7 +60,13 @@ pub struct Attached {
 }
 
 impl Supervisor for Attached {
-    fn poll(&mut self, _: Duration, _: &mut Vec<FaultEvent>, _: &mut Vec<String>, _: &ProgressBar) -> Result<bool, String> {
+    fn poll(
+        &mut self,
+        _: Duration,
+        _: &mut Vec<FaultEvent>,
+        _: &mut Vec<String>,
+        _: &ProgressBar,
+    ) -> Result<bool, String> {
         Ok(false)
     }
     fn pending(&self) -> bool {
@@ -86,6 +92,9 @@ pub struct Driver<'a> {
     /// starts above every earlier client's, so that a node's lingering answers to those are
     /// told apart.
     pub first_id: i64,
+    /// Per node, its statistics before the workload (an attached client's nodes ran earlier
+    /// workloads): the report shows what they did since.
+    pub baseline: BTreeMap<usize, NodeStats>,
 }
 
 /// What the workload loop measured.
@@ -126,7 +135,7 @@ impl<'a> Driver<'a> {
             }
             targets.push(t);
         }
-        Ok(Driver { cluster, opts, workload, targets, endpoint, first_id: 1 })
+        Ok(Driver { cluster, opts, workload, targets, endpoint, first_id: 1, baseline: BTreeMap::new() })
     }
 
     /// Drives the workload until every request is answered, or no reply came for the reply
@@ -303,27 +312,10 @@ impl<'a> Driver<'a> {
         // first, so that the counters of sender and receiver agree.
         tokio::time::sleep(Duration::from_millis(200)).await;
         let alive: Vec<usize> = (0..n).filter(|i| !sup.down().contains(i)).collect();
-        for &i in &alive {
-            endpoint.send(i as u32, vec![Envelope::Control(Control::CollectStats)]);
-        }
-        let mut stats: BTreeMap<usize, NodeStats> = BTreeMap::new();
-        let deadline = tokio::time::Instant::now() + STATS_TIMEOUT;
-        while stats.len() < alive.len() {
-            match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(d)) => {
-                    endpoint.ack(d.from, d.seq);
-                    for env in d.batch {
-                        if let Envelope::Control(Control::Stats(json)) = env {
-                            match serde_json::from_str::<NodeStats>(&json) {
-                                Ok(s) => {
-                                    stats.insert(d.from as usize, s);
-                                }
-                                Err(e) => errors.push(format!("node {} sent unreadable statistics: {e}", d.from)),
-                            }
-                        }
-                    }
-                }
-                _ => break,
+        let mut stats = collect_stats(endpoint, rx, &alive, &mut errors).await;
+        for (i, s) in stats.iter_mut() {
+            if let Some(before) = self.baseline.get(i) {
+                *s = s.since(before);
             }
         }
         Ok(Driven { summary, timeline, checker, errors, faults, stats, closed, clients })
@@ -438,6 +430,39 @@ impl<'a> Driver<'a> {
             errors,
         }
     }
+}
+
+/// Asks the nodes `alive` for their statistics and waits for them (a few seconds at most).
+pub async fn collect_stats(
+    endpoint: &Endpoint<Envelope>,
+    rx: &mut UnboundedReceiver<Delivery<Envelope>>,
+    alive: &[usize],
+    errors: &mut Vec<String>,
+) -> BTreeMap<usize, NodeStats> {
+    for &i in alive {
+        endpoint.send(i as u32, vec![Envelope::Control(Control::CollectStats)]);
+    }
+    let mut stats: BTreeMap<usize, NodeStats> = BTreeMap::new();
+    let deadline = tokio::time::Instant::now() + STATS_TIMEOUT;
+    while stats.len() < alive.len() {
+        match tokio::time::timeout_at(deadline, rx.recv()).await {
+            Ok(Some(d)) => {
+                endpoint.ack(d.from, d.seq);
+                for env in d.batch {
+                    if let Envelope::Control(Control::Stats(json)) = env {
+                        match serde_json::from_str::<NodeStats>(&json) {
+                            Ok(s) => {
+                                stats.insert(d.from as usize, s);
+                            }
+                            Err(e) => errors.push(format!("node {} sent unreadable statistics: {e}", d.from)),
+                        }
+                    }
+                }
+            }
+            _ => break,
+        }
+    }
+    stats
 }
 
 /// SIGINT and SIGTERM, registered first so that a signal at any point ends the run in order.

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use super::driver::{signals, Attached, Driver};
+use super::driver::{collect_stats, signals, Attached, Driver};
 use super::launcher::RunOptions;
 use super::{required_secret, Cluster, Control, Envelope};
 use crate::net::{Endpoint, NetConfig, Secret};
@@ -102,6 +102,13 @@ async fn load_async(opts: &LoadOptions) -> Result<RunReport, String> {
                 ));
             }
         }
+    }
+    // What the nodes did before this client: subtracted in the report.
+    let all: Vec<usize> = (0..n).collect();
+    let mut errors = Vec::new();
+    driver.baseline = collect_stats(&endpoint, &mut rx, &all, &mut errors).await;
+    if let Some(e) = errors.first() {
+        return Err(e.clone());
     }
     let mut attached = Attached { none_down: HashSet::new() };
     let driven = driver.run(&mut rx, &mut attached, &mut signals).await?;

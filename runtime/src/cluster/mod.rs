@@ -131,6 +131,37 @@ pub struct NodeStats {
     pub recovered_changes: usize,
 }
 
+impl NodeStats {
+    /// What the node did since `earlier` (statistics of the same process): counters and times
+    /// less the earlier ones; table sizes and recovery as now. A process that restarted in
+    /// between (a lower pid or fewer ticks) is reported whole.
+    pub fn since(&self, earlier: &NodeStats) -> NodeStats {
+        if earlier.pid != self.pid || earlier.ticks > self.ticks {
+            return self.clone();
+        }
+        let minus = |a: &[u64], b: &[u64]| -> Vec<u64> {
+            a.iter().enumerate().map(|(i, x)| x.saturating_sub(b.get(i).copied().unwrap_or(0))).collect()
+        };
+        NodeStats {
+            name: self.name.clone(),
+            pid: self.pid,
+            cpu_user_s: (self.cpu_user_s - earlier.cpu_user_s).max(0.0),
+            cpu_sys_s: (self.cpu_sys_s - earlier.cpu_sys_s).max(0.0),
+            ticks: self.ticks - earlier.ticks,
+            tick_s: (self.tick_s - earlier.tick_s).max(0.0),
+            facts_in: self.facts_in.saturating_sub(earlier.facts_in),
+            facts_sent: self.facts_sent.saturating_sub(earlier.facts_sent),
+            facts_out: self.facts_out.saturating_sub(earlier.facts_out),
+            rejected_inputs: self.rejected_inputs.saturating_sub(earlier.rejected_inputs),
+            net: self.net.since(&earlier.net),
+            rule_facts: minus(&self.rule_facts, &earlier.rule_facts),
+            rule_nanos: minus(&self.rule_nanos, &earlier.rule_nanos),
+            tables: self.tables.clone(),
+            recovered_changes: self.recovered_changes,
+        }
+    }
+}
+
 /// A program with its deployment, as both the launcher and the nodes load it.
 pub struct Cluster {
     pub analysis: Analysis,
@@ -231,6 +262,33 @@ mod tests {
             ],
         };
         assert_eq!(decode::<Envelope>(&encode(&f)).unwrap(), f);
+    }
+
+    #[test]
+    fn stats_since_an_earlier_snapshot() {
+        let earlier = NodeStats {
+            pid: 7,
+            ticks: 10,
+            cpu_user_s: 1.0,
+            facts_in: 5,
+            rule_facts: vec![1, 2],
+            tables: vec![("t".into(), 3)],
+            ..NodeStats::default()
+        };
+        let mut now = earlier.clone();
+        now.ticks = 25;
+        now.cpu_user_s = 1.5;
+        now.facts_in = 9;
+        now.rule_facts = vec![4, 2, 6];
+        now.tables = vec![("t".into(), 8)];
+        now.net.frames_sent = 3;
+        let d = now.since(&earlier);
+        assert_eq!((d.ticks, d.facts_in, d.rule_facts.clone(), d.net.frames_sent), (15, 4, vec![3, 0, 6], 3));
+        assert!((d.cpu_user_s - 0.5).abs() < 1e-9);
+        assert_eq!(d.tables, vec![("t".to_string(), 8)]);
+        // Another process (restarted in between): whole.
+        let restarted = NodeStats { pid: 8, ticks: 4, ..now.clone() };
+        assert_eq!(restarted.since(&earlier), restarted);
     }
 
     #[test]

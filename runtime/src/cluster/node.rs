@@ -91,7 +91,11 @@ impl Failpoints {
         z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
         z ^= z >> 31;
         if ((z >> 11) as f64 / (1u64 << 53) as f64) < p {
-            crate::log::line(crate::log::Level::Warn, &format!("compart node {name}: "), &format!("failpoint {point}: exiting"));
+            crate::log::line(
+                crate::log::Level::Warn,
+                &format!("compart node {name}: "),
+                &format!("failpoint {point}: exiting"),
+            );
             // SAFETY: _exit has no preconditions; it ends the process without running anything.
             unsafe { libc::_exit(FAILPOINT_EXIT) }
         }
@@ -300,7 +304,11 @@ fn resolve(cluster: &Cluster, which: &Which) -> Result<NodeAddr, String> {
         }
         Which::Name(name) => d.by_name(name).ok_or_else(|| {
             let names: Vec<&str> = d.nodes.iter().take(12).map(|n| n.name.as_str()).collect();
-            format!("no node `{name}` in the deployment (nodes: {}{})", names.join(", "), if d.nodes.len() > 12 { ", ..." } else { "" })
+            format!(
+                "no node `{name}` in the deployment (nodes: {}{})",
+                names.join(", "),
+                if d.nodes.len() > 12 { ", ..." } else { "" }
+            )
         }),
         Which::Ordinal { component, ordinal } => {
             let program = &cluster.analysis.program;
@@ -352,8 +360,7 @@ pub fn run_node(args: NodeArgs) -> Result<(), NodeFailure> {
             incarnation = crate::net::fresh_incarnation();
             resume.outbox.clear();
             let net = NetRecord { inbound: resume.inbound.clone(), next_seq: Vec::new(), frames: Vec::new() };
-            node.compact_log(&net, incarnation)
-                .map_err(|e| config_error(format!("durability log compaction: {e}")))?;
+            node.compact_log(&net, incarnation).map_err(|e| config_error(format!("durability log compaction: {e}")))?;
         }
         let len = node.log_len().unwrap_or(0);
         durable = Some((DurableNet::new(&resume, incarnation, len), resume, incarnation));

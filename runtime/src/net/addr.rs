@@ -24,7 +24,8 @@ impl HostPort {
     pub fn parse(text: &str, default_port: Option<u16>) -> Result<HostPort, String> {
         let text = text.trim();
         let no_port = || format!("`{text}` names no port and none is configured");
-        let port_of = |p: &str| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{text}`: `{p}` is not a port"));
+        let port_of =
+            |p: &str| p.parse::<u16>().ok().filter(|&p| p > 0).ok_or_else(|| format!("`{text}`: `{p}` is not a port"));
         let (host, port) = if let Some(rest) = text.strip_prefix('[') {
             let (v6, after) = rest.split_once(']').ok_or_else(|| format!("`{text}`: `[` without `]`"))?;
             if v6.parse::<std::net::Ipv6Addr>().is_err() {

@@ -170,6 +170,24 @@ pub struct NetStatsSnapshot {
     pub rejected_connections: u64,
 }
 
+impl NetStatsSnapshot {
+    /// The counts since `earlier` (a snapshot of the same endpoint).
+    pub fn since(&self, earlier: &NetStatsSnapshot) -> NetStatsSnapshot {
+        NetStatsSnapshot {
+            msgs_sent: self.msgs_sent.saturating_sub(earlier.msgs_sent),
+            bytes_sent: self.bytes_sent.saturating_sub(earlier.bytes_sent),
+            frames_sent: self.frames_sent.saturating_sub(earlier.frames_sent),
+            msgs_recv: self.msgs_recv.saturating_sub(earlier.msgs_recv),
+            bytes_recv: self.bytes_recv.saturating_sub(earlier.bytes_recv),
+            frames_recv: self.frames_recv.saturating_sub(earlier.frames_recv),
+            retransmitted_frames: self.retransmitted_frames.saturating_sub(earlier.retransmitted_frames),
+            duplicate_frames: self.duplicate_frames.saturating_sub(earlier.duplicate_frames),
+            reconnects: self.reconnects.saturating_sub(earlier.reconnects),
+            rejected_connections: self.rejected_connections.saturating_sub(earlier.rejected_connections),
+        }
+    }
+}
+
 fn add(c: &AtomicU64, n: u64) {
     c.fetch_add(n, Ordering::Relaxed);
 }
@@ -618,8 +636,15 @@ where
         else {
             return Err(err("expected a hello frame"));
         };
-        let binding =
-            HelloBinding { challenge, from, incarnation, nonce, first_seq, to: shared.me, to_addr: shared.name.to_string() };
+        let binding = HelloBinding {
+            challenge,
+            from,
+            incarnation,
+            nonce,
+            first_seq,
+            to: shared.me,
+            to_addr: shared.name.to_string(),
+        };
         if from == shared.me || !shared.secret.verify_hello(&binding, &mac) {
             add(&shared.stats.rejected_connections, 1);
             return Err(err(format!(

@@ -185,7 +185,15 @@ async fn next_frame(raw: &mut Raw) -> Option<Frame<Msg>> {
 async fn raw_hello(raw: &mut Raw, secret: &Secret, from: u32, to: u32, to_addr: SocketAddr) -> Option<Frame<Msg>> {
     let Some(Frame::Challenge { nonce: challenge }) = next_frame(raw).await else { panic!("no challenge") };
     let (incarnation, nonce, first_seq) = (77, auth::random_nonce(), 1);
-    let mac = secret.hello_mac(&HelloBinding { challenge, from, incarnation, nonce, first_seq, to, to_addr: to_addr.to_string() });
+    let mac = secret.hello_mac(&HelloBinding {
+        challenge,
+        from,
+        incarnation,
+        nonce,
+        first_seq,
+        to,
+        to_addr: to_addr.to_string(),
+    });
     raw.1.send(encode(&Frame::<Msg>::Hello { from, incarnation, nonce, first_seq, mac })).await.unwrap();
     next_frame(raw).await
 }
