@@ -637,3 +637,21 @@ fn collect_stats(node: &Node, name: &str, endpoint: &Endpoint<Envelope>, recover
         recovered_changes: recovered,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ordinals_from_host_names() {
+        assert_eq!(ordinal_of_hostname("paxos-acceptor-2"), Ok(2));
+        assert_eq!(ordinal_of_hostname("paxos-acceptor-12.paxos.default.svc.cluster.local"), Ok(12));
+        for bad in ["paxos-acceptor", "acceptor-x", "node7", ""] {
+            let e = ordinal_of_hostname(bad).unwrap_err();
+            assert!(e.contains("does not end with `-N`"), "{bad}: {e}");
+        }
+        assert_eq!("hostname".parse::<Ordinal>(), Ok(Ordinal::Hostname));
+        assert_eq!("3".parse::<Ordinal>(), Ok(Ordinal::Number(3)));
+        assert!("-1".parse::<Ordinal>().is_err());
+    }
+}
