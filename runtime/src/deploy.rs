@@ -88,8 +88,8 @@ fn err(message: impl Into<String>) -> DeployError {
 }
 
 /// A deployment file for a rewriting of the program the file `original` deploys: `generated`
-/// (the optimizer's `[components]` and `[partitions]`) with the original's `base_port` and
-/// `[workload]` table, adapted to `program` (the rewritten one): a relation or entry component
+/// (the optimizer's `[components]` and `[partitions]`) with the original's `base_port`, `client`
+/// and `[workload]` table, adapted to `program` (the rewritten one): a relation or entry component
 /// it no longer has, or an entry that no longer owns the input (a decoupling moved it), is
 /// dropped so that detection finds the request and reply where they are now.
 pub fn carry_settings(original: &str, program: &Program, generated: &str) -> String {
@@ -97,10 +97,12 @@ pub fn carry_settings(original: &str, program: &Program, generated: &str) -> Str
     let Ok(doc) = original.parse::<toml::Table>() else { return generated.to_string() };
     let mut out = String::new();
     if let Some(p) = doc.get("base_port").and_then(|v| v.as_integer()) {
-        out.push_str(&format!(
-            "base_port = {p}
-"
-        ));
+        out.push_str(&format!("base_port = {p}\n"));
+    }
+    // The client stays where it was; the nodes' hosts do not carry over (the plan's components
+    // differ), so a plan for machines gets its hosts written by hand.
+    if let Some(c) = doc.get("client").and_then(|v| v.as_str()) {
+        out.push_str(&format!("client = {}\n", toml::Value::String(c.to_string())));
     }
     out.push_str(generated);
     let Some(toml::Value::Table(workload)) = doc.get("workload") else { return out };
@@ -608,6 +610,9 @@ mod tests {
         );
         let d = Deployment::from_toml(&out, &rewritten.program).unwrap();
         assert_eq!(d.nodes[0].address.port, 7300);
+        let with_client =
+            carry_settings("client = \"198.18.0.9:7900\"\n[components]\na = 1\n", &program(), "[components]\na = 1\n");
+        assert_eq!(with_client, "client = \"198.18.0.9:7900\"\n[components]\na = 1\n");
         // Nothing to carry: the generated file as is.
         assert_eq!(
             carry_settings("[components]\na = 1\n", &program(), "[components]\na = 1\n"),
