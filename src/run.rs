@@ -126,7 +126,7 @@ pub struct LoadArgs {
 /// cannot start (configuration, address, durability log; the message names the cause), 1 when
 /// it fails while running.
 #[derive(Args)]
-#[command(group(ArgGroup::new("which").required(true).args(["name", "component", "index"])))]
+#[command(group(ArgGroup::new("which").args(["name", "component", "index"])))]
 pub struct NodeCli {
     /// The program (.ded).
     pub program: PathBuf,
@@ -300,7 +300,10 @@ pub fn node(args: NodeCli) -> u8 {
         (Some(i), _, _, _) => Which::Index(i),
         (_, Some(name), _, _) => Which::Name(name),
         (_, _, Some(component), Some(ordinal)) => Which::Ordinal { component, ordinal },
-        _ => unreachable!("clap requires --name, --component with --ordinal, or --index"),
+        _ => {
+            eprintln!("error: name the node: --name COMPONENT/INSTANCE, or --component C --ordinal N|hostname");
+            return 2;
+        }
     };
     let label = match &which {
         Which::Index(i) => format!("#{i}"),

@@ -209,6 +209,7 @@ fn configuration_errors_exit_2_with_their_cause() {
         c
     };
     let local = root().join("examples/paxos.toml");
+    refused(&mut node(&local, &[]), "name the node: --name");
     refused(&mut node(&local, &["--name", "acceptor/9"]), "no node `acceptor/9` in the deployment (nodes: proposer/0");
     refused(&mut node(&local, &["--component", "acceptor", "--ordinal", "3"]), "component `acceptor` has 3 processes");
     refused(&mut node(&local, &["--component", "learner", "--ordinal", "0"]), "`learner` is not a component");
