@@ -16,13 +16,41 @@ const PREC = {
 const commaSep1 = (rule) => seq(rule, repeat(seq(',', rule)));
 const commaSep = (rule) => optional(commaSep1(rule));
 
+// An item keyword, lexed as usual or recognised by the scanner (see `externals`).
+const keyword = ($, word) => choice(word, alias($[`_${word}_keyword`], word));
+
 module.exports = grammar({
   name: 'compart',
 
   word: $ => $.identifier,
 
-  extras: $ => [/\s/, $.line_comment, $.block_comment],
+  // Error recovery (src/scanner.c): the scanner recognises, by looking ahead, the tokens that can
+  // only start an item, so that where a half-typed item left the parser (`bar(` and the next
+  // rule, a body ending in `,` before a declaration, a component left open), the next item's
+  // first token is unexpected there and tree-sitter resynchronises on that item instead of
+  // swallowing it. They produce the same nodes as the plain tokens, so valid programs parse to the
+  // same trees:
+  // - `_head_name`: the name in `name(...) :-` (or `:+`, `:~`, `name@dest(...)`), which in a
+  //   valid program only ever starts a rule head or names an invariant;
+  // - an item keyword followed by a name (`table t`, `component c`, `delete r`, `invariant i`):
+  //   two names in a row occur nowhere else.
+  // Never produced: `_scan_everywhere`, an extra, makes every state call the scanner;
+  // `_destination_next` tells it that `p(...) :~` after `@` is a destination.
+  externals: $ => [
+    $._head_name,
+    $._scan_everywhere,
+    $._destination_next,
+    $._component_keyword,
+    $._invariant_keyword,
+    $._delete_keyword,
+    $._input_keyword,
+    $._output_keyword,
+    $._table_keyword,
+    $._channel_keyword,
+    $._scratch_keyword,
+  ],
 
+  extras: $ => [/\s/, $.line_comment, $.block_comment, $._scan_everywhere],
 
   rules: {
     source_file: $ => repeat($._item),
@@ -31,7 +59,7 @@ module.exports = grammar({
 
     // component acceptor partitioned by slot { ... }
     component: $ => seq(
-      'component',
+      keyword($, 'component'),
       field('name', $.identifier),
       optional(field('placement', $.placement)),
       field('body', $.component_body),
@@ -50,7 +78,7 @@ module.exports = grammar({
     _component_item: $ => choice($.relation_decl, $.rule, $.invariant),
 
     relation_decl: $ => seq(
-      field('kind', $.relation_kind),
+      field('kind', $._relation_kind),
       field('name', $.identifier),
       '(',
       commaSep(field('column', $.column)),
@@ -61,6 +89,12 @@ module.exports = grammar({
 
     relation_kind: _ => choice('input', 'output', 'table', 'channel', 'scratch'),
 
+    // The kind, lexed as usual or recognised by the scanner (see `externals`).
+    _relation_kind: $ => choice(
+      $.relation_kind,
+      ...['input', 'output', 'table', 'channel', 'scratch'].map(k => alias($[`_${k}_keyword`], $.relation_kind)),
+    ),
+
     column: $ => seq(field('name', $.identifier), ':', field('type', $.type)),
 
     type: $ => $.identifier,
@@ -69,7 +103,7 @@ module.exports = grammar({
 
     // head :- body.   head :+ body.   rel@dest(...) :~ body.   delete head :- body.   fact.
     rule: $ => seq(
-      optional(field('delete', $.delete)),
+      optional(field('delete', choice($.delete, alias($._delete_keyword, $.delete)))),
       field('head', $.head),
       optional(seq(field('op', $.rule_op), field('body', $.body))),
       '.',
@@ -80,19 +114,21 @@ module.exports = grammar({
     rule_op: _ => choice(':-', ':+', ':~'),
 
     head: $ => seq(
-      field('relation', $.identifier),
-      optional(seq('@', field('destination', $.destination))),
+      field('relation', $._head_identifier),
+      optional(seq('@', optional($._destination_next), field('destination', $.destination))),
       '(',
       commaSep(field('argument', $._expression)),
       ')',
     ),
 
+    _head_identifier: $ => choice($.identifier, alias($._head_name, $.identifier)),
+
     destination: $ => choice($.identifier, $.self),
 
     // invariant agreement(s) :- chosen(s, v1), chosen(s, v2), v1 != v2.
     invariant: $ => seq(
-      'invariant',
-      field('name', $.identifier),
+      keyword($, 'invariant'),
+      field('name', $._head_identifier),
       optional(seq('(', commaSep(field('argument', $._expression)), ')')),
       ':-',
       field('body', $.body),

@@ -57,6 +57,7 @@ fn neovim_uses_the_server() {
         "ok: diagnostics updated",
         "ok: a scaling class as virtual text at the end of a rule",
         "ok: K shows the hover",
+        "ok: the last clean class stays as virtual text through a syntax error",
     ] {
         assert!(transcript.contains(step), "{step}:\n{transcript}");
     }

@@ -9,7 +9,7 @@ use tree_sitter::Node;
 
 use crate::diagnostics::{closest, Code, Diagnostic};
 use crate::model::*;
-use crate::syntax::{range_of, SyntaxTree};
+use crate::syntax::{first_syntax_error, range_of, SyntaxTree};
 use crate::text::TextRange;
 
 pub fn lower(syntax: &SyntaxTree, diagnostics: &mut Vec<Diagnostic>) -> Program {
@@ -78,6 +78,11 @@ pub fn lower_cached(syntax: &SyntaxTree, diagnostics: &mut Vec<Diagnostic>, cach
     }
     let generation = cache.generation;
     cache.entries.retain(|_, e| e.generation == generation);
+    // Top-level items that are not components, and components without a name (not lowered).
+    program.stray_syntax_error = items
+        .iter()
+        .filter(|i| i.kind() != "component" || i.child_by_field_name("name").is_none())
+        .find_map(|i| first_syntax_error(*i));
     lowerer.program = program;
     for item in items.iter().filter(|i| i.kind() == "invariant") {
         lowerer.lower_invariant(*item, None);
@@ -189,6 +194,9 @@ fn shifted_diagnostic(mut d: Diagnostic, delta: i64) -> Diagnostic {
 fn shift_component(c: &mut Component, delta: i64) {
     shift(&mut c.name_range, delta);
     shift(&mut c.range, delta);
+    if let Some(range) = &mut c.syntax_error {
+        shift(range, delta);
+    }
     if let Some(placement) = &mut c.placement {
         shift(&mut placement.range, delta);
         for key in &mut placement.keys {
@@ -361,6 +369,7 @@ impl<'a> Lowerer<'a> {
             rules: Vec::new(),
             invariants: Vec::new(),
             strata: Vec::new(),
+            syntax_error: first_syntax_error(node),
         });
         if let Some(body) = node.child_by_field_name("body") {
             for item in named_children(body) {

@@ -179,6 +179,11 @@ pub struct Component {
     pub invariants: Vec<InvariantId>,
     /// Same-tick rules grouped into strata, in evaluation order (filled by stratification).
     pub strata: Vec<Stratum>,
+    /// The first syntax error inside the component, if it did not parse cleanly: what it contains
+    /// is then only what the parser could recover, and conclusions drawn from what is absent from
+    /// it (no rule reads or fills a relation) may be wrong.
+    #[serde(skip)]
+    pub syntax_error: Option<TextRange>,
 }
 
 #[derive(Clone, Debug, Default, Serialize)]
@@ -589,6 +594,10 @@ pub struct Program {
     /// Rules by head relation, indexed by `RelationId` (filled by lowering with the relation ids).
     #[serde(skip)]
     pub derivers: Vec<Vec<RuleId>>,
+    /// The first syntax error outside every component (a broken top-level item), which may hide
+    /// an invariant or a whole component.
+    #[serde(skip)]
+    pub stray_syntax_error: Option<TextRange>,
 }
 
 impl Program {

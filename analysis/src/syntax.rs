@@ -107,6 +107,31 @@ pub fn range_of(node: Node<'_>) -> TextRange {
     TextRange::new(node.start_byte(), node.end_byte())
 }
 
+/// Where the first ERROR or MISSING node in `node` is (MISSING: an empty range where the token
+/// should be), or `None` if `node` parsed cleanly. Descends only into subtrees holding errors.
+pub fn first_syntax_error(node: Node<'_>) -> Option<TextRange> {
+    let mut node = node;
+    'descend: loop {
+        if node.is_missing() {
+            return Some(TextRange::empty(node.start_byte()));
+        }
+        if node.is_error() {
+            return Some(range_of(node));
+        }
+        if !node.has_error() {
+            return None;
+        }
+        let mut cursor = node.walk();
+        for child in node.children(&mut cursor) {
+            if child.has_error() || child.is_missing() {
+                node = child;
+                continue 'descend;
+            }
+        }
+        return None;
+    }
+}
+
 /// Syntax errors: one per ERROR or MISSING node (not descending into errors).
 pub fn syntax_diagnostics(syntax: &SyntaxTree, out: &mut Vec<Diagnostic>) {
     if !syntax.root().has_error() {

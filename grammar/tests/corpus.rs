@@ -53,6 +53,16 @@ fn pretty(sexp: &str) -> String {
     let mut chars = tokens.chars().peekable();
     while let Some(c) = chars.next() {
         match c {
+            // A quoted token (`(MISSING ")")`, `(UNEXPECTED '(')`) is copied as it is.
+            '"' | '\'' => {
+                out.push(c);
+                for q in chars.by_ref() {
+                    out.push(q);
+                    if q == c {
+                        break;
+                    }
+                }
+            }
             '(' => {
                 if !out.is_empty() {
                     out.push('\n');

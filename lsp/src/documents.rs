@@ -11,11 +11,12 @@
 use std::sync::{Arc, OnceLock};
 
 use compart_analysis::scaling::ScalingReport;
-use compart_analysis::{Analysis, Analyzer, LineIndex, SyntaxTree};
+use compart_analysis::{Analysis, Analyzer, LineIndex, SyntaxTree, TextRange};
 use dashmap::DashMap;
 use tower_lsp_server::ls_types::{TextDocumentContentChangeEvent, Uri};
 
 use crate::converters::{self, OutOfRange};
+use crate::stale::{Edit, LastGood, Stale};
 
 pub struct Document {
     pub version: i32,
@@ -23,6 +24,9 @@ pub struct Document {
     scaling: Arc<OnceLock<ScalingReport>>,
     /// Keeps what the last analysis lowered, so an edit re-lowers only the components it touched.
     analyzer: Analyzer,
+    /// Each component's last version without errors, moved through the edits since.
+    last_good: LastGood,
+    stale: Stale,
 }
 
 /// One version of one document, cheap to clone and safe to read while edits go on.
@@ -33,6 +37,8 @@ pub struct Snapshot {
     pub analysis: Arc<Analysis>,
     /// Computed on first use (inlay hints, hover, code actions), once per version.
     scaling: Arc<OnceLock<ScalingReport>>,
+    /// The last clean versions of the components that have errors in this one.
+    pub stale: Stale,
 }
 
 impl Snapshot {
@@ -53,6 +59,7 @@ impl Document {
             version: self.version,
             analysis: self.analysis.clone(),
             scaling: self.scaling.clone(),
+            stale: self.stale.clone(),
         }
     }
 }
@@ -90,7 +97,9 @@ impl Documents {
     pub fn open(&self, uri: Uri, version: i32, text: &str) -> Snapshot {
         let mut analyzer = Analyzer::default();
         let analysis = Arc::new(analyzer.analyze(SyntaxTree::parse(text)));
-        let doc = Document { version, analysis, scaling: Default::default(), analyzer };
+        let mut last_good = LastGood::default();
+        let stale = last_good.update(&analysis, &[]);
+        let doc = Document { version, analysis, scaling: Default::default(), analyzer, last_good, stale };
         let snapshot = doc.snapshot(&uri);
         self.map.insert(uri, doc);
         snapshot
@@ -110,10 +119,14 @@ impl Documents {
         }
         // The text after the changes so far; `None` while it is still the analysed one.
         let mut edited: Option<SyntaxTree> = None;
+        let mut edits = Vec::with_capacity(changes.len());
         for change in changes {
             let current = edited.as_ref().unwrap_or(&doc.analysis.syntax);
             let next = match change.range {
-                None => SyntaxTree::parse(change.text.as_str()),
+                None => {
+                    edits.push(Edit::new(TextRange::new(0, current.text.len()), change.text.len()));
+                    SyntaxTree::parse(change.text.as_str())
+                }
                 Some(range) => {
                     // Each change's range is relative to the text the previous ones left.
                     let fresh;
@@ -126,6 +139,7 @@ impl Documents {
                     };
                     let range = converters::text_range(&current.text, index, range)
                         .map_err(|e| DocumentError::OutOfRange(uri.to_string(), e))?;
+                    edits.push(Edit::new(range, change.text.len()));
                     current.edit(range, &change.text)
                 }
             };
@@ -133,6 +147,7 @@ impl Documents {
         }
         let syntax = edited.unwrap_or_else(|| doc.analysis.syntax.clone());
         let analysis = Arc::new(doc.analyzer.analyze(syntax));
+        doc.stale = doc.last_good.update(&analysis, &edits);
         doc.version = version;
         doc.analysis = analysis;
         doc.scaling = Default::default();

@@ -11,6 +11,7 @@ pub mod handlers;
 pub mod index;
 pub mod server;
 pub mod session;
+pub mod stale;
 pub mod transport;
 
 pub use server::Backend;

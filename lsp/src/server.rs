@@ -220,7 +220,7 @@ impl LanguageServer for Backend {
 
     async fn code_lens(&self, params: CodeLensParams) -> Result<Option<Vec<CodeLens>>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
-        Ok(Some(handlers::code_lens::code_lenses(&snapshot.analysis, &snapshot.uri)))
+        Ok(Some(handlers::code_lens::code_lenses(&snapshot)))
     }
 
     async fn execute_command(&self, params: ExecuteCommandParams) -> Result<Option<LSPAny>> {

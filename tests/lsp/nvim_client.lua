@@ -196,6 +196,20 @@ local ok, err = pcall(function()
   check(vim.wait(10000, function() return hover_window() ~= nil end, 50), 'K shows the hover')
   vim.api.nvim_win_close(hover_window(), true)
 
+  -- A half-typed `bar(` in `tally` (before its `}`, 0-based line 9): the rule above keeps its last
+  -- clean class as virtual text. The marks are cleared first, so what shows comes from a refresh
+  -- made with the syntax error in the buffer.
+  vim.api.nvim_buf_set_lines(bufnr, 9, 9, false, { '    bar(' })
+  check(vim.wait(20000, function() return has_code('E0001') or has_code('E0002') end, 50),
+    'a syntax error while typing: %s', table.concat(diagnostic_codes(), ' '))
+  vim.api.nvim_buf_clear_namespace(bufnr, ns, 0, -1)
+  require('compart.hints').refresh(bufnr)
+  check(vim.wait(10000, shown_class, 50), 'the last clean class stays as virtual text through a syntax error: %s',
+    virtual_text(6))
+  vim.api.nvim_buf_set_lines(bufnr, 9, 10, false, {})
+  check(vim.wait(20000, function() return not has_code('E0001') and not has_code('E0002') end, 50),
+    'the syntax error is gone: %s', table.concat(diagnostic_codes(), ' '))
+
   -- A second edit (byte column 7: before the clef), then a hover in UTF-16 units: `    /* é𝄞 */ ` is 14.
   vim.api.nvim_buf_set_text(bufnr, row, 7, row, 7, { 'é' })
   local moved = request('textDocument/hover', { textDocument = { uri = uri }, position = { line = row, character = 15 } })

@@ -1,19 +1,20 @@
 //! Code lenses above the first component: run the program on a local cluster, or simulate it.
 
-use compart_analysis::Analysis;
 use serde_json::Value;
-use tower_lsp_server::ls_types::{CodeLens, Command, Uri};
+use tower_lsp_server::ls_types::{CodeLens, Command};
 
 use crate::converters::Converter;
+use crate::documents::Snapshot;
 use crate::handlers::commands::{RUN, SIMULATE};
 
-pub fn code_lenses(analysis: &Analysis, uri: &Uri) -> Vec<CodeLens> {
-    let Some(first) = analysis.program.components.first() else { return vec![] };
-    // Running needs a program without errors; the lens would only fail.
-    if analysis.has_errors() {
-        return vec![];
-    }
-    let range = Converter::new(analysis).range(first.name_range);
+/// While the buffer has errors, the lenses stay where they were in its last version without any
+/// (on the first component's name, if no edit touched it since; stale.rs): they run the saved
+/// file, and disappearing at every keystroke of a rule being typed helps no one.
+pub fn code_lenses(snapshot: &Snapshot) -> Vec<CodeLens> {
+    let analysis = &snapshot.analysis;
+    let uri = &snapshot.uri;
+    let Some(name_range) = snapshot.stale.lens else { return vec![] };
+    let range = Converter::new(analysis).range(name_range);
     let lens = |title: &str, command: &str| CodeLens {
         range,
         command: Some(Command {

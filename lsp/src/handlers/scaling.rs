@@ -6,8 +6,8 @@
 use compart_analysis::deployment;
 use compart_analysis::model::{ComponentId, RuleId, RuleKind};
 use compart_analysis::rewrite::{self, Refusal, RewriteResult};
-use compart_analysis::scaling::{self, Context, ScalingReport, Verdict};
-use compart_analysis::{Program, TextRange};
+use compart_analysis::scaling::{self, ComponentScaling, Context, RuleScaling, ScalingReport, Verdict};
+use compart_analysis::{Analysis, Code, Program, Severity, TextRange};
 use tower_lsp_server::ls_types::{
     CodeAction, CodeActionDisabled, CodeActionKind, CodeActionOrCommand, Command, InlayHint, InlayHintLabel,
     InlayHintTooltip, MarkupContent, MarkupKind, WorkspaceEdit,
@@ -17,6 +17,7 @@ use crate::converters::Converter;
 use crate::documents::Snapshot;
 use crate::handlers::edits::{self, Beside, DeploymentEdit};
 use crate::session::Config;
+use crate::stale::{self, ScalingHint};
 
 /// `parallel`, `partitioned by id`, `sequential`.
 fn label(verdict: &Verdict) -> String {
@@ -56,19 +57,20 @@ fn hint(conv: &Converter<'_>, at: u32, text: String, tooltip: String) -> InlayHi
     }
 }
 
-/// One hint after each component's name (and placement), one after each rule.
+/// One hint after each component's name (and placement), one after each rule. A component with
+/// errors has no meaningful classes now: its hints are those of its last version without errors,
+/// where they still stand on the same text (stale.rs), marked as such in the tooltip.
 pub fn inlay_hints(snapshot: &Snapshot, within: TextRange) -> Vec<InlayHint> {
     let analysis = &snapshot.analysis;
-    // A program with errors has no meaningful classes; say nothing rather than something wrong.
-    if analysis.has_errors() {
-        return vec![];
-    }
     let program = &analysis.program;
     let conv = Converter::new(analysis);
     let inside = |r: TextRange| r.start <= within.end && within.start <= r.end;
     // Hints are asked for the lines on screen after every edit: judge only the components there,
     // unless a hover or code action already classified this version whole.
-    let visible: Vec<ComponentId> = program.component_ids().filter(|&c| inside(program.component(c).range)).collect();
+    let visible: Vec<ComponentId> = program
+        .component_ids()
+        .filter(|&c| inside(program.component(c).range) && stale::is_clean(analysis, c))
+        .collect();
     let (components, rules) = match snapshot.scaling_if_computed() {
         Some(report) => (
             report.components.iter().filter(|c| visible.contains(&c.component)).cloned().collect(),
@@ -76,22 +78,51 @@ pub fn inlay_hints(snapshot: &Snapshot, within: TextRange) -> Vec<InlayHint> {
         ),
         None => scaling::classify_components(program, &visible),
     };
+    let mut hints = scaling_hints(program, &components, &rules);
+    for stale in snapshot.stale.components.iter() {
+        let old = stale.hints.get_or_init(|| {
+            let program = &stale.analysis.program;
+            let Some(id) = program.component_by_name(&stale.name) else { return Vec::new() };
+            let (components, rules) = scaling::classify_components(program, &[id]);
+            let mut hints = scaling_hints(program, &components, &rules);
+            for hint in &mut hints {
+                hint.tooltip.push_str("\n\n*As of the last version of this component without errors.*");
+            }
+            hints
+        });
+        hints.extend(old.iter().filter_map(|hint| stale.map_hint(hint, analysis.text())));
+    }
+    let mut out: Vec<InlayHint> =
+        hints.into_iter().filter(|h| inside(h.anchor)).map(|h| hint(&conv, h.at, h.label, h.tooltip)).collect();
+    out.sort_by_key(|h| (h.position.line, h.position.character));
+    out
+}
+
+/// The hints of classified components and rules, in byte offsets of the program's text.
+fn scaling_hints(program: &Program, components: &[ComponentScaling], rules: &[RuleScaling]) -> Vec<ScalingHint> {
     let mut out = Vec::new();
-    for c in &components {
+    for c in components {
         let comp = program.component(c.component);
         let end = comp.placement.as_ref().map_or(comp.name_range.end, |p| p.range.end);
-        if inside(TextRange { start: comp.name_range.start, end }) {
-            out.push(hint(&conv, end, format!("⟨{}⟩", label(&c.verdict)), explain(program, &c.verdict)));
-        }
+        out.push(ScalingHint {
+            at: end,
+            anchor: TextRange { start: comp.name_range.start, end },
+            label: format!("⟨{}⟩", label(&c.verdict)),
+            tooltip: explain(program, &c.verdict),
+        });
     }
-    for r in &rules {
+    for r in rules {
         let rule = program.rule(r.rule);
-        if rule.kind == RuleKind::Fact || !inside(rule.range) {
+        if rule.kind == RuleKind::Fact {
             continue;
         }
-        out.push(hint(&conv, rule.range.end, format!("⟨{}⟩", label(&r.verdict)), explain(program, &r.verdict)));
+        out.push(ScalingHint {
+            at: rule.range.end,
+            anchor: rule.range,
+            label: format!("⟨{}⟩", label(&r.verdict)),
+            tooltip: explain(program, &r.verdict),
+        });
     }
-    out.sort_by_key(|h| (h.position.line, h.position.character));
     out
 }
 
@@ -221,9 +252,6 @@ pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(Rew
 pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTarget) -> Vec<CodeActionOrCommand> {
     let lazy = snapshot.analysis.line_index.line_count() > LAZY_ABOVE_LINES;
     let analysis = &snapshot.analysis;
-    if analysis.has_errors() {
-        return vec![];
-    }
     let program = &analysis.program;
     let mut out = Vec::new();
     let touched: Vec<RuleId> = program
@@ -241,14 +269,21 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
             let what = if touched.len() == 1 { "this rule" } else { "these rules" };
             let title = format!("Decouple {what} into a new component `{name}`");
             let data = rewrite_data(snapshot, "decouple", &comp.name, &touched, &name);
-            let outcome = if lazy { Ok(()) } else { checked(rewrite::decouple(analysis, &comp.name, &touched, &name)) };
+            let outcome = match blocked_by_errors(analysis, cid) {
+                Some(reason) => Err(reason),
+                None if lazy => Ok(()),
+                None => checked(rewrite::decouple(analysis, &comp.name, &touched, &name)),
+            };
             out.push(action(title, outcome, data, deploy));
         }
     }
     let around = program.component_ids().find(|&c| program.component(c).range.contains(range.start as usize));
     if let Some(cid) = around {
         let comp = program.component(cid);
-        if comp.placement.is_none() && lazy {
+        if let (None, Some(reason)) = (&comp.placement, blocked_by_errors(analysis, cid)) {
+            let data = rewrite_data(snapshot, "partition", &comp.name, &[], "");
+            out.push(action(format!("Partition `{}` by a key", comp.name), Err(reason), data, deploy));
+        } else if comp.placement.is_none() && lazy {
             // The cached report says whether a policy exists; resolve runs the rewrite itself.
             let verdict = &snapshot.scaling().component(cid).verdict;
             let (title, disabled) = match &verdict.class {
@@ -296,6 +331,21 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
         }
     }
     out
+}
+
+/// Rewrites format and re-check the whole program, so none applies while the buffer has errors,
+/// and none is computed from a component's last clean version (its text is not the buffer's):
+/// the reason names the error to fix, the component's own first, else the file's first.
+fn blocked_by_errors(analysis: &Analysis, component: ComponentId) -> Option<String> {
+    let range = analysis.program.component(component).range;
+    let mut errors = analysis.diagnostics.iter().filter(|d| d.severity == Severity::Error);
+    let error = errors
+        .clone()
+        .find(|d| range.start <= d.range.start && d.range.start <= range.end)
+        .or_else(|| errors.next())?;
+    let at = analysis.line_index.line_col_utf16(analysis.text(), error.range.start as usize);
+    let what = if matches!(error.code, Code::SyntaxError | Code::MissingToken) { "syntax error" } else { "error" };
+    Some(format!("fix the {what} at {}:{} first", at.line + 1, at.col + 1))
 }
 
 /// Sealed partitioning changes behaviour (each instance acts on its own aggregates): the title says

@@ -142,14 +142,14 @@ function M.restart()
   end, 200)
 end
 
---- Register the grammar with nvim-treesitter (`:TSInstall compart` then builds grammar/src/parser.c).
+--- Register the grammar with nvim-treesitter (`:TSInstall compart` then builds grammar/src/parser.c and scanner.c).
 function M.register_treesitter()
   local ok, parsers = pcall(require, 'nvim-treesitter.parsers')
   if not ok then
     return false
   end
   parsers.get_parser_configs().compart = {
-    install_info = { url = plugin_root() .. '/../../grammar', files = { 'src/parser.c' } },
+    install_info = { url = plugin_root() .. '/../../grammar', files = { 'src/parser.c', 'src/scanner.c' } },
     filetype = 'compart',
   }
   return true
