@@ -3,6 +3,7 @@
 mod bench;
 mod calibrate;
 mod check;
+mod deploy;
 mod explain;
 mod lsp;
 mod run;
@@ -44,6 +45,9 @@ enum Command {
     },
     /// Run a program on a local cluster (one process per node) under a generated workload.
     Run(Box<run::RunArgs>),
+    /// Write what runs a program outside `compart run`: `compart deploy k8s` for Kubernetes.
+    #[command(subcommand)]
+    Deploy(deploy::DeployCommand),
     /// Run a program on the deterministic simulator: seeded schedules with reordering, delays,
     /// duplicates, crashes and partitions; every invariant checked after every tick.
     Sim(sim::SimArgs),
@@ -179,6 +183,7 @@ fn main() -> ExitCode {
         Command::Run(args) => run::run(*args),
         Command::Bench(args) => bench::bench(args),
         Command::Sim(args) => sim::sim(args),
+        Command::Deploy(command) => deploy::deploy(command),
         Command::Node(args) => run::node(*args),
         Command::Load(args) => run::load(*args),
     };

@@ -5,6 +5,7 @@ pub mod deploy;
 pub mod durability;
 pub mod engine;
 pub mod explore;
+pub mod k8s;
 pub mod loadgen;
 pub mod log;
 pub mod net;

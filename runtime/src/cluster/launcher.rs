@@ -13,7 +13,7 @@ use super::cgroup::CpuQuota;
 use super::driver::{signals, Driver, NodeExtra, Supervisor};
 use super::node::FAILPOINT_EXIT;
 use super::process::Children;
-use super::{free_ports, Cluster, Control, Envelope, SECRET_ENV, SECRET_FILE_ENV};
+use super::{free_ports, hex, random_secret_hex, Cluster, Control, Envelope, SECRET_ENV, SECRET_FILE_ENV};
 use crate::loadgen::WorkloadChoice;
 use crate::net::{Endpoint, NetConfig, Secret, DEFAULT_MAX_FRAME_BYTES};
 use crate::report::{FaultEvent, RunReport};
@@ -105,10 +105,6 @@ pub fn run(opts: &RunOptions) -> Result<RunReport, String> {
         .map_err(|e| format!("cannot start the async runtime: {e}"))?;
     // Everything, including spawning children, happens on this thread (see process.rs).
     runtime.block_on(run_async(opts))
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// The launcher's node processes: faults on schedule, failpoint crashes restarted.
@@ -207,16 +203,11 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
         Some(p) => Cluster::load(&opts.program, &opts.deploy, Some(&p[..n]))?,
         None => probe,
     };
-    let secret_bytes = match &opts.secret {
-        Some(s) => s.clone(),
-        None => {
-            let mut s = vec![0u8; 32];
-            getrandom::fill(&mut s).map_err(|e| format!("no randomness for the cluster secret: {e}"))?;
-            s
-        }
-    };
     // Children get the secret as text (environment variables are strings).
-    let secret_text = hex(&secret_bytes);
+    let secret_text = match &opts.secret {
+        Some(s) => hex(s),
+        None => random_secret_hex()?,
+    };
     let launcher_id = cluster.launcher_id();
     let listen = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), ports.as_ref().map(|p| p[n]).unwrap_or(0));
     let mut config = NetConfig::with_peers(

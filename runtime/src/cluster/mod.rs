@@ -75,6 +75,17 @@ pub fn required_secret(deployment: &Deployment) -> Result<Option<Vec<u8>>, Strin
     Ok(secret)
 }
 
+/// A new cluster secret as nodes take it in [`SECRET_ENV`]: 32 random bytes in hex.
+pub fn random_secret_hex() -> Result<String, String> {
+    let mut s = [0u8; 32];
+    getrandom::fill(&mut s).map_err(|e| format!("no randomness for the cluster secret: {e}"))?;
+    Ok(hex(&s))
+}
+
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 /// What travels between cluster processes: facts, and the launcher's control protocol.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 pub enum Envelope {
