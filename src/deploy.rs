@@ -135,7 +135,7 @@ fn k8s_command(args: K8sArgs) -> u8 {
     }
     let dir = args.out.display();
     println!(
-        "apply: kubectl apply -k {dir}\nthen, once every pod is ready: kubectl apply -f {dir}/{}\n{dir}/secret.yaml holds the cluster key: do not commit it",
+        "apply: kubectl apply -k {dir}\ndrive a workload: kubectl apply -f {dir}/{} (then kubectl logs -f job/{name}-load)\n{dir}/secret.yaml holds the cluster key: do not commit it",
         k8s::LOAD_JOB_FILE
     );
     0
