@@ -8,9 +8,11 @@ use compart_runtime::k8s::{self, K8sOptions};
 
 #[derive(Subcommand)]
 pub enum DeployCommand {
-    /// Kubernetes manifests: a StatefulSet per component behind a headless Service, a ConfigMap
-    /// with the program and the deployment, a Secret with the cluster key, a load Job; apply them
-    /// with `kubectl apply -k DIR` (docs/deploying.md).
+    /// Write Kubernetes manifests for `kubectl apply -k DIR`.
+    ///
+    /// A StatefulSet per component behind a headless Service, a ConfigMap with the program and
+    /// the deployment, a Secret with the cluster key, a NetworkPolicy, and a load Job applied
+    /// separately (docs/deploying.md).
     K8s(K8sArgs),
 }
 
@@ -29,6 +31,7 @@ pub struct K8sArgs {
     /// file name as a DNS label).
     #[arg(long)]
     pub name: Option<String>,
+    /// Namespace of every object.
     #[arg(long, default_value = k8s::DEFAULT_NAMESPACE)]
     pub namespace: String,
     /// Container image with compart as its entry point (default: compart:<this version>; see the
