@@ -2,7 +2,9 @@
 //! and `kubernetes-validate` (PyPI, installed by .ci/install) checks each object against the
 //! OpenAPI schemas of Kubernetes [`K8S_VERSION`], strictly (unknown fields fail). The ConfigMap is
 //! read back with PyYAML (which kubernetes-validate brings) to check that it holds the program byte
-//! for byte and a deployment file placing every node at its pod's DNS name.
+//! for byte and a deployment file placing every node at its pod's DNS name; and a pod's files,
+//! environment and arguments, as Kubernetes would give them, start a node that answers its
+//! liveness probe, and a load client.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -326,4 +328,93 @@ fn bad_input_is_a_clear_error() {
         "{}",
         text(&out.stderr)
     );
+}
+
+/// GET `path` from the health server at `addr`: the status code.
+fn http_status(addr: &str, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(std::time::Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[test]
+fn the_pods_command_lines_start_a_node_and_a_load_client() {
+    let dir = out_dir("pods");
+    deploy(&root().join("examples/paxos.ded"), &root().join("examples/paxos.toml"), &dir, &[]);
+    // What the pods get, as Kubernetes reads it: mounted files, environment and arguments.
+    let script = r#"
+import json, sys, yaml
+d = sys.argv[1]
+load = lambda f: yaml.safe_load(open(d + "/" + f))
+config, secret = load("configmap.yaml")["data"], load("secret.yaml")["stringData"]
+node, job = (load(f)["spec"]["template"]["spec"]["containers"][0] for f in ("statefulset-acceptor.yaml", "load-job.yaml"))
+json.dump({"program": config["program.ded"], "deployment": config["deployment.toml"], "secret": secret["cluster-secret"],
+           "node_args": node["args"], "node_env": node["env"], "load_args": job["args"]}, sys.stdout)
+"#;
+    let out = Command::new("python3").args(["-c", script, dir.to_str().unwrap()]).output().unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let pod: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let mounted = dir.join("mounted");
+    std::fs::create_dir_all(&mounted).unwrap();
+    std::fs::write(mounted.join("program.ded"), pod["program"].as_str().unwrap()).unwrap();
+    std::fs::write(mounted.join("deployment.toml"), pod["deployment"].as_str().unwrap()).unwrap();
+    std::fs::write(mounted.join("cluster-secret"), pod["secret"].as_str().unwrap()).unwrap();
+    let env = &pod["node_env"][0];
+    assert_eq!(env["name"], "COMPART_CLUSTER_SECRET_FILE");
+    assert_eq!(env["value"], "/etc/compart-secret/cluster-secret");
+    let secret_env = [("COMPART_CLUSTER_SECRET_FILE", mounted.join("cluster-secret").to_str().unwrap().to_string())];
+    // The pod's paths are here; its ordinal (from its host name) is 0; its ports are free ones.
+    let free_port = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let health = format!("127.0.0.1:{}", free_port());
+    let local = |arg: &str| -> String {
+        match arg {
+            "hostname" => "0".into(),
+            "0.0.0.0:8080" => health.clone(),
+            "300" => "1".into(),
+            "/var/lib/compart" => dir.join("data").to_str().unwrap().into(),
+            a => a.replace("/etc/compart/", &format!("{}/", mounted.display())),
+        }
+    };
+    let args = |key: &str| -> Vec<String> {
+        let mut args: Vec<String> = pod[key].as_array().unwrap().iter().map(|a| local(a.as_str().unwrap())).collect();
+        args.extend(["--listen".into(), "127.0.0.1:0".into()]);
+        args
+    };
+
+    let node_args = args("node_args");
+    assert!(node_args.windows(2).any(|w| w[0] == "--component" && w[1] == "acceptor"), "{node_args:?}");
+    let mut node = Command::new(env!("CARGO_BIN_EXE_compart"))
+        .args(&node_args)
+        .envs(secret_env.iter().map(|(k, v)| (k, v)))
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let mut live = None;
+    while live != Some(200) && std::time::Instant::now() < deadline && node.try_wait().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+        live = http_status(&health, "/healthz");
+    }
+    // Its peers are nowhere: alive, not ready.
+    let ready = http_status(&health, "/readyz");
+    let _ = node.kill();
+    let out = node.wait_with_output().unwrap();
+    assert_eq!(live, Some(200), "/healthz of `compart {}`: {}", node_args.join(" "), text(&out.stderr));
+    assert!(ready.is_some_and(|s| s != 200), "/readyz: {ready:?}");
+    assert!(text(&out.stderr).contains("\"node\":\"acceptor/0\""), "JSON logs: {}", text(&out.stderr));
+
+    let load_args = args("load_args");
+    let out = Command::new(env!("CARGO_BIN_EXE_compart"))
+        .args(&load_args)
+        .envs(secret_env.iter().map(|(k, v)| (k, v)))
+        .output()
+        .unwrap();
+    let err = text(&out.stderr);
+    // Accepted, then gave up waiting for the nodes (the options' parser would say `Usage`).
+    assert_eq!(out.status.code(), Some(2), "{load_args:?}: {err}");
+    assert!(!err.contains("Usage") && err.contains("proposer/0") && err.contains("within 1s"), "{load_args:?}: {err}");
 }

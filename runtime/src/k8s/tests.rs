@@ -68,10 +68,7 @@ fn one_statefulset_per_component_with_instances_times_partitions_replicas() {
 #[test]
 fn the_deployment_file_places_every_component_at_its_pods_dns_names() {
     let files = generate(DEPLOYMENT, &opts()).unwrap();
-    let config = file(&files, "configmap.yaml");
-    let start = config.find("  deployment.toml: |\n").unwrap() + "  deployment.toml: |\n".len();
-    let toml: String = config[start..].lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect();
-    let doc: toml::Table = toml.parse().unwrap();
+    let doc: toml::Table = deployment_toml(&files).parse().unwrap();
     assert_eq!(doc["base_port"].as_integer(), Some(7500));
     assert_eq!(doc["client"].as_str(), Some("demo-load-0.demo.default.svc.cluster.local:7900"));
     assert_eq!(doc["workload"]["input"].as_str(), Some("c"));
@@ -296,4 +293,32 @@ fn paxos_manifests() {
     // ... and so is its hash.
     let shown = shown.replace(config_hash(&files).as_str(), "<sha-256 of the program and deployment.toml>");
     insta::assert_snapshot!(shown);
+}
+
+/// The deployment file of the ConfigMap, as the pods read it.
+fn deployment_toml(files: &[(String, String)]) -> String {
+    let config = file(files, "configmap.yaml");
+    let start = config.find("  deployment.toml: |\n").unwrap() + "  deployment.toml: |\n".len();
+    config[start..].lines().map(|l| format!("{}\n", l.strip_prefix("    ").unwrap_or(l))).collect()
+}
+
+#[test]
+fn nodes_read_every_pods_dns_name_and_the_clients_from_the_generated_file() {
+    let files = generate(DEPLOYMENT, &opts()).unwrap();
+    let d = Deployment::from_toml(&deployment_toml(&files), &program(PROGRAM)).unwrap();
+    let nodes: Vec<String> = d.nodes.iter().map(|n| format!("{} #{} {}", n.name, n.ordinal, n.address)).collect();
+    let domain = "demo.default.svc.cluster.local:7000";
+    let mut expected = Vec::new();
+    for (i, name) in ["0.0", "0.1", "0.2", "1.0", "1.1", "1.2"].iter().enumerate() {
+        expected.push(format!("proposer_p2a/{name} #{i} demo-proposer-p2a-{i}.{domain}"));
+    }
+    for i in 0..4 {
+        expected.push(format!("relay/{i} #{i} demo-relay-{i}.{domain}"));
+    }
+    assert_eq!(nodes, expected);
+    assert_eq!(
+        d.client.as_ref().map(|c| c.to_string()).as_deref(),
+        Some("demo-load-0.demo.default.svc.cluster.local:7900")
+    );
+    assert!(d.needs_secret());
 }
