@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use clap::{Args, Subcommand};
-use compart_runtime::cluster::{random_secret_hex, SECRET_ENV};
+use compart_runtime::cluster::{random_secret_hex, secret_from_env, SECRET_ENV, SECRET_FILE_ENV};
 use compart_runtime::k8s::{self, K8sOptions};
 
 #[derive(Subcommand)]
@@ -50,7 +50,8 @@ pub struct K8sArgs {
     /// The cluster's DNS domain.
     #[arg(long, default_value = k8s::DEFAULT_CLUSTER_DOMAIN)]
     pub cluster_domain: String,
-    /// Put the key in $COMPART_CLUSTER_SECRET into the Secret instead of a new random one (to
+    /// Put the key nodes would take from the environment ($COMPART_CLUSTER_SECRET, or the file
+    /// $COMPART_CLUSTER_SECRET_FILE names) into the Secret instead of a new random one (to
     /// regenerate the manifests of a running deployment without changing its key).
     #[arg(long)]
     pub secret_from_env: bool,
@@ -96,10 +97,18 @@ fn k8s_command(args: K8sArgs) -> u8 {
         }
     };
     let secret = if args.secret_from_env {
-        match std::env::var(SECRET_ENV) {
-            Ok(s) if !s.is_empty() => s,
-            _ => {
-                eprintln!("error: --secret-from-env: ${SECRET_ENV} is not set");
+        match secret_from_env().map(|s| s.map(String::from_utf8)) {
+            Ok(Some(Ok(s))) => s,
+            Ok(Some(Err(_))) => {
+                eprintln!("error: --secret-from-env: the secret is not UTF-8 text, which a Kubernetes Secret's stringData must be");
+                return 2;
+            }
+            Ok(None) => {
+                eprintln!("error: --secret-from-env: neither ${SECRET_ENV} nor ${SECRET_FILE_ENV} is set");
+                return 2;
+            }
+            Err(e) => {
+                eprintln!("error: --secret-from-env: {e}");
                 return 2;
             }
         }

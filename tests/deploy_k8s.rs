@@ -25,7 +25,7 @@ fn out_dir(name: &str) -> PathBuf {
 
 fn compart(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_compart"));
-    cmd.current_dir(root()).args(args).env_remove("COMPART_CLUSTER_SECRET");
+    cmd.current_dir(root()).args(args).env_remove("COMPART_CLUSTER_SECRET").env_remove("COMPART_CLUSTER_SECRET_FILE");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -266,9 +266,16 @@ fn the_secret_is_random_private_or_taken_from_the_environment() {
     let out = compart(&args, &[("COMPART_CLUSTER_SECRET", "kept-across-regenerations")]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(key(&c), "kept-across-regenerations");
+    // Or from the file nodes would read it from (less its final newline).
+    let file = c.join("../secret-file");
+    std::fs::write(&file, "from-a-file\n").unwrap();
+    let out = compart(&args, &[("COMPART_CLUSTER_SECRET_FILE", file.to_str().unwrap())]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(key(&c), "from-a-file");
     let out = compart(&args, &[]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("COMPART_CLUSTER_SECRET is not set"), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(err.contains("neither $COMPART_CLUSTER_SECRET nor $COMPART_CLUSTER_SECRET_FILE is set"), "{err}");
 }
 
 #[test]
