@@ -169,6 +169,11 @@ impl Documents {
     pub fn text(&self, uri: &Uri) -> Option<String> {
         self.map.get(uri).map(|d| d.analysis.text().to_string())
     }
+
+    /// Every open document (workspace-wide requests).
+    pub fn snapshots(&self) -> Vec<Snapshot> {
+        self.map.iter().map(|d| d.snapshot(d.key())).collect()
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,7 @@ fn capabilities() -> ServerCapabilities {
             work_done_progress_options: Default::default(),
         })),
         document_symbol_provider: Some(OneOf::Left(true)),
+        workspace_symbol_provider: Some(OneOf::Left(true)),
         semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
             SemanticTokensOptions {
                 legend: semantic_tokens::legend(),
@@ -171,6 +172,14 @@ impl LanguageServer for Backend {
     async fn document_symbol(&self, params: DocumentSymbolParams) -> Result<Option<DocumentSymbolResponse>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
         Ok(Some(DocumentSymbolResponse::Nested(handlers::symbols::document_symbols(&snapshot))))
+    }
+
+    async fn symbol(&self, params: WorkspaceSymbolParams) -> Result<Option<WorkspaceSymbolResponse>> {
+        let snapshots = self.session.documents.snapshots();
+        Ok(Some(WorkspaceSymbolResponse::Nested(handlers::workspace_symbols::workspace_symbols(
+            &snapshots,
+            &params.query,
+        ))))
     }
 
     async fn semantic_tokens_full(&self, params: SemanticTokensParams) -> Result<Option<SemanticTokensResult>> {

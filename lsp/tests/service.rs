@@ -683,3 +683,44 @@ mod rewrite_edits {
         assert!(checked >= 20, "only {checked} actions");
     }
 }
+
+/// `name kind [container] line` rows of a workspace/symbol response, with the file's name.
+fn symbol_rows(symbols: &Value) -> String {
+    symbols
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            let file = s["location"]["uri"].as_str().unwrap().rsplit('/').next().unwrap();
+            format!(
+                "{} kind {} in {} at {file}:{}",
+                s["name"].as_str().unwrap(),
+                s["kind"],
+                s["containerName"].as_str().unwrap_or("-"),
+                s["location"]["range"]["start"]["line"]
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test]
+async fn workspace_symbols_across_open_documents() {
+    let (mut client, _) = tally().await;
+    client.open(VOTING, &example("voting.ded")).await;
+    // A substring in both files, exact and prefix matches first.
+    let symbols = client.result("workspace/symbol", json!({ "query": "vote" })).await;
+    assert_snapshot!("workspace_symbols_vote", symbol_rows(&symbols));
+    // Scattered letters, case ignored: `VLg` finds `vote_log`.
+    let symbols = client.result("workspace/symbol", json!({ "query": "VLg" })).await;
+    assert_eq!(symbol_rows(&symbols), "vote_log kind 23 in leader at voting.ded:29");
+    // Components have no container; invariants keep theirs.
+    let symbols = client.result("workspace/symbol", json!({ "query": "tally" })).await;
+    assert_eq!(symbol_rows(&symbols), "tally kind 2 in - at tally.ded:1");
+    // A closed document is no longer searched.
+    client.notify("textDocument/didClose", json!({ "textDocument": doc(VOTING) })).await;
+    let symbols = client.result("workspace/symbol", json!({ "query": "leader" })).await;
+    assert_eq!(symbols, json!([]));
+    // A request without a query is malformed.
+    assert_eq!(client.request("workspace/symbol", json!({})).await["error"]["code"], -32602);
+}

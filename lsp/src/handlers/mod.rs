@@ -15,3 +15,4 @@ pub mod navigation;
 pub mod scaling;
 pub mod semantic_tokens;
 pub mod symbols;
+pub mod workspace_symbols;

@@ -1,12 +1,13 @@
 //! The outline: components with their relations, rules and invariants.
 
-use compart_analysis::model::{RelationKind, RuleKind};
+use compart_analysis::model::RuleKind;
 use compart_analysis::Analysis;
 use tower_lsp_server::ls_types::{DocumentSymbol, SymbolKind};
 
 use crate::converters::Converter;
 use crate::documents::Snapshot;
 use crate::handlers::hover::signature;
+use crate::handlers::workspace_symbols::relation_symbol_kind;
 
 #[allow(deprecated)] // `DocumentSymbol::deprecated` must be written even though it is deprecated.
 fn symbol(
@@ -43,12 +44,7 @@ pub fn document_symbols(snapshot: &Snapshot) -> Vec<DocumentSymbol> {
             if !rel.declared {
                 continue; // Scratch relations show up through their rules.
             }
-            let kind = match rel.kind {
-                RelationKind::Table => SymbolKind::STRUCT,
-                RelationKind::Channel => SymbolKind::EVENT,
-                RelationKind::Input | RelationKind::Output => SymbolKind::INTERFACE,
-                _ => SymbolKind::VARIABLE,
-            };
+            let kind = relation_symbol_kind(rel.kind);
             children.push(symbol(
                 rel.name.clone(),
                 Some(signature(rel)),
