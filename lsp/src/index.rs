@@ -148,6 +148,27 @@ pub fn definition(occurrences: &[Occurrence], symbol: &Symbol) -> Option<TextRan
     references(occurrences, symbol).find(|o| o.is_definition).map(|o| o.range)
 }
 
+/// The arguments in column `index` of every head and body atom of `relation`, with `true` for a
+/// head's (which writes the column). Kept out of [`occurrences`]: those ranges are already the
+/// variables' or expressions' that stand there, which the cursor must keep finding.
+pub fn column_uses<'a>(
+    program: &'a Program,
+    relation: &'a str,
+    index: usize,
+) -> impl Iterator<Item = (TextRange, bool)> + 'a {
+    let heads = program
+        .rules
+        .iter()
+        .filter(move |r| r.head.relation == relation)
+        .filter_map(move |r| r.head.args.get(index).map(|a| (a.range(), true)));
+    let bodies = program.rules.iter().map(|r| &r.body).chain(program.invariants.iter().map(|i| &i.body));
+    let atoms = bodies
+        .flat_map(|b| compart_analysis::model::atoms(b))
+        .filter(move |a| a.relation == relation)
+        .filter_map(move |a| a.args.get(index).map(|e| (e.range, false)));
+    heads.chain(atoms).filter(|(r, _)| !r.is_empty())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

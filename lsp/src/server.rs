@@ -31,6 +31,7 @@ fn capabilities() -> ServerCapabilities {
         hover_provider: Some(HoverProviderCapability::Simple(true)),
         definition_provider: Some(OneOf::Left(true)),
         references_provider: Some(OneOf::Left(true)),
+        document_highlight_provider: Some(OneOf::Left(true)),
         rename_provider: Some(OneOf::Right(RenameOptions {
             prepare_provider: Some(true),
             work_done_progress_options: Default::default(),
@@ -149,6 +150,12 @@ impl LanguageServer for Backend {
         let p = params.text_document_position;
         let snapshot = self.session.snapshot(&p.text_document.uri)?;
         handlers::navigation::references(&snapshot, p.position, params.context.include_declaration)
+    }
+
+    async fn document_highlight(&self, params: DocumentHighlightParams) -> Result<Option<Vec<DocumentHighlight>>> {
+        let p = params.text_document_position_params;
+        let snapshot = self.session.snapshot(&p.text_document.uri)?;
+        handlers::highlights::document_highlights(&snapshot, p.position)
     }
 
     async fn prepare_rename(&self, params: TextDocumentPositionParams) -> Result<Option<PrepareRenameResponse>> {

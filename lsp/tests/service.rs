@@ -724,3 +724,50 @@ async fn workspace_symbols_across_open_documents() {
     // A request without a query is malformed.
     assert_eq!(client.request("workspace/symbol", json!({})).await["error"]["code"], -32602);
 }
+
+const HIGHLIGHT_URI: &str = "file:///work/highlight.ded";
+const HIGHLIGHT_TEXT: &str = "component c {\n    input req(id: int, n: int) key(id)\n    table seen(id: int, m: int)\n    seen(id, m) :- req(id, n), m = n + 1.\n    out(id) :- seen(id, m), !req(id, m), m > 2.\n    out2(i) :- out(i).\n}\n";
+
+/// `text@line:col kind` rows of a documentHighlight response (1 text, 2 read, 3 write).
+async fn highlight_rows(client: &mut Client, needle: &str, n: usize) -> String {
+    let (line, col) = find(HIGHLIGHT_TEXT, needle, n);
+    let highlights = client.result("textDocument/documentHighlight", at(HIGHLIGHT_URI, line, col)).await;
+    let lines: Vec<&str> = HIGHLIGHT_TEXT.lines().collect();
+    let rows: Vec<String> = highlights
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            let (l, s, e) = (
+                h["range"]["start"]["line"].as_u64().unwrap() as usize,
+                h["range"]["start"]["character"].as_u64().unwrap() as usize,
+                h["range"]["end"]["character"].as_u64().unwrap() as usize,
+            );
+            let kind = ["", "text", "read", "write"][h["kind"].as_u64().unwrap() as usize];
+            format!("{}@{}:{s} {kind}", &lines[l][s..e], l + 1)
+        })
+        .collect();
+    format!("{needle}#{n}:\n{}", rows.join("\n"))
+}
+
+#[tokio::test]
+async fn highlights_tell_reads_from_writes() {
+    let mut client = Client::initialized(json!({})).await;
+    client.open(HIGHLIGHT_URI, HIGHLIGHT_TEXT).await;
+    let mut out = Vec::new();
+    // A relation: declared (text), derived (write), read positively and negated (read).
+    out.push(highlight_rows(&mut client, "seen", 1).await);
+    // A variable bound by `=` (write), read in the head; another bound by an atom, read in a
+    // negated atom and a condition.
+    out.push(highlight_rows(&mut client, "m = n", 0).await);
+    out.push(highlight_rows(&mut client, "m), !req", 0).await);
+    // A column: its declaration, then the arguments in its position in heads and atoms.
+    out.push(highlight_rows(&mut client, "m: int", 0).await);
+    // Nothing under the cursor: no highlights.
+    assert_eq!(client.result("textDocument/documentHighlight", at(HIGHLIGHT_URI, 0, 9)).await, Value::Null);
+    assert_eq!(
+        client.request("textDocument/documentHighlight", at(HIGHLIGHT_URI, 99, 0)).await["error"]["code"],
+        -32602
+    );
+    assert_snapshot!(out.join("\n\n"));
+}
