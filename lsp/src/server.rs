@@ -52,6 +52,10 @@ fn capabilities() -> ServerCapabilities {
             trigger_characters: Some(vec!["(".into(), ",".into(), "@".into()]),
             ..Default::default()
         }),
+        signature_help_provider: Some(SignatureHelpOptions {
+            trigger_characters: Some(vec!["(".into(), ",".into()]),
+            ..Default::default()
+        }),
         inlay_hint_provider: Some(OneOf::Left(true)),
         code_action_provider: Some(CodeActionProviderCapability::Options(CodeActionOptions {
             code_action_kinds: Some(vec![CodeActionKind::QUICKFIX, CodeActionKind::REFACTOR_REWRITE]),
@@ -211,6 +215,14 @@ impl LanguageServer for Backend {
         let offset =
             Converter::new(&snapshot.analysis).offset(p.position).map_err(|e| invalid_params(e.to_string()))?;
         Ok(Some(CompletionResponse::Array(handlers::completion::completion(&snapshot.analysis, offset))))
+    }
+
+    async fn signature_help(&self, params: SignatureHelpParams) -> Result<Option<SignatureHelp>> {
+        let p = params.text_document_position_params;
+        let snapshot = self.session.snapshot(&p.text_document.uri)?;
+        let offset =
+            Converter::new(&snapshot.analysis).offset(p.position).map_err(|e| invalid_params(e.to_string()))?;
+        Ok(handlers::signature_help::signature_help(&snapshot.analysis, offset))
     }
 
     async fn inlay_hint(&self, params: InlayHintParams) -> Result<Option<Vec<InlayHint>>> {

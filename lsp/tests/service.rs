@@ -771,3 +771,23 @@ async fn highlights_tell_reads_from_writes() {
     );
     assert_snapshot!(out.join("\n\n"));
 }
+
+#[tokio::test]
+async fn signature_help_inside_atoms() {
+    let (mut client, text) = tally().await;
+    // In `count_by_item(item, n)`, on `n`: the second column is active.
+    let (line, col) = find(&text, "item, n), n > 2", 0);
+    let help = client.result("textDocument/signatureHelp", at(URI, line, col + 6)).await;
+    assert_snapshot!(pretty(&help));
+    // Right after the `(` of `vote(`: the first column.
+    let (line, col) = find(&text, "vote(item, who)", 0);
+    let help = client.result("textDocument/signatureHelp", at(URI, line, col + 5)).await;
+    assert_eq!(help["activeParameter"], 0);
+    assert_eq!(help["signatures"][0]["label"], "channel vote(item: int, voter: addr)");
+    // A built-in aggregate.
+    let (line, col) = find(&text, "count(voter)", 0);
+    let help = client.result("textDocument/signatureHelp", at(URI, line, col + 6)).await;
+    assert_eq!(help["signatures"][0]["label"], "count(x): int", "{help}");
+    // Outside any parentheses: nothing.
+    assert_eq!(client.result("textDocument/signatureHelp", at(URI, 1, 0)).await, Value::Null);
+}

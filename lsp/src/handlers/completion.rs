@@ -15,7 +15,7 @@ const KEYWORDS: &[&str] =
 const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "choose", "rank"];
 
 /// The relation whose argument list holds `offset`, and the argument index there.
-fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
+pub(crate) fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
     // Offsets come from the client's positions: never cut a character in two.
     let offset = floor_char_boundary(text, offset);
     let before = &text[..offset];

@@ -15,5 +15,6 @@ pub mod inlay_hints;
 pub mod navigation;
 pub mod scaling;
 pub mod semantic_tokens;
+pub mod signature_help;
 pub mod symbols;
 pub mod workspace_symbols;
