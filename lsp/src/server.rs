@@ -47,6 +47,7 @@ fn capabilities() -> ServerCapabilities {
             },
         )),
         folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
+        selection_range_provider: Some(SelectionRangeProviderCapability::Simple(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
         completion_provider: Some(CompletionOptions {
             trigger_characters: Some(vec!["(".into(), ",".into(), "@".into()]),
@@ -202,6 +203,20 @@ impl LanguageServer for Backend {
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
         Ok(Some(handlers::folding::folding_ranges(&snapshot.analysis)))
+    }
+
+    async fn selection_range(&self, params: SelectionRangeParams) -> Result<Option<Vec<SelectionRange>>> {
+        let snapshot = self.session.snapshot(&params.text_document.uri)?;
+        let conv = Converter::new(&snapshot.analysis);
+        let ranges = params
+            .positions
+            .into_iter()
+            .map(|p| {
+                conv.offset(p).map(|offset| handlers::selection_range::selection_range(&snapshot.analysis, offset))
+            })
+            .collect::<std::result::Result<Vec<_>, _>>()
+            .map_err(|e| invalid_params(e.to_string()))?;
+        Ok(Some(ranges))
     }
 
     async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {

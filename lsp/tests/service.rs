@@ -791,3 +791,36 @@ async fn signature_help_inside_atoms() {
     // Outside any parentheses: nothing.
     assert_eq!(client.result("textDocument/signatureHelp", at(URI, 1, 0)).await, Value::Null);
 }
+
+#[tokio::test]
+async fn selection_expands_along_the_tree() {
+    let (mut client, text) = tally().await;
+    // On `voter` in the body of the first rule, and on the component name `client`.
+    let (l1, c1) = find(&text, "voter).\n", 0);
+    let (l2, c2) = find(&text, "client {", 0);
+    let response = client
+        .result(
+            "textDocument/selectionRange",
+            json!({ "textDocument": doc(URI), "positions": [pos(l1, c1 + 2), pos(l2, c2)] }),
+        )
+        .await;
+    let lines: Vec<&str> = text.lines().collect();
+    let mut out = Vec::new();
+    for mut step in response.as_array().unwrap().iter() {
+        let mut rows = Vec::new();
+        loop {
+            let (s, e) = (&step["range"]["start"], &step["range"]["end"]);
+            let (sl, el) = (s["line"].as_u64().unwrap() as usize, e["line"].as_u64().unwrap() as usize);
+            let first: String = lines[sl].chars().skip(s["character"].as_u64().unwrap() as usize).take(40).collect();
+            rows.push(format!("{}:{}-{}:{} {first}", sl + 1, s["character"], el + 1, e["character"]));
+            match step.get("parent") {
+                Some(parent) => step = parent,
+                None => break,
+            }
+        }
+        out.push(rows.join("\n"));
+    }
+    assert_snapshot!(out.join("\n\n"));
+    let bad = json!({ "textDocument": doc(URI), "positions": [pos(0, 0), pos(999, 0)] });
+    assert_eq!(client.request("textDocument/selectionRange", bad).await["error"]["code"], -32602);
+}

@@ -14,6 +14,7 @@ pub mod hover;
 pub mod inlay_hints;
 pub mod navigation;
 pub mod scaling;
+pub mod selection_range;
 pub mod semantic_tokens;
 pub mod signature_help;
 pub mod symbols;
