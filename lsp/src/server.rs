@@ -49,6 +49,7 @@ fn capabilities() -> ServerCapabilities {
         folding_range_provider: Some(FoldingRangeProviderCapability::Simple(true)),
         selection_range_provider: Some(SelectionRangeProviderCapability::Simple(true)),
         document_formatting_provider: Some(OneOf::Left(true)),
+        document_range_formatting_provider: Some(OneOf::Left(true)),
         completion_provider: Some(CompletionOptions {
             trigger_characters: Some(vec!["(".into(), ",".into(), "@".into()]),
             ..Default::default()
@@ -222,6 +223,13 @@ impl LanguageServer for Backend {
     async fn formatting(&self, params: DocumentFormattingParams) -> Result<Option<Vec<TextEdit>>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
         handlers::formatting::format(&snapshot.analysis)
+    }
+
+    async fn range_formatting(&self, params: DocumentRangeFormattingParams) -> Result<Option<Vec<TextEdit>>> {
+        let snapshot = self.session.snapshot(&params.text_document.uri)?;
+        let range =
+            Converter::new(&snapshot.analysis).text_range(params.range).map_err(|e| invalid_params(e.to_string()))?;
+        handlers::formatting::format_range(&snapshot.analysis, range)
     }
 
     async fn completion(&self, params: CompletionParams) -> Result<Option<CompletionResponse>> {

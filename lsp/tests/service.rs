@@ -824,3 +824,27 @@ async fn selection_expands_along_the_tree() {
     let bad = json!({ "textDocument": doc(URI), "positions": [pos(0, 0), pos(999, 0)] });
     assert_eq!(client.request("textDocument/selectionRange", bad).await["error"]["code"], -32602);
 }
+
+#[tokio::test]
+async fn range_formatting_touches_only_the_selected_items() {
+    let mut client = Client::initialized(json!({})).await;
+    let uri = "file:///work/messy_range.ded";
+    let text = "component c {\ntable   t(x:int)\n  t(1).\n      u(x):-t(x).\n}\ncomponent d {\n  v(x :- t(x).\n}\n";
+    client.open(uri, text).await;
+    let options = json!({ "tabSize": 4, "insertSpaces": true });
+    // Lines 3-4 of `c`: the fact and the rule, not the declaration; `d`'s error does not matter.
+    let params =
+        json!({ "textDocument": doc(uri), "range": { "start": pos(2, 3), "end": pos(3, 8) }, "options": options });
+    let edits = client.result("textDocument/rangeFormatting", params).await;
+    assert_snapshot!(pretty(&edits));
+    // A range over the broken rule is refused, like whole-document formatting.
+    let params =
+        json!({ "textDocument": doc(uri), "range": { "start": pos(6, 2), "end": pos(6, 3) }, "options": options });
+    let response = client.request("textDocument/rangeFormatting", params).await;
+    assert_eq!(response["error"]["code"], -32803, "{response}");
+    assert!(response["error"]["message"].as_str().unwrap().contains("line 7"), "{response}");
+    // A range past the end is malformed.
+    let params =
+        json!({ "textDocument": doc(uri), "range": { "start": pos(0, 0), "end": pos(99, 0) }, "options": options });
+    assert_eq!(client.request("textDocument/rangeFormatting", params).await["error"]["code"], -32602);
+}
