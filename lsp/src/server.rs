@@ -41,7 +41,7 @@ fn capabilities() -> ServerCapabilities {
         semantic_tokens_provider: Some(SemanticTokensServerCapabilities::SemanticTokensOptions(
             SemanticTokensOptions {
                 legend: semantic_tokens::legend(),
-                full: Some(SemanticTokensFullOptions::Bool(true)),
+                full: Some(SemanticTokensFullOptions::Delta { delta: Some(true) }),
                 range: None,
                 work_done_progress_options: Default::default(),
             },
@@ -132,6 +132,7 @@ impl LanguageServer for Backend {
 
     async fn did_close(&self, params: DidCloseTextDocumentParams) {
         let uri = params.text_document.uri;
+        self.session.semantic_tokens.forget(&uri);
         if self.session.documents.close(&uri) {
             // Closed files keep no diagnostics.
             self.session.client.publish_diagnostics(uri, vec![], None).await;
@@ -197,8 +198,16 @@ impl LanguageServer for Backend {
 
     async fn semantic_tokens_full(&self, params: SemanticTokensParams) -> Result<Option<SemanticTokensResult>> {
         let snapshot = self.session.snapshot(&params.text_document.uri)?;
-        let data = semantic_tokens::tokens(&snapshot.analysis);
-        Ok(Some(SemanticTokensResult::Tokens(SemanticTokens { result_id: None, data })))
+        Ok(Some(SemanticTokensResult::Tokens(self.session.semantic_tokens.full(&snapshot.uri, &snapshot.analysis))))
+    }
+
+    async fn semantic_tokens_full_delta(
+        &self,
+        params: SemanticTokensDeltaParams,
+    ) -> Result<Option<SemanticTokensFullDeltaResult>> {
+        let snapshot = self.session.snapshot(&params.text_document.uri)?;
+        let cache = &self.session.semantic_tokens;
+        Ok(Some(cache.delta(&snapshot.uri, &snapshot.analysis, &params.previous_result_id)))
     }
 
     async fn folding_range(&self, params: FoldingRangeParams) -> Result<Option<Vec<FoldingRange>>> {

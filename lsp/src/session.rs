@@ -8,7 +8,7 @@ use tower_lsp_server::ls_types::{MessageType, Uri};
 use tower_lsp_server::Client;
 
 use crate::documents::{Documents, Snapshot};
-use crate::handlers::diagnostics;
+use crate::handlers::{diagnostics, semantic_tokens};
 
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -31,11 +31,17 @@ pub struct Session {
     pub client: Client,
     pub documents: Documents,
     pub config: RwLock<Config>,
+    pub semantic_tokens: semantic_tokens::Cache,
 }
 
 impl Session {
     pub fn new(client: Client) -> Self {
-        Session { client, documents: Documents::default(), config: RwLock::new(Config::default()) }
+        Session {
+            client,
+            documents: Documents::default(),
+            config: RwLock::new(Config::default()),
+            semantic_tokens: Default::default(),
+        }
     }
 
     pub fn config(&self) -> Config {

@@ -848,3 +848,33 @@ async fn range_formatting_touches_only_the_selected_items() {
         json!({ "textDocument": doc(uri), "range": { "start": pos(0, 0), "end": pos(99, 0) }, "options": options });
     assert_eq!(client.request("textDocument/rangeFormatting", params).await["error"]["code"], -32602);
 }
+
+#[tokio::test]
+async fn semantic_token_deltas_apply_to_the_previous_result() {
+    let (mut client, text) = tally().await;
+    let full = client.result("textDocument/semanticTokens/full", json!({ "textDocument": doc(URI) })).await;
+    let first_id = full["resultId"].as_str().unwrap().to_string();
+    // Type a new rule into the middle of the file.
+    let (line, _) = find(&text, "    seen(item)", 0);
+    let change = json!({ "textDocument": { "uri": URI, "version": 2 }, "contentChanges": [{ "range": { "start": pos(line, 0), "end": pos(line, 0) }, "text": "    late(item) :- votes(item, _).\n" }] });
+    client.notify("textDocument/didChange", change).await;
+    client.next("textDocument/publishDiagnostics").await;
+    let params = json!({ "textDocument": doc(URI), "previousResultId": first_id });
+    let delta = client.result("textDocument/semanticTokens/full/delta", params).await;
+    let edits = delta["edits"].as_array().unwrap_or_else(|| panic!("{delta}"));
+    assert_eq!(edits.len(), 1, "{delta}");
+    let mut data: Vec<Value> = full["data"].as_array().unwrap().clone();
+    let (start, count) =
+        (edits[0]["start"].as_u64().unwrap() as usize, edits[0]["deleteCount"].as_u64().unwrap() as usize);
+    let inserted = edits[0]["data"].as_array().cloned().unwrap_or_default();
+    // Only the tokens from the new line to the next one change (the next token's line delta).
+    assert!(inserted.len() <= 5 * 6, "{delta}");
+    data.splice(start..start + count, inserted);
+    let fresh = client.result("textDocument/semanticTokens/full", json!({ "textDocument": doc(URI) })).await;
+    assert_eq!(Value::Array(data), fresh["data"]);
+    assert_ne!(delta["resultId"], json!(first_id));
+    // An id that is not the last one sent gets every token.
+    let params = json!({ "textDocument": doc(URI), "previousResultId": first_id });
+    let again = client.result("textDocument/semanticTokens/full/delta", params).await;
+    assert_eq!(again["data"], fresh["data"], "{again}");
+}

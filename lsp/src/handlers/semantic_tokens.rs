@@ -1,8 +1,14 @@
 //! Semantic tokens from the concrete tree (same classification as grammar/queries/highlights.scm).
 
+use std::sync::atomic::{AtomicU64, Ordering};
+
 use compart_analysis::model::RelationKind;
 use compart_analysis::Analysis;
-use tower_lsp_server::ls_types::{SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokensLegend};
+use dashmap::DashMap;
+use tower_lsp_server::ls_types::{
+    SemanticToken, SemanticTokenModifier, SemanticTokenType, SemanticTokens, SemanticTokensDelta, SemanticTokensEdit,
+    SemanticTokensFullDeltaResult, SemanticTokensLegend, Uri,
+};
 use tree_sitter::Node;
 
 use crate::converters::Converter;
@@ -148,9 +154,89 @@ fn encode(analysis: &Analysis, raw: Vec<(usize, usize, u32, u32)>) -> Vec<Semant
     out
 }
 
+/// The last tokens sent for each document, under a result id, so that the next request can be
+/// answered with the edits from them (`semanticTokens/full/delta`) instead of the whole array.
+#[derive(Default)]
+pub struct Cache {
+    last: DashMap<Uri, (String, Vec<SemanticToken>)>,
+    next_id: AtomicU64,
+}
+
+impl Cache {
+    fn remember(&self, uri: &Uri, data: Vec<SemanticToken>) -> String {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed).to_string();
+        self.last.insert(uri.clone(), (id.clone(), data));
+        id
+    }
+
+    /// `semanticTokens/full`: every token, remembered under a new result id.
+    pub fn full(&self, uri: &Uri, analysis: &Analysis) -> SemanticTokens {
+        let data = tokens(analysis);
+        SemanticTokens { result_id: Some(self.remember(uri, data.clone())), data }
+    }
+
+    /// `semanticTokens/full/delta`: the edits from the result `previous` if it is the last one
+    /// sent for this document, else every token (the client may have asked with an older id).
+    pub fn delta(&self, uri: &Uri, analysis: &Analysis, previous: &str) -> SemanticTokensFullDeltaResult {
+        let data = tokens(analysis);
+        let edit = match self.last.get(uri) {
+            Some(last) if last.0 == previous => Some(diff(&last.1, &data)),
+            _ => None,
+        };
+        let result_id = Some(self.remember(uri, data.clone()));
+        match edit {
+            Some(edit) => SemanticTokensFullDeltaResult::TokensDelta(SemanticTokensDelta {
+                result_id,
+                edits: edit.into_iter().collect(),
+            }),
+            None => SemanticTokensFullDeltaResult::Tokens(SemanticTokens { result_id, data }),
+        }
+    }
+
+    pub fn forget(&self, uri: &Uri) {
+        self.last.remove(uri);
+    }
+}
+
+/// One edit turning `old` into `new`: what lies between their common prefix and common suffix.
+/// Edits count integers (five per token), not tokens. None when nothing changed.
+fn diff(old: &[SemanticToken], new: &[SemanticToken]) -> Option<SemanticTokensEdit> {
+    let prefix = old.iter().zip(new).take_while(|(a, b)| a == b).count();
+    let suffix = old[prefix..].iter().rev().zip(new[prefix..].iter().rev()).take_while(|(a, b)| a == b).count();
+    let (deleted, inserted) = (&old[prefix..old.len() - suffix], &new[prefix..new.len() - suffix]);
+    if deleted.is_empty() && inserted.is_empty() {
+        return None;
+    }
+    Some(SemanticTokensEdit {
+        start: 5 * prefix as u32,
+        delete_count: 5 * deleted.len() as u32,
+        data: (!inserted.is_empty()).then(|| inserted.to_vec()),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delta_applied_to_the_old_tokens_gives_the_new_ones() {
+        let before = compart_analysis::analyze("component c {\n    table t(x: int)\n    t(1).\n}\n");
+        let after = compart_analysis::analyze("component c {\n    table t(x: int)\n    t(\"a\").\n    t(2).\n}\n");
+        let (old, new) = (tokens(&before), tokens(&after));
+        let edit = diff(&old, &new).unwrap();
+        let flat = |t: &[SemanticToken]| -> Vec<u32> {
+            t.iter()
+                .flat_map(|t| [t.delta_line, t.delta_start, t.length, t.token_type, t.token_modifiers_bitset])
+                .collect()
+        };
+        let mut applied = flat(&old);
+        let (start, end) = (edit.start as usize, (edit.start + edit.delete_count) as usize);
+        applied.splice(start..end, flat(edit.data.as_deref().unwrap_or(&[])));
+        assert_eq!(applied, flat(&new));
+        // Only the changed middle travels.
+        assert!(edit.data.unwrap().len() < new.len() / 2, "{new:?}");
+        assert!(diff(&new, &new).is_none());
+    }
 
     #[test]
     fn tokens_are_cut_at_every_line_break() {
