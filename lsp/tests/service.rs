@@ -878,3 +878,42 @@ async fn semantic_token_deltas_apply_to_the_previous_result() {
     let again = client.result("textDocument/semanticTokens/full/delta", params).await;
     assert_eq!(again["data"], fresh["data"], "{again}");
 }
+
+#[tokio::test]
+async fn hover_on_keywords_operators_and_built_ins() {
+    let uri = "file:///work/words.ded";
+    let text = "component c partitioned by id {\n    input req(id: int, n: int) key(id)\n    channel ack(id: int)\n    table seen(id: int)\n    seen(id) :- req(id, _).\n    total(id, count(n)) :- req(id, n).\n    ack@a(id) :~ req(id, _), nodes(\"c\", a), a != self.\n    m(id, h) :- seen(id), h = hash(id).\n    delete seen(id) :- ack(id).\n}\n";
+    let mut client = Client::initialized(json!({})).await;
+    client.open(uri, text).await;
+    let mut out = Vec::new();
+    for (needle, n, shift) in [
+        ("component", 0, 0),
+        ("partitioned", 0, 2),
+        ("by", 0, 1),
+        ("input", 0, 0),
+        ("key(", 0, 0),
+        ("int", 0, 1),
+        (":-", 0, 1),
+        (":~", 0, 0),
+        ("count", 0, 5), // at the end of the word
+        ("nodes", 0, 2),
+        ("self", 0, 1),
+        ("hash", 0, 0),
+        ("delete", 0, 3),
+    ] {
+        let (line, col) = find(text, needle, n);
+        let hover = client.result("textDocument/hover", at(uri, line, col + shift)).await;
+        let value = hover["contents"]["value"].as_str().unwrap_or("<none>");
+        out.push(format!(
+            "{needle} @{}:{}\n{value}",
+            hover["range"]["start"]["line"], hover["range"]["start"]["character"]
+        ));
+    }
+    assert_snapshot!(out.join("\n\n"));
+    // A program's own names keep their own hover, and punctuation has none.
+    let (line, col) = find(text, "seen(id) :-", 0);
+    let hover = client.result("textDocument/hover", at(uri, line, col + 1)).await;
+    assert!(hover["contents"]["value"].as_str().unwrap().contains("table seen(id: int)"), "{hover}");
+    let (line, col) = find(text, "{", 0);
+    assert_eq!(client.result("textDocument/hover", at(uri, line, col)).await, Value::Null);
+}

@@ -4,15 +4,14 @@
 //! The context is read from the text rather than the tree because the text being typed rarely
 //! parses.
 
-use compart_analysis::model::{Function, RelationKind, NODES_RELATION};
-use compart_analysis::Analysis;
-use tower_lsp_server::ls_types::{CompletionItem, CompletionItemKind};
+use compart_analysis::model::{AggregateFunc, Function, RelationKind, NODES_RELATION};
+use compart_analysis::{lexicon, Analysis};
+use tower_lsp_server::ls_types::{CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind};
 
 use crate::handlers::hover::signature;
 
 const KEYWORDS: &[&str] =
     &["component", "input", "output", "table", "channel", "scratch", "delete", "invariant", "partitioned by", "key"];
-const AGGREGATES: &[&str] = &["count", "sum", "min", "max", "choose", "rank"];
 
 /// The relation whose argument list holds `offset`, and the argument index there.
 pub(crate) fn enclosing_atom(text: &str, offset: usize) -> Option<(&str, usize)> {
@@ -59,7 +58,7 @@ pub fn completion(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
     let program = &analysis.program;
     let text = analysis.text();
     if let Some((name, arg)) = enclosing_atom(text, offset) {
-        if Function::from_name(name).is_some() || AGGREGATES.contains(&name) {
+        if Function::from_name(name).is_some() || AggregateFunc::from_name(name).is_some() {
             return variables_at(analysis, offset);
         }
         let Some(rel) = program.relation_by_name(name).map(|r| program.relation(r)) else { return vec![] };
@@ -104,17 +103,26 @@ pub fn completion(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
         label: k.to_string(),
         kind: Some(CompletionItemKind::KEYWORD),
         sort_text: Some(format!("2{k}")),
+        documentation: documentation(k.split(' ').next().unwrap_or(k)),
         ..Default::default()
     }));
-    items.extend(Function::NAMES.iter().chain(AGGREGATES).map(|f| CompletionItem {
+    let aggregates = lexicon::AGGREGATES.iter().map(|e| e.word);
+    items.extend(Function::NAMES.into_iter().chain(aggregates).map(|f| CompletionItem {
         label: f.to_string(),
         kind: Some(CompletionItemKind::FUNCTION),
         detail: Some("built-in".into()),
         sort_text: Some(format!("3{f}")),
+        documentation: documentation(f),
         ..Default::default()
     }));
     items.dedup_by(|a, b| a.label == b.label);
     items
+}
+
+/// What a keyword or built-in means, as its hover says it.
+fn documentation(word: &str) -> Option<Documentation> {
+    lexicon::markdown(word)
+        .map(|value| Documentation::MarkupContent(MarkupContent { kind: MarkupKind::Markdown, value }))
 }
 
 /// Variables already used in the rule around `offset`.

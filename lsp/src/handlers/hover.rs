@@ -1,8 +1,9 @@
 //! Hover: a relation's schema, kind and home; a component's shape; a variable's type and the
 //! columns it binds.
 
-use compart_analysis::model::{BodyItem, Relation, RelationKind, RuleKind};
-use compart_analysis::{Analysis, Program};
+use compart_analysis::model::{BodyItem, Relation, RelationKind, RuleKind, BUILTIN_RELATIONS};
+use compart_analysis::syntax::range_of;
+use compart_analysis::{lexicon, Analysis, Program, TextRange};
 use tower_lsp_server::ls_types::{Hover, HoverContents, MarkupContent, MarkupKind, Position};
 
 use crate::converters::Converter;
@@ -14,12 +15,40 @@ pub fn hover(snapshot: &Snapshot, position: Position) -> Result<Option<Hover>, c
     let conv = Converter::new(analysis);
     let offset = conv.offset(position)?;
     let occurrences = index::occurrences(&analysis.program);
-    let Some(occ) = index::at(&occurrences, offset) else { return Ok(None) };
-    let Some(markdown) = describe(snapshot, &occ.symbol) else { return Ok(None) };
+    let found = index::at(&occurrences, offset).and_then(|occ| Some((occ.range, describe(snapshot, &occ.symbol)?)));
+    let Some((range, markdown)) = found.or_else(|| language_word_at(analysis, offset)) else { return Ok(None) };
     Ok(Some(Hover {
         contents: HoverContents::Markup(MarkupContent { kind: MarkupKind::Markdown, value: markdown }),
-        range: Some(conv.range(occ.range)),
+        range: Some(conv.range(range)),
     }))
+}
+
+/// A keyword, rule operator, type or built-in under the cursor (or just before it), with its
+/// meaning from the lexicon.
+fn language_word_at(analysis: &Analysis, offset: usize) -> Option<(TextRange, String)> {
+    let root = analysis.syntax.root();
+    [Some(offset), offset.checked_sub(1)]
+        .into_iter()
+        .flatten()
+        .filter_map(|at| root.descendant_for_byte_range(at, at))
+        .filter(|n| n.child_count() == 0 && !n.byte_range().is_empty() && range_of(*n).contains(offset))
+        .find_map(|token| Some((range_of(token), lexicon::markdown(language_word(analysis, token)?)?)))
+}
+
+/// The token's text if it is a word of the language rather than a name the program chose.
+fn language_word<'a>(analysis: &'a Analysis, token: tree_sitter::Node<'_>) -> Option<&'a str> {
+    let word = analysis.syntax.node_text(token);
+    let parent = token.parent();
+    let in_field = |field: &str| parent.and_then(|p| p.child_by_field_name(field)).map(|n| n.id()) == Some(token.id());
+    let is_language_word = match token.kind() {
+        "identifier" => {
+            (in_field("function") && parent.is_some_and(|p| p.kind() == "call"))
+                || (in_field("relation") && BUILTIN_RELATIONS.contains(&word))
+                || parent.is_some_and(|p| p.kind() == "type")
+        }
+        kind => !token.is_named() || matches!(kind, "self" | "delete" | "rule_op" | "relation_kind" | "boolean"),
+    };
+    is_language_word.then_some(word)
 }
 
 /// `table vote_log(id: int, voter: addr) key(id)`
@@ -50,7 +79,9 @@ pub fn describe(snapshot: &Snapshot, symbol: &Symbol) -> Option<String> {
                 RelationKind::Table => "table: persistent until deleted",
                 RelationKind::Channel => "channel: received from other nodes, present in the tick it arrives",
                 RelationKind::Scratch => "scratch: holds within one tick",
-                RelationKind::Builtin => "built-in: the deployment",
+                RelationKind::Builtin => {
+                    lexicon::lookup(name).first().map_or("built-in: the deployment", |e| e.meaning)
+                }
             };
             let origin = if relation.declared {
                 format!("declared in `{home}` at line {}", line_of(analysis, relation.name_range.start))
