@@ -917,3 +917,24 @@ async fn hover_on_keywords_operators_and_built_ins() {
     let (line, col) = find(text, "{", 0);
     assert_eq!(client.result("textDocument/hover", at(uri, line, col)).await, Value::Null);
 }
+
+#[tokio::test]
+async fn completion_after_at_offers_the_bodys_addresses() {
+    let (mut client, text) = tally().await;
+    let (line, col) = find(&text, "@leader", 0);
+    let items = client.result("textDocument/completion", at(URI, line, col + 1)).await;
+    let rows: Vec<String> = items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| {
+            format!(
+                "{} [{}] {}",
+                i["label"].as_str().unwrap(),
+                i["sortText"].as_str().unwrap(),
+                i["detail"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(rows, ["leader [0leader] leader: addr", "self [2self] self: addr"]);
+}

@@ -4,7 +4,7 @@
 //! The context is read from the text rather than the tree because the text being typed rarely
 //! parses.
 
-use compart_analysis::model::{AggregateFunc, Function, RelationKind, NODES_RELATION};
+use compart_analysis::model::{AggregateFunc, BodyItem, CompareOp, Function, RelationKind, Type, NODES_RELATION};
 use compart_analysis::{lexicon, Analysis};
 use tower_lsp_server::ls_types::{CompletionItem, CompletionItemKind, Documentation, MarkupContent, MarkupKind};
 
@@ -57,6 +57,9 @@ fn floor_char_boundary(text: &str, offset: usize) -> usize {
 pub fn completion(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
     let program = &analysis.program;
     let text = analysis.text();
+    if let Some(word_start) = destination_word(text, offset) {
+        return destinations(analysis, offset, word_start);
+    }
     if let Some((name, arg)) = enclosing_atom(text, offset) {
         if Function::from_name(name).is_some() || AggregateFunc::from_name(name).is_some() {
             return variables_at(analysis, offset);
@@ -119,6 +122,70 @@ pub fn completion(analysis: &Analysis, offset: usize) -> Vec<CompletionItem> {
     items
 }
 
+/// After `rel@` (the destination of an async head): where the partial word after the `@` starts.
+fn destination_word(text: &str, offset: usize) -> Option<usize> {
+    let offset = floor_char_boundary(text, offset);
+    let start = text[..offset]
+        .char_indices()
+        .rfind(|&(_, c)| !(c.is_ascii_alphanumeric() || c == '_'))
+        .map_or(0, |(p, c)| p + c.len_utf8());
+    text[..start].ends_with('@').then_some(start)
+}
+
+/// The destinations a message can go to: variables the rule's body binds, those of type `addr`
+/// first, then `self`. A rule whose `@` has nothing after it yet does not parse, so then the
+/// rule is read from the text with `self` in that place.
+fn destinations(analysis: &Analysis, offset: usize, word_start: usize) -> Vec<CompletionItem> {
+    let find_rule = |a: &Analysis| a.program.rules.iter().position(|r| r.range.contains(word_start));
+    let patched;
+    let (analysis, rule) = match find_rule(analysis) {
+        Some(rule) => (analysis, rule),
+        None => {
+            let range = compart_analysis::TextRange::new(word_start, floor_char_boundary(analysis.text(), offset));
+            patched = compart_analysis::analyze_syntax(analysis.syntax.edit(range, "self"));
+            match find_rule(&patched) {
+                Some(rule) => (&patched, rule),
+                None => return vec![self_destination()],
+            }
+        }
+    };
+    let rule = &analysis.program.rules[rule];
+    let mut bound: Vec<&str> = Vec::new();
+    for item in &rule.body {
+        match item {
+            BodyItem::Atom(atom) if !atom.negated => bound.extend(atom.args.iter().filter_map(|a| a.as_var())),
+            BodyItem::Condition(c) if c.op == CompareOp::Assign => bound.extend(c.left.as_var()),
+            _ => {}
+        }
+    }
+    let mut items: Vec<CompletionItem> = rule
+        .variables
+        .iter()
+        .filter(|v| bound.contains(&v.name.as_str()))
+        .map(|v| CompletionItem {
+            label: v.name.clone(),
+            kind: Some(CompletionItemKind::VARIABLE),
+            detail: Some(format!("{}: {}", v.name, v.ty)),
+            sort_text: Some(format!("{}{}", if v.ty == Type::Addr { 0 } else { 1 }, v.name)),
+            preselect: (v.ty == Type::Addr).then_some(true),
+            ..Default::default()
+        })
+        .collect();
+    items.push(self_destination());
+    items
+}
+
+fn self_destination() -> CompletionItem {
+    CompletionItem {
+        label: "self".into(),
+        kind: Some(CompletionItemKind::KEYWORD),
+        detail: Some("self: addr".into()),
+        sort_text: Some("2self".into()),
+        documentation: documentation("self"),
+        ..Default::default()
+    }
+}
+
 /// What a keyword or built-in means, as its hover says it.
 fn documentation(word: &str) -> Option<Documentation> {
     lexicon::markdown(word)
@@ -156,6 +223,27 @@ mod tests {
         assert_eq!(enclosing_atom(text, text.len()), None);
         let text = "component c { x(a) :- f(hash(a), ";
         assert_eq!(enclosing_atom(text, text.len()), Some(("f", 1)));
+    }
+
+    #[test]
+    fn destinations_after_the_at_sign() {
+        let labels = |text: &str, offset: usize| -> Vec<String> {
+            let analysis = compart_analysis::analyze(text);
+            let mut items = completion(&analysis, offset);
+            items.sort_by(|a, b| a.sort_text.cmp(&b.sort_text));
+            items.into_iter().map(|i| i.label).collect()
+        };
+        let base = "component c {\n    channel m(n: int, from: addr)\n    table peer(a: addr, k: int)\n";
+        // A whole rule: the `addr` variables of its body first, then the others, then `self`.
+        let text = format!("{base}    m@p(n, self) :~ peer(p, n), q = n + 1.\n}}\n");
+        let at = text.find("@p").unwrap() + 1;
+        assert_eq!(labels(&text, at), ["p", "n", "q", "self"]);
+        // Nothing after the `@` yet (the rule does not parse): the same, read with `self` there.
+        let text = format!("{base}    m@(n, self) :~ peer(p, n).\n}}\n");
+        assert_eq!(labels(&text, text.find('@').unwrap() + 1), ["p", "n", "self"]);
+        // A head being typed, no body yet: only `self`.
+        let text = format!("{base}    m@");
+        assert_eq!(labels(&text, text.len()), ["self"]);
     }
 
     #[test]
