@@ -2,7 +2,7 @@
 //! variable. Definition, references, rename, hover and highlights all read this one table.
 
 use compart_analysis::model::{BodyItem, Expr, ExprKind, HeadArg, InvariantId, RuleId, NODES_RELATION};
-use compart_analysis::{Program, TextRange};
+use compart_analysis::{Analysis, Program, TextRange};
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Scope {
@@ -148,25 +148,52 @@ pub fn definition(occurrences: &[Occurrence], symbol: &Symbol) -> Option<TextRan
     references(occurrences, symbol).find(|o| o.is_definition).map(|o| o.range)
 }
 
-/// The arguments in column `index` of every head and body atom of `relation`, with `true` for a
-/// head's (which writes the column). Kept out of [`occurrences`]: those ranges are already the
-/// variables' or expressions' that stand there, which the cursor must keep finding.
-pub fn column_uses<'a>(
-    program: &'a Program,
-    relation: &'a str,
-    index: usize,
-) -> impl Iterator<Item = (TextRange, bool)> + 'a {
-    let heads = program
-        .rules
-        .iter()
-        .filter(move |r| r.head.relation == relation)
-        .filter_map(move |r| r.head.args.get(index).map(|a| (a.range(), true)));
+/// How a use of a column names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColumnUse {
+    /// A head's argument in the column's position: writes it.
+    Head,
+    /// A body atom's argument in the column's position: reads it.
+    Body,
+    /// The column's name: in its relation's `key(...)`, or a bare `partitioned by col`.
+    Name,
+}
+
+/// The uses of column `index` of `relation` beyond [`occurrences`]: every head's and body atom's
+/// argument in its position, and its name in key clauses and bare placement keys. Kept out of
+/// [`occurrences`] because an argument's range is already the variable's or expression's that
+/// stands there, which the cursor must keep finding.
+pub fn column_uses(analysis: &Analysis, relation: &str, index: usize) -> Vec<(TextRange, ColumnUse)> {
+    let program = &analysis.program;
+    let mut out = Vec::new();
+    for rule in program.rules.iter().filter(|r| r.head.relation == relation) {
+        out.extend(rule.head.args.get(index).map(|a| (a.range(), ColumnUse::Head)));
+    }
     let bodies = program.rules.iter().map(|r| &r.body).chain(program.invariants.iter().map(|i| &i.body));
-    let atoms = bodies
-        .flat_map(|b| compart_analysis::model::atoms(b))
-        .filter(move |a| a.relation == relation)
-        .filter_map(move |a| a.args.get(index).map(|e| (e.range, false)));
-    heads.chain(atoms).filter(|(r, _)| !r.is_empty())
+    for atom in bodies.flat_map(|b| compart_analysis::model::atoms(b)).filter(|a| a.relation == relation) {
+        out.extend(atom.args.get(index).map(|e| (e.range, ColumnUse::Body)));
+    }
+    let Some(rel) = program.relation_by_name(relation).map(|r| program.relation(r)) else { return out };
+    let Some(column) = rel.columns.get(index) else { return out };
+    if rel.declared {
+        // The model keeps the key's column indexes, not where they are written.
+        let decl = analysis.syntax.root().descendant_for_byte_range(rel.range.start as usize, rel.range.end as usize);
+        if let Some(key) = decl.filter(|d| d.kind() == "relation_decl").and_then(|d| d.child_by_field_name("key")) {
+            let mut cursor = key.walk();
+            for name in key.named_children(&mut cursor) {
+                if name.kind() == "identifier" && analysis.syntax.node_text(name) == column.name {
+                    out.push((TextRange::new(name.start_byte(), name.end_byte()), ColumnUse::Name));
+                }
+            }
+        }
+    }
+    let placement = rel.component.and_then(|c| program.component(c).placement.as_ref());
+    for key in placement.iter().flat_map(|p| &p.keys).filter(|k| k.relation.is_none() && k.column == column.name) {
+        out.push((key.column_range, ColumnUse::Name));
+    }
+    out.retain(|(r, _)| !r.is_empty());
+    out.sort_by_key(|(r, _)| r.start);
+    out
 }
 
 #[cfg(test)]
@@ -199,5 +226,25 @@ mod tests {
         // The scratch relation `seen` is defined by its first head.
         let seen = at(&occ, SRC.find("seen").unwrap()).unwrap();
         assert!(seen.is_definition);
+    }
+
+    #[test]
+    fn a_columns_uses() {
+        let src = "component c partitioned by id {\n    table t(id: int, v: int) key(id)\n    t(1, 2).\n    u(x) :- t(x, _), !t(x + 1, 3).\n}\n";
+        let analysis = compart_analysis::analyze(src);
+        let uses: Vec<(&str, ColumnUse)> =
+            column_uses(&analysis, "t", 0).into_iter().map(|(r, u)| (&src[r.as_range()], u)).collect();
+        assert_eq!(
+            uses,
+            [
+                ("id", ColumnUse::Name),
+                ("id", ColumnUse::Name),
+                ("1", ColumnUse::Head),
+                ("x", ColumnUse::Body),
+                ("x + 1", ColumnUse::Body)
+            ]
+        );
+        assert_eq!(column_uses(&analysis, "t", 1).len(), 3);
+        assert!(column_uses(&analysis, "t", 7).len() == 0 && column_uses(&analysis, "nope", 0).is_empty());
     }
 }

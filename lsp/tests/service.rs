@@ -938,3 +938,32 @@ async fn completion_after_at_offers_the_bodys_addresses() {
         .collect();
     assert_eq!(rows, ["leader [0leader] leader: addr", "self [2self] self: addr"]);
 }
+
+#[tokio::test]
+async fn references_of_a_column_are_its_argument_positions() {
+    let (mut client, text) = tally().await;
+    // `voter` of `channel vote(item: int, voter: addr)`.
+    let (line, col) = find(&text, "voter: addr", 0);
+    let mut params = at(URI, line, col + 1);
+    params["context"] = json!({ "includeDeclaration": true });
+    let refs = client.result("textDocument/references", params.clone()).await;
+    let lines: Vec<&str> = text.lines().collect();
+    let shown: Vec<String> = refs
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            let (l, s, e) = (
+                r["range"]["start"]["line"].as_u64().unwrap() as usize,
+                r["range"]["start"]["character"].as_u64().unwrap() as usize,
+                r["range"]["end"]["character"].as_u64().unwrap() as usize,
+            );
+            let chars: Vec<u16> = lines[l].encode_utf16().collect();
+            format!("{}:{s} {}", l + 1, String::from_utf16(&chars[s..e]).unwrap())
+        })
+        .collect();
+    // The declaration, the two body atoms of `vote` and the async head that sends it.
+    assert_eq!(shown, ["3:28 voter", "7:37 voter", "10:29 who", "15:19 self"]);
+    params["context"] = json!({ "includeDeclaration": false });
+    assert_eq!(client.result("textDocument/references", params).await.as_array().unwrap().len(), 3);
+}

@@ -11,7 +11,7 @@ use tower_lsp_server::ls_types::{DocumentHighlight, DocumentHighlightKind, Posit
 
 use crate::converters::Converter;
 use crate::documents::Snapshot;
-use crate::index::{self, Symbol};
+use crate::index::{self, ColumnUse, Symbol};
 use crate::session::invalid_params;
 
 pub fn document_highlights(snapshot: &Snapshot, position: Position) -> Result<Option<Vec<DocumentHighlight>>> {
@@ -35,8 +35,13 @@ pub fn document_highlights(snapshot: &Snapshot, position: Position) -> Result<Op
         .collect();
     if let Symbol::Column { relation, index } = &found.symbol {
         // A column is read or written wherever an atom or head of its relation has an argument there.
-        highlights.extend(index::column_uses(&analysis.program, relation, *index).map(|(range, head)| {
-            (range, if head { DocumentHighlightKind::WRITE } else { DocumentHighlightKind::READ })
+        highlights.extend(index::column_uses(analysis, relation, *index).into_iter().map(|(range, used)| {
+            let kind = match used {
+                ColumnUse::Head => DocumentHighlightKind::WRITE,
+                ColumnUse::Body => DocumentHighlightKind::READ,
+                ColumnUse::Name => DocumentHighlightKind::TEXT,
+            };
+            (range, kind)
         }));
         highlights.sort_by_key(|(r, _)| r.start);
     }

@@ -3,6 +3,7 @@
 
 use compart_analysis::deployment::Change;
 use compart_analysis::model::{AggregateFunc, Function, RelationKind, BUILTIN_RELATIONS};
+use compart_analysis::TextRange;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::{Location, Position, PrepareRenameResponse, TextEdit, WorkspaceEdit};
 
@@ -32,12 +33,16 @@ pub fn references(snapshot: &Snapshot, position: Position, include_declaration: 
     let (all, found) = occurrence_at(snapshot, position)?;
     let Some(found) = found else { return Ok(None) };
     let conv = Converter::new(&snapshot.analysis);
-    Ok(Some(
-        index::references(&all, &found.symbol)
-            .filter(|o| include_declaration || !o.is_definition)
-            .map(|o| Location::new(snapshot.uri.clone(), conv.range(o.range)))
-            .collect(),
-    ))
+    let mut ranges: Vec<TextRange> = index::references(&all, &found.symbol)
+        .filter(|o| include_declaration || !o.is_definition)
+        .map(|o| o.range)
+        .collect();
+    if let Symbol::Column { relation, index } = &found.symbol {
+        ranges.extend(index::column_uses(&snapshot.analysis, relation, *index).into_iter().map(|(r, _)| r));
+        ranges.sort_by_key(|r| r.start);
+        ranges.dedup();
+    }
+    Ok(Some(ranges.into_iter().map(|r| Location::new(snapshot.uri.clone(), conv.range(r))).collect()))
 }
 
 /// The name under `position` when it is built in (`count`, `max`, `nodes`, `self`, a keyword...):
