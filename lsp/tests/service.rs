@@ -967,3 +967,22 @@ async fn references_of_a_column_are_its_argument_positions() {
     params["context"] = json!({ "includeDeclaration": false });
     assert_eq!(client.result("textDocument/references", params).await.as_array().unwrap().len(), 3);
 }
+
+#[tokio::test]
+async fn renaming_a_built_in_is_refused_with_the_reason() {
+    let (mut client, text) = tally().await;
+    for (needle, word) in [("count(voter)", "count"), ("nodes(", "nodes"), ("self)", "self")] {
+        let (line, col) = find(&text, needle, 0);
+        let prepare = client.request("textDocument/prepareRename", at(URI, line, col + 1)).await;
+        assert_eq!(prepare["error"]["code"], -32803, "{prepare}");
+        let message = prepare["error"]["message"].as_str().unwrap();
+        assert_eq!(message, format!("`{word}` is built into the language and cannot be renamed"));
+        let mut params = at(URI, line, col + 1);
+        params["newName"] = json!("mine");
+        let rename = client.request("textDocument/rename", params).await;
+        assert_eq!(rename["error"]["message"], message, "{rename}");
+    }
+    // Punctuation is not a built-in: nothing to rename, no error.
+    let (line, col) = find(&text, " :- ", 0);
+    assert_eq!(client.result("textDocument/prepareRename", at(URI, line, col + 1)).await, Value::Null);
+}

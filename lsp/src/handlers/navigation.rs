@@ -2,7 +2,7 @@
 //! component or relation edits the deployment file beside the program too.
 
 use compart_analysis::deployment::Change;
-use compart_analysis::model::{AggregateFunc, Function, RelationKind, BUILTIN_RELATIONS};
+use compart_analysis::model::RelationKind;
 use compart_analysis::TextRange;
 use tower_lsp_server::jsonrpc::Result;
 use tower_lsp_server::ls_types::{Location, Position, PrepareRenameResponse, TextEdit, WorkspaceEdit};
@@ -86,10 +86,7 @@ fn renamable(snapshot: &Snapshot, symbol: &Symbol) -> Result<()> {
 /// Keywords, aggregates (`count`, `max`...), functions (`hash`, `abs`...) and built-in relations
 /// (`nodes`, `instance`, `partner`): no relation, component or variable may take these names.
 fn is_reserved(name: &str) -> bool {
-    KEYWORDS.contains(&name)
-        || AggregateFunc::from_name(name).is_some()
-        || Function::from_name(name).is_some()
-        || BUILTIN_RELATIONS.contains(&name)
+    KEYWORDS.contains(&name) || compart_analysis::lexicon::is_builtin(name)
 }
 
 const KEYWORDS: &[&str] = &[
