@@ -735,7 +735,7 @@ fn fuzz_request(server: &mut Server, rng: &mut Rng, uri: &str, text: &str) {
     let doc = json!({ "uri": uri });
     let position = random_position(rng, text);
     let range = random_range(rng, text, 200);
-    let (method, params) = match rng.below(14) {
+    let (method, params) = match rng.below(19) {
         0 | 1 => {
             let trigger = rng
                 .pick(&[None, Some("("), Some(","), Some("@")])
@@ -763,6 +763,14 @@ fn fuzz_request(server: &mut Server, rng: &mut Rng, uri: &str, text: &str) {
         ),
         11 => ("textDocument/codeLens", json!({ "textDocument": doc })),
         12 => ("textDocument/foldingRange", json!({ "textDocument": doc })),
+        13 => ("textDocument/documentHighlight", json!({ "textDocument": doc, "position": position })),
+        14 => ("textDocument/signatureHelp", json!({ "textDocument": doc, "position": position })),
+        15 => ("textDocument/selectionRange", json!({ "textDocument": doc, "positions": [position] })),
+        16 => (
+            "textDocument/rangeFormatting",
+            json!({ "textDocument": doc, "range": range, "options": { "tabSize": 4, "insertSpaces": true } }),
+        ),
+        17 => ("workspace/symbol", json!({ "query": *rng.pick(&["", "vote", "vl", "x"]) })),
         _ => ("textDocument/documentSymbol", json!({ "textDocument": doc })),
     };
     let context = format!("{method} {params}");
@@ -796,8 +804,10 @@ fn observe(server: &mut Server, uri: &str) -> Vec<(&'static str, Value)> {
         ),
     ] {
         let response = server.request(method, params);
-        let shown = response.get("result").or(response.get("error")).unwrap().to_string();
-        out.push((method, serde_json::from_str(&shown.replace(uri, "URI")).unwrap()));
+        let mut shown = response.get("result").or(response.get("error")).unwrap().clone();
+        // Result ids number every response: two documents' tokens never share one.
+        shown.as_object_mut().map(|o| o.remove("resultId"));
+        out.push((method, serde_json::from_str(&shown.to_string().replace(uri, "URI")).unwrap()));
     }
     out
 }
@@ -1249,5 +1259,114 @@ fn typing_a_rule_keeps_the_last_good_analysis() {
         let reason = action["disabled"]["reason"].as_str().unwrap_or_else(|| panic!("{action}"));
         assert_eq!(reason, format!("fix the syntax error at {error_line}:5 first"), "{action}");
     }
+    server.stop();
+}
+
+/// The (line, UTF-16 column) of the n-th occurrence of `needle`, as an LSP position.
+fn position_of(text: &str, needle: &str, n: usize, shift: u32) -> Value {
+    let offset = text.match_indices(needle).nth(n).unwrap_or_else(|| panic!("no {needle} #{n}")).0;
+    let line = text[..offset].matches('\n').count();
+    let start = text[..offset].rfind('\n').map_or(0, |i| i + 1);
+    json!({ "line": line, "character": utf16_len(&text[start..offset]) + shift })
+}
+
+#[test]
+fn navigation_and_editing_requests_over_stdio() {
+    let mut server = Server::start();
+    server.initialize();
+    let (uri, text) = example("voting.ded");
+    server.open(&uri, &text);
+    server.diagnostics(&uri, 1);
+    let doc = json!({ "uri": uri });
+    let at = |needle: &str, n: usize, shift: u32| json!({ "textDocument": doc, "position": position_of(&text, needle, n, shift) });
+
+    // workspace/symbol: the open document's relations, with their component.
+    let symbols = server.request("workspace/symbol", json!({ "query": "votelog" }))["result"].clone();
+    assert_eq!(symbols[0]["name"], "vote_log", "{symbols}");
+    assert_eq!(symbols[0]["containerName"], "leader");
+
+    // documentHighlight on `vote_log`: the declaration, heads (write) and bodies (read).
+    let highlights = server.request("textDocument/documentHighlight", at("vote_log(id, voter) :-", 0, 2));
+    let kinds: Vec<u64> =
+        highlights["result"].as_array().unwrap().iter().map(|h| h["kind"].as_u64().unwrap()).collect();
+    assert_eq!(kinds, [1, 3, 2, 3, 2], "{highlights}");
+
+    // signatureHelp in `vote(id, voter)`, on the second argument.
+    let help = server.request("textDocument/signatureHelp", at("vote(id, voter)", 0, 9))["result"].clone();
+    assert_eq!(help["signatures"][0]["label"], "channel vote(id: int, voter: addr)");
+    assert_eq!(help["activeParameter"], 1);
+
+    // selectionRange: each step contains the previous one.
+    let params = json!({ "textDocument": doc, "positions": [position_of(&text, "vote(id, voter)", 0, 1)] });
+    let mut step = server.request("textDocument/selectionRange", params)["result"][0].clone();
+    let mut steps = 0;
+    while let Some(parent) = step.get("parent").cloned() {
+        let (inner, outer) = (&step["range"], &parent["range"]);
+        let le = |a: &Value, b: &Value| {
+            (a["line"].as_u64(), a["character"].as_u64()) <= (b["line"].as_u64(), b["character"].as_u64())
+        };
+        assert!(le(&outer["start"], &inner["start"]) && le(&inner["end"], &outer["end"]), "{step}");
+        (step, steps) = (parent, steps + 1);
+    }
+    assert!(steps >= 4, "{steps}");
+
+    // rangeFormatting: the example is formatted already.
+    let range = json!({ "start": position_of(&text, "pending(id, payload) :-", 0, 0), "end": position_of(&text, "vote_log(id, voter) :-", 0, 0) });
+    let options = json!({ "tabSize": 4, "insertSpaces": true });
+    let edits = server
+        .request("textDocument/rangeFormatting", json!({ "textDocument": doc, "range": range, "options": options }));
+    assert_eq!(edits["result"], json!([]), "{edits}");
+
+    // hover on the aggregate `count`.
+    let hover = server.request("textDocument/hover", at("count(p)", 0, 1));
+    assert!(hover["result"]["contents"]["value"]
+        .as_str()
+        .unwrap()
+        .contains("aggregate: The number of distinct values"));
+
+    // completion after `@`: the body's address first.
+    let items = server.request("textDocument/completion", at("@p(id", 0, 1))["result"].clone();
+    let first = items.as_array().unwrap().iter().min_by_key(|i| i["sortText"].as_str().unwrap().to_string()).unwrap();
+    assert_eq!(first["label"], "p", "{items}");
+
+    // references of the column `voter` of `vote_log`, without its declaration.
+    let mut params = at("voter: addr)  //", 0, 1);
+    params["context"] = json!({ "includeDeclaration": false });
+    let refs = server.request("textDocument/references", params)["result"].clone();
+    assert_eq!(refs.as_array().unwrap().len(), 4, "{refs}");
+
+    // Renaming `count` is refused with the reason.
+    let refused = server.request("textDocument/prepareRename", at("count(voter)", 0, 2));
+    assert!(refused["error"]["message"].as_str().unwrap().contains("built into the language"), "{refused}");
+
+    // Semantic tokens: a full result with an id, then the delta after an edit.
+    let full = server.request("textDocument/semanticTokens/full", json!({ "textDocument": doc }))["result"].clone();
+    let end_of_rule = position_of(&text, "vote_log(id, voter) :- vote(id, voter).", 0, 40);
+    server.change(
+        &uri,
+        2,
+        json!([{ "range": { "start": end_of_rule, "end": end_of_rule }, "text": " seen(id) :- vote(id, _)." }]),
+    );
+    server.diagnostics(&uri, 2);
+    let params = json!({ "textDocument": doc, "previousResultId": full["resultId"] });
+    let delta = server.request("textDocument/semanticTokens/full/delta", params)["result"].clone();
+    let edit = &delta["edits"][0];
+    let mut data = full["data"].as_array().unwrap().clone();
+    let start = edit["start"].as_u64().unwrap() as usize;
+    data.splice(
+        start..start + edit["deleteCount"].as_u64().unwrap() as usize,
+        edit["data"].as_array().cloned().unwrap_or_default(),
+    );
+    let fresh = server.request("textDocument/semanticTokens/full", json!({ "textDocument": doc }))["result"].clone();
+    assert_eq!(Value::Array(data), fresh["data"]);
+
+    // Malformed parameters are errors, not crashes.
+    let bad = server.request(
+        "textDocument/selectionRange",
+        json!({ "textDocument": doc, "positions": [{ "line": 999, "character": 0 }] }),
+    );
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
+    let bad = server.request("textDocument/semanticTokens/full/delta", json!({ "textDocument": doc }));
+    assert_eq!(bad["error"]["code"], -32602, "{bad}");
     server.stop();
 }

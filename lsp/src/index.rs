@@ -245,6 +245,6 @@ mod tests {
             ]
         );
         assert_eq!(column_uses(&analysis, "t", 1).len(), 3);
-        assert!(column_uses(&analysis, "t", 7).len() == 0 && column_uses(&analysis, "nope", 0).is_empty());
+        assert!(column_uses(&analysis, "t", 7).is_empty() && column_uses(&analysis, "nope", 0).is_empty());
     }
 }
