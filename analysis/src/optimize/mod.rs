@@ -454,7 +454,7 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
                 Some(p) if sealed => {
                     format!("sealed, {}", p.keys.iter().map(|k| k.column.as_str()).collect::<Vec<_>>().join("/"))
                 }
-                _ => verdict.class.label(),
+                _ => verdict.class.label(program),
             };
             let t = traffic[id.index()];
             let mut cost = ComponentCost {

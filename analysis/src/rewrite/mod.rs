@@ -134,7 +134,7 @@ pub fn partition(analysis: &Analysis, component_name: &str, key: Option<&str>) -
         let others = if policies.is_empty() {
             String::new()
         } else {
-            format!(" (it can be partitioned by {})", crate::scaling::key_label(&policies[0]))
+            format!(" (it can be partitioned by {})", crate::scaling::key_label(program, &policies[0]))
         };
         return Err(Refusal::new(range, format!("`{component_name}` cannot be partitioned{what}{others}: {why}")));
     };

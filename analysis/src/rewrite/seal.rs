@@ -430,7 +430,7 @@ pub fn partition_sealed_in(
     let placed: Vec<&PlacedRelation> = policy.iter().collect();
     let mut explanation = vec![format!(
         "sealed partitioning: `{component_name}` runs as N instances partitioned by {} ({}); {} are held by each instance over its own facts",
-        key_label(policy),
+        key_label(program, policy),
         keys.join(", "),
         names(&per_instance)
     )];

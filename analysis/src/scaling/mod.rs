@@ -13,7 +13,7 @@ mod policy;
 
 use serde::Serialize;
 
-use crate::model::{ComponentId, Program, RelationId, RuleId, RuleKind};
+use crate::model::{ComponentId, HeadArg, Program, RelationId, RuleId, RuleKind};
 use crate::text::TextRange;
 pub use fd::{FdOrigin, FunctionalDependency};
 
@@ -48,12 +48,13 @@ pub enum ScalingClass {
 }
 
 impl ScalingClass {
-    /// `parallel`, `partitioned by slot`, `partitioned by slot/s`, `sequential`.
-    pub fn label(&self) -> String {
+    /// `parallel`, `partitioned by slot`, `partitioned by column ballot (variable b)`, `sequential`
+    /// (see [`key_label`]).
+    pub fn label(&self, program: &Program) -> String {
         match self {
             ScalingClass::Parallel => "parallel".into(),
             ScalingClass::Sequential => "sequential".into(),
-            ScalingClass::PartitionedBy { policy } => format!("partitioned by {}", key_label(policy)),
+            ScalingClass::PartitionedBy { policy } => format!("partitioned by {}", key_label(program, policy)),
         }
     }
     pub fn is_sequential(&self) -> bool {
@@ -61,20 +62,69 @@ impl ScalingClass {
     }
 }
 
-/// The key column's name (`slot`); when keyed relations name it differently, every name, most
-/// common first (`slot/s`): one key flowing through columns of several names.
-pub fn key_label(policy: &[PlacedRelation]) -> String {
-    let mut names: Vec<(&str, usize)> = Vec::new();
+/// How a column reads in explanations. A declared column is its name; an undeclared (scratch)
+/// relation's column is what its first rule's head puts there (named after it by lowering): the
+/// variable `b`, the aggregate `max(b)`, or, for an expression, its position (`column 2`).
+/// Returns whether it is a declared column's name, and the words.
+pub fn column_words(program: &Program, relation: RelationId, column: usize) -> (bool, String) {
+    let rel = program.relation(relation);
+    let name = rel.columns.get(column).map_or("?", |c| c.name.as_str());
+    if rel.declared {
+        return (true, name.to_string());
+    }
+    let head_arg = program.rules_deriving(relation).next().and_then(|r| program.rule(r).head.args.get(column));
+    let words = match head_arg {
+        Some(HeadArg::Expr(e)) if e.as_var() == Some(name) => name.to_string(),
+        Some(HeadArg::Aggregate(a)) => format!("{}({})", a.func.name(), display::expr(&a.arg)),
+        _ => format!("column {}", column + 1),
+    };
+    (false, words)
+}
+
+/// A key column in words, outside its relation: `column ballot`, `variable b`, `max(b) of
+/// heard_max`, `column 2 of x`.
+fn key_column_words(program: &Program, relation: RelationId, column: usize) -> (bool, String) {
+    let (declared, words) = column_words(program, relation, column);
+    let rel = &program.relation(relation).name;
+    let is_variable = !declared && program.relation(relation).columns.get(column).is_some_and(|c| c.name == words);
+    let words = match (declared, is_variable) {
+        (true, _) => format!("column {words}"),
+        (false, true) => format!("variable {words}"),
+        (false, false) => format!("{words} of {rel}"),
+    };
+    (declared, words)
+}
+
+/// The key of a partitioning in words. One value flows through the keyed relations' columns,
+/// which may be named differently: the most common declared column's name leads, the others follow
+/// in parentheses (`column ballot (variable b)`); a key that has one name everywhere is just that
+/// name (`slot`), and an aggregate's column says so (`max(b) of heard_max`).
+pub fn key_label(program: &Program, policy: &[PlacedRelation]) -> String {
+    // (words, declared, how many relations) per distinct name.
+    let mut names: Vec<(&str, String, bool, usize)> = Vec::new();
     for p in policy {
-        if let RelationPlacement::Key { name, .. } = &p.placement {
-            match names.iter_mut().find(|(n, _)| n == name) {
-                Some(entry) => entry.1 += 1,
-                None => names.push((name, 1)),
+        if let RelationPlacement::Key { name, column } = &p.placement {
+            match names.iter_mut().find(|(n, ..)| n == name) {
+                Some(entry) => entry.3 += 1,
+                None => {
+                    let (declared, words) = key_column_words(program, p.relation, *column);
+                    names.push((name, words, declared, 1));
+                }
             }
         }
     }
-    names.sort_by_key(|n| std::cmp::Reverse(n.1));
-    names.iter().map(|(n, _)| *n).collect::<Vec<_>>().join("/")
+    names.sort_by_key(|(name, _, declared, count)| (!declared, std::cmp::Reverse(*count), *name));
+    match names.as_slice() {
+        [] => String::new(),
+        // One name for the key, a declared column's or a variable's: nothing to tell apart.
+        [(name, words, ..)] if [format!("column {name}"), format!("variable {name}")].contains(words) => {
+            name.to_string()
+        }
+        [(_, first, ..)] => first.clone(),
+        [(_, first, ..), rest @ ..] => {
+            format!("{first} ({})", rest.iter().map(|(_, w, ..)| w.as_str()).collect::<Vec<_>>().join(", "))
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -273,7 +323,7 @@ impl<'p> Context<'p> {
             let class = ScalingClass::PartitionedBy { policy };
             let mut summary = format!(
                 "{}: every join, aggregate, negation and deletion combines facts that agree on the key",
-                class.label()
+                class.label(self.program)
             );
             if !replicated.is_empty() {
                 summary.push_str(&format!(" (replicated: {})", replicated.join(", ")));
@@ -461,7 +511,7 @@ fn rule_verdict(ctx: &Context<'_>, id: RuleId, component: &Verdict) -> Verdict {
             });
             if keyed && rule.kind != RuleKind::Fact {
                 let class = ScalingClass::PartitionedBy { policy: own };
-                let summary = format!("{} (as part of the component's policy)", class.label());
+                let summary = format!("{} (as part of the component's policy)", class.label(program));
                 Verdict { class, reasons: ctx.causes[id.index()].clone(), summary }
             } else {
                 ctx.rule_alone(rule.component, id)
@@ -474,11 +524,13 @@ fn rule_verdict(ctx: &Context<'_>, id: RuleId, component: &Verdict) -> Verdict {
 pub fn render(program: &Program, report: &ScalingReport) -> String {
     let mut out = String::new();
     for c in &report.components {
-        out.push_str(&format!("component {}: {}\n", c.name, c.verdict.class.label()));
+        out.push_str(&format!("component {}: {}\n", c.name, c.verdict.class.label(program)));
         if let ScalingClass::PartitionedBy { policy } = &c.verdict.class {
             for p in policy {
                 let placement = match &p.placement {
-                    RelationPlacement::Key { name, .. } => format!("by {name}"),
+                    RelationPlacement::Key { column, .. } => {
+                        format!("by {}", column_words(program, p.relation, *column).1)
+                    }
                     RelationPlacement::Replicated => "replicated".into(),
                     RelationPlacement::Anywhere => "anywhere".into(),
                 };
@@ -493,7 +545,7 @@ pub fn render(program: &Program, report: &ScalingReport) -> String {
             if program.rule(rule).kind == RuleKind::Fact {
                 continue;
             }
-            out.push_str(&format!("  {:<24} {}\n", r.verdict.class.label(), display::rule(program.rule(rule))));
+            out.push_str(&format!("  {:<24} {}\n", r.verdict.class.label(program), display::rule(program.rule(rule))));
             if r.verdict.class.is_sequential() {
                 if let Some(why) = r.verdict.reasons.first() {
                     out.push_str(&format!("  {:<24}   because {}\n", "", why.message));
@@ -506,9 +558,14 @@ pub fn render(program: &Program, report: &ScalingReport) -> String {
             if fd.origin == FdOrigin::DeclaredKey {
                 continue;
             }
-            let cols = &program.relation(r.relation).columns;
-            let lhs: Vec<&str> = fd.lhs.iter().map(|&c| cols[c].name.as_str()).collect();
-            out.push_str(&format!("dependency {}: ({}) -> {}\n", r.name, lhs.join(", "), cols[fd.rhs].name));
+            let words = |c: usize| column_words(program, r.relation, c).1;
+            let rhs = words(fd.rhs);
+            let line = match fd.lhs.as_slice() {
+                [] => format!("{rhs} has a single value"),
+                [one] => format!("{} determines {rhs}", words(*one)),
+                lhs => format!("{} determine {rhs}", lhs.iter().map(|&c| words(c)).collect::<Vec<_>>().join(", ")),
+            };
+            out.push_str(&format!("dependency {}: {line}\n", r.name));
         }
     }
     out

@@ -20,13 +20,13 @@ use crate::session::Config;
 use crate::stale::{self, ScalingHint};
 
 /// `parallel`, `partitioned by id`, `sequential`.
-fn label(verdict: &Verdict) -> String {
-    verdict.class.label()
+fn label(program: &Program, verdict: &Verdict) -> String {
+    verdict.class.label(program)
 }
 
 /// The verdict in Markdown: the summary, then every reason.
 pub fn explain(program: &Program, verdict: &Verdict) -> String {
-    let mut text = format!("**Scaling: {}** — {}", label(verdict), verdict.summary);
+    let mut text = format!("**Scaling: {}** — {}", label(program, verdict), verdict.summary);
     for reason in &verdict.reasons {
         text.push_str(&format!("\n- {}", reason.render(program)));
     }
@@ -107,7 +107,7 @@ fn scaling_hints(program: &Program, components: &[ComponentScaling], rules: &[Ru
         out.push(ScalingHint {
             at: end,
             anchor: TextRange { start: comp.name_range.start, end },
-            label: format!("⟨{}⟩", label(&c.verdict)),
+            label: format!("⟨{}⟩", label(program, &c.verdict)),
             tooltip: explain(program, &c.verdict),
         });
     }
@@ -119,7 +119,7 @@ fn scaling_hints(program: &Program, components: &[ComponentScaling], rules: &[Ru
         out.push(ScalingHint {
             at: rule.range.end,
             anchor: rule.range,
-            label: format!("⟨{}⟩", label(&r.verdict)),
+            label: format!("⟨{}⟩", label(program, &r.verdict)),
             tooltip: explain(program, &r.verdict),
         });
     }
@@ -288,7 +288,7 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
             let verdict = &snapshot.scaling().component(cid).verdict;
             let (title, disabled) = match &verdict.class {
                 scaling::ScalingClass::PartitionedBy { policy } => {
-                    (format!("Partition `{}` by `{}`", comp.name, scaling::key_label(policy)), None)
+                    (format!("Partition `{}` by `{}`", comp.name, scaling::key_label(program, policy)), None)
                 }
                 _ if verdict.class.is_sequential() => {
                     let why = verdict.reasons.first().map_or(verdict.summary.clone(), |r| r.render(program));
@@ -316,7 +316,7 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
             }
         } else if comp.placement.is_none() {
             let policies = Context::new(program).policies(cid, &comp.rules);
-            let key = policies.first().map(|p| scaling::key_label(p));
+            let key = policies.first().map(|p| scaling::key_label(program, p));
             let title = match &key {
                 Some(k) => format!("Partition `{}` by `{k}`", comp.name),
                 None => format!("Partition `{}` by a key", comp.name),
