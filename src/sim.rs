@@ -100,7 +100,7 @@ pub fn sim(args: SimArgs) -> u8 {
                     println!(
                         "  {} {}",
                         deployment.nodes[node.index()].name,
-                        compart_runtime::value::format_fact(program.relation_name(*rel), f)
+                        compart_runtime::sim::fact_words(&deployment, program.relation_name(*rel), f)
                     );
                 }
             }

@@ -27,6 +27,10 @@ fn quorum_of_one_breaks_agreement_and_the_trace_replays() {
     let text = report(&program, &deployment, &result);
     println!("{text}");
     assert!(text.contains(&format!("--seed {}", config.seed)));
+    // Every line names nodes alike (`acceptor/2`), in events, facts and violations: no bare
+    // address (`#2`) anywhere but a message's pick.
+    assert!(text.lines().all(|l| !l.contains('#') || l.contains("message #")), "{text}");
+    assert!(text.contains("violated: agreement("), "{text}");
     let minimized = result.minimized.clone().expect("minimised trace");
     assert!(minimized.len() < result.trace.len(), "minimisation removed events");
     let first = &result.violations[0].1.invariant;

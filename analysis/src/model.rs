@@ -622,6 +622,16 @@ impl Program {
     pub fn rule_ids(&self) -> impl Iterator<Item = RuleId> {
         (0..self.rules.len() as u32).map(RuleId)
     }
+    /// A rule's number within its component, from 1, facts included: the one numbering of rules
+    /// (`compart rewrite --decouple COMPONENT:N`, run reports' `COMPONENT rule N (line L)`).
+    pub fn rule_number(&self, rule: RuleId) -> usize {
+        let rules = &self.component(self.rule(rule).component).rules;
+        rules.iter().position(|&r| r == rule).map_or(0, |i| i + 1)
+    }
+    /// The rule numbered `number` in `component` (see [`Program::rule_number`]).
+    pub fn rule_by_number(&self, component: ComponentId, number: usize) -> Option<RuleId> {
+        number.checked_sub(1).and_then(|i| self.component(component).rules.get(i)).copied()
+    }
     pub fn relation_ids(&self) -> impl Iterator<Item = RelationId> {
         (0..self.relations.len() as u32).map(RelationId)
     }

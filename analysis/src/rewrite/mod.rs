@@ -60,7 +60,7 @@ pub fn select_rules(analysis: &Analysis, component_name: &str, selectors: &[&str
     for selector in selectors {
         let selector = selector.trim();
         let found: Vec<RuleId> = match selector.parse::<usize>() {
-            Ok(n) if n >= 1 && n <= rules.len() => vec![rules[n - 1]],
+            Ok(n) if program.rule_by_number(id, n).is_some() => program.rule_by_number(id, n).into_iter().collect(),
             Ok(n) => {
                 return Err(Refusal::new(
                     program.component(id).name_range,
@@ -269,7 +269,13 @@ mod tests {
             select_rules(&analysis, "c", &["2"]).unwrap(),
             vec![analysis.program.component(ComponentId(0)).rules[1]]
         );
+        // The number a run report labels a rule with selects that rule.
+        for &rule in &analysis.program.component(ComponentId(0)).rules {
+            let number = analysis.program.rule_number(rule).to_string();
+            assert_eq!(select_rules(&analysis, "c", &[number.as_str()]).unwrap(), [rule]);
+        }
         assert!(select_rules(&analysis, "c", &["9"]).unwrap_err().reason.contains("there is no rule 9"));
+        assert!(select_rules(&analysis, "c", &["0"]).is_err());
         assert!(select_rules(&analysis, "c", &["zz"]).is_err());
         assert!(select_rules(&analysis, "nope", &["1"]).is_err());
     }

@@ -379,6 +379,7 @@ impl<'a> Driver<'a> {
                     rule: r.0,
                     component: program.component(rule.component).name.clone(),
                     head: rule.head.relation.clone(),
+                    number: program.rule_number(r) as u32,
                     line: cluster.analysis.line_index.line_col(rule.range.start as usize).line + 1,
                     text: src.split_whitespace().collect::<Vec<_>>().join(" "),
                     facts,

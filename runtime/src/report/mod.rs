@@ -178,6 +178,10 @@ pub struct RuleReport {
     pub rule: u32,
     pub component: String,
     pub head: String,
+    /// The rule's number in its component (`Program::rule_number`, as `--decouple COMPONENT:N`
+    /// takes it); 0 in reports written before it was recorded.
+    #[serde(default)]
+    pub number: u32,
     /// 1-based source line of the rule.
     pub line: u32,
     pub text: String,
@@ -186,6 +190,16 @@ pub struct RuleReport {
     pub eval_s: f64,
     /// facts / ok replies.
     pub facts_per_request: f64,
+}
+
+impl RuleReport {
+    /// `proposer rule 12 (line 179)`: the number `--decouple proposer:12` takes, and where it is.
+    pub fn label(&self) -> String {
+        match self.number {
+            0 => format!("{} (line {})", self.component, self.line),
+            n => format!("{} rule {n} (line {})", self.component, self.line),
+        }
+    }
 }
 
 #[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
@@ -271,11 +285,7 @@ impl RunReport {
         if !rules.is_empty() {
             let _ = writeln!(out, "\n{:>10} {:>9}  rule (top 10 by facts derived)", "facts", "per req");
             for r in rules.iter().take(10) {
-                let _ = writeln!(
-                    out,
-                    "{:>10} {:>9.2}  {}:{} {}",
-                    r.facts, r.facts_per_request, r.component, r.line, r.text
-                );
+                let _ = writeln!(out, "{:>10} {:>9.2}  {} {}", r.facts, r.facts_per_request, r.label(), r.text);
             }
         }
         for e in &self.errors {
@@ -351,6 +361,7 @@ mod tests {
             rules: vec![RuleReport {
                 rule: 0,
                 component: "c".into(),
+                number: 2,
                 line: 3,
                 text: "rep(i) :- req(i).".into(),
                 facts: 10,
@@ -369,7 +380,10 @@ mod tests {
         assert_eq!(serde_json::from_str::<RunReport>(&json).unwrap(), r);
         let table = r.table();
         assert!(table.contains("10 ok"), "{table}");
-        assert!(table.contains("rep(i) :- req(i)."), "{table}");
+        assert!(table.contains("c rule 2 (line 3) rep(i) :- req(i)."), "{table}");
+        // A report from before rules were numbered still reads, by line only.
+        let old = json.replace(r#""number":2,"#, "");
+        assert_eq!(serde_json::from_str::<RunReport>(&old).unwrap().rules[0].label(), "c (line 3)");
     }
 
     #[test]

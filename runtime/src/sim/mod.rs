@@ -28,7 +28,7 @@ use compart_analysis::Analysis;
 use crate::deploy::Deployment;
 use crate::durability::Change;
 use crate::engine::{route, CompiledProgram, GlobalChecker, Node, NodeOptions, Violation};
-use crate::value::{format_fact, NodeAddr, Tuple, Value};
+use crate::value::{NodeAddr, Tuple, Value};
 pub use workload::WorkloadSpec;
 
 /// splitmix64: tiny, seedable, and the same on every platform.
@@ -151,15 +151,39 @@ struct Message {
     tuple: Tuple,
 }
 
+/// A node as traces name it: its deployment name (`acceptor/2`), in every line alike.
+pub fn node_name(deployment: &Deployment, addr: NodeAddr) -> String {
+    deployment.node(addr).map(|n| n.name.clone()).unwrap_or_else(|| format!("node {addr}"))
+}
+
+/// A fact as traces show it: addresses as node names (`p2b(acceptor/2, 1)`).
+pub fn fact_words(deployment: &Deployment, relation: &str, tuple: &[Value]) -> String {
+    let args: Vec<String> = tuple
+        .iter()
+        .map(|v| match v {
+            Value::Addr(a) => node_name(deployment, *a),
+            other => other.to_string(),
+        })
+        .collect();
+    format!("{relation}({})", args.join(", "))
+}
+
+/// A violation as traces and reports show it: `agreement(3) on acceptor/2`.
+pub fn violation_words(deployment: &Deployment, v: &Violation) -> String {
+    let node = v.node.map(|n| format!(" on {}", node_name(deployment, n))).unwrap_or_default();
+    let args: Vec<String> = v.args.iter().map(Value::to_string).collect();
+    format!("{}({}){node}", v.invariant, args.join(", "))
+}
+
 /// Which relation, which fact, on which node: for traces.
 pub struct EventDisplay<'a>(pub &'a Event, pub &'a CompiledProgram, pub &'a Deployment);
 
 impl fmt::Display for EventDisplay<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let name = |a: &NodeAddr| self.2.node(*a).map(|n| n.name.clone()).unwrap_or_else(|| a.to_string());
+        let name = |a: &NodeAddr| node_name(self.2, *a);
         match self.0 {
             Event::Input { node, relation, tuple } => {
-                write!(f, "input  {} <- {}", name(node), format_fact(self.1.relation_name(*relation), tuple))
+                write!(f, "input  {} <- {}", name(node), fact_words(self.2, self.1.relation_name(*relation), tuple))
             }
             Event::Deliver { pick } => write!(f, "deliver message #{pick}"),
             Event::Duplicate { pick } => write!(f, "duplicate message #{pick}"),
@@ -370,8 +394,8 @@ impl World {
                     } else {
                         self.flight[i].clone()
                     };
-                    let name = |a: NodeAddr| self.deployment.nodes[a.index()].name.clone();
-                    let fact = format_fact(self.program.relation_name(m.relation), &m.tuple);
+                    let name = |a: NodeAddr| node_name(&self.deployment, a);
+                    let fact = fact_words(&self.deployment, self.program.relation_name(m.relation), &m.tuple);
                     if self.seen[m.to.index()].insert(m.id) {
                         self.last = format!("{} -> {}: {fact}", name(m.from), name(m.to));
                         self.inbox[m.to.index()].push((m.relation, m.tuple.clone()));
@@ -677,7 +701,7 @@ pub fn describe(
             _ => EventDisplay(e, program, deployment).to_string(),
         };
         for v in violations {
-            line.push_str(&format!("   <- {v}"));
+            line.push_str(&format!("   <- violated: {}", violation_words(deployment, &v)));
         }
         out.push(line);
     }
@@ -746,9 +770,7 @@ pub fn report(program: &Arc<CompiledProgram>, deployment: &Arc<Deployment>, resu
         result.violations.len()
     );
     for (i, v) in result.violations.iter().take(10) {
-        let node = v.node.and_then(|n| deployment.node(n)).map(|n| format!(" on {}", n.name)).unwrap_or_default();
-        let args: Vec<String> = v.args.iter().map(Value::to_string).collect();
-        let _ = writeln!(s, "  violation at event {i}: {}({}){node}", v.invariant, args.join(", "));
+        let _ = writeln!(s, "  violation at event {i}: {}", violation_words(deployment, v));
     }
     if let Some(min) = &result.minimized {
         let _ = writeln!(s, "minimised trace ({} of {} events):", min.len(), result.trace.len());
