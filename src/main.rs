@@ -77,7 +77,8 @@ enum Command {
     /// Decouple rules into a new component, or partition a component by a key.
     Rewrite {
         file: std::path::PathBuf,
-        /// COMPONENT:RULE,RULE,... with rules by 1-based index in the component or by head name.
+        /// COMPONENT:RULE,RULE,... with rules by number in the component (from 1, facts included:
+        /// the N of run reports' `COMPONENT rule N (line L)`) or by head name.
         #[arg(long, requires = "into", conflicts_with = "partition")]
         decouple: Option<String>,
         /// Name of the new component.
