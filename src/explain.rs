@@ -66,29 +66,33 @@ pub fn explain(file: &Path, format: Format) -> u8 {
     0
 }
 
+/// Which rewrite `compart rewrite` applies (exactly one of decouple, partition, batch).
+pub struct RewriteChoice<'a> {
+    pub decouple: Option<&'a str>,
+    pub into: Option<&'a str>,
+    pub partition: Option<&'a str>,
+    pub by: Option<&'a str>,
+    pub seal: bool,
+    /// The component to batch, and the batch size.
+    pub batch: Option<(&'a str, usize)>,
+}
+
 /// Apply one rewrite; the new program goes to stdout (or back to the file with `write`, the
 /// deployment file updated or created with it: `deployment::update`), the explanation and the
 /// deployment change to stderr. Exit 1 when the rewrite is refused, by its precondition or (unless
 /// `check` is false) by the bounded refinement check against the original, with its
 /// counterexample.
-#[allow(clippy::too_many_arguments)]
-pub fn rewrite(
-    file: &Path,
-    decouple: Option<&str>,
-    into: Option<&str>,
-    partition: Option<&str>,
-    by: Option<&str>,
-    seal: bool,
-    write: bool,
-    deploy: Option<&Path>,
-    check: bool,
-) -> u8 {
+pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Option<&Path>, check: bool) -> u8 {
     let analysis = match load(file) {
         Ok(a) => a,
         Err(code) => return code,
     };
-    let result = match (decouple, partition) {
-        (Some(spec), None) => {
+    let RewriteChoice { decouple, into, partition, by, seal, batch } = choice;
+    // Sealed partitioning and batching are not equivalences: the check verifies the invariants.
+    let invariants_only = seal || batch.is_some();
+    let result = match (decouple, partition, batch) {
+        (None, None, Some((component, size))) => rewrite::batch(&analysis, component, size),
+        (Some(spec), None, None) => {
             let Some(into) = into else {
                 eprintln!("error: --decouple needs --into NAME");
                 return 2;
@@ -101,10 +105,10 @@ pub fn rewrite(
             rewrite::select_rules(&analysis, component, &selectors)
                 .and_then(|rules| rewrite::decouple(&analysis, component, &rules, into))
         }
-        (None, Some(component)) if seal => rewrite::partition_sealed(&analysis, component, by),
-        (None, Some(component)) => rewrite::partition(&analysis, component, by),
+        (None, Some(component), None) if seal => rewrite::partition_sealed(&analysis, component, by),
+        (None, Some(component), None) => rewrite::partition(&analysis, component, by),
         _ => {
-            eprintln!("error: give exactly one of --decouple or --partition");
+            eprintln!("error: give exactly one of --decouple, --partition or --batch");
             return 2;
         }
     };
@@ -117,7 +121,7 @@ pub fn rewrite(
             let deploy_text = compart_runtime::options::read_text(&deploy_path).ok();
             if check {
                 let gate = BoundedCheck { original_deploy: deploy_text.clone() };
-                match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, seal) {
+                match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, invariants_only) {
                     Ok(summary) => eprintln!("note: checked against the original: {summary}"),
                     Err(counterexample) => {
                         eprintln!("refused by the bounded check: {counterexample}");

@@ -74,7 +74,7 @@ enum Command {
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
     },
-    /// Decouple rules into a new component, or partition a component by a key.
+    /// Decouple rules into a new component, partition a component by a key, or batch its requests.
     Rewrite {
         file: std::path::PathBuf,
         /// COMPONENT:RULE,RULE,... with rules by number in the component (from 1, facts included:
@@ -94,6 +94,13 @@ enum Command {
         /// that carry them (acceptor groups); not an equivalence, so verify the invariants.
         #[arg(long, requires = "partition")]
         seal: bool,
+        /// Component to batch: batchers in front collect its requests, one request per batch
+        /// reaches it, and the reply path unbatches; not an equivalence, so verify the invariants.
+        #[arg(long, conflicts_with_all = ["decouple", "partition"])]
+        batch: Option<String>,
+        /// With --batch: the most requests in one batch.
+        #[arg(long, requires = "batch", default_value_t = compart_analysis::rewrite::DEFAULT_BATCH_SIZE)]
+        size: usize,
         /// Write the result back to FILE instead of stdout, and update the deployment file
         /// (a new component's nodes, a partitioned component's instances), or create it.
         #[arg(long)]
@@ -163,17 +170,22 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),
-        Command::Rewrite { file, decouple, into, partition, by, seal, write, deploy, no_check } => explain::rewrite(
-            &file,
-            decouple.as_deref(),
-            into.as_deref(),
-            partition.as_deref(),
-            by.as_deref(),
-            seal,
-            write,
-            deploy.as_deref(),
-            !no_check,
-        ),
+        Command::Rewrite { file, decouple, into, partition, by, seal, batch, size, write, deploy, no_check } => {
+            explain::rewrite(
+                &file,
+                explain::RewriteChoice {
+                    decouple: decouple.as_deref(),
+                    into: into.as_deref(),
+                    partition: partition.as_deref(),
+                    by: by.as_deref(),
+                    seal,
+                    batch: batch.as_deref().map(|c| (c, size)),
+                },
+                write,
+                deploy.as_deref(),
+                !no_check,
+            )
+        }
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }

@@ -10,12 +10,20 @@ fn root() -> PathBuf {
 }
 
 fn run_example(name: &str, requests: u64, extra: &[&str]) -> serde_json::Value {
+    let (ded, toml) = (root().join(format!("examples/{name}.ded")), root().join(format!("examples/{name}.toml")));
+    run_program(name, &ded, &toml, requests, extra)
+}
+
+fn run_program(name: &str, ded: &Path, toml: &Path, requests: u64, extra: &[&str]) -> serde_json::Value {
     let dir = std::env::temp_dir().join(format!("compart-cluster-{name}-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let report = dir.join("report.json");
     let out = Command::new(env!("CARGO_BIN_EXE_compart"))
         .current_dir(root())
-        .args(["run", &format!("examples/{name}.ded"), "--deploy", &format!("examples/{name}.toml")])
+        .arg("run")
+        .arg(ded)
+        .arg("--deploy")
+        .arg(toml)
         .args(["--requests", &requests.to_string(), "--auto-ports", "--quiet", "--reply-timeout", "20"])
         .arg("--report")
         .arg(&report)
@@ -161,4 +169,36 @@ fn cluster_paxos_open_loop() {
         .map(|n| n["tables"].as_array().unwrap().iter().find(|t| t[0] == "committed").unwrap()[1].as_u64().unwrap())
         .collect();
     assert_eq!(committed.iter().sum::<u64>(), 1500, "{committed:?}");
+}
+
+/// Paxos batched (`compart rewrite --batch proposer`): every request answered once, through two
+/// batcher instances, and the proposers commit fewer slots than there are requests.
+#[test]
+fn cluster_paxos_batched() {
+    let dir = std::env::temp_dir().join(format!("compart-cluster-batched-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
+    std::fs::copy(root().join("examples/paxos.ded"), &ded).unwrap();
+    std::fs::copy(root().join("examples/paxos.toml"), &toml).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_compart"))
+        .args(["rewrite", ded.to_str().unwrap(), "--batch", "proposer", "--size", "16", "--write", "--no-check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let mut deploy = std::fs::read_to_string(&toml).unwrap();
+    assert!(deploy.contains("proposer_batcher = 1"), "{deploy}");
+    deploy.push_str("\n[partitions]\nproposer_batcher = 2\n");
+    std::fs::write(&toml, deploy).unwrap();
+    let requests = 3000;
+    let r = run_program("paxos-batched", &ded, &toml, requests, &["--clients", "64"]);
+    assert_eq!(r["workload"]["entry"], "proposer_batcher");
+    let committed: u64 = r["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["component"] == "proposer")
+        .map(|n| n["tables"].as_array().unwrap().iter().find(|t| t[0] == "committed").unwrap()[1].as_u64().unwrap())
+        .sum();
+    assert!(committed > 0 && committed < requests, "one slot per batch: {committed} slots for {requests} requests");
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -1,5 +1,5 @@
-//! Source-to-source rewrites: decouple part of a component into a new component, and partition a
-//! component by a key. Each checks its precondition on the analysed program and either returns a
+//! Source-to-source rewrites: decouple part of a component into a new component, partition a
+//! component by a key, and batch a sequential component's requests. Each checks its precondition on the analysed program and either returns a
 //! new, formatted program text (comments kept: rules and declarations move as written) or a
 //! refusal that names the rule, atom or relation in the way.
 //!
@@ -7,6 +7,7 @@
 //! their component (facts included, in source order) or by their head relation's name (every rule
 //! with that head, deletions included): see [`select_rules`].
 
+mod batch;
 mod context;
 mod decouple;
 mod nack;
@@ -19,6 +20,7 @@ use crate::scaling::{Context, PlacedRelation, RelationPlacement};
 use crate::text::TextRange;
 use crate::Analysis;
 
+pub use batch::{batch, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
 pub use seal::{partition_sealed, partition_sealed_in};
 
@@ -236,7 +238,11 @@ pub(crate) fn splice(text: &str, edits: &[(TextRange, String)]) -> String {
 /// Format the new program and make sure it analyses without errors.
 pub(crate) fn finish(text: String, explanation: Vec<String>) -> Result<RewriteResult, Refusal> {
     let formatted = crate::fmt::format(&text).map_err(|e| {
-        Refusal::new(e.range, format!("internal error: the rewritten program does not parse: {}", e.message))
+        // The error's range is in the rewritten text, not the one the refusal is shown against.
+        Refusal::new(
+            TextRange::default(),
+            format!("internal error: the rewritten program does not parse: {}", e.message),
+        )
     })?;
     let analysis = crate::analyze(&formatted);
     if let Some(error) = analysis.diagnostics.iter().find(|d| d.severity == crate::Severity::Error) {
