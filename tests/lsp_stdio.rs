@@ -1156,13 +1156,18 @@ fn refused_actions_only_go_to_clients_that_show_them_disabled() {
     // VS Code declares it: the refused partitions come too, disabled with their reason.
     let vscode =
         actions_on_a_sequential_component(json!({ "textDocument": { "codeAction": { "disabledSupport": true } } }));
-    assert_eq!(vscode.len(), 3, "{vscode:?}");
+    assert_eq!(vscode.len(), 4, "{vscode:?}");
     assert_eq!(vscode[0], plain[0]);
-    for (title, reason, command) in &vscode[1..] {
+    for (title, reason, command) in &vscode[1..3] {
         assert!(title.starts_with("Partition `seq`"), "{vscode:?}");
         assert!(reason.as_deref().is_some_and(|r| r.contains("cannot be partitioned")), "{vscode:?}");
         assert!(command.is_none(), "{vscode:?}");
     }
+    // Its input has no key: batching is refused with that reason.
+    let (title, reason, command) = &vscode[3];
+    assert!(title.starts_with("Batch `seq`"), "{vscode:?}");
+    assert!(reason.as_deref().is_some_and(|r| r.contains("no input with a one-column int key")), "{vscode:?}");
+    assert!(command.is_none(), "{vscode:?}");
 }
 
 /// The scaling hints (`⟨class⟩`) of a whole document, as (line, character, label).

@@ -456,6 +456,36 @@ async fn refused_rewrites_are_disabled_with_a_reason() {
     assert!(actions.as_array().unwrap().iter().any(|a| a.get("disabled").is_some()), "{actions}");
 }
 
+/// Batching is offered on a sequential component: on Paxos' proposer it runs (it would be checked
+/// when chosen), on the acceptor it is disabled with the reason (it has no requests).
+#[tokio::test]
+async fn batching_is_offered_on_sequential_components() {
+    let mut client = Client::initialized_with(disabled_support(), json!({})).await;
+    let uri = "file:///work/examples/paxos.ded";
+    let text = example("paxos.ded");
+    client.open(uri, &text).await;
+    let mut rows = Vec::new();
+    for at in ["heard_max(max(b))", "promised(max(b))"] {
+        let (line, col) = find(&text, at, 0);
+        let params = json!({ "textDocument": doc(uri), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
+        let actions = client.result("textDocument/codeAction", params).await;
+        let batch = actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["title"].as_str().is_some_and(|t| t.starts_with("Batch")))
+            .unwrap_or_else(|| panic!("no batch action at {at}: {actions}"))
+            .clone();
+        rows.push(format!(
+            "{} | enabled: {} | {}",
+            batch["title"].as_str().unwrap(),
+            batch.get("command").is_some(),
+            batch["disabled"]["reason"].as_str().unwrap_or("")
+        ));
+    }
+    assert_snapshot!(rows.join("\n"));
+}
+
 #[tokio::test]
 async fn large_programs_check_rewrites_when_chosen() {
     let mut client = Client::initialized_with(disabled_support(), json!({})).await;

@@ -1,5 +1,5 @@
 //! The scaling analysis in the editor: each component's and rule's class as inlay hints and in
-//! hovers, and the rewrites (decouple, partition) as code actions that edit the program into the
+//! hovers, and the rewrites (decouple, partition, batch) as code actions that edit the program into the
 //! rewritten one (only the regions that differ) and update its deployment file, or show why they
 //! do not apply (a disabled action with the reason).
 
@@ -220,7 +220,8 @@ fn rewrite_data(
 }
 
 /// The rewrite a `compart.applyRewrite` command names, computed on the same document version;
-/// with whether only invariants can be compared (sealed partitioning is not an equivalence).
+/// with whether only invariants can be compared (sealed partitioning and batching are not
+/// equivalences).
 pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(RewriteResult, bool), String> {
     if data["version"].as_i64() != Some(snapshot.version as i64) {
         return Err("the document changed since this action was offered; ask for code actions again".into());
@@ -241,10 +242,11 @@ pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(Rew
         }
         Some("partition") => rewrite::partition(analysis, component, None),
         Some("partition_sealed") => rewrite::partition_sealed(analysis, component, None),
+        Some("batch") => rewrite::batch(analysis, component, rewrite::DEFAULT_BATCH_SIZE),
         _ => return Err("unknown rewrite".into()),
     };
-    let sealed = data["rewrite"].as_str() == Some("partition_sealed");
-    outcome.map(|result| (result, sealed)).map_err(|refusal| refusal.reason)
+    let invariants_only = matches!(data["rewrite"].as_str(), Some("partition_sealed" | "batch"));
+    outcome.map(|result| (result, invariants_only)).map_err(|refusal| refusal.reason)
 }
 
 /// "Decouple these rules into a new component" for the rules the selection touches (or the rule
@@ -313,6 +315,8 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
                     rewrite_data(snapshot, "partition_sealed", &comp.name, &[], ""),
                     deploy,
                 ));
+                let data = rewrite_data(snapshot, "batch", &comp.name, &[], "");
+                out.push(action(batch_title(&comp.name), Ok(()), data, deploy));
             }
         } else if comp.placement.is_none() {
             let policies = Context::new(program).policies(cid, &comp.rules);
@@ -327,6 +331,10 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
                 let outcome = checked(rewrite::partition_sealed(analysis, &comp.name, None));
                 let data = rewrite_data(snapshot, "partition_sealed", &comp.name, &[], "");
                 out.push(action(sealed_title(&comp.name), outcome, data, deploy));
+                // Batching is for what cannot scale out: a sequential component.
+                let outcome = checked(rewrite::batch(analysis, &comp.name, rewrite::DEFAULT_BATCH_SIZE));
+                let data = rewrite_data(snapshot, "batch", &comp.name, &[], "");
+                out.push(action(batch_title(&comp.name), outcome, data, deploy));
             }
         }
     }
@@ -352,4 +360,13 @@ fn blocked_by_errors(analysis: &Analysis, component: ComponentId) -> Option<Stri
 /// so, and that the invariants need checking.
 fn sealed_title(component: &str) -> String {
     format!("Partition `{component}` with sealing (aggregates per instance; check invariants with `compart verify`)")
+}
+
+/// Batching changes the replies' log positions: the title says so, and that the invariants need
+/// checking.
+fn batch_title(component: &str) -> String {
+    format!(
+        "Batch `{component}`'s requests ({} per batch at most; positions change: check invariants with `compart verify`)",
+        rewrite::DEFAULT_BATCH_SIZE
+    )
 }
