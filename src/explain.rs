@@ -282,7 +282,7 @@ fn workload_inputs(
 /// program itself or of rewritings of it; Err(exit code, message).
 /// The calibration is `compart optimize`'s default (see [`crate::calibrate::load`]).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true, None)
+    plan_checked(file, machines, profiles, true, None, None)
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -315,13 +315,15 @@ impl optimize::StepCheck for BoundedCheck {
     }
 }
 
-/// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false.
+/// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false,
+/// and batching considered when `batch` gives a batch size.
 pub fn plan_checked(
     file: &Path,
     machines: usize,
     profiles: &[&Path],
     check: bool,
     calibration: Option<&Path>,
+    batch: Option<usize>,
 ) -> Result<optimize::Plan, (u8, String)> {
     let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
@@ -353,7 +355,7 @@ pub fn plan_checked(
         }
     }
     let inputs = workload_inputs(&analysis.program, deploy_text.as_deref(), &logical);
-    let options = optimize::Options { machines, profile, logical, inputs, calibration, ..Default::default() };
+    let options = optimize::Options { machines, profile, logical, inputs, calibration, batch, ..Default::default() };
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);
@@ -373,9 +375,10 @@ pub fn optimize(
     out: Option<&PathBuf>,
     check: bool,
     calibration: Option<&Path>,
+    batch: Option<usize>,
 ) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let plan = match plan_checked(file, machines, &profiles, check, calibration) {
+    let plan = match plan_checked(file, machines, &profiles, check, calibration, batch) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

@@ -150,6 +150,10 @@ enum Command {
         /// when the current directory has one, else the built-in copy of it.
         #[arg(long)]
         calibration: Option<std::path::PathBuf>,
+        /// Also consider batching the costliest sequential component, at most N requests per
+        /// batch (opt-in: replies then carry other log positions; checked on invariants).
+        #[arg(long, value_name = "N")]
+        batch: Option<usize>,
     },
     /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
     /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
@@ -189,8 +193,8 @@ fn main() -> ExitCode {
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check, calibration } => {
-            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref())
+        Command::Optimize { file, machines, profile, out, no_check, calibration, batch } => {
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), batch)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Run(args) => run::run(*args),

@@ -238,3 +238,28 @@ fn only_the_workloads_inputs_count_per_request() {
     // `refuse` is an operator command: one fact less per request at each participant.
     assert_eq!(every[participant].facts_in - driven[participant].facts_in, 1.0);
 }
+
+/// Batching, when asked for (`Options::batch`): Paxos' proposer is batched first (after
+/// decoupling its reply path would be gone), its per-request cost divided by the batch fill, and
+/// the batcher, partitioned by the request id, scaled out. Every step after it is gated on
+/// invariants only.
+#[test]
+fn paxos_batched_when_asked() {
+    let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let options = optimize::Options {
+        machines: 29,
+        logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
+        batch: Some(16),
+        ..Default::default()
+    };
+    let gate = RefuseCommit { asked: Default::default() };
+    let plan = optimize::optimize_checked(&analyze(&text), &options, Some(&gate));
+    let rendered = optimize::render_steps(&plan);
+    assert!(plan.steps[1].description.starts_with("batching of `proposer`"), "{rendered}");
+    assert!(gate.asked.borrow().iter().all(|&invariants_only| invariants_only), "{rendered}");
+    assert!(!analyze(&plan.text).has_errors());
+    insta::assert_snapshot!(format!("{rendered}\n{}\n{}", plan.deployment, components(&plan.text)));
+    // Not asked: no batching (it changes the positions replies carry).
+    let unasked = optimize::optimize(&analyze(&text), &optimize::Options { batch: None, ..options });
+    assert!(!optimize::render_steps(&unasked).contains("batching"));
+}

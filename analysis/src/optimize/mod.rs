@@ -1,5 +1,5 @@
-//! The optimizer: a cost model over components and a greedy search over rewrites (decouple, then
-//! partition or replicate) that maximises predicted throughput within a machine budget.
+//! The optimizer: a cost model over components and a greedy search over rewrites (decouple, batch
+//! when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
 //!
 //! Cost model, per client request, in CPU-µs with the constants of a [`Calibration`] (fitted on
 //! this machine by `compart calibrate`). Each relation gets a frequency at one node of its
@@ -152,13 +152,41 @@ pub struct Options {
     pub logical: BTreeMap<String, usize>,
     /// Components given sealed partitioning (sequential by class, scalable all the same).
     pub sealed: Vec<String>,
+    /// Batch the costliest sequential component, at most this many requests per batch, when it
+    /// pays. Opt-in: batching changes the log positions replies carry (docs/compartmentalization.md).
+    pub batch: Option<usize>,
+    /// Batchings the search took: their batch channels carry one fact per batch.
+    pub batched: Vec<Batched>,
     /// Requests of each input relation per client request (the workload's mix); inputs not in it
     /// (timers, operator commands) count 0. None: every input with columns counts 1.
     pub inputs: Option<BTreeMap<String, f64>>,
     pub calibration: Calibration,
 }
 
+/// A batching in the program being estimated (`rewrite::batch`).
+#[derive(Clone, Debug)]
+pub struct Batched {
+    /// The batcher component (already `partitioned by` the request key: scalable).
+    pub batcher: String,
+    /// The batched component's channel that receives one request per batch.
+    pub channel: String,
+    pub size: usize,
+}
+
 impl Options {
+    /// Requests per batch the cost model assumes: the batch size, or fewer when a batcher's tick
+    /// holds fewer (under saturation `clients / tick_window` requests per tick, as in
+    /// [`ComponentCost::instance_cost`]).
+    fn batch_fill(&self, size: usize) -> f64 {
+        let cal = &self.calibration;
+        let per_tick = if cal.clients > 0.0 && cal.tick_window > 0.0 { cal.clients / cal.tick_window } else { 1.0 };
+        (size as f64).min(per_tick).max(1.0)
+    }
+
+    fn is_batcher(&self, component: &str) -> bool {
+        self.batched.iter().any(|b| b.batcher == component)
+    }
+
     /// Logical nodes of `component`: as given, else its partner's (a decoupled part matches the
     /// component it came from node for node), else 1.
     fn logical(&self, program: &Program, component: &str) -> usize {
@@ -279,8 +307,13 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
     };
     // A profile's facts of a rule per request replace its static firings; a send's facts are its
     // messages, one per destination.
+    // Rules left unchanged by a batching keep their text but fire per batch, not per request as
+    // in a profile of the unbatched program: with batching, static frequencies outside batchers.
     let measured = |id: RuleId| {
         let rule = program.rule(id);
+        if !options.batched.is_empty() && !options.is_batcher(&program.component(rule.component).name) {
+            return None;
+        }
         let facts = options.profile.as_ref()?.rule_facts.get(&Profile::key(rule)).copied()?;
         let per_firing = match (rule.kind, broadcast_target(program, rule)) {
             (RuleKind::Async, Some(target)) => fanout(&target),
@@ -310,11 +343,16 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
             }
             let f = measured(id).unwrap_or_else(|| fires(&freq, id));
             let senders = holders(&spread, rule);
-            let (delivered, held_by) = match (rule.kind, broadcast_target(program, rule)) {
+            let (mut delivered, held_by) = match (rule.kind, broadcast_target(program, rule)) {
                 (RuleKind::Async, Some(target)) => (f * senders, fanout(&target)),
                 (RuleKind::Async, None) => (f * senders, 1.0),
                 _ => (f, senders),
             };
+            // A batch channel carries one fact per batch: the batched component's per-request
+            // work, and everything downstream of it, divides by the batch; its ticks do not.
+            if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
+                delivered /= options.batch_fill(b.size);
+            }
             // Max, not sum: a union of paths is at least its busiest one, and loops stay bounded.
             next[head.index()] = next[head.index()].max(delivered);
             next_spread[head.index()] = next_spread[head.index()].max(held_by);
@@ -450,7 +488,11 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
             let c = program.component(id);
             let verdict = ctx.verdict(id, &c.rules);
             let sealed = options.sealed.contains(&c.name) && c.placement.is_some();
+            let batcher = options.is_batcher(&c.name) && c.placement.is_some();
             let class = match &c.placement {
+                Some(p) if batcher => {
+                    format!("batcher, {}", p.keys.iter().map(|k| k.column.as_str()).collect::<Vec<_>>().join("/"))
+                }
                 Some(p) if sealed => {
                     format!("sealed, {}", p.keys.iter().map(|k| k.column.as_str()).collect::<Vec<_>>().join("/"))
                 }
@@ -467,7 +509,7 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
                 instance_cpu_us: 0.0,
                 logical: options.logical(program, &c.name),
                 partitions: 1,
-                scalable: sealed || !matches!(verdict.class, ScalingClass::Sequential),
+                scalable: sealed || batcher || !matches!(verdict.class, ScalingClass::Sequential),
             };
             cost.set_partitions(1, cal);
             cost.load = cost.instance_cpu_us;
@@ -625,11 +667,42 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         machines: baseline.machines,
         checked: None,
     }];
+    // Batching of the costliest sequential component, when asked for and when it pays.
+    // First: after decoupling, the reply path it needs may have left the component.
+    let mut options = options.clone();
+    if let Some(size) = options.batch {
+        let a = crate::analyze(&text);
+        let scaled = estimate(&a.program, &options);
+        let mut sequential: Vec<&ComponentCost> =
+            scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0).collect();
+        sequential.sort_by(|x, y| y.instance_cpu_us.total_cmp(&x.instance_cpu_us));
+        for name in sequential.iter().map(|c| c.name.clone()) {
+            let Ok(result) = rewrite::batch(&a, &name, size) else { continue };
+            let next = crate::analyze(&result.new_text);
+            let Some(batched) = batching_in(&a.program, &next.program, &name, size) else { continue };
+            let mut with = options.clone();
+            with.batched.push(batched);
+            let est = estimate(&next.program, &with);
+            if est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines {
+                let description = format!(
+                    "batching of `{name}`: batchers in front, one request per batch of up to {size}, replies unbatched"
+                );
+                let Ok(checked) = gate(&result.new_text, &description, true) else { continue };
+                invariants_only = true;
+                text = result.new_text;
+                options = with;
+                current = estimate(&next.program, &Options { machines: 0, ..options.clone() });
+                steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
+                break;
+            }
+        }
+    }
+    let unscaled = Options { machines: 0, ..options.clone() };
     let mut taken: Vec<String> = Vec::new();
     let mut stopped = None;
     for _ in 0..8 {
         let a = crate::analyze(&text);
-        let scaled = estimate(&a.program, options);
+        let scaled = estimate(&a.program, &options);
         let bottleneck = scaled
             .components
             .iter()
@@ -644,7 +717,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                 let name = part_name(&a.program, &set, &taken);
                 let Ok(result) = rewrite::decouple(&a, &comp_name, &set, &name) else { continue };
                 let next = crate::analyze(&result.new_text);
-                let est = estimate(&next.program, options);
+                let est = estimate(&next.program, &options);
                 if est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines {
                     let mut heads: Vec<String> = Vec::new();
                     for &r in &set {
@@ -719,8 +792,8 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         let description =
             format!("{what} `{}` ({}) into {} instances per node", cost.name, cost.class, cost.partitions);
         let mut checked = None;
-        if options.sealed.contains(&cost.name) {
-            // Already carries its `partitioned by`, checked with the sealing.
+        if options.sealed.contains(&cost.name) || options.is_batcher(&cost.name) {
+            // Already carries its `partitioned by`, checked with the sealing or the batching.
         } else if let Ok(result) = rewrite::partition(&crate::analyze(&text), &cost.name, None) {
             match gate(&result.new_text, &description, invariants_only) {
                 Ok(summary) => {
@@ -763,6 +836,22 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         notes,
         calibration: cal,
     }
+}
+
+/// The batcher and the batch channel a batching of `component` added (the component new in
+/// `after`, and the channel of `component` that `before` does not have).
+fn batching_in(before: &Program, after: &Program, component: &str, size: usize) -> Option<Batched> {
+    let batcher = after.components.iter().find(|c| before.component_by_name(&c.name).is_none())?.name.clone();
+    let id = after.component_by_name(component)?;
+    let channel = after
+        .component(id)
+        .relations
+        .iter()
+        .map(|&r| after.relation(r))
+        .find(|r| r.kind == RelationKind::Channel && before.relation_by_name(&r.name).is_none())?
+        .name
+        .clone();
+    Some(Batched { batcher, channel, size })
 }
 
 /// Steps that do not raise predicted throughput by 1% (a decoupling that pays only once its
