@@ -55,7 +55,7 @@ fn sequencer_batches() {
 }
 
 #[test]
-fn rewritten_sequencer_batcher_is_sequential_no_more() {
+fn rewritten_sequencer_analyses_and_sends_batches() {
     // The batched program analyses, and the server now receives one request per batch.
     let out = batch(SEQUENCER, "server", 4);
     let text = out.split("\n---\n").nth(1).unwrap();
