@@ -133,8 +133,35 @@ fn add(doc: &mut DocumentMut, program: &Program, component: &str) -> Result<Opti
         Some(p) => format!(" (one per `{}` node: each forwards to its own partner)", program.component(p).name),
         None => String::new(),
     };
+    // A file that names hosts runs beyond this machine: the new component's nodes would land on
+    // 127.0.0.1 there, where no peer reaches them. Its addresses cannot be guessed; say so.
+    let placed: Vec<&str> = components
+        .iter()
+        .filter(|(_, item)| item.as_table_like().is_some_and(|t| t.contains_key("hosts") || t.contains_key("host")))
+        .map(|(name, _)| name)
+        .collect();
+    let hosts = match placed.first() {
+        Some(other) => format!(
+            "; `{other}` names its hosts, so give `{component}` `hosts` or `host` too (without, its nodes run on 127.0.0.1)"
+        ),
+        None => String::new(),
+    };
     components.insert(component, toml_edit::value(nodes as i64));
-    Ok(Some(format!("[components] {component} = {nodes}{why}")))
+    Ok(Some(format!("[components] {component} = {nodes}{why}{hosts}")))
+}
+
+/// For a component whose processes grow from `before` to `after`: what its `hosts` list (one
+/// entry per process) now lacks, in words; None when it has no list (a `host` template or the
+/// default addresses follow any count).
+fn hosts_to_add(doc: &DocumentMut, component: &str, after: i64) -> Option<String> {
+    let entry = doc.get("components")?.get(component)?.as_table_like()?;
+    let listed = entry.get("hosts")?.as_array()?.len() as i64;
+    (listed < after).then(|| {
+        format!(
+            "; `{component}` lists {listed} hosts and now runs {after} processes: add {} (one per process, in order), or the runtime refuses the file",
+            after - listed
+        )
+    })
 }
 
 fn partition(doc: &mut DocumentMut, component: &str) -> Result<Option<String>, String> {
@@ -148,6 +175,8 @@ fn partition(doc: &mut DocumentMut, component: &str) -> Result<Option<String>, S
         return Ok(None);
     }
     let n = toml_edit::value(PARTITIONS as i64);
+    let nodes = doc.get("components").and_then(|c| c.get(component)).and_then(logical_nodes).unwrap_or(1);
+    let hosts = hosts_to_add(doc, component, nodes * PARTITIONS as i64).unwrap_or_default();
     if in_partitions.is_none() && in_component.is_some() {
         let table = doc
             .get_mut("components")
@@ -161,10 +190,10 @@ fn partition(doc: &mut DocumentMut, component: &str) -> Result<Option<String>, S
         {
             inline.fmt();
         }
-        return Ok(Some(format!("[components] {component}.partitions = {PARTITIONS}")));
+        return Ok(Some(format!("[components] {component}.partitions = {PARTITIONS}{hosts}")));
     }
     section(doc, "partitions")?.insert(component, n);
-    Ok(Some(format!("[partitions] {component} = {PARTITIONS}")))
+    Ok(Some(format!("[partitions] {component} = {PARTITIONS}{hosts}")))
 }
 
 /// Renames the key `from` of `table` to `to`, in place: same position, same comments and layout.
@@ -331,6 +360,28 @@ mod tests {
         // A clash is refused, not merged.
         let clash = update(Some(file), &p, &[Change::RenameComponent { from: "front".into(), to: "back".into() }]);
         assert!(clash.unwrap_err().contains("`back` is already listed"));
+    }
+
+    #[test]
+    fn files_that_name_hosts_say_what_a_rewrite_leaves_to_place() {
+        let hosted = "[components]\nfront = { instances = 2, hosts = [\"198.18.0.1\", \"198.18.0.2\"] }\nback = { instances = 3, hosts = [\"198.18.0.3\", \"198.18.0.4\", \"198.18.0.5\"] }\n";
+        // A new component cannot be given addresses: the note says it has none.
+        let after = decoupled();
+        let updated = update(Some(hosted), &after, &rewrite_changes(&program(PROGRAM), &after)).unwrap();
+        assert!(updated.notes[0].contains("give `back_rep` `hosts` or `host` too"), "{:?}", updated.notes);
+        // Partitioned: six processes, three listed.
+        let p = program(PROGRAM);
+        let updated = update(Some(hosted), &p, &[Change::Partition { component: "back".into() }]).unwrap();
+        assert_eq!(
+            updated.notes,
+            ["[components] back.partitions = 2; `back` lists 3 hosts and now runs 6 processes: add 3 (one per process, in order), or the runtime refuses the file"]
+        );
+        // A template follows any count, and default addresses need nothing: no note beyond the change.
+        let templated = "[components]\nfront = 1\nback = { instances = 3, host = \"back-{n}.svc\" }\n";
+        let updated = update(Some(templated), &p, &[Change::Partition { component: "back".into() }]).unwrap();
+        assert_eq!(updated.notes, ["[components] back.partitions = 2"]);
+        let updated = update(Some(FILE), &after, &rewrite_changes(&p, &after)).unwrap();
+        assert!(!updated.notes[0].contains("hosts"), "{:?}", updated.notes);
     }
 
     #[test]
