@@ -101,6 +101,10 @@ pub struct WorkloadArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Progress as a line on stderr about once a second (`progress: N/M replies`) instead of a
+    /// bar, for a program reading the output as it comes (the editor's Run lens).
+    #[arg(long, conflicts_with = "quiet")]
+    pub progress_lines: bool,
 }
 
 #[derive(Args)]
@@ -190,6 +194,7 @@ fn workload_options(args: &WorkloadArgs, opts: &mut RunOptions) -> Result<(), u8
     };
     opts.reply_timeout = args.reply_timeout.max(Duration::from_millis(100));
     opts.progress = !args.quiet;
+    opts.progress_lines = args.progress_lines;
     // The run ends after a reply timeout without progress: at a rate that sends its first
     // request later than that, it would end having sent nothing.
     if let Some(rate) = opts.rate {

@@ -38,8 +38,14 @@ fn read_message(reader: &mut impl BufRead) -> Option<Value> {
 
 impl Server {
     fn start() -> Server {
+        Server::start_in(&std::env::temp_dir())
+    }
+
+    /// The server with its temporary files (the lenses' runs) under `tmp`.
+    fn start_in(tmp: &std::path::Path) -> Server {
         let mut child = Command::new(env!("CARGO_BIN_EXE_compart"))
             .arg("lsp")
+            .env("TMPDIR", tmp)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
@@ -903,7 +909,10 @@ fn fuzzed_incremental_edits_keep_the_server_in_step() {
 /// A copy of examples/NAME.ded (and of its deployment file, with `toml`) in a fresh directory,
 /// so that edits can be applied to disk as an editor would: (directory, program path, URI, text).
 fn example_copy(name: &str, toml: bool) -> (std::path::PathBuf, std::path::PathBuf, String, String) {
-    let dir = std::env::temp_dir().join(format!("compart-lsp-stdio-{name}-{toml}-{}", std::process::id()));
+    // Tests run in parallel, several on the same example.
+    static COPIES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = COPIES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("compart-lsp-stdio-{name}-{toml}-{}-{n}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let root = env!("CARGO_MANIFEST_DIR");
@@ -1374,4 +1383,201 @@ fn navigation_and_editing_requests_over_stdio() {
     let bad = server.request("textDocument/semanticTokens/full/delta", json!({ "textDocument": doc }));
     assert_eq!(bad["error"]["code"], -32602, "{bad}");
     server.stop();
+}
+
+// ---------------------------------------------------------------------------------------------
+// The Run lens: the buffer's text, progress as it happens, cancellation, nothing left behind.
+
+/// A fresh directory for one server's temporary files: its runs' processes name it in their
+/// command lines, which is how these tests find them.
+fn private_tmp(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("compart-lsp-tmp-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Processes whose command line mentions `path` (`compart run` and its `compart node`s).
+fn processes_naming(path: &std::path::Path) -> Vec<String> {
+    let needle = path.display().to_string();
+    let mut found = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) else { continue };
+        let cmdline = String::from_utf8_lossy(&cmdline).replace('\0', " ");
+        if cmdline.contains(&needle) {
+            found.push(cmdline);
+        }
+    }
+    found
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ok: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !ok() {
+        assert!(start.elapsed() < timeout, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn nodes_of(tmp: &std::path::Path) -> usize {
+    processes_naming(tmp).iter().filter(|c| c.contains(" node ")).count()
+}
+
+/// A long run of the voting example (a copy, so that its deployment can be opened): paced so
+/// that it lasts minutes unless stopped.
+fn start_long_run(server: &mut Server, uri: &str) -> i64 {
+    server.next_id += 1;
+    let id = server.next_id;
+    server.send(json!({ "jsonrpc": "2.0", "id": id, "method": "workspace/executeCommand", "params": {
+        "command": "compart.run",
+        "arguments": [uri, ["--auto-ports", "--rate", "20", "--requests", "100000"]] } }));
+    id
+}
+
+#[test]
+fn the_run_lens_runs_the_buffer_not_the_file() {
+    let (dir, _ded, uri, text) = example_copy("voting", true);
+    let mut server = Server::start();
+    server.initialize();
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+    );
+    // An unsaved edit that makes the leader never answer: no vote count is above the participants'.
+    let never = text.replace("vote_count(id, n), n_participants(n)", "vote_count(id, n), n_participants(m), n > m");
+    assert_ne!(never, text);
+    server.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 2 }, "contentChanges": [{ "text": never }] }),
+    );
+    let args = json!([uri, ["--auto-ports", "--requests", "20", "--reply-timeout", "1"]]);
+    let response = server.request("workspace/executeCommand", json!({ "command": "compart.run", "arguments": args }));
+    let result = &response["result"];
+    assert_eq!((result["success"].clone(), result["version"].clone()), (json!(false), json!(2)), "{response}");
+    assert_eq!(result["deployment"], "disk", "{response}");
+    // The deployment's buffer, unsaved, with one participant fewer; and the program as it was.
+    let toml_uri = uri.replace(".ded", ".toml");
+    let toml = std::fs::read_to_string(dir.join("voting.toml")).unwrap().replace("participant = 3", "participant = 2");
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": toml_uri, "languageId": "toml", "version": 7, "text": toml } }),
+    );
+    // A buffer with a syntax error is not run: the answer says where the error is.
+    server.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 3 }, "contentChanges": [{ "text": format!("{text}\nbroken(") }] }),
+    );
+    let response = server.request("workspace/executeCommand", json!({ "command": "compart.run", "arguments": args }));
+    let error = response["error"]["message"].as_str().unwrap_or_default();
+    assert!(error.starts_with("version 3 of the buffer has errors: fix the error at"), "{response}");
+    server.notify(
+        "textDocument/didChange",
+        json!({ "textDocument": { "uri": uri, "version": 4 }, "contentChanges": [{ "text": text }] }),
+    );
+    let response = server.request("workspace/executeCommand", json!({ "command": "compart.run", "arguments": args }));
+    let result = &response["result"];
+    assert_eq!((result["success"].clone(), result["version"].clone()), (json!(true), json!(4)), "{response}");
+    assert_eq!(result["deployment"], "buffer (version 7)", "{response}");
+    let output = result["output"].to_string();
+    assert!(output.contains("participant/1") && !output.contains("participant/2"), "{output}");
+    server.stop();
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+#[test]
+fn a_run_streams_progress_and_is_cancelled_from_the_progress_ui() {
+    let tmp = private_tmp("cancel");
+    let (dir, _ded, uri, text) = example_copy("voting", true);
+    let mut server = Server::start_in(&tmp);
+    server.initialize_with(json!({ "window": { "workDoneProgress": true } }));
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+    );
+    let id = start_long_run(&mut server, &uri);
+    let create = server.wait("the progress token", |m| m["method"] == "window/workDoneProgress/create");
+    let token = create["params"]["token"].clone();
+    server.send(json!({ "jsonrpc": "2.0", "id": create["id"], "result": null }));
+    let begin = server.wait("begin", |m| m["method"] == "$/progress" && m["params"]["token"] == token);
+    assert_eq!(begin["params"]["value"]["cancellable"], true, "{begin}");
+    // Replies counted while the cluster runs, as they come: twice, the second one further on.
+    let replies = |m: &Value| {
+        let message = m["params"]["value"]["message"].as_str().unwrap_or("");
+        let n = message.strip_prefix("progress: ").and_then(|r| r.split('/').next()?.parse::<u64>().ok());
+        (m["method"] == "$/progress").then_some(n).flatten()
+    };
+    let first = replies(&server.wait("a progress line", |m| replies(m).is_some())).unwrap();
+    let second = replies(&server.wait("another", |m| replies(m).is_some_and(|n| n > first))).unwrap();
+    assert!(second > first);
+    assert!(nodes_of(&tmp) > 0, "the cluster runs: {:?}", processes_naming(&tmp));
+    server.notify("window/workDoneProgress/cancel", json!({ "token": token }));
+    let end = server.wait("the end", |m| m["params"]["value"]["kind"] == "end");
+    assert_eq!(end["params"]["value"]["message"], "cancelled", "{end}");
+    let response = server.wait("the answer", |m| m["id"] == id && m.get("method").is_none());
+    assert_eq!(response["result"]["cancelled"], true, "{response}");
+    wait_until("no node is left", Duration::from_secs(10), || processes_naming(&tmp).is_empty());
+    server.stop();
+    std::fs::remove_dir_all(dir).unwrap();
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+#[test]
+fn cancelling_the_request_stops_the_cluster() {
+    let tmp = private_tmp("cancel-request");
+    let (dir, _ded, uri, text) = example_copy("voting", true);
+    let mut server = Server::start_in(&tmp);
+    server.initialize();
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+    );
+    let id = start_long_run(&mut server, &uri);
+    wait_until("the nodes run", Duration::from_secs(60), || nodes_of(&tmp) == 4);
+    server.notify("$/cancelRequest", json!({ "id": id }));
+    let response = server.wait("the answer", |m| m["id"] == id && m.get("method").is_none());
+    assert_eq!(response["error"]["code"], -32800, "{response}");
+    wait_until("no node is left", Duration::from_secs(10), || processes_naming(&tmp).is_empty());
+    server.stop();
+    std::fs::remove_dir_all(dir).unwrap();
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+/// The client dies without `shutdown` or `exit`: its end of the server's stdin closes. Every
+/// process of the run it started stops, and the server ends.
+#[test]
+fn a_client_that_dies_leaves_no_cluster_behind() {
+    let tmp = private_tmp("client-dies");
+    let (dir, _ded, uri, text) = example_copy("voting", true);
+    let mut server = Server::start_in(&tmp);
+    server.initialize();
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+    );
+    start_long_run(&mut server, &uri);
+    wait_until("the nodes run", Duration::from_secs(60), || nodes_of(&tmp) == 4);
+    drop(server.stdin);
+    wait_until("no node is left", Duration::from_secs(10), || processes_naming(&tmp).is_empty());
+    wait_with_timeout(&mut server.child);
+    std::fs::remove_dir_all(dir).unwrap();
+    let _ = std::fs::remove_dir_all(tmp);
+}
+
+/// `shutdown` stops a run too (a client that exits cleanly while a cluster runs).
+#[test]
+fn shutdown_stops_the_cluster() {
+    let tmp = private_tmp("shutdown");
+    let (dir, _ded, uri, text) = example_copy("voting", true);
+    let mut server = Server::start_in(&tmp);
+    server.initialize();
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+    );
+    start_long_run(&mut server, &uri);
+    wait_until("the nodes run", Duration::from_secs(60), || nodes_of(&tmp) == 4);
+    server.stop();
+    wait_until("no node is left", Duration::from_secs(5), || processes_naming(&tmp).is_empty());
+    std::fs::remove_dir_all(dir).unwrap();
+    let _ = std::fs::remove_dir_all(tmp);
 }

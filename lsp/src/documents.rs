@@ -91,9 +91,52 @@ impl std::fmt::Display for DocumentError {
 #[derive(Default)]
 pub struct Documents {
     map: DashMap<Uri, Document>,
+    /// Deployment files (`.toml`) a client syncs: their text only (version, text), which the Run
+    /// and Simulate lenses run instead of the file on disk. They are not programs: no analysis.
+    deployments: DashMap<Uri, (i32, String)>,
+}
+
+/// Whether a document is a deployment file rather than a program.
+pub fn is_deployment(uri: &Uri) -> bool {
+    uri.path().as_str().ends_with(".toml")
 }
 
 impl Documents {
+    pub fn open_deployment(&self, uri: Uri, version: i32, text: &str) {
+        self.deployments.insert(uri, (version, text.to_string()));
+    }
+
+    /// Apply a `didChange` to a deployment file: all the changes or none.
+    pub fn change_deployment(
+        &self,
+        uri: &Uri,
+        version: i32,
+        changes: &[TextDocumentContentChangeEvent],
+    ) -> Result<(), DocumentError> {
+        let mut doc = self.deployments.get_mut(uri).ok_or_else(|| DocumentError::NotOpen(uri.to_string()))?;
+        if version <= doc.0 {
+            return Err(DocumentError::StaleVersion { uri: uri.to_string(), current: doc.0, received: version });
+        }
+        let mut text = doc.1.clone();
+        for change in changes {
+            match change.range {
+                None => text = change.text.clone(),
+                Some(range) => {
+                    let r = converters::text_range(&text, &LineIndex::new(&text), range)
+                        .map_err(|e| DocumentError::OutOfRange(uri.to_string(), e))?;
+                    text.replace_range(r.start as usize..r.end as usize, &change.text);
+                }
+            }
+        }
+        *doc = (version, text);
+        Ok(())
+    }
+
+    /// The client's text of an open deployment file and its version.
+    pub fn deployment(&self, uri: &Uri) -> Option<(i32, String)> {
+        self.deployments.get(uri).map(|d| d.clone())
+    }
+
     pub fn open(&self, uri: Uri, version: i32, text: &str) -> Snapshot {
         let mut analyzer = Analyzer::default();
         let analysis = Arc::new(analyzer.analyze(SyntaxTree::parse(text)));
@@ -155,7 +198,7 @@ impl Documents {
     }
 
     pub fn close(&self, uri: &Uri) -> bool {
-        self.map.remove(uri).is_some()
+        self.map.remove(uri).is_some() || self.deployments.remove(uri).is_some()
     }
 
     pub fn snapshot(&self, uri: &Uri) -> Option<Snapshot> {
@@ -239,5 +282,21 @@ mod tests {
         assert_eq!(docs.version(&uri), Some(5));
         assert!(docs.close(&uri));
         assert!(!docs.close(&uri));
+    }
+
+    #[test]
+    fn deployment_files_keep_their_text_only() {
+        let docs = Documents::default();
+        let uri: Uri = "file:///p.toml".parse().unwrap();
+        assert!(is_deployment(&uri) && !is_deployment(&"file:///p.ded".parse().unwrap()));
+        docs.open_deployment(uri.clone(), 1, "[components]\nc = 1\n");
+        docs.change_deployment(&uri, 2, &[edit(Some(((1, 4), (1, 5))), "3"), edit(Some(((2, 0), (2, 0))), "# é\n")])
+            .unwrap();
+        assert_eq!(docs.deployment(&uri), Some((2, "[components]\nc = 3\n# é\n".to_string())));
+        assert!(docs.change_deployment(&uri, 3, &[edit(Some(((9, 0), (9, 1))), "")]).is_err());
+        assert!(docs.change_deployment(&uri, 2, &[edit(None, "")]).is_err());
+        assert_eq!(docs.deployment(&uri).unwrap().0, 2);
+        assert!(docs.snapshot(&uri).is_none(), "not a program");
+        assert!(docs.close(&uri) && docs.deployment(&uri).is_none());
     }
 }

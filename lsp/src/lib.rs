@@ -9,6 +9,7 @@ pub mod converters;
 pub mod documents;
 pub mod handlers;
 pub mod index;
+pub mod runs;
 pub mod server;
 pub mod session;
 pub mod stale;
@@ -21,7 +22,9 @@ use tower_lsp_server::{ClientSocket, LspService};
 
 /// Build the service (used by `compart lsp`, the tests and the benchmark).
 pub fn service() -> (LspService<Backend>, ClientSocket) {
-    LspService::new(Backend::new)
+    LspService::build(Backend::new)
+        .custom_method("window/workDoneProgress/cancel", Backend::work_done_progress_cancel)
+        .finish()
 }
 
 /// Serve LSP over stdin/stdout until the client sends `exit` or closes the stream.

@@ -73,6 +73,16 @@ fn capabilities() -> ServerCapabilities {
     }
 }
 
+/// Methods tower-lsp-server's trait does not have (registered in `crate::service`).
+impl Backend {
+    /// `window/workDoneProgress/cancel`: the user cancelled a run from the progress UI.
+    pub async fn work_done_progress_cancel(&self, params: WorkDoneProgressCancelParams) {
+        if !self.session.runs.cancel(&params.token) {
+            self.session.log_error(format!("no run to cancel with progress token {:?}", params.token)).await;
+        }
+    }
+}
+
 impl LanguageServer for Backend {
     async fn initialize(&self, params: InitializeParams) -> Result<InitializeResult> {
         let compart_path = params
@@ -111,19 +121,31 @@ impl LanguageServer for Backend {
         })
     }
 
+    /// The client is going away: no cluster a lens started outlives it.
     async fn shutdown(&self) -> Result<()> {
+        self.session.runs.stop_all().await;
         Ok(())
     }
 
     // Document changes are applied before the first `.await` so that later requests see them.
     async fn did_open(&self, params: DidOpenTextDocumentParams) {
         let doc = params.text_document;
+        if crate::documents::is_deployment(&doc.uri) {
+            return self.session.documents.open_deployment(doc.uri, doc.version, &doc.text);
+        }
         let snapshot = self.session.documents.open(doc.uri, doc.version, &doc.text);
         self.session.publish(snapshot).await;
     }
 
     async fn did_change(&self, params: DidChangeTextDocumentParams) {
         let doc = params.text_document;
+        if crate::documents::is_deployment(&doc.uri) {
+            let changed = self.session.documents.change_deployment(&doc.uri, doc.version, &params.content_changes);
+            if let Err(e) = changed {
+                self.session.log_error(e).await;
+            }
+            return;
+        }
         match self.session.documents.change(&doc.uri, doc.version, &params.content_changes) {
             Ok(snapshot) => self.session.publish(snapshot).await,
             Err(e) => self.session.log_error(e).await,

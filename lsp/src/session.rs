@@ -9,6 +9,7 @@ use tower_lsp_server::Client;
 
 use crate::documents::{Documents, Snapshot};
 use crate::handlers::{diagnostics, semantic_tokens};
+use crate::runs::Runs;
 
 #[derive(Clone, Debug, Default)]
 pub struct Config {
@@ -32,6 +33,8 @@ pub struct Session {
     pub documents: Documents,
     pub config: RwLock<Config>,
     pub semantic_tokens: semantic_tokens::Cache,
+    /// The clusters and simulations started by the lenses, to stop when cancelled or at exit.
+    pub runs: Runs,
 }
 
 impl Session {
@@ -41,6 +44,7 @@ impl Session {
             documents: Documents::default(),
             config: RwLock::new(Config::default()),
             semantic_tokens: Default::default(),
+            runs: Runs::default(),
         }
     }
 

@@ -154,6 +154,10 @@ where
                         to_server.write_all(format!("Content-Length: {}\r\n\r\n", body.len()).as_bytes()).await?;
                         to_server.write_all(&body).await?;
                         to_server.flush().await?;
+                        // Nothing is read after `exit` (the server stops reading too).
+                        if value.get("method").and_then(Value::as_str) == Some("exit") {
+                            return Ok(());
+                        }
                     }
                 },
             },
@@ -220,6 +224,7 @@ where
     O: AsyncWrite + Unpin + Send + 'static,
 {
     let (service, socket) = crate::service();
+    let runs = service.inner().session.runs.clone();
     let out = Arc::new(Mutex::new(output));
     let (server_in, feed) = tokio::io::duplex(1 << 16);
     let (server_out, from_server) = tokio::io::duplex(1 << 16);
@@ -229,10 +234,13 @@ where
         if let Err(e) = guard_input(input, feed, guard_out).await {
             eprintln!("compart lsp: input closed: {e}");
         }
+        // `exit`, or the client died: stop every cluster a lens started. The server ends once
+        // the commands that ran them have answered.
+        runs.stop_all().await;
     });
     let writer = tokio::spawn(copy_output(from_server, out));
     Server::new(server_in, server_out, socket).serve(CatchPanic(service)).await;
-    reader.abort();
+    let _ = reader.await;
     let _ = writer.await;
 }
 

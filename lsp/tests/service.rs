@@ -296,12 +296,13 @@ async fn commands_validate_arguments() {
     let response =
         client.request("workspace/executeCommand", json!({ "command": "compart.run", "arguments": [42] })).await;
     assert_eq!(response["error"]["code"], -32602);
-    let response = client
-        .request(
-            "workspace/executeCommand",
-            json!({ "command": "compart.simulate", "arguments": ["file:///tmp/x.ded"] }),
-        )
-        .await;
+    // Neither open nor on disk.
+    let simulate_x = json!({ "command": "compart.simulate", "arguments": ["file:///nonexistent/x.ded"] });
+    let response = client.request("workspace/executeCommand", simulate_x.clone()).await;
+    assert!(response["error"]["message"].as_str().unwrap().contains("cannot read"), "{response}");
+    // Open (its buffer is what runs), but without a deployment file.
+    client.open("file:///nonexistent/x.ded", "component c {}\n").await;
+    let response = client.request("workspace/executeCommand", simulate_x).await;
     assert!(response["error"]["message"].as_str().unwrap().contains("no deployment file"), "{response}");
     let voting = format!("file://{}/../examples/voting.ded", env!("CARGO_MANIFEST_DIR"));
     let response = client

@@ -8,8 +8,9 @@ use crate::documents::Snapshot;
 use crate::handlers::commands::{RUN, SIMULATE};
 
 /// While the buffer has errors, the lenses stay where they were in its last version without any
-/// (on the first component's name, if no edit touched it since; stale.rs): they run the saved
-/// file, and disappearing at every keystroke of a rule being typed helps no one.
+/// (on the first component's name, if no edit touched it since; stale.rs): disappearing at every
+/// keystroke of a rule being typed helps no one. They run the buffer's text (commands.rs), so
+/// while it has errors they answer with the first one.
 pub fn code_lenses(snapshot: &Snapshot) -> Vec<CodeLens> {
     let analysis = &snapshot.analysis;
     let uri = &snapshot.uri;

@@ -1,6 +1,7 @@
 //! workspace/executeCommand: "Run local cluster" and "Simulate" spawn `compart run` / `compart sim`
-//! on the document's file, stream each output line as `$/progress` and window/logMessage, and
-//! report the final figures (throughput, latency) or the invariant violation. "Apply rewrite"
+//! on the buffer's text (written with the deployment file to a private temporary directory),
+//! stream each output line as it comes as `$/progress` and window/logMessage, stop when cancelled
+//! (runs.rs), and report the final figures (throughput, latency) or the invariant violation. "Apply rewrite"
 //! (the rewrite code actions) checks the rewritten program against the buffer's with `compart
 //! verify` (the bounded refinement check) before applying it, and shows the counterexample when
 //! there is one: nothing unproven is applied.
@@ -13,9 +14,17 @@ use serde_json::{json, Value};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::Command;
 use tower_lsp_server::jsonrpc::Result;
-use tower_lsp_server::ls_types::{ExecuteCommandParams, MessageType, NumberOrString, Uri};
+use tower_lsp_server::ls_types::notification::Progress;
+use tower_lsp_server::ls_types::{
+    ExecuteCommandParams, MessageType, NumberOrString, ProgressParams, ProgressParamsValue, Uri, WorkDoneProgress,
+    WorkDoneProgressBegin, WorkDoneProgressEnd, WorkDoneProgressReport,
+};
+use tower_lsp_server::Client;
+
+use compart_analysis::diagnostics::Severity;
 
 use crate::handlers::edits::Beside;
+use crate::runs::Registration;
 use crate::session::{invalid_params, request_failed, Session};
 
 pub const RUN: &str = "compart.run";
@@ -25,9 +34,11 @@ pub const ALL: &[&str] = &[RUN, SIMULATE, APPLY_REWRITE];
 
 /// A run that does not end by itself is stopped after this long.
 const TIMEOUT: Duration = Duration::from_secs(600);
+/// How long a stopped run may take to stop its nodes before it is killed.
+const STOP_GRACE: Duration = Duration::from_secs(3);
 
 /// The subcommand and arguments for a command, checked before anything is spawned.
-pub fn command_line(params: &ExecuteCommandParams) -> Result<(&'static str, PathBuf, Vec<String>)> {
+pub fn command_line(params: &ExecuteCommandParams) -> Result<(&'static str, Uri, PathBuf, Vec<String>)> {
     let sub = match params.command.as_str() {
         RUN => "run",
         SIMULATE => "sim",
@@ -52,7 +63,7 @@ pub fn command_line(params: &ExecuteCommandParams) -> Result<(&'static str, Path
             .collect::<Result<_>>()?,
         Some(_) => return Err(invalid_params("the second argument must be a list of strings")),
     };
-    Ok((sub, path, extra))
+    Ok((sub, uri, path, extra))
 }
 
 /// `run|sim PROGRAM --deploy PROGRAM.toml [defaults] [extra]`: the deployment file beside the
@@ -98,38 +109,189 @@ fn is_summary(line: &str) -> bool {
         .any(|k| l.contains(k))
 }
 
+/// A lens command ready to start: the buffer's program (and deployment file) written to a private
+/// temporary directory, removed when the job is dropped.
+struct Job {
+    sub: &'static str,
+    command: String,
+    args: Vec<String>,
+    /// The program's own directory, so that relative paths in the extra arguments still work.
+    cwd: PathBuf,
+    file: String,
+    /// The document version that ran; `None` when the program is not open (its file ran).
+    version: Option<i32>,
+    /// Where the deployment came from: "buffer" (with its version), "disk" or "argument".
+    deployment: String,
+    _dir: tempfile::TempDir,
+}
+
+/// Write what the client sees to a temporary directory: the program's buffer (else its file) and
+/// the deployment file beside it, from the client's buffer when it syncs it, else from disk.
+fn prepare(session: &Session, params: &ExecuteCommandParams) -> Result<Job> {
+    let (sub, uri, path, extra) = command_line(params)?;
+    let (text, version) = match session.documents.snapshot(&uri) {
+        Some(snapshot) => {
+            let analysis = &snapshot.analysis;
+            // The lenses stay through errors (stale.rs), but what runs is the buffer as it is.
+            if let Some(error) = analysis.diagnostics.iter().find(|d| d.severity == Severity::Error) {
+                let at = crate::converters::Converter::new(analysis).position(error.range.start as usize);
+                return Err(request_failed(format!(
+                    "version {} of the buffer has errors: fix the error at {}:{} first ({})",
+                    snapshot.version,
+                    at.line + 1,
+                    at.character + 1,
+                    error.message
+                )));
+            }
+            (analysis.text().to_string(), Some(snapshot.version))
+        }
+        None => (
+            std::fs::read_to_string(&path)
+                .map_err(|e| request_failed(format!("cannot read {}: {e}", path.display())))?,
+            None,
+        ),
+    };
+    let dir = tempfile::Builder::new()
+        .prefix("compart-lsp-run-")
+        .tempdir()
+        .map_err(|e| request_failed(format!("cannot make a temporary directory: {e}")))?;
+    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| "program.ded".into());
+    let program = dir.path().join(&file);
+    let write = |to: &Path, text: &str| {
+        std::fs::write(to, text).map_err(|e| request_failed(format!("cannot write {}: {e}", to.display())))
+    };
+    write(&program, &text)?;
+    let named = extra.iter().any(|a| a == "--deploy" || a.starts_with("--deploy="));
+    let deployment = if named {
+        "argument".to_string()
+    } else {
+        let real = compart_analysis::deployment::beside(&path);
+        let buffer = Uri::from_file_path(&real).and_then(|u| session.documents.deployment(&u));
+        let (toml, source) = match buffer {
+            Some((v, toml)) => (toml, format!("buffer (version {v})")),
+            None => match std::fs::read_to_string(&real) {
+                Ok(toml) => (toml, "disk".to_string()),
+                Err(_) => {
+                    return Err(request_failed(format!(
+                    "no deployment file {} beside the program (or pass [\"--deploy\", PATH] as the second argument)",
+                    real.display()
+                )))
+                }
+            },
+        };
+        write(&compart_analysis::deployment::beside(&program), &toml)?;
+        source
+    };
+    let mut args = arguments(sub, &program, extra)?;
+    if sub == "run" {
+        // A line per second that this server turns into $/progress reports as the run goes.
+        args.push("--progress-lines".into());
+    }
+    Ok(Job {
+        sub,
+        command: params.command.clone(),
+        args,
+        cwd: path.parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from(".")),
+        file,
+        version,
+        deployment,
+        _dir: dir,
+    })
+}
+
 pub async fn execute(session: &Session, params: ExecuteCommandParams) -> Result<Option<Value>> {
     if params.command == APPLY_REWRITE {
         return apply_rewrite(session, params).await;
     }
-    let (sub, path, extra) = command_line(&params)?;
-    let exe = compart_executable(session);
-    let title = if sub == "run" { "compart: running local cluster" } else { "compart: simulating" };
-    let file = path.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();
-    let args = arguments(sub, &path, extra)?;
-    let mut child = Command::new(&exe)
-        .args(&args)
-        .current_dir(path.parent().unwrap_or(Path::new(".")))
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(|e| request_failed(format!("cannot start `{} {sub}`: {e}", exe.display())))?;
-
+    let job = prepare(session, &params)?;
     // Use the client's token when it sent one; otherwise create one if the client can show progress.
     let token = match params.work_done_progress_params.work_done_token.clone() {
         Some(token) => Some(token),
         None if session.config().work_done_progress => {
-            let token = NumberOrString::String(format!("compart/{sub}/{}", std::process::id()));
+            let n = NEXT_TOKEN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let token = NumberOrString::String(format!("compart/{}/{}/{n}", job.sub, std::process::id()));
             session.client.create_work_done_progress(token.clone()).await.ok().map(|_| token)
         }
         None => None,
     };
-    let progress = match token {
-        Some(token) => Some(session.client.progress(token, title).with_message(file.clone()).begin().await),
-        None => None,
+    let registration = session.runs.register(token.clone());
+    // Dropped when the client cancels this request ($/cancelRequest): the run then stops too.
+    let _stop = registration.stop_on_drop();
+    let task = tokio::spawn(run_job(session.client.clone(), compart_executable(session), job, token, registration));
+    task.await.map_err(|e| request_failed(format!("the run failed: {e}")))?
+}
+
+static NEXT_TOKEN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// A `$/progress` notification (percentage when known); every one says the run can be cancelled.
+async fn progress(client: &Client, token: &NumberOrString, value: WorkDoneProgress) {
+    let params = ProgressParams { token: token.clone(), value: ProgressParamsValue::WorkDone(value) };
+    client.send_notification::<Progress>(params).await;
+}
+
+/// `progress: N/M replies` (compart run --progress-lines) as a percentage.
+fn percentage(line: &str) -> Option<u32> {
+    let (done, total) = line.strip_prefix("progress: ")?.split_whitespace().next()?.split_once('/')?;
+    let (done, total): (u64, u64) = (done.parse().ok()?, total.parse().ok()?);
+    (total > 0).then(|| (done.min(total) * 100 / total) as u32)
+}
+
+enum End {
+    Exited(std::process::ExitStatus),
+    Cancelled,
+    TimedOut,
+}
+
+/// Start the job's process, stream its output as it comes, and stop it when asked.
+async fn run_job(
+    client: Client,
+    exe: PathBuf,
+    job: Job,
+    token: Option<NumberOrString>,
+    mut registration: Registration,
+) -> Result<Option<Value>> {
+    let sub = job.sub;
+    let mut command = Command::new(&exe);
+    command
+        .args(&job.args)
+        .current_dir(&job.cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    // If this server dies without stopping it (SIGKILL), the kernel stops the launcher, and the
+    // launcher's nodes die with it (runtime/src/cluster/process.rs).
+    // SAFETY: the closure only calls prctl, which is async-signal-safe.
+    unsafe {
+        command.pre_exec(|| {
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child =
+        command.spawn().map_err(|e| request_failed(format!("cannot start `{} {sub}`: {e}", exe.display())))?;
+    let title = if sub == "run" { "compart: running local cluster" } else { "compart: simulating" };
+    let what = match job.version {
+        Some(v) => format!("{} (buffer version {v})", job.file),
+        None => job.file.clone(),
     };
+    if let Some(token) = &token {
+        let begin = WorkDoneProgressBegin {
+            title: title.into(),
+            cancellable: Some(true),
+            message: Some(what.clone()),
+            percentage: (sub == "run").then_some(0),
+        };
+        progress(&client, token, WorkDoneProgress::Begin(begin)).await;
+    }
+    client
+        .log_message(
+            MessageType::INFO,
+            format!("[{sub}] compart {} (deployment from {})", job.args.join(" "), job.deployment),
+        )
+        .await;
 
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
     let stdout = child.stdout.take().map(|s| BufReader::new(s).lines());
@@ -146,43 +308,85 @@ pub async fn execute(session: &Session, params: ExecuteCommandParams) -> Result<
     }
     drop(tx);
     let mut output = Vec::new();
-    let collect = async {
-        while let Some(line) = rx.recv().await {
-            session.client.log_message(MessageType::INFO, format!("[{sub}] {line}")).await;
-            if let Some(p) = &progress {
-                p.report(line.clone()).await;
+    let deadline = tokio::time::sleep(TIMEOUT);
+    tokio::pin!(deadline);
+    let end = loop {
+        tokio::select! {
+            line = rx.recv() => match line {
+                Some(line) => {
+                    client.log_message(MessageType::INFO, format!("[{sub}] {line}")).await;
+                    if let Some(token) = &token {
+                        let report = WorkDoneProgressReport {
+                            cancellable: Some(true),
+                            message: Some(line.clone()),
+                            percentage: percentage(&line),
+                        };
+                        progress(&client, token, WorkDoneProgress::Report(report)).await;
+                    }
+                    output.push(line);
+                }
+                None => match child.wait().await {
+                    Ok(status) => break End::Exited(status),
+                    Err(e) => return Err(request_failed(format!("waiting for `compart {sub}`: {e}"))),
+                },
+            },
+            changed = registration.stop.changed() => {
+                if changed.is_ok() && *registration.stop.borrow() {
+                    break End::Cancelled;
+                }
             }
-            output.push(line);
-        }
-        child.wait().await
-    };
-    let status = match tokio::time::timeout(TIMEOUT, collect).await {
-        Ok(status) => status.map_err(|e| request_failed(format!("waiting for `compart {sub}`: {e}")))?,
-        Err(_) => {
-            if let Some(p) = progress {
-                p.finish_with_message("timed out").await;
-            }
-            return Err(request_failed(format!("`compart {sub}` did not finish within {} s", TIMEOUT.as_secs())));
+            _ = &mut deadline => break End::TimedOut,
         }
     };
+    if !matches!(end, End::Exited(_)) {
+        stop(&mut child).await;
+    }
+    // The registry lets `stop_all` return once the processes are gone.
+    drop(registration);
+    let (ok, status, word) = match &end {
+        End::Exited(status) => (status.success(), status.code(), if status.success() { "done" } else { "failed" }),
+        End::Cancelled => (false, None, "cancelled"),
+        End::TimedOut => (false, None, "timed out"),
+    };
+    if let Some(token) = &token {
+        progress(&client, token, WorkDoneProgress::End(WorkDoneProgressEnd { message: Some(word.into()) })).await;
+    }
+    if let End::TimedOut = end {
+        return Err(request_failed(format!("`compart {sub}` did not finish within {} s", TIMEOUT.as_secs())));
+    }
     let mut summary: Vec<&str> = output.iter().map(String::as_str).filter(|l| is_summary(l)).collect();
     if summary.is_empty() {
-        summary.extend(output.last().map(String::as_str));
+        summary.extend(output.iter().rev().find(|l| !l.starts_with("progress: ")).map(String::as_str));
     }
     let summary = summary.join("\n");
-    let ok = status.success();
     let message = format!(
-        "compart {sub} {file}: {}{}",
-        if ok { "done" } else { "failed" },
+        "compart {sub} {what}: {word}{}",
         if summary.is_empty() { String::new() } else { format!("\n{summary}") }
     );
-    if let Some(p) = progress {
-        p.finish_with_message(if ok { "done" } else { "failed" }).await;
+    client.show_message(if ok || word == "cancelled" { MessageType::INFO } else { MessageType::ERROR }, &message).await;
+    Ok(Some(json!({
+        "command": job.command,
+        "exitCode": status,
+        "success": ok,
+        "cancelled": matches!(end, End::Cancelled),
+        "version": job.version,
+        "deployment": job.deployment,
+        "summary": summary,
+        "output": output,
+    })))
+}
+
+/// Stop a lens's process: SIGTERM first (`compart run` then stops its nodes in order), SIGKILL
+/// after a grace period (its nodes then die with it: PR_SET_PDEATHSIG).
+async fn stop(child: &mut tokio::process::Child) {
+    if let Some(pid) = child.id() {
+        // SAFETY: kill has no memory preconditions; the pid is our own unreaped child.
+        unsafe { libc::kill(pid as libc::pid_t, libc::SIGTERM) };
     }
-    session.client.show_message(if ok { MessageType::INFO } else { MessageType::ERROR }, &message).await;
-    Ok(Some(
-        json!({ "command": params.command, "exitCode": status.code(), "success": ok, "summary": summary, "output": output }),
-    ))
+    if tokio::time::timeout(STOP_GRACE, child.wait()).await.is_err() {
+        let _ = child.start_kill();
+        let _ = child.wait().await;
+    }
 }
 
 /// `compart.applyRewrite [data]`: the rewrite a code action offered (see

@@ -25,6 +25,8 @@ use crate::value::NodeAddr;
 
 pub const DEFAULT_CLIENTS: usize = 16;
 const STATS_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often `RunOptions::progress_lines` prints a line.
+const PROGRESS_LINE_EVERY: Duration = Duration::from_secs(1);
 
 /// What starts, kills and watches the node processes during a run.
 pub trait Supervisor {
@@ -152,7 +154,8 @@ impl<'a> Driver<'a> {
         let closed = opts.rate.is_none();
         let clients = opts.clients.unwrap_or(DEFAULT_CLIENTS).max(1);
         let total = opts.requests;
-        let pb = if opts.progress { ProgressBar::new(total) } else { ProgressBar::hidden() };
+        let lines = opts.progress && opts.progress_lines;
+        let pb = if opts.progress && !lines { ProgressBar::new(total) } else { ProgressBar::hidden() };
         pb.set_style(
             ProgressStyle::with_template("{bar:40} {pos}/{len} replies  {per_sec}  {elapsed_precise}  {msg}")
                 .unwrap_or_else(|_| ProgressStyle::default_bar()),
@@ -201,6 +204,10 @@ impl<'a> Driver<'a> {
             }
         };
         let mut sent = 0u64;
+        let mut last_line = start;
+        if lines {
+            eprintln!("progress: 0/{total} replies");
+        }
         if closed {
             send_requests(clients as u64, &mut sent, &mut checker);
         }
@@ -286,6 +293,10 @@ impl<'a> Driver<'a> {
                     interval_ok = 0;
                     last_sample = now;
                     pb.set_position(summary.ok);
+                    if lines && now.duration_since(last_line) >= PROGRESS_LINE_EVERY {
+                        eprintln!("progress: {}/{total} replies", summary.ok);
+                        last_line = now;
+                    }
                     if sup.poll(start.elapsed(), &mut faults, &mut errors, &pb)? {
                         last_progress = Instant::now();
                     }

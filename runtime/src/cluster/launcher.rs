@@ -60,6 +60,9 @@ pub struct RunOptions {
     /// End the run when no reply arrived for this long.
     pub reply_timeout: Duration,
     pub progress: bool,
+    /// Progress as lines on stderr (`progress: N/M replies`, about once a second) instead of a
+    /// bar: for an editor or a log reading the output as it comes (a bar draws nothing there).
+    pub progress_lines: bool,
     /// Shared cluster secret; a random one per run when None.
     pub secret: Option<Vec<u8>>,
     pub max_frame_bytes: usize,
@@ -86,6 +89,7 @@ impl RunOptions {
             faults: Vec::new(),
             reply_timeout: Duration::from_secs(10),
             progress: true,
+            progress_lines: false,
             secret: None,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             exe,
