@@ -66,6 +66,30 @@ pub fn explain(file: &Path, format: Format) -> u8 {
     0
 }
 
+/// `compart graph`: the component graph (`compart_analysis::graph`, as the editor draws it).
+pub fn graph(file: &Path, format: crate::GraphFormat) -> u8 {
+    let analysis = match load(file) {
+        Ok(a) => a,
+        Err(code) => return code,
+    };
+    let report = scaling::classify(&analysis.program);
+    let graph = compart_analysis::graph::graph(&analysis.program, &report);
+    match format {
+        crate::GraphFormat::Dot => {
+            let title = file.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+            emit(&graph.to_dot(&title))
+        }
+        crate::GraphFormat::Json => match serde_json::to_string_pretty(&graph) {
+            Ok(json) => emit(&format!("{json}\n")),
+            Err(e) => {
+                eprintln!("error: {e}");
+                return 2;
+            }
+        },
+    }
+    0
+}
+
 /// Which rewrite `compart rewrite` applies (exactly one of decouple, partition, batch).
 pub struct RewriteChoice<'a> {
     pub decouple: Option<&'a str>,

@@ -29,6 +29,14 @@ pub enum Format {
     Json,
 }
 
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    /// Graphviz's DOT language.
+    Dot,
+    /// One JSON document (the language server's `compart/graph` answer, with byte ranges).
+    Json,
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Serve the language server protocol over stdin/stdout (for editors).
@@ -73,6 +81,13 @@ enum Command {
         file: std::path::PathBuf,
         #[arg(long, value_enum, default_value = "human")]
         format: Format,
+    },
+    /// The component graph: components with their scaling class, channels labelled with the
+    /// relations they carry (`dot` for Graphviz: `compart graph FILE | dot -Tsvg > graph.svg`).
+    Graph {
+        file: std::path::PathBuf,
+        #[arg(long, value_enum, default_value = "dot")]
+        format: GraphFormat,
     },
     /// Decouple rules into a new component, partition a component by a key, or batch its requests.
     Rewrite {
@@ -174,6 +189,7 @@ fn main() -> ExitCode {
         Command::Check { files, format, deny_warnings } => check::check(&files, format, deny_warnings),
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),
+        Command::Graph { file, format } => explain::graph(&file, format),
         Command::Rewrite { file, decouple, into, partition, by, seal, batch, size, write, deploy, no_check } => {
             explain::rewrite(
                 &file,

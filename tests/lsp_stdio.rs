@@ -1581,3 +1581,33 @@ fn shutdown_stops_the_cluster() {
     std::fs::remove_dir_all(dir).unwrap();
     let _ = std::fs::remove_dir_all(tmp);
 }
+
+/// `compart/graph`: the component graph the VS Code webview draws, the same as `compart graph`'s.
+#[test]
+fn the_graph_request_over_stdio() {
+    let mut server = Server::start();
+    server.initialize();
+    let (uri, text) = example("paxos.ded");
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 3, "text": text } }),
+    );
+    let response = server.request("compart/graph", json!({ "textDocument": { "uri": uri } }));
+    let mut result = response["result"].clone();
+    assert_eq!(result["uri"], uri.as_str());
+    result["uri"] = json!("file:///…/examples/paxos.ded");
+    insta::assert_snapshot!(serde_json::to_string_pretty(&result).unwrap());
+    // Edges as the CLI has them.
+    let out = Command::new(env!("CARGO_BIN_EXE_compart"))
+        .args(["graph", "--format", "json", &format!("{}/examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))])
+        .output()
+        .unwrap();
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(cli["edges"], result["edges"]);
+    // A document that is not open, and parameters that are not a document.
+    let response = server.request("compart/graph", json!({ "textDocument": { "uri": "file:///nowhere.ded" } }));
+    assert_eq!(response["error"]["code"], -32602, "{response}");
+    let response = server.request("compart/graph", json!({ "uri": 5 }));
+    assert_eq!(response["error"]["code"], -32602, "{response}");
+    server.stop();
+}

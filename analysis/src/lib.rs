@@ -8,6 +8,7 @@ pub mod check;
 pub mod deployment;
 pub mod diagnostics;
 pub mod fmt;
+pub mod graph;
 pub mod lexicon;
 pub mod lower;
 pub mod model;

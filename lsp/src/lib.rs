@@ -24,6 +24,7 @@ use tower_lsp_server::{ClientSocket, LspService};
 pub fn service() -> (LspService<Backend>, ClientSocket) {
     LspService::build(Backend::new)
         .custom_method("window/workDoneProgress/cancel", Backend::work_done_progress_cancel)
+        .custom_method(handlers::graph::METHOD, Backend::graph)
         .finish()
 }
 

@@ -81,6 +81,12 @@ impl Backend {
             self.session.log_error(format!("no run to cancel with progress token {:?}", params.token)).await;
         }
     }
+
+    /// `compart/graph`: the component graph of an open document (handlers/graph.rs).
+    pub async fn graph(&self, params: handlers::graph::GraphParams) -> Result<LSPAny> {
+        let snapshot = self.session.snapshot(&params.text_document.uri)?;
+        Ok(handlers::graph::graph(&snapshot))
+    }
 }
 
 impl LanguageServer for Backend {

@@ -9,6 +9,7 @@ pub mod diagnostics;
 pub mod edits;
 pub mod folding;
 pub mod formatting;
+pub mod graph;
 pub mod highlights;
 pub mod hover;
 pub mod inlay_hints;
