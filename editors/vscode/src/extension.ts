@@ -6,9 +6,17 @@
 import * as crypto from 'crypto';
 import * as path from 'path';
 import * as vscode from 'vscode';
-import { ExecuteCommandRequest, LanguageClient, LanguageClientOptions, ServerOptions } from 'vscode-languageclient/node';
+import {
+  DidCloseTextDocumentNotification,
+  DidOpenTextDocumentNotification,
+  ExecuteCommandRequest,
+  LanguageClient,
+  LanguageClientOptions,
+  ServerOptions,
+} from 'vscode-languageclient/node';
 import {
   CANCEL_RUN_COMMAND,
+  deploymentBeside,
   describeRun,
   graphHtml,
   initializationOptions,
@@ -31,6 +39,15 @@ async function executeRun(command: string, args: unknown[]): Promise<unknown> {
   const file = path.basename(vscode.Uri.parse(uri).fsPath) || uri;
   const cancel = new vscode.CancellationTokenSource();
   const id = runStatus?.start(kind, file, () => cancel.cancel());
+  // The server runs the deployment's buffer when the client syncs it: lend it the open
+  // `FILE.toml` (edited or not) for this run; only .ded files are synced otherwise.
+  const toml = deploymentBeside(uri);
+  const deployment = vscode.workspace.textDocuments.find((d) => d.uri.toString() === toml);
+  if (deployment) {
+    await client?.sendNotification(DidOpenTextDocumentNotification.type, {
+      textDocument: { uri: toml, languageId: 'toml', version: deployment.version, text: deployment.getText() },
+    });
+  }
   try {
     return await client?.sendRequest(ExecuteCommandRequest.type, { command, arguments: args }, cancel.token);
   } catch (e) {
@@ -39,6 +56,9 @@ async function executeRun(command: string, args: unknown[]): Promise<unknown> {
     }
     throw e;
   } finally {
+    if (deployment) {
+      await client?.sendNotification(DidCloseTextDocumentNotification.type, { textDocument: { uri: toml } });
+    }
     if (id !== undefined) {
       runStatus?.finish(id);
     }

@@ -79,6 +79,17 @@ export function describeRun(kind: 'run' | 'simulate', result: unknown): { ok: bo
   return { ok: result.success, message: summary ? `${what} ${status}: ${summary}` : `${what} ${status}` };
 }
 
+/**
+ * The deployment file beside a program, as the server finds it (`deployment::beside`: the
+ * program's path with its extension replaced by `.toml`), as a URI string.
+ */
+export function deploymentBeside(programUri: string): string {
+  const slash = programUri.lastIndexOf('/');
+  const dot = programUri.lastIndexOf('.');
+  const stem = dot > slash + 1 ? programUri.slice(0, dot) : programUri;
+  return `${stem}.toml`;
+}
+
 // ---------------------------------------------------------------------------------------------
 // The status bar item while clusters run: one item for every run the extension started, a click
 // cancels them (the request is cancelled: `$/cancelRequest`, and the server stops the cluster).

@@ -9,6 +9,7 @@ import * as path from 'path';
 import {
   CANCEL_RUN_COMMAND,
   ComponentGraph,
+  deploymentBeside,
   describeRun,
   escapeHtml,
   graphHtml,
@@ -54,6 +55,13 @@ test('the status item shows while runs go, and its click cancels them', () => {
   status.finish(b);
   assert.equal(item.visible, false);
   assert.equal(status.running, 0);
+});
+
+test('the deployment beside a program is found as the server finds it', () => {
+  assert.equal(deploymentBeside('file:///w/paxos.ded'), 'file:///w/paxos.toml');
+  assert.equal(deploymentBeside('file:///w.d/paxos'), 'file:///w.d/paxos.toml');
+  assert.equal(deploymentBeside('file:///w/a.b.ded'), 'file:///w/a.b.toml');
+  assert.equal(deploymentBeside('file:///w/.ded'), 'file:///w/.ded.toml');
 });
 
 test('a cancelled run says so', () => {
