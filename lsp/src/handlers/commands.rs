@@ -233,7 +233,7 @@ async fn progress(client: &Client, token: &NumberOrString, value: WorkDoneProgre
 fn percentage(line: &str) -> Option<u32> {
     let (done, total) = line.strip_prefix("progress: ")?.split_whitespace().next()?.split_once('/')?;
     let (done, total): (u64, u64) = (done.parse().ok()?, total.parse().ok()?);
-    (total > 0).then(|| (done.min(total) * 100 / total) as u32)
+    (total > 0).then(|| (u128::from(done.min(total)) * 100 / u128::from(total)) as u32)
 }
 
 enum End {
@@ -482,6 +482,18 @@ impl Lines {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn progress_lines_become_percentages() {
+        assert_eq!(percentage("progress: 500/2000 replies"), Some(25));
+        assert_eq!(percentage("progress: 0/2000 replies"), Some(0));
+        assert_eq!(percentage("progress: 3000/2000 replies"), Some(100));
+        for other in ["progress: 1/0 replies", "progress: x/2", "throughput 5/s", "progress: 18446744073709551615/1"] {
+            assert!(percentage(other).is_none_or(|p| p <= 100), "{other}");
+        }
+        assert_eq!(percentage("progress: 18446744073709551615/18446744073709551615 replies"), Some(100));
+        assert_eq!(percentage("seed 3: no violation"), None);
+    }
 
     #[test]
     fn arguments_find_the_deployment() {
