@@ -183,7 +183,7 @@ fn prepare(session: &Session, params: &ExecuteCommandParams) -> Result<Job> {
         source
     };
     let mut args = arguments(sub, &program, extra)?;
-    if sub == "run" {
+    if sub == "run" && !args.iter().any(|a| a == "--quiet" || a == "--progress-lines") {
         // A line per second that this server turns into $/progress reports as the run goes.
         args.push("--progress-lines".into());
     }
