@@ -99,6 +99,14 @@ pub struct Driver<'a> {
     pub baseline: BTreeMap<usize, NodeStats>,
 }
 
+/// A first request id above every earlier client's (the clock's milliseconds x 1000): for a
+/// client whose nodes may still hold answers to an earlier one's requests, an attached client's,
+/// or a launcher whose durable nodes resend what they logged for the last run's launcher.
+pub fn first_id_after_earlier_clients() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    (now.as_millis() as i64).saturating_mul(1000).max(1)
+}
+
 /// What the workload loop measured.
 pub struct Driven {
     pub summary: Summary,

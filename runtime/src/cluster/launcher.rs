@@ -224,7 +224,12 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
     let (endpoint, mut rx) =
         Endpoint::<Envelope>::start(config).await.map_err(|e| format!("cannot listen on {listen}: {e}"))?;
     let launcher_addr = endpoint.local_addr();
-    let driver = Driver::new(&cluster, opts, &endpoint)?;
+    let mut driver = Driver::new(&cluster, opts, &endpoint)?;
+    if opts.durable.is_some() {
+        // Recovered nodes resend the frames they logged and the last run's launcher did not
+        // acknowledge, answers to its requests among them: ids above its own tell them apart.
+        driver.first_id = super::driver::first_id_after_earlier_clients();
+    }
 
     let node_command = |i: usize| {
         let mut cmd = Command::new(&opts.exe);

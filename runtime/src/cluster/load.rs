@@ -63,8 +63,7 @@ async fn load_async(opts: &LoadOptions) -> Result<RunReport, String> {
         .await
         .map_err(|e| format!("cannot listen on {listen} (the deployment's client address {name}): {e}"))?;
     let mut driver = Driver::new(&cluster, run, &endpoint)?;
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
-    driver.first_id = (now.as_millis() as i64).saturating_mul(1000).max(1);
+    driver.first_id = super::driver::first_id_after_earlier_clients();
 
     // ---- Ping every node until each has answered.
     let nonce = crate::net::fresh_incarnation();
