@@ -135,12 +135,11 @@ fn add(doc: &mut DocumentMut, program: &Program, component: &str) -> Result<Opti
     };
     // A file that names hosts runs beyond this machine: the new component's nodes would land on
     // 127.0.0.1 there, where no peer reaches them. Its addresses cannot be guessed; say so.
-    let placed: Vec<&str> = components
+    let placed = components
         .iter()
-        .filter(|(_, item)| item.as_table_like().is_some_and(|t| t.contains_key("hosts") || t.contains_key("host")))
-        .map(|(name, _)| name)
-        .collect();
-    let hosts = match placed.first() {
+        .find(|(_, item)| item.as_table_like().is_some_and(|t| t.contains_key("hosts") || t.contains_key("host")))
+        .map(|(name, _)| name);
+    let hosts = match placed {
         Some(other) => format!(
             "; `{other}` names its hosts, so give `{component}` `hosts` or `host` too (without, its nodes run on 127.0.0.1)"
         ),
