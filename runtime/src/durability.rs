@@ -96,7 +96,7 @@ pub struct LogIdentity {
 
 /// SHA-256 of a program's text, in hex: what a log's header names the program by.
 pub fn program_hash(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    crate::hex(&Sha256::digest(text.as_bytes()))
 }
 
 /// Where the log of node `node` lives under the durability directory `dir`: one file per node,

@@ -283,7 +283,7 @@ pub fn manifests(
     hash.update(program_text.as_bytes());
     hash.update([0]);
     hash.update(deployment_toml.as_bytes());
-    let config_hash: String = hash.finalize().iter().map(|b| format!("{b:02x}")).collect();
+    let config_hash = crate::hex(&hash.finalize());
 
     let mut files = vec![
         ("configmap.yaml".to_string(), config_map(&names, program_text, &deployment_toml)),

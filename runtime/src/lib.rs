@@ -14,6 +14,11 @@ pub mod report;
 pub mod sim;
 pub mod value;
 
+/// Bytes as lower-case hex: cluster secrets handed to child processes, program and config hashes.
+pub(crate) fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
 pub use deploy::{Deployment, NodeSpec};
 pub use engine::{route, CompiledProgram, Node, TickOutput};
 pub use value::{NodeAddr, Tuple, Value};

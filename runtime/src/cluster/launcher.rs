@@ -13,7 +13,7 @@ use super::cgroup::CpuQuota;
 use super::driver::{signals, Driver, NodeExtra, Supervisor};
 use super::node::FAILPOINT_EXIT;
 use super::process::Children;
-use super::{free_ports, hex, random_secret_hex, Cluster, Control, Envelope, SECRET_ENV, SECRET_FILE_ENV};
+use super::{free_ports, random_secret_hex, Cluster, Control, Envelope, SECRET_ENV, SECRET_FILE_ENV};
 use crate::loadgen::WorkloadChoice;
 use crate::net::{Endpoint, NetConfig, Secret, DEFAULT_MAX_FRAME_BYTES};
 use crate::report::{FaultEvent, RunReport};
@@ -209,7 +209,7 @@ async fn run_async(opts: &RunOptions) -> Result<RunReport, String> {
     };
     // Children get the secret as text (environment variables are strings).
     let secret_text = match &opts.secret {
-        Some(s) => hex(s),
+        Some(s) => crate::hex(s),
         None => random_secret_hex()?,
     };
     let launcher_id = cluster.launcher_id();

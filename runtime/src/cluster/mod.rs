@@ -79,11 +79,7 @@ pub fn required_secret(deployment: &Deployment) -> Result<Option<Vec<u8>>, Strin
 pub fn random_secret_hex() -> Result<String, String> {
     let mut s = [0u8; 32];
     getrandom::fill(&mut s).map_err(|e| format!("no randomness for the cluster secret: {e}"))?;
-    Ok(hex(&s))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    Ok(crate::hex(&s))
 }
 
 /// What travels between cluster processes: facts, and the launcher's control protocol.
