@@ -1434,6 +1434,28 @@ fn start_long_run(server: &mut Server, uri: &str) -> i64 {
     id
 }
 
+/// A copy of voting open in a server started with its own TMPDIR (under `tag`), with `caps` as
+/// the client's capabilities, and a long run of it started from the Run command.
+struct LongRun {
+    tmp: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    server: Server,
+    id: i64,
+}
+
+fn start_long_voting_run(tag: &str, caps: Value) -> LongRun {
+    let tmp = private_tmp(tag);
+    let (dir, _ded, uri, text) = example_copy("voting", true);
+    let mut server = Server::start_in(&tmp);
+    server.initialize_with(caps);
+    server.notify(
+        "textDocument/didOpen",
+        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
+    );
+    let id = start_long_run(&mut server, &uri);
+    LongRun { tmp, dir, server, id }
+}
+
 #[test]
 fn the_run_lens_runs_the_buffer_not_the_file() {
     let (dir, _ded, uri, text) = example_copy("voting", true);
@@ -1486,15 +1508,8 @@ fn the_run_lens_runs_the_buffer_not_the_file() {
 
 #[test]
 fn a_run_streams_progress_and_is_cancelled_from_the_progress_ui() {
-    let tmp = private_tmp("cancel");
-    let (dir, _ded, uri, text) = example_copy("voting", true);
-    let mut server = Server::start_in(&tmp);
-    server.initialize_with(json!({ "window": { "workDoneProgress": true } }));
-    server.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
-    );
-    let id = start_long_run(&mut server, &uri);
+    let LongRun { tmp, dir, mut server, id } =
+        start_long_voting_run("cancel", json!({ "window": { "workDoneProgress": true } }));
     let create = server.wait("the progress token", |m| m["method"] == "window/workDoneProgress/create");
     let token = create["params"]["token"].clone();
     server.send(json!({ "jsonrpc": "2.0", "id": create["id"], "result": null }));
@@ -1523,15 +1538,7 @@ fn a_run_streams_progress_and_is_cancelled_from_the_progress_ui() {
 
 #[test]
 fn cancelling_the_request_stops_the_cluster() {
-    let tmp = private_tmp("cancel-request");
-    let (dir, _ded, uri, text) = example_copy("voting", true);
-    let mut server = Server::start_in(&tmp);
-    server.initialize();
-    server.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
-    );
-    let id = start_long_run(&mut server, &uri);
+    let LongRun { tmp, dir, mut server, id } = start_long_voting_run("cancel-request", json!({}));
     wait_until("the nodes run", Duration::from_secs(60), || nodes_of(&tmp) == 4);
     server.notify("$/cancelRequest", json!({ "id": id }));
     let response = server.wait("the answer", |m| m["id"] == id && m.get("method").is_none());
@@ -1546,15 +1553,7 @@ fn cancelling_the_request_stops_the_cluster() {
 /// process of the run it started stops, and the server ends.
 #[test]
 fn a_client_that_dies_leaves_no_cluster_behind() {
-    let tmp = private_tmp("client-dies");
-    let (dir, _ded, uri, text) = example_copy("voting", true);
-    let mut server = Server::start_in(&tmp);
-    server.initialize();
-    server.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
-    );
-    start_long_run(&mut server, &uri);
+    let LongRun { tmp, dir, mut server, .. } = start_long_voting_run("client-dies", json!({}));
     wait_until("the nodes run", Duration::from_secs(60), || nodes_of(&tmp) == 4);
     drop(server.stdin);
     wait_until("no node is left", Duration::from_secs(10), || processes_naming(&tmp).is_empty());
@@ -1566,15 +1565,7 @@ fn a_client_that_dies_leaves_no_cluster_behind() {
 /// `shutdown` stops a run too (a client that exits cleanly while a cluster runs).
 #[test]
 fn shutdown_stops_the_cluster() {
-    let tmp = private_tmp("shutdown");
-    let (dir, _ded, uri, text) = example_copy("voting", true);
-    let mut server = Server::start_in(&tmp);
-    server.initialize();
-    server.notify(
-        "textDocument/didOpen",
-        json!({ "textDocument": { "uri": uri, "languageId": "compart", "version": 1, "text": text } }),
-    );
-    start_long_run(&mut server, &uri);
+    let LongRun { tmp, dir, server, .. } = start_long_voting_run("shutdown", json!({}));
     wait_until("the nodes run", Duration::from_secs(60), || nodes_of(&tmp) == 4);
     server.stop();
     wait_until("no node is left", Duration::from_secs(5), || processes_naming(&tmp).is_empty());
