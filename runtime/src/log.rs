@@ -49,7 +49,11 @@ pub fn init(format: LogFormat, node: &str) {
 /// Logs `msg`: as `text_prefix` + `msg` in text, as a JSON object otherwise.
 pub fn line(level: Level, text_prefix: &str, msg: &str) {
     let config = CONFIG.read().unwrap_or_else(|e| e.into_inner());
-    eprintln!("{}", render(config.as_ref(), level, text_prefix, msg, std::time::SystemTime::now()));
+    let mut text = render(config.as_ref(), level, text_prefix, msg, std::time::SystemTime::now());
+    text.push('\n');
+    // One write per line: stderr is unbuffered, so `eprintln!` writes the line and its newline
+    // separately, and the nodes of a local cluster, sharing the launcher's stderr, interleave.
+    let _ = std::io::Write::write_all(&mut std::io::stderr().lock(), text.as_bytes());
 }
 
 fn render(
