@@ -28,3 +28,13 @@ fn paxos() {
 fn kvs() {
     insta::assert_snapshot!(report("kvs.ded"));
 }
+
+#[test]
+fn mencius() {
+    insta::assert_snapshot!(report("mencius.ded"));
+}
+
+#[test]
+fn pbft() {
+    insta::assert_snapshot!(report("pbft.ded"));
+}

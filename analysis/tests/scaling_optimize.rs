@@ -42,6 +42,20 @@ fn paxos() {
     insta::assert_snapshot!(plan("paxos.ded", 29, &[("proposer", 2), ("acceptor", 3)]));
 }
 
+/// No step: the leader is sequential and no decoupling of it pays. Static frequencies also see
+/// no proposal at all: `propose` waits on `start_round`, which holds every tick but is derived
+/// on a cycle through the network (skips follow commits of other leaders), which the static
+/// model resolves to zero (docs/compartmentalization.md, Mencius).
+#[test]
+fn mencius() {
+    insta::assert_snapshot!(plan("mencius.ded", 12, &[("leader", 3), ("acceptor", 3)]));
+}
+
+#[test]
+fn pbft() {
+    insta::assert_snapshot!(plan("pbft.ded", 12, &[("client_proxy", 1), ("replica", 4)]));
+}
+
 #[test]
 fn a_profile_replaces_static_frequencies_by_rule_text() {
     let text = std::fs::read_to_string(format!("{}/../examples/voting.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
