@@ -111,6 +111,61 @@ fn cluster_kvs() {
     assert_eq!(rule_facts(&w, "applied"), 3000);
 }
 
+fn table_sizes(json: &serde_json::Value, component: &str, table: &str) -> Vec<u64> {
+    json["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|n| n["component"] == component)
+        .map(|n| n["tables"].as_array().unwrap().iter().find(|t| t[0] == table).unwrap()[1].as_u64().unwrap())
+        .collect()
+}
+
+/// mencius.toml sends each request to one leader (round-robin), which proposes it once: one p2a
+/// per acceptor, one `learn` to each of the two other leaders, and every leader ends up holding
+/// every committed value (it executes the whole log to reply for its own slots).
+#[test]
+fn cluster_mencius() {
+    let requests = 2000;
+    let r = run_example("mencius", requests, &[]);
+    assert_eq!(r["workload"]["send_to"], "roundrobin");
+    assert_eq!(rule_facts(&r, "p2a"), 3 * requests);
+    assert_eq!(rule_facts(&r, "learn"), 2 * requests);
+    assert_eq!(table_sizes(&r, "leader", "committed"), [requests; 3]);
+}
+
+/// Every request: 4 pre-prepares, 3 backups x 4 prepares, 4 x 4 commits, and a reply from each
+/// of the 4 replicas, of which the proxy outputs one (f + 1 = 2 matching). Then the optimizer's
+/// plan (the primary's pre-prepare broadcast decoupled into `pre_prepare_proxy`) runs as written.
+#[test]
+fn cluster_pbft() {
+    let requests = 2000;
+    let r = run_example("pbft", requests, &["--clients", "64"]);
+    assert_eq!(r["workload"]["entry"], "client_proxy");
+    assert_eq!(rule_facts(&r, "pre_prepare"), 4 * requests);
+    assert_eq!(rule_facts(&r, "prepare"), 12 * requests);
+    assert_eq!(rule_facts(&r, "commit"), 16 * requests);
+    assert_eq!(rule_facts(&r, "replica_reply"), 4 * requests);
+    assert_eq!(table_sizes(&r, "replica", "committed"), [requests; 4]);
+
+    let dir = std::env::temp_dir().join(format!("compart-cluster-pbft-plan-{}", std::process::id()));
+    let out = Command::new(env!("CARGO_BIN_EXE_compart"))
+        .current_dir(root())
+        .args(["optimize", "examples/pbft.ded", "--machines", "12", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let (ded, toml) = (dir.join("pbft.optimized.ded"), dir.join("pbft.optimized.toml"));
+    assert!(std::fs::read_to_string(&ded).unwrap().contains("component pre_prepare_proxy"));
+    let p = run_program("pbft-plan", &ded, &toml, 1000, &["--clients", "64"]);
+    let proxies: Vec<&serde_json::Value> =
+        p["nodes"].as_array().unwrap().iter().filter(|n| n["component"] == "pre_prepare_proxy").collect();
+    assert_eq!(proxies.len(), 4);
+    assert_eq!(rule_facts(&p, "pre_prepare"), 4 * 1000);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// `compart optimize --out DIR` writes a deployment that `compart run` takes with no flags: it keeps
 /// the original's ports and [workload], adapted to the rewritten program (Paxos' plan moves the
 /// reply into a new component).

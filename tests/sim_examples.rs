@@ -57,6 +57,22 @@ fn kvs_holds_its_invariants() {
     assert!(outputs > 200, "{outputs}");
 }
 
+/// Agreement per slot, no slot both skipped and given a value, and leaders proposing only in
+/// their own slots; the replies show that skips fill the log (a reply needs every slot below).
+#[test]
+fn mencius_holds_its_invariants() {
+    let (outputs, _) = run_schedules("mencius", 500, 200);
+    assert!(outputs > 500, "{outputs}");
+}
+
+/// Four replicas, each request 4 pre-prepares, 12 prepares, 16 commits and 4 replies: longer
+/// schedules than the others so that requests commit, and fewer of them to keep the time.
+#[test]
+fn pbft_holds_its_invariants() {
+    let (outputs, _) = run_schedules("pbft", 300, 400);
+    assert!(outputs > 300, "{outputs}");
+}
+
 /// Issue 14, finding 7: a crash inside a tick (after its log write, before its sends) used to
 /// lose the tick's sends while keeping its tables, and the retransmitted inputs were processed
 /// again against them: a kvs replica that applied `apply(seq)` buffered the write again below
