@@ -99,6 +99,8 @@ pub struct RewriteChoice<'a> {
     pub seal: bool,
     /// The component to batch, and the batch size.
     pub batch: Option<(&'a str, usize)>,
+    /// The component to arrange in a grid, its rows, and its columns when given.
+    pub grid: Option<(&'a str, usize, Option<usize>)>,
 }
 
 /// Apply one rewrite; the new program goes to stdout (or back to the file with `write`, the
@@ -111,10 +113,14 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         Ok(a) => a,
         Err(code) => return code,
     };
-    let RewriteChoice { decouple, into, partition, by, seal, batch } = choice;
-    // Sealed partitioning and batching are not equivalences: the check verifies the invariants.
-    let invariants_only = seal || batch.is_some();
+    let RewriteChoice { decouple, into, partition, by, seal, batch, grid } = choice;
+    // Sealed partitioning, batching and grids are not equivalences: the check verifies the invariants.
+    let invariants_only = seal || batch.is_some() || grid.is_some();
     let result = match (decouple, partition, batch) {
+        (None, None, None) if grid.is_some() => {
+            let (component, rows, _) = grid.unwrap_or_default();
+            rewrite::grid(&analysis, component, rows)
+        }
         (None, None, Some((component, size))) => rewrite::batch(&analysis, component, size),
         (Some(spec), None, None) => {
             let Some(into) = into else {
@@ -132,7 +138,7 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         (None, Some(component), None) if seal => rewrite::partition_sealed(&analysis, component, by),
         (None, Some(component), None) => rewrite::partition(&analysis, component, by),
         _ => {
-            eprintln!("error: give exactly one of --decouple, --partition or --batch");
+            eprintln!("error: give exactly one of --decouple, --partition, --batch or --grid");
             return 2;
         }
     };
@@ -155,7 +161,10 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
             }
             // The deployment follows the program: `compart run` finds every component after it.
             let rewritten = analyze(&result.new_text);
-            let changes = deployment::rewrite_changes(&analysis.program, &rewritten.program);
+            let mut changes = deployment::rewrite_changes(&analysis.program, &rewritten.program);
+            if let Some((_, _, Some(columns))) = grid {
+                deployment::set_grid_columns(&mut changes, columns);
+            }
             let updated = if changes.is_empty() {
                 None
             } else {
