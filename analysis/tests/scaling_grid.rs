@@ -27,3 +27,73 @@ fn grid(text: &str, component: &str, rows: usize) -> String {
 fn paxos_grid_acceptors() {
     insta::assert_snapshot!(grid(&example("paxos.ded"), "acceptor", 2));
 }
+
+#[test]
+fn rewritten_paxos_analyses_and_names_its_grid() {
+    let out = rewrite::grid(&analyze(&example("paxos.ded")), "acceptor", 3).unwrap();
+    let analysis = analyze(&out.new_text);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    // The deployment updater reads the rows off the rules the rewrite added.
+    assert_eq!(rewrite::grid_rows_of(&analysis.program, "acceptor"), Some(3));
+    assert_eq!(rewrite::grid_rows_of(&analyze(&example("paxos.ded")).program, "acceptor"), None);
+    // The majority tests are gone, and so is the node count nothing reads any more.
+    assert!(!out.new_text.contains("2 * c > n") && !out.new_text.contains("n_acceptors"), "{}", out.new_text);
+    // A second grid finds no threshold left to replace.
+    let again = rewrite::grid(&analysis, "acceptor", 2).unwrap_err();
+    assert!(again.reason.contains("no rule counts the nodes of `acceptor`"), "{}", again.reason);
+}
+
+/// Quorums in the shape of Paxos' (phase 1 gates what phase 2 counts), small enough to vary.
+const QUORUMS: &str = "component leader {
+    input start()
+    input request(id: int)
+    output done(id: int)
+    channel ack1(a: addr)
+    channel ack2(a: addr, id: int)
+    table leading()
+    n_voters(count(a)) :- nodes(\"voter\", a).
+    ask1@a(self) :~ start(), nodes(\"voter\", a).
+    got1(count(a)) :- ack1(a).
+    elected() :- got1(c), n_voters(n), 2 * c > n.
+    leading() :+ elected().
+    ask2@a(self, id) :~ request(id), leading(), nodes(\"voter\", a).
+    got2(id, count(a)) :- ack2(a, id).
+    done(id) :- got2(id, c), n_voters(n), 2 * c > n.
+}
+
+component voter {
+    channel ask1(l: addr)
+    channel ask2(l: addr, id: int)
+    ack1@l(self) :~ ask1(l).
+    ack2@l(self, id) :~ ask2(l, id).
+}
+";
+
+#[test]
+fn refusals() {
+    let tpc = example("two_phase_commit.ded");
+    let one_quorum = QUORUMS.replace("2 * c > n.\n    leading()", "c >= 1.\n    leading()");
+    let reader = QUORUMS.replace("    leading() :+", "    seen(c) :- got2(_, c).\n    leading() :+");
+    let nothing_flows = QUORUMS.replace("request(id), leading(),", "request(id),");
+    let out: Vec<String> = [
+        grid(&tpc, "participant", 2),
+        grid(&tpc, "coordinator", 2),
+        grid(QUORUMS, "nobody", 2),
+        grid(QUORUMS, "voter", 0),
+        grid(&one_quorum, "voter", 2),
+        grid(&reader, "voter", 2),
+        grid(&nothing_flows, "voter", 2),
+    ]
+    .into_iter()
+    .collect();
+    insta::assert_snapshot!(out.join("\n"));
+}
+
+#[test]
+fn paxos_shaped_quorums_are_arranged() {
+    let out = grid(QUORUMS, "voter", 2);
+    assert!(out.contains("got2(id, r, count(a)) :- ack2(a, id), voter_row(a, r)."), "{out}");
+    assert!(out.contains("got1(count(r)) :- ack1(a), voter_row(a, r)."), "{out}");
+    assert!(out.contains("elected() :- got1(c), voter_rows(c)."), "{out}");
+    assert!(out.contains("done(id) :- got2(id, r, c), voter_row_size(r, c)."), "{out}");
+}

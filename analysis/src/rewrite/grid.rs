@@ -110,23 +110,7 @@ fn grid_rows(cx: &RewriteContext<'_>, a: ComponentId, rows: usize) -> Result<(),
 /// `n(count(x)) :- nodes("A", x).`: the relations that hold the number of A's nodes.
 fn node_counts(cx: &RewriteContext<'_>, a: ComponentId, a_name: &str) -> Result<Vec<RelationId>, Refusal> {
     let program = cx.program;
-    let counts_nodes = |rule: &Rule| {
-        let [HeadArg::Aggregate(agg)] = rule.head.args.as_slice() else { return false };
-        let [BodyItem::Atom(atom)] = rule.body.as_slice() else { return false };
-        agg.func == AggregateFunc::Count
-            && !atom.negated
-            && atom.relation == NODES_RELATION
-            && matches!(atom.args.first().map(|e| &e.kind), Some(ExprKind::Str(n)) if n == a_name)
-            && atom.args.get(1).and_then(|e| e.as_var()).is_some_and(|v| agg.arg.as_var() == Some(v))
-    };
-    let totals: Vec<RelationId> = program
-        .relation_ids()
-        .filter(|&r| program.relation(r).kind == RelationKind::Scratch)
-        .filter(|&r| {
-            let mut derivers = program.rules_deriving(r).peekable();
-            derivers.peek().is_some() && derivers.all(|d| counts_nodes(program.rule(d)))
-        })
-        .collect();
+    let totals = totals(program, a_name);
     if totals.is_empty() {
         return Err(Refusal::new(
             program.component(a).name_range,
@@ -569,6 +553,33 @@ fn explain(cx: &RewriteContext<'_>, plan: &Grid<'_>) -> Vec<String> {
         "every set holding a node of every row meets every whole row: each phase-1 quorum intersects each phase-2 quorum, for any number of nodes".into(),
         "not an equivalence (commits wait for other, fewer nodes): invariants are kept, check them with `compart verify --invariants-only`".into(),
     ]
+}
+
+/// Whether some relation holds the number of `component`'s nodes: where a grid may apply, so
+/// that the editor offers it there (and says why not when refused).
+pub fn nodes_counted(program: &Program, component: &str) -> bool {
+    !totals(program, component).is_empty()
+}
+
+/// The scratch relations derived only by `n(count(x)) :- nodes("A", x).`
+fn totals(program: &Program, a_name: &str) -> Vec<RelationId> {
+    let counts_nodes = |rule: &Rule| {
+        let [HeadArg::Aggregate(agg)] = rule.head.args.as_slice() else { return false };
+        let [BodyItem::Atom(atom)] = rule.body.as_slice() else { return false };
+        agg.func == AggregateFunc::Count
+            && !atom.negated
+            && atom.relation == NODES_RELATION
+            && matches!(atom.args.first().map(|e| &e.kind), Some(ExprKind::Str(n)) if n == a_name)
+            && atom.args.get(1).and_then(|e| e.as_var()).is_some_and(|v| agg.arg.as_var() == Some(v))
+    };
+    program
+        .relation_ids()
+        .filter(|&r| program.relation(r).kind == RelationKind::Scratch)
+        .filter(|&r| {
+            let mut derivers = program.rules_deriving(r).peekable();
+            derivers.peek().is_some() && derivers.all(|d| counts_nodes(program.rule(d)))
+        })
+        .collect()
 }
 
 /// The rows of the grid that [`grid`] arranged `component`'s nodes in, read off the rule it adds
