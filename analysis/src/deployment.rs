@@ -279,7 +279,7 @@ fn replace_string(table: &mut dyn TableLike, key: &str, from: &str, to: &str) ->
 
 fn rename_component(doc: &mut DocumentMut, from: &str, to: &str) -> Result<Option<String>, String> {
     let mut renamed = Vec::new();
-    for name in ["components", "partitions"] {
+    for name in ["components", "partitions", "grids"] {
         if let Some(table) = doc.get_mut(name).and_then(Item::as_table_like_mut) {
             if rename_key(table, from, to).map_err(|e| format!("[{name}]: {e}"))? {
                 renamed.push(format!("[{name}]"));
@@ -388,6 +388,33 @@ mod tests {
         // More than one already: kept.
         let kept = "[components]\nfront = 1\nback = { instances = 3, partitions = 4 }\n";
         assert_eq!(update(Some(kept), &p, &change).unwrap().text, kept);
+    }
+
+    #[test]
+    fn a_grid_sets_the_node_count_it_fills() {
+        let p = program(PROGRAM);
+        let grid = |columns| [Change::Grid { component: "back".into(), rows: 2, columns }];
+        // Columns given: the count follows (an inline table keeps its other keys).
+        let given =
+            update(Some("[components]\nfront = 1\nback = { instances = 3 } # backs\n"), &p, &grid(Some(3))).unwrap();
+        assert_eq!(
+            given.text,
+            "[components]\nfront = 1\nback = { instances = 6 } # backs\n\n[grids]\nback = { rows = 2, columns = 3 }\n"
+        );
+        assert_eq!(
+            given.notes,
+            ["[grids] back = { rows = 2, columns = 3 }; [components] back = 6 (was 3: a grid of 2 x 3 needs that many)"]
+        );
+        // Without: as many columns as the nodes fill, rounded up; a count that fills it stays.
+        let filled = update(Some("[components]\nfront = 1\nback = 4\n"), &p, &grid(None)).unwrap();
+        assert_eq!(filled.text, "[components]\nfront = 1\nback = 4\n\n[grids]\nback = { rows = 2, columns = 2 }\n");
+        let rounded = update(Some("[components]\nfront = 1\nback = 3\n"), &p, &grid(None)).unwrap();
+        assert!(rounded.text.contains("back = 4\n") && rounded.text.contains("columns = 2"), "{}", rounded.text);
+        // A rename carries the grid along.
+        let renamed =
+            update(Some(&filled.text), &p, &[Change::RenameComponent { from: "back".into(), to: "store".into() }])
+                .unwrap();
+        assert!(renamed.text.contains("[grids]\nstore = { rows = 2, columns = 2 }"), "{}", renamed.text);
     }
 
     #[test]
