@@ -315,7 +315,7 @@ fn workload_inputs(
 /// program itself or of rewritings of it; Err(exit code, message).
 /// The calibration is `compart optimize`'s default (see [`crate::calibrate::load`]).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true, None, None)
+    plan_checked(file, machines, profiles, true, None, None, None)
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -349,7 +349,7 @@ impl optimize::StepCheck for BoundedCheck {
 }
 
 /// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false,
-/// and batching considered when `batch` gives a batch size.
+/// and batching considered when `batch` gives a batch size, grid quorums when `grid` gives rows.
 pub fn plan_checked(
     file: &Path,
     machines: usize,
@@ -357,6 +357,7 @@ pub fn plan_checked(
     check: bool,
     calibration: Option<&Path>,
     batch: Option<usize>,
+    grid: Option<usize>,
 ) -> Result<optimize::Plan, (u8, String)> {
     let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
@@ -388,7 +389,8 @@ pub fn plan_checked(
         }
     }
     let inputs = workload_inputs(&analysis.program, deploy_text.as_deref(), &logical);
-    let options = optimize::Options { machines, profile, logical, inputs, calibration, batch, ..Default::default() };
+    let options =
+        optimize::Options { machines, profile, logical, inputs, calibration, batch, grid, ..Default::default() };
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);
@@ -409,9 +411,10 @@ pub fn optimize(
     check: bool,
     calibration: Option<&Path>,
     batch: Option<usize>,
+    grid: Option<usize>,
 ) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let plan = match plan_checked(file, machines, &profiles, check, calibration, batch) {
+    let plan = match plan_checked(file, machines, &profiles, check, calibration, batch, grid) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

@@ -182,6 +182,10 @@ enum Command {
         /// batch (opt-in: replies then carry other log positions; checked on invariants).
         #[arg(long, value_name = "N")]
         batch: Option<usize>,
+        /// Also consider grid quorums of R rows over the nodes a protocol's two quorums count
+        /// (opt-in: quorums change; checked on invariants).
+        #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+        grid_rows: Option<u64>,
     },
     /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
     /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
@@ -236,8 +240,9 @@ fn main() -> ExitCode {
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check, calibration, batch } => {
-            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), batch)
+        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows } => {
+            let grid = grid_rows.map(|r| r as usize);
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), batch, grid)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Run(args) => run::run(*args),

@@ -97,3 +97,28 @@ fn paxos_shaped_quorums_are_arranged() {
     assert!(out.contains("elected() :- got1(c), voter_rows(c)."), "{out}");
     assert!(out.contains("done(id) :- got2(id, r, c), voter_row_size(r, c)."), "{out}");
 }
+
+/// The optimizer considers a grid when asked and prices it with the cost model: on Paxos every
+/// acceptor still receives every p2a, and a 2 x 2 grid needs a fourth acceptor, so it predicts
+/// less throughput and says why it did not take it; 2PC's quorum needs every vote.
+#[test]
+fn optimizer_prices_grids_and_says_why_not() {
+    use compart_analysis::optimize;
+    let logical = [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect();
+    let options = optimize::Options { machines: 29, logical, grid: Some(2), ..Default::default() };
+    let plan = optimize::optimize(&analyze(&example("paxos.ded")), &options);
+    let note = plan.notes.iter().find(|n| n.contains("grid quorums over `acceptor`")).expect("a note on the grid");
+    assert!(note.contains("(2 x 2) not taken"), "{note}");
+    assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
+    let tpc = optimize::Options { machines: 16, grid: Some(2), ..Default::default() };
+    let plan = optimize::optimize(&analyze(&example("two_phase_commit.ded")), &tpc);
+    assert!(
+        plan.notes.iter().any(|n| n.contains("do not apply") && n.contains("needs every node")),
+        "{:?}",
+        plan.notes
+    );
+    // Without the option, no grid is considered.
+    let plan =
+        optimize::optimize(&analyze(&example("paxos.ded")), &optimize::Options { machines: 29, ..Default::default() });
+    assert!(!plan.notes.iter().any(|n| n.contains("grid")), "{:?}", plan.notes);
+}
