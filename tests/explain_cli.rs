@@ -179,7 +179,10 @@ fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
     assert!(out.status.success(), "{stderr}");
     assert!(stderr.contains("[grids] acceptor = { rows = 2, columns = 3 }; [components] acceptor = 6"), "{stderr}");
     let written = std::fs::read_to_string(&toml).unwrap();
-    assert!(written.contains("acceptor = 6") && written.contains("[grids]\nacceptor = { rows = 2, columns = 3 }"), "{written}");
+    assert!(
+        written.contains("acceptor = 6") && written.contains("[grids]\nacceptor = { rows = 2, columns = 3 }"),
+        "{written}"
+    );
     let program = compart_analysis::analyze(&std::fs::read_to_string(&ded).unwrap()).program;
     let deployment = compart_runtime::Deployment::from_toml(&written, &program).unwrap();
     assert_eq!(deployment.logical_nodes().count(), 8);
@@ -189,6 +192,9 @@ fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
     let out = compart(&["sim", d, "--deploy", toml.to_str().unwrap()]);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
-    assert!(stderr.contains("paxos.toml") && stderr.contains("[grids] `acceptor`: 2 rows x 3 columns is 6 nodes"), "{stderr}");
+    assert!(
+        stderr.contains("paxos.toml") && stderr.contains("[grids] `acceptor`: 2 rows x 3 columns is 6 nodes"),
+        "{stderr}"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

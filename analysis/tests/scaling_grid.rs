@@ -122,3 +122,31 @@ fn optimizer_prices_grids_and_says_why_not() {
         optimize::optimize(&analyze(&example("paxos.ded")), &optimize::Options { machines: 29, ..Default::default() });
     assert!(!plan.notes.iter().any(|n| n.contains("grid")), "{:?}", plan.notes);
 }
+
+/// The grid composes with the other Paxos rewrites: over sealed acceptor groups (logical
+/// acceptors: `nodes` lists one address per group), and with the commit path decoupled, where the
+/// two quorums live in different components and each gets its own row rules.
+#[test]
+fn grids_compose_with_sealing_and_decoupling() {
+    let paxos = analyze(&example("paxos.ded"));
+    let sealed = rewrite::partition_sealed(&paxos, "acceptor", Some("slot")).unwrap();
+    let gridded = rewrite::grid(&analyze(&sealed.new_text), "acceptor", 2).unwrap();
+    assert!(!analyze(&gridded.new_text).has_errors());
+    assert!(gridded.new_text.contains("partitioned by"), "still sealed");
+    let rules = rewrite::select_rules(
+        &paxos,
+        "proposer",
+        &["proposals", "accepted_by", "accept_count", "commit", "committed", "reply"],
+    )
+    .unwrap();
+    let decoupled = rewrite::decouple(&paxos, "proposer", &rules, "commit_part").unwrap();
+    let gridded = rewrite::grid(&analyze(&decoupled.new_text), "acceptor", 2).unwrap();
+    let analysis = analyze(&gridded.new_text);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    let owner = |rel: &str| {
+        let id = analysis.program.relation_by_name(rel).unwrap();
+        analysis.program.component(analysis.program.relation(id).component.unwrap()).name.clone()
+    };
+    assert_eq!(owner("acceptor_rows"), "proposer");
+    assert_eq!(owner("acceptor_row_size2"), "commit_part");
+}

@@ -494,14 +494,17 @@ async fn batching_is_offered_on_sequential_components() {
 async fn grid_quorums_are_offered_where_nodes_are_counted() {
     let mut client = Client::initialized_with(disabled_support(), json!({})).await;
     let mut rows = Vec::new();
-    for (name, at) in [("paxos", "promised(max(b))"), ("two_phase_commit", "vote@coord("), ("paxos", "heard_max(max(b))")] {
+    for (name, at) in
+        [("paxos", "promised(max(b))"), ("two_phase_commit", "vote@coord("), ("paxos", "heard_max(max(b))")]
+    {
         let uri = format!("file:///work/examples/{name}.ded");
         let text = example(&format!("{name}.ded"));
         client.open(&uri, &text).await;
         let (line, col) = find(&text, at, 0);
         let params = json!({ "textDocument": doc(&uri), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
         let actions = client.result("textDocument/codeAction", params).await;
-        let grid = actions.as_array().unwrap().iter().find(|a| a["title"].as_str().is_some_and(|t| t.starts_with("Arrange")));
+        let grid =
+            actions.as_array().unwrap().iter().find(|a| a["title"].as_str().is_some_and(|t| t.starts_with("Arrange")));
         rows.push(match grid {
             Some(a) => format!(
                 "{name} at {at}: {} | enabled: {} | {}",
