@@ -402,6 +402,13 @@ pub fn plan_checked(
     Ok(plan)
 }
 
+/// The rewrites `compart optimize` considers only when asked: batching (at most this many requests
+/// per batch) and grid quorums (this many rows).
+pub struct OptIn {
+    pub batch: Option<usize>,
+    pub grid: Option<usize>,
+}
+
 /// Search rewrites for the best predicted throughput on `machines` machines.
 pub fn optimize(
     file: &Path,
@@ -410,10 +417,10 @@ pub fn optimize(
     out: Option<&PathBuf>,
     check: bool,
     calibration: Option<&Path>,
-    batch: Option<usize>,
-    grid: Option<usize>,
+    opt_in: OptIn,
 ) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
+    let OptIn { batch, grid } = opt_in;
     let plan = match plan_checked(file, machines, &profiles, check, calibration, batch, grid) {
         Ok(plan) => plan,
         Err((code, e)) => {

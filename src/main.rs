@@ -241,8 +241,8 @@ fn main() -> ExitCode {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
         Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows } => {
-            let grid = grid_rows.map(|r| r as usize);
-            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), batch, grid)
+            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize) };
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), opt_in)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Run(args) => run::run(*args),

@@ -11,21 +11,26 @@
 use super::{estimate, Options};
 use crate::rewrite;
 
+/// The optimizer's gate on one candidate: (new text, description, invariants only) -> what the
+/// check explored, or Err once the refusal is recorded.
+pub(super) type Gate<'g> = dyn FnMut(&str, &str, bool) -> Result<Option<String>, ()> + 'g;
+
 pub(super) enum GridStep {
     /// The grid paid and passed the check: the new text, the options with the component's new
     /// node count, the step's description and what the check explored.
-    Taken { text: String, options: Options, description: String, checked: Option<String>, grid: (String, usize, usize) },
+    Taken {
+        text: String,
+        options: Box<Options>,
+        description: String,
+        checked: Option<String>,
+        grid: (String, usize, usize),
+    },
     /// Why no grid was taken, for the plan's notes.
     NotTaken(Vec<String>),
 }
 
 /// Try a grid of `rows` over each component whose nodes some rule counts, on `text`.
-pub(super) fn grid_step(
-    text: &str,
-    options: &Options,
-    rows: usize,
-    gate: &mut dyn FnMut(&str, &str, bool) -> Result<Option<String>, ()>,
-) -> GridStep {
+pub(super) fn grid_step(text: &str, options: &Options, rows: usize, gate: &mut Gate<'_>) -> GridStep {
     let a = crate::analyze(text);
     let unscaled = |o: &Options| Options { machines: 0, ..o.clone() };
     let before = estimate(&a.program, &unscaled(options));
@@ -54,7 +59,7 @@ pub(super) fn grid_step(
             let Ok(checked) = gate(&result.new_text, &description, true) else { continue };
             return GridStep::Taken {
                 text: result.new_text,
-                options: with,
+                options: Box::new(with),
                 description,
                 checked,
                 grid: (name, rows, columns),

@@ -794,7 +794,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             grid::GridStep::Taken { text: new_text, options: with, description, checked, grid } => {
                 invariants_only = true;
                 text = new_text;
-                options = with;
+                options = *with;
                 a = crate::analyze(&text);
                 current = estimate(&a.program, &Options { machines: 0, ..options.clone() });
                 steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
