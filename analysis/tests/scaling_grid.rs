@@ -148,5 +148,6 @@ fn grids_compose_with_sealing_and_decoupling() {
         analysis.program.component(analysis.program.relation(id).component.unwrap()).name.clone()
     };
     assert_eq!(owner("acceptor_rows"), "proposer");
-    assert_eq!(owner("acceptor_row_size2"), "commit_part");
+    assert_eq!(owner("acceptor_row_size"), "commit_part");
+    assert_eq!(owner("acceptor_row2"), "commit_part");
 }

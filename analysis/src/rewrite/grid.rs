@@ -427,10 +427,11 @@ fn transform(cx: &RewriteContext<'_>, plan: &Grid<'_>) -> String {
     }
     for (&c, phases) in &phases_in {
         let position = fresh(format!("{a}_position"));
+        // Only the helpers this component's phases read take a name.
         let h = Helpers {
             row: fresh(format!("{a}_row")),
-            row_size: fresh(format!("{a}_row_size")),
-            rows: fresh(format!("{a}_rows")),
+            row_size: if phases.contains(&2) { fresh(format!("{a}_row_size")) } else { String::new() },
+            rows: if phases.contains(&1) { fresh(format!("{a}_rows")) } else { String::new() },
         };
         let rows = plan.rows;
         let mut text = format!(
