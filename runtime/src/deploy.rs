@@ -222,6 +222,20 @@ fn check_grids(
             }
         };
         let (rows, columns) = (dimension("rows")?, dimension("columns")?);
+        // The program's row rule decides the quorums; the file must describe the same grid.
+        match compart_analysis::rewrite::grid_rows_of(program, name) {
+            Some(r) if r as u64 != rows => {
+                return Err(err(format!(
+                    "[grids] `{name}`: rows = {rows}, but the program places `{name}`'s nodes in {r} rows"
+                )))
+            }
+            None => {
+                return Err(err(format!(
+                    "[grids] names `{name}`, but the program arranges no grid over it (compart rewrite --grid {name})"
+                )))
+            }
+            Some(_) => {}
+        }
         let logical = counts.iter().find(|c| c.0 == id).map_or(0, |c| c.1 as u64);
         if rows.saturating_mul(columns) != logical {
             return Err(err(format!(
@@ -537,9 +551,6 @@ mod tests {
         let d2 = Deployment::from_toml("[components]\na = 1\nb = 1\n[partitions]\nb = 2\n", &program()).unwrap();
         assert_eq!(d2.nodes.len(), 3);
         assert_eq!(d2.nodes[0].address.port, DEFAULT_BASE_PORT);
-        // A grid over logical nodes, whatever the instances behind each.
-        let text = "[components]\na = { instances = 2, partitions = 1 }\nb = { instances = 3, partitions = 2 }\n[grids]\nb = { rows = 1, columns = 3 }\n";
-        assert_eq!(Deployment::from_toml(text, &program()).unwrap().logical_nodes().count(), 5);
     }
 
     #[test]
@@ -554,20 +565,45 @@ mod tests {
             ("[components\n", "invalid TOML"),
             ("base_port = 65535\n[components]\na = 2\nb = 1\n", "beyond 65535"),
             (
-                "[components]\na = 4\nb = 1\n[grids]\na = { rows = 2, columns = 3 }\n",
-                "2 rows x 3 columns is 6 nodes, but [components] gives `a` 4",
+                "[components]\na = 4\nb = 1\n[grids]\na = { rows = 2, columns = 2 }\n",
+                "the program arranges no grid over it",
             ),
-            (
-                "[components]\na = 4\nb = 1\n[grids]\na = { rows = 0, columns = 3 }\n",
-                "`rows` must be a positive integer",
-            ),
-            ("[components]\na = 4\nb = 1\n[grids]\na = { rows = 2 }\n", "[grids] `a` needs `columns`"),
             ("[components]\na = 4\nb = 1\n[grids]\nc = { rows = 2, columns = 2 }\n", "[grids] names `c`"),
             ("[components]\na = 4\nb = 1\n[grids]\na = { rows = 2, cols = 2 }\n", "unknown key `cols`"),
             ("[components]\na = 4\nb = 1\n[grids]\na = 4\n", "must be a table"),
         ] {
             let e = Deployment::from_toml(text, &p).unwrap_err();
             assert!(e.message.contains(msg), "{text:?}: {e}");
+        }
+    }
+
+    /// `[grids]` must describe the grid the program's row rule makes (`compart rewrite --grid`),
+    /// over the component's logical nodes, whatever the instances behind each.
+    #[test]
+    fn grids_match_the_program_and_the_node_count() {
+        let text = format!(
+            "{PROGRAM}\ncomponent c {{\n    channel m(a: addr)\n    g_position(a, count(o)) :- nodes(\"b\", a), nodes(\"b\", o), str(o) <= str(a).\n    g_row(a, r) :- g_position(a, i), r = (i - 1) % 2.\n    seen(a, r) :- m(a), g_row(a, r).\n}}\n"
+        );
+        let analysis = compart_analysis::analyze(&text);
+        assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+        let p = analysis.program;
+        let file = |grid: &str| {
+            format!("[components]\na = 1\nb = {{ instances = 4, partitions = 2 }}\nc = 1\n[grids]\n{grid}\n")
+        };
+        let d = Deployment::from_toml(&file("b = { rows = 2, columns = 2 }"), &p).unwrap();
+        assert_eq!(d.logical_nodes().count(), 6);
+        for (grid, msg) in [
+            (
+                "b = { rows = 2, columns = 3 }",
+                "2 rows x 3 columns is 6 nodes, but [components] gives `b` 4 logical node(s)",
+            ),
+            ("b = { rows = 4, columns = 1 }", "rows = 4, but the program places `b`'s nodes in 2 rows"),
+            ("b = { rows = 0, columns = 3 }", "`rows` must be a positive integer"),
+            ("b = { rows = 2, columns = 0 }", "`columns` must be a positive integer"),
+            ("b = { rows = 2 }", "[grids] `b` needs `columns`"),
+        ] {
+            let e = Deployment::from_toml(&file(grid), &p).unwrap_err();
+            assert!(e.message.contains(msg), "{grid}: {e}");
         }
     }
 

@@ -9,7 +9,8 @@
 //! A node's place: its 1-based position among A's addresses as text (as `proposer_rank`), row
 //! `(position - 1) % R`, computed by rules the rewrite adds from `nodes` alone (no new built-in).
 //! Only R is in the program; the columns are what the deployment gives (`[grids] acceptor = {
-//! rows = 2, columns = 3 }`, checked by the runtime against `[components]`). Rows are counted
+//! rows = 2, columns = 3 }`, checked by the runtime against `[components]` and against R as
+//! [`grid_rows_of`] reads it off the program). Rows are counted
 //! from the nodes there are, so the argument above holds for any number of nodes (a node count
 //! that is not R × C only makes rows uneven), and the minimal deployments the bounded check uses
 //! still commit.
