@@ -99,6 +99,8 @@ pub struct RewriteChoice<'a> {
     pub seal: bool,
     /// The component to batch, and the batch size.
     pub batch: Option<(&'a str, usize)>,
+    /// The component to arrange in a grid, its rows, and its columns when given.
+    pub grid: Option<(&'a str, usize, Option<usize>)>,
 }
 
 /// Apply one rewrite; the new program goes to stdout (or back to the file with `write`, the
@@ -111,10 +113,14 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         Ok(a) => a,
         Err(code) => return code,
     };
-    let RewriteChoice { decouple, into, partition, by, seal, batch } = choice;
-    // Sealed partitioning and batching are not equivalences: the check verifies the invariants.
-    let invariants_only = seal || batch.is_some();
+    let RewriteChoice { decouple, into, partition, by, seal, batch, grid } = choice;
+    // Sealed partitioning, batching and grids are not equivalences: the check verifies the invariants.
+    let invariants_only = seal || batch.is_some() || grid.is_some();
     let result = match (decouple, partition, batch) {
+        (None, None, None) if grid.is_some() => {
+            let (component, rows, _) = grid.unwrap_or_default();
+            rewrite::grid(&analysis, component, rows)
+        }
         (None, None, Some((component, size))) => rewrite::batch(&analysis, component, size),
         (Some(spec), None, None) => {
             let Some(into) = into else {
@@ -132,7 +138,7 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         (None, Some(component), None) if seal => rewrite::partition_sealed(&analysis, component, by),
         (None, Some(component), None) => rewrite::partition(&analysis, component, by),
         _ => {
-            eprintln!("error: give exactly one of --decouple, --partition or --batch");
+            eprintln!("error: give exactly one of --decouple, --partition, --batch or --grid");
             return 2;
         }
     };
@@ -155,7 +161,10 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
             }
             // The deployment follows the program: `compart run` finds every component after it.
             let rewritten = analyze(&result.new_text);
-            let changes = deployment::rewrite_changes(&analysis.program, &rewritten.program);
+            let mut changes = deployment::rewrite_changes(&analysis.program, &rewritten.program);
+            if let Some((_, _, Some(columns))) = grid {
+                deployment::set_grid_columns(&mut changes, columns);
+            }
             let updated = if changes.is_empty() {
                 None
             } else {
@@ -306,7 +315,7 @@ fn workload_inputs(
 /// program itself or of rewritings of it; Err(exit code, message).
 /// The calibration is `compart optimize`'s default (see [`crate::calibrate::load`]).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true, None, None)
+    plan_checked(file, machines, profiles, true, None, None, None)
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -340,7 +349,7 @@ impl optimize::StepCheck for BoundedCheck {
 }
 
 /// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false,
-/// and batching considered when `batch` gives a batch size.
+/// and batching considered when `batch` gives a batch size, grid quorums when `grid` gives rows.
 pub fn plan_checked(
     file: &Path,
     machines: usize,
@@ -348,6 +357,7 @@ pub fn plan_checked(
     check: bool,
     calibration: Option<&Path>,
     batch: Option<usize>,
+    grid: Option<usize>,
 ) -> Result<optimize::Plan, (u8, String)> {
     let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
@@ -379,7 +389,8 @@ pub fn plan_checked(
         }
     }
     let inputs = workload_inputs(&analysis.program, deploy_text.as_deref(), &logical);
-    let options = optimize::Options { machines, profile, logical, inputs, calibration, batch, ..Default::default() };
+    let options =
+        optimize::Options { machines, profile, logical, inputs, calibration, batch, grid, ..Default::default() };
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);
@@ -391,6 +402,13 @@ pub fn plan_checked(
     Ok(plan)
 }
 
+/// The rewrites `compart optimize` considers only when asked: batching (at most this many requests
+/// per batch) and grid quorums (this many rows).
+pub struct OptIn {
+    pub batch: Option<usize>,
+    pub grid: Option<usize>,
+}
+
 /// Search rewrites for the best predicted throughput on `machines` machines.
 pub fn optimize(
     file: &Path,
@@ -399,10 +417,11 @@ pub fn optimize(
     out: Option<&PathBuf>,
     check: bool,
     calibration: Option<&Path>,
-    batch: Option<usize>,
+    opt_in: OptIn,
 ) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let plan = match plan_checked(file, machines, &profiles, check, calibration, batch) {
+    let OptIn { batch, grid } = opt_in;
+    let plan = match plan_checked(file, machines, &profiles, check, calibration, batch, grid) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

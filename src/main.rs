@@ -89,7 +89,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "dot")]
         format: GraphFormat,
     },
-    /// Decouple rules into a new component, partition a component by a key, or batch its requests.
+    /// Decouple rules into a new component, partition a component by a key, batch its requests,
+    /// or arrange the nodes its quorums count in a grid.
     Rewrite {
         file: std::path::PathBuf,
         /// COMPONENT:RULE,RULE,... with rules by number in the component (from 1, facts included:
@@ -116,6 +117,18 @@ enum Command {
         /// With --batch: the most requests in one batch.
         #[arg(long, requires = "batch", default_value_t = compart_analysis::rewrite::DEFAULT_BATCH_SIZE)]
         size: usize,
+        /// Component whose nodes the quorums count, to arrange in a grid (flexible quorums: a
+        /// phase-2 quorum is a row, a phase-1 quorum a node of every row); not an equivalence,
+        /// so verify the invariants.
+        #[arg(long, conflicts_with_all = ["decouple", "partition", "batch"])]
+        grid: Option<String>,
+        /// With --grid: the rows.
+        #[arg(long, requires = "grid", default_value_t = compart_analysis::rewrite::DEFAULT_GRID_ROWS as u64,
+              value_parser = clap::value_parser!(u64).range(1..))]
+        rows: u64,
+        /// With --grid: the columns, for the deployment file (default: its nodes over the rows).
+        #[arg(long, requires = "grid", value_parser = clap::value_parser!(u64).range(1..))]
+        columns: Option<u64>,
         /// Write the result back to FILE instead of stdout, and update the deployment file
         /// (a new component's nodes, a partitioned component's instances), or create it.
         #[arg(long)]
@@ -169,6 +182,10 @@ enum Command {
         /// batch (opt-in: replies then carry other log positions; checked on invariants).
         #[arg(long, value_name = "N")]
         batch: Option<usize>,
+        /// Also consider grid quorums of R rows over the nodes a protocol's two quorums count
+        /// (opt-in: quorums change; checked on invariants).
+        #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
+        grid_rows: Option<u64>,
     },
     /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
     /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
@@ -190,27 +207,42 @@ fn main() -> ExitCode {
         Command::Fmt { files, check, stdout } => check::fmt(&files, check, stdout),
         Command::Explain { file, format } => explain::explain(&file, format),
         Command::Graph { file, format } => explain::graph(&file, format),
-        Command::Rewrite { file, decouple, into, partition, by, seal, batch, size, write, deploy, no_check } => {
-            explain::rewrite(
-                &file,
-                explain::RewriteChoice {
-                    decouple: decouple.as_deref(),
-                    into: into.as_deref(),
-                    partition: partition.as_deref(),
-                    by: by.as_deref(),
-                    seal,
-                    batch: batch.as_deref().map(|c| (c, size)),
-                },
-                write,
-                deploy.as_deref(),
-                !no_check,
-            )
-        }
+        Command::Rewrite {
+            file,
+            decouple,
+            into,
+            partition,
+            by,
+            seal,
+            batch,
+            size,
+            grid,
+            rows,
+            columns,
+            write,
+            deploy,
+            no_check,
+        } => explain::rewrite(
+            &file,
+            explain::RewriteChoice {
+                decouple: decouple.as_deref(),
+                into: into.as_deref(),
+                partition: partition.as_deref(),
+                by: by.as_deref(),
+                seal,
+                batch: batch.as_deref().map(|c| (c, size)),
+                grid: grid.as_deref().map(|c| (c, rows as usize, columns.map(|c| c as usize))),
+            },
+            write,
+            deploy.as_deref(),
+            !no_check,
+        ),
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check, calibration, batch } => {
-            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), batch)
+        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows } => {
+            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize) };
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), opt_in)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Run(args) => run::run(*args),

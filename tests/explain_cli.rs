@@ -156,3 +156,45 @@ fn rewrite_updates_the_deployment_beside_the_program() {
     assert_eq!(deployment.logical_nodes().count(), 3, "{created}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// `compart rewrite --grid` with `--write` writes the grid into the deployment file and sets the
+/// node count it needs, which the runtime accepts; a file whose grid its nodes do not fill is an
+/// error naming the file and the component, and zero columns are refused before anything runs.
+#[test]
+fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
+    let dir = std::env::temp_dir().join(format!("compart-rewrite-grid-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
+    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
+    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
+    let compart = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_compart")).args(args).output().unwrap();
+    let d = ded.to_str().unwrap();
+    let zero = compart(&["rewrite", d, "--grid", "acceptor", "--columns", "0", "--no-check"]);
+    assert_eq!(zero.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&zero.stderr).contains("--columns"), "{}", String::from_utf8_lossy(&zero.stderr));
+
+    let out = compart(&["rewrite", d, "--grid", "acceptor", "--rows", "2", "--columns", "3", "--no-check", "--write"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[grids] acceptor = { rows = 2, columns = 3 }; [components] acceptor = 6"), "{stderr}");
+    let written = std::fs::read_to_string(&toml).unwrap();
+    assert!(
+        written.contains("acceptor = 6") && written.contains("[grids]\nacceptor = { rows = 2, columns = 3 }"),
+        "{written}"
+    );
+    let program = compart_analysis::analyze(&std::fs::read_to_string(&ded).unwrap()).program;
+    let deployment = compart_runtime::Deployment::from_toml(&written, &program).unwrap();
+    assert_eq!(deployment.logical_nodes().count(), 8);
+
+    // A grid the nodes do not fill: `compart sim` (like run) refuses the file, naming it.
+    std::fs::write(&toml, written.replace("acceptor = 6", "acceptor = 4")).unwrap();
+    let out = compart(&["sim", d, "--deploy", toml.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("paxos.toml") && stderr.contains("[grids] `acceptor`: 2 rows x 3 columns is 6 nodes"),
+        "{stderr}"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -70,6 +70,34 @@ fn mencius_p2a_proxy_keeps_outputs() {
     rewrite_then_verify("mencius", &["--decouple", "leader:p2a", "--into", "p2a_proxy"], false);
 }
 
+/// Grid quorums keep Paxos' agreement, and the check that gates them can fail: a grid whose
+/// phase-1 quorum is a whole row, like phase 2's (two rows never meet), lets two leaders commit
+/// different values in one slot, and `compart verify --invariants-only` finds the schedule.
+#[test]
+fn paxos_grid_keeps_agreement_and_a_wrong_grid_is_caught() {
+    rewrite_then_verify("paxos", &["--grid", "acceptor", "--rows", "2"], true);
+    let out = compart(&["rewrite", "examples/paxos.ded", "--grid", "acceptor", "--rows", "2", "--no-check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let phase1 = "promise_count(b, count(r)) :- promise_complete(a, b), acceptor_row(a, r).";
+    let test = "promise_count(b, c),\n        acceptor_rows(c),";
+    assert!(text.contains(phase1) && text.contains(test), "{text}");
+    let rows_for_both = text
+        .replace(phase1, "promise_count(b, r, count(a)) :- promise_complete(a, b), acceptor_row(a, r).")
+        .replace(test, "promise_count(b, r, c),\n        acceptor_row_size(r, c),");
+    let d = dir("paxos-wrong-grid");
+    let rewritten = d.join("paxos.ded");
+    std::fs::write(&rewritten, rows_for_both).unwrap();
+    let out = compart(&["check", rewritten.to_str().unwrap()]);
+    assert!(out.status.success(), "the wrong grid is a valid program: {}", String::from_utf8_lossy(&out.stderr));
+    let args = ["verify", "examples/paxos.ded", rewritten.to_str().unwrap(), "--invariants-only", "--seeds", "6"];
+    let out = compart(&args);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("violated in the rewritten program: agreement("), "{report}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// The check that gates batching can fail: a batcher that answers only the first request of each
 /// batch loses answers the original always gives, and `compart verify --invariants-only` says so.
 /// On voting, whose every run answers every request; on Paxos, which request the original answers

@@ -43,6 +43,19 @@ pub enum Change {
     RenameComponent { from: String, to: String },
     /// A renamed relation: `[workload] input`, `output` and its key in `[workload.mix]`.
     RenameRelation { from: String, to: String },
+    /// A component a rewrite arranged in a grid of `rows` (`rewrite::grid`): `[grids] c = { rows,
+    /// columns }`, and `[components] c` set to rows x columns, so that every node has a place.
+    /// Without `columns`: as many as the file's nodes fill, rounded up.
+    Grid { component: String, rows: usize, columns: Option<usize> },
+}
+
+/// Gives every grid change `columns` (`compart rewrite --grid C --columns N`).
+pub fn set_grid_columns(changes: &mut [Change], columns: usize) {
+    for change in changes {
+        if let Change::Grid { columns: c, .. } = change {
+            *c = Some(columns);
+        }
+    }
 }
 
 /// What a rewrite from `original` to `rewritten` changes in the deployment: every component it
@@ -56,6 +69,11 @@ pub fn rewrite_changes(original: &Program, rewritten: &Program) -> Vec<Change> {
                 out.push(Change::Partition { component: c.name.clone() })
             }
             Some(_) => {}
+        }
+        if let Some(rows) = crate::rewrite::grid_rows_of(rewritten, &c.name) {
+            if crate::rewrite::grid_rows_of(original, &c.name) != Some(rows) {
+                out.push(Change::Grid { component: c.name.clone(), rows, columns: None });
+            }
         }
     }
     out
@@ -88,6 +106,7 @@ pub fn update(text: Option<&str>, program: &Program, changes: &[Change]) -> Resu
             Change::Partition { component } => partition(&mut doc, component)?,
             Change::RenameComponent { from, to } => rename_component(&mut doc, from, to)?,
             Change::RenameRelation { from, to } => rename_relation(&mut doc, from, to),
+            Change::Grid { component, rows, columns } => grid(&mut doc, component, *rows, *columns)?,
         };
         notes.extend(note);
     }
@@ -195,6 +214,38 @@ fn partition(doc: &mut DocumentMut, component: &str) -> Result<Option<String>, S
     Ok(Some(format!("[partitions] {component} = {PARTITIONS}{hosts}")))
 }
 
+/// `[grids] c = { rows = R, columns = C }`, and the component's logical nodes set to R x C (the
+/// runtime refuses a grid that its nodes do not fill).
+fn grid(doc: &mut DocumentMut, component: &str, rows: usize, columns: Option<usize>) -> Result<Option<String>, String> {
+    let entry = doc.get("components").and_then(|c| c.get(component));
+    let nodes = entry.and_then(logical_nodes).and_then(|n| usize::try_from(n).ok()).unwrap_or(1);
+    let rows = rows.max(1);
+    let columns = columns.unwrap_or(nodes.div_ceil(rows)).max(1);
+    let total = (rows * columns) as i64;
+    let mut note = format!("[grids] {component} = {{ rows = {rows}, columns = {columns} }}");
+    if total != nodes as i64 {
+        let hosts = hosts_to_add(doc, component, total).unwrap_or_default();
+        let components = section(doc, "components")?;
+        match components.get_mut(component).and_then(Item::as_table_like_mut) {
+            Some(table) => {
+                table.insert("instances", toml_edit::value(total));
+            }
+            None => {
+                components.insert(component, toml_edit::value(total));
+            }
+        }
+        note.push_str(&format!(
+            "; [components] {component} = {total} (was {nodes}: a grid of {rows} x {columns} needs that many){hosts}"
+        ));
+    }
+    let mut shape = toml_edit::InlineTable::new();
+    shape.insert("rows", (rows as i64).into());
+    shape.insert("columns", (columns as i64).into());
+    shape.fmt();
+    section(doc, "grids")?.insert(component, Item::Value(Value::InlineTable(shape)));
+    Ok(Some(note))
+}
+
 /// Renames the key `from` of `table` to `to`, in place: same position, same comments and layout.
 fn rename_key(table: &mut dyn TableLike, from: &str, to: &str) -> Result<bool, String> {
     if !table.contains_key(from) {
@@ -228,7 +279,7 @@ fn replace_string(table: &mut dyn TableLike, key: &str, from: &str, to: &str) ->
 
 fn rename_component(doc: &mut DocumentMut, from: &str, to: &str) -> Result<Option<String>, String> {
     let mut renamed = Vec::new();
-    for name in ["components", "partitions"] {
+    for name in ["components", "partitions", "grids"] {
         if let Some(table) = doc.get_mut(name).and_then(Item::as_table_like_mut) {
             if rename_key(table, from, to).map_err(|e| format!("[{name}]: {e}"))? {
                 renamed.push(format!("[{name}]"));
@@ -337,6 +388,33 @@ mod tests {
         // More than one already: kept.
         let kept = "[components]\nfront = 1\nback = { instances = 3, partitions = 4 }\n";
         assert_eq!(update(Some(kept), &p, &change).unwrap().text, kept);
+    }
+
+    #[test]
+    fn a_grid_sets_the_node_count_it_fills() {
+        let p = program(PROGRAM);
+        let grid = |columns| [Change::Grid { component: "back".into(), rows: 2, columns }];
+        // Columns given: the count follows (an inline table keeps its other keys).
+        let given =
+            update(Some("[components]\nfront = 1\nback = { instances = 3 } # backs\n"), &p, &grid(Some(3))).unwrap();
+        assert_eq!(
+            given.text,
+            "[components]\nfront = 1\nback = { instances = 6 } # backs\n\n[grids]\nback = { rows = 2, columns = 3 }\n"
+        );
+        assert_eq!(
+            given.notes,
+            ["[grids] back = { rows = 2, columns = 3 }; [components] back = 6 (was 3: a grid of 2 x 3 needs that many)"]
+        );
+        // Without: as many columns as the nodes fill, rounded up; a count that fills it stays.
+        let filled = update(Some("[components]\nfront = 1\nback = 4\n"), &p, &grid(None)).unwrap();
+        assert_eq!(filled.text, "[components]\nfront = 1\nback = 4\n\n[grids]\nback = { rows = 2, columns = 2 }\n");
+        let rounded = update(Some("[components]\nfront = 1\nback = 3\n"), &p, &grid(None)).unwrap();
+        assert!(rounded.text.contains("back = 4\n") && rounded.text.contains("columns = 2"), "{}", rounded.text);
+        // A rename carries the grid along.
+        let renamed =
+            update(Some(&filled.text), &p, &[Change::RenameComponent { from: "back".into(), to: "store".into() }])
+                .unwrap();
+        assert!(renamed.text.contains("[grids]\nstore = { rows = 2, columns = 2 }"), "{}", renamed.text);
     }
 
     #[test]

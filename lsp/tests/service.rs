@@ -487,6 +487,37 @@ async fn batching_is_offered_on_sequential_components() {
     assert_snapshot!(rows.join("\n"));
 }
 
+/// Grid quorums are offered on a component whose nodes a rule counts: on Paxos' acceptor they
+/// apply (checked when chosen), on 2PC's participant the action is disabled with the rule that
+/// needs every vote; a component whose nodes nothing counts gets none.
+#[tokio::test]
+async fn grid_quorums_are_offered_where_nodes_are_counted() {
+    let mut client = Client::initialized_with(disabled_support(), json!({})).await;
+    let mut rows = Vec::new();
+    for (name, at) in
+        [("paxos", "promised(max(b))"), ("two_phase_commit", "vote@coord("), ("paxos", "heard_max(max(b))")]
+    {
+        let uri = format!("file:///work/examples/{name}.ded");
+        let text = example(&format!("{name}.ded"));
+        client.open(&uri, &text).await;
+        let (line, col) = find(&text, at, 0);
+        let params = json!({ "textDocument": doc(&uri), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
+        let actions = client.result("textDocument/codeAction", params).await;
+        let grid =
+            actions.as_array().unwrap().iter().find(|a| a["title"].as_str().is_some_and(|t| t.starts_with("Arrange")));
+        rows.push(match grid {
+            Some(a) => format!(
+                "{name} at {at}: {} | enabled: {} | {}",
+                a["title"].as_str().unwrap(),
+                a.get("command").is_some(),
+                a["disabled"]["reason"].as_str().unwrap_or("")
+            ),
+            None => format!("{name} at {at}: no grid action"),
+        });
+    }
+    assert_snapshot!(rows.join("\n"));
+}
+
 #[tokio::test]
 async fn large_programs_check_rewrites_when_chosen() {
     let mut client = Client::initialized_with(disabled_support(), json!({})).await;

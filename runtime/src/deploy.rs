@@ -196,6 +196,57 @@ impl Placement {
     }
 }
 
+/// `[grids] c = { rows = R, columns = C }` (`compart rewrite --grid`): the program places c's
+/// logical nodes in R rows by their position; a grid its nodes do not fill exactly leaves
+/// places empty or nodes beyond it, so R x C must be c's logical node count.
+fn check_grids(
+    grids: &toml::Table,
+    program: &Program,
+    counts: &[(ComponentId, u32, u32, Placement)],
+) -> Result<(), DeployError> {
+    for (name, value) in grids {
+        let Some(id) = program.component_by_name(name) else {
+            return Err(err(format!("[grids] names `{name}`, which is not a component of the program")));
+        };
+        let toml::Value::Table(t) = value else {
+            return Err(err(format!("[grids] `{name}` must be a table: {{ rows = R, columns = C }}")));
+        };
+        if let Some(k) = t.keys().find(|k| !["rows", "columns"].contains(&k.as_str())) {
+            return Err(err(format!("[grids] `{name}`: unknown key `{k}` (expected rows, columns)")));
+        }
+        let dimension = |key: &str| -> Result<u64, DeployError> {
+            match t.get(key) {
+                Some(toml::Value::Integer(n)) if *n >= 1 => Ok(*n as u64),
+                Some(_) => Err(err(format!("[grids] `{name}`: `{key}` must be a positive integer"))),
+                None => Err(err(format!("[grids] `{name}` needs `{key}`"))),
+            }
+        };
+        let (rows, columns) = (dimension("rows")?, dimension("columns")?);
+        // The program's row rule decides the quorums; the file must describe the same grid.
+        match compart_analysis::rewrite::grid_rows_of(program, name) {
+            Some(r) if r as u64 != rows => {
+                return Err(err(format!(
+                    "[grids] `{name}`: rows = {rows}, but the program places `{name}`'s nodes in {r} rows"
+                )))
+            }
+            None => {
+                return Err(err(format!(
+                    "[grids] names `{name}`, but the program arranges no grid over it (compart rewrite --grid {name})"
+                )))
+            }
+            Some(_) => {}
+        }
+        let logical = counts.iter().find(|c| c.0 == id).map_or(0, |c| c.1 as u64);
+        if rows.saturating_mul(columns) != logical {
+            return Err(err(format!(
+                "[grids] `{name}`: {rows} rows x {columns} columns is {} nodes, but [components] gives `{name}` {logical} logical node(s)",
+                rows.saturating_mul(columns)
+            )));
+        }
+    }
+    Ok(())
+}
+
 impl Deployment {
     /// Parses a deployment file for `program`. Every component must appear; unknown names,
     /// negative counts and ports beyond 65535 are errors.
@@ -211,9 +262,9 @@ impl Deployment {
         }
         for key in doc.keys() {
             // `[workload]` belongs to the load generator (`compart run`), which reads it itself.
-            if !["base_port", "client", "components", "partitions", "workload"].contains(&key.as_str()) {
+            if !["base_port", "client", "components", "partitions", "grids", "workload"].contains(&key.as_str()) {
                 return Err(err(format!(
-                    "unknown key `{key}` (expected base_port, client, [components], [partitions])"
+                    "unknown key `{key}` (expected base_port, client, [components], [partitions], [grids])"
                 )));
             }
         }
@@ -303,6 +354,9 @@ impl Deployment {
                     program.component(id).name
                 )));
             }
+        }
+        if let Some(grids) = table("grids")? {
+            check_grids(grids, program, &counts)?;
         }
         let mut d = Self::build(program, &counts, base_port as u16)?;
         d.client = client;
@@ -510,9 +564,46 @@ mod tests {
             ("base_port = 70000\n[components]\na = 1\nb = 1\n", "not a port"),
             ("[components\n", "invalid TOML"),
             ("base_port = 65535\n[components]\na = 2\nb = 1\n", "beyond 65535"),
+            (
+                "[components]\na = 4\nb = 1\n[grids]\na = { rows = 2, columns = 2 }\n",
+                "the program arranges no grid over it",
+            ),
+            ("[components]\na = 4\nb = 1\n[grids]\nc = { rows = 2, columns = 2 }\n", "[grids] names `c`"),
+            ("[components]\na = 4\nb = 1\n[grids]\na = { rows = 2, cols = 2 }\n", "unknown key `cols`"),
+            ("[components]\na = 4\nb = 1\n[grids]\na = 4\n", "must be a table"),
         ] {
             let e = Deployment::from_toml(text, &p).unwrap_err();
             assert!(e.message.contains(msg), "{text:?}: {e}");
+        }
+    }
+
+    /// `[grids]` must describe the grid the program's row rule makes (`compart rewrite --grid`),
+    /// over the component's logical nodes, whatever the instances behind each.
+    #[test]
+    fn grids_match_the_program_and_the_node_count() {
+        let text = format!(
+            "{PROGRAM}\ncomponent c {{\n    channel m(a: addr)\n    g_position(a, count(o)) :- nodes(\"b\", a), nodes(\"b\", o), str(o) <= str(a).\n    g_row(a, r) :- g_position(a, i), r = (i - 1) % 2.\n    seen(a, r) :- m(a), g_row(a, r).\n}}\n"
+        );
+        let analysis = compart_analysis::analyze(&text);
+        assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+        let p = analysis.program;
+        let file = |grid: &str| {
+            format!("[components]\na = 1\nb = {{ instances = 4, partitions = 2 }}\nc = 1\n[grids]\n{grid}\n")
+        };
+        let d = Deployment::from_toml(&file("b = { rows = 2, columns = 2 }"), &p).unwrap();
+        assert_eq!(d.logical_nodes().count(), 6);
+        for (grid, msg) in [
+            (
+                "b = { rows = 2, columns = 3 }",
+                "2 rows x 3 columns is 6 nodes, but [components] gives `b` 4 logical node(s)",
+            ),
+            ("b = { rows = 4, columns = 1 }", "rows = 4, but the program places `b`'s nodes in 2 rows"),
+            ("b = { rows = 0, columns = 3 }", "`rows` must be a positive integer"),
+            ("b = { rows = 2, columns = 0 }", "`columns` must be a positive integer"),
+            ("b = { rows = 2 }", "[grids] `b` needs `columns`"),
+        ] {
+            let e = Deployment::from_toml(&file(grid), &p).unwrap_err();
+            assert!(e.message.contains(msg), "{grid}: {e}");
         }
     }
 

@@ -24,6 +24,7 @@
 //! work, not the ticks. Predicted throughput is `cpu_per_node · 10⁶ / ` the costliest instance.
 
 mod calibrate;
+mod grid;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -155,6 +156,9 @@ pub struct Options {
     /// Batch the costliest sequential component, at most this many requests per batch, when it
     /// pays. Opt-in: batching changes the log positions replies carry (docs/compartmentalization.md).
     pub batch: Option<usize>,
+    /// Arrange the nodes a protocol's two quorums count in a grid of this many rows, when it pays
+    /// (opt-in: quorums change; checked on invariants; see `grid.rs`).
+    pub grid: Option<usize>,
     /// Batchings the search took: their batch channels carry one fact per batch.
     pub batched: Vec<Batched>,
     /// Requests of each input relation per client request (the workload's mix); inputs not in it
@@ -784,6 +788,21 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
         }
     }
+    let mut grids = Vec::new();
+    if let Some(rows) = options.grid {
+        match grid::grid_step(&text, &options, rows, &mut gate) {
+            grid::GridStep::Taken { text: new_text, options: with, description, checked, grid } => {
+                invariants_only = true;
+                text = new_text;
+                options = *with;
+                a = crate::analyze(&text);
+                current = estimate(&a.program, &Options { machines: 0, ..options.clone() });
+                steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
+                grids.push(grid);
+            }
+            grid::GridStep::NotTaken(why) => notes.extend(why),
+        }
+    }
     // Scale out: add instances as the budget allows, recording each component's placement.
     let mut target = estimate(&a.program, &options);
     let mut partial = current.components.clone();
@@ -825,7 +844,10 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             target.machines, options.machines
         ));
     }
-    let deployment = deployment_toml(&target);
+    let mut deployment = deployment_toml(&target);
+    for (name, rows, columns) in grids {
+        deployment.push_str(&format!("\n[grids]\n{name} = {{ rows = {rows}, columns = {columns} }}\n"));
+    }
     Plan {
         text,
         steps: fold_flat_steps(steps),

@@ -10,6 +10,7 @@
 mod batch;
 mod context;
 mod decouple;
+mod grid;
 mod nack;
 mod seal;
 
@@ -22,6 +23,7 @@ use crate::Analysis;
 
 pub use batch::{batch, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
+pub use grid::{grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
 pub use seal::{partition_sealed, partition_sealed_in};
 
 #[derive(Clone, Debug, Serialize)]

@@ -1,5 +1,5 @@
 //! The scaling analysis in the editor: each component's and rule's class as inlay hints and in
-//! hovers, and the rewrites (decouple, partition, batch) as code actions that edit the program into the
+//! hovers, and the rewrites (decouple, partition, batch, grid) as code actions that edit the program into the
 //! rewritten one (only the regions that differ) and update its deployment file, or show why they
 //! do not apply (a disabled action with the reason).
 
@@ -243,9 +243,10 @@ pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(Rew
         Some("partition") => rewrite::partition(analysis, component, None),
         Some("partition_sealed") => rewrite::partition_sealed(analysis, component, None),
         Some("batch") => rewrite::batch(analysis, component, rewrite::DEFAULT_BATCH_SIZE),
+        Some("grid") => rewrite::grid(analysis, component, rewrite::DEFAULT_GRID_ROWS),
         _ => return Err("unknown rewrite".into()),
     };
-    let invariants_only = matches!(data["rewrite"].as_str(), Some("partition_sealed" | "batch"));
+    let invariants_only = matches!(data["rewrite"].as_str(), Some("partition_sealed" | "batch" | "grid"));
     outcome.map(|result| (result, invariants_only)).map_err(|refusal| refusal.reason)
 }
 
@@ -337,6 +338,16 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
                 out.push(action(batch_title(&comp.name), outcome, data, deploy));
             }
         }
+        // Grid quorums, on a component whose nodes some rule counts (the quorums' candidates).
+        if rewrite::nodes_counted(program, &comp.name) {
+            let outcome = match blocked_by_errors(analysis, cid) {
+                Some(reason) => Err(reason),
+                None if lazy => Ok(()),
+                None => checked(rewrite::grid(analysis, &comp.name, rewrite::DEFAULT_GRID_ROWS)),
+            };
+            let data = rewrite_data(snapshot, "grid", &comp.name, &[], "");
+            out.push(action(grid_title(&comp.name), outcome, data, deploy));
+        }
     }
     out
 }
@@ -360,6 +371,15 @@ fn blocked_by_errors(analysis: &Analysis, component: ComponentId) -> Option<Stri
 /// so, and that the invariants need checking.
 fn sealed_title(component: &str) -> String {
     format!("Partition `{component}` with sealing (aggregates per instance; check invariants with `compart verify`)")
+}
+
+/// Grid quorums commit with other nodes than the majority: the title says so, and that the
+/// invariants need checking.
+fn grid_title(component: &str) -> String {
+    format!(
+        "Arrange `{component}` in a grid of {} rows (flexible quorums: a row commits; check invariants with `compart verify`)",
+        rewrite::DEFAULT_GRID_ROWS
+    )
 }
 
 /// Batching changes the replies' log positions: the title says so, and that the invariants need
