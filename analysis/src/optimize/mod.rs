@@ -155,6 +155,9 @@ pub struct Options {
     /// Batch the costliest sequential component, at most this many requests per batch, when it
     /// pays. Opt-in: batching changes the log positions replies carry (docs/compartmentalization.md).
     pub batch: Option<usize>,
+    /// How the workload delivers requests (the deployment's `[workload] send_to`): a batching
+    /// delivers batches the same way.
+    pub delivery: rewrite::Delivery,
     /// Batchings the search took: their batch channels carry one fact per batch.
     pub batched: Vec<Batched>,
     /// Requests of each input relation per client request (the workload's mix); inputs not in it
@@ -677,7 +680,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0).collect();
         sequential.sort_by(|x, y| y.instance_cpu_us.total_cmp(&x.instance_cpu_us));
         for name in sequential.iter().map(|c| c.name.clone()) {
-            let Ok(result) = rewrite::batch(&a, &name, size) else { continue };
+            let Ok(result) = rewrite::batch(&a, &name, size, options.delivery) else { continue };
             let next = crate::analyze(&result.new_text);
             let Some(batched) = batching_in(&a.program, &next.program, &name, size) else { continue };
             let mut with = options.clone();

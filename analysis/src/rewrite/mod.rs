@@ -20,7 +20,7 @@ use crate::scaling::{Context, PlacedRelation, RelationPlacement};
 use crate::text::TextRange;
 use crate::Analysis;
 
-pub use batch::{batch, DEFAULT_BATCH_SIZE};
+pub use batch::{batch, Delivery, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
 pub use seal::{partition_sealed, partition_sealed_in};
 
