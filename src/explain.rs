@@ -116,12 +116,20 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
     let RewriteChoice { decouple, into, partition, by, seal, batch, grid } = choice;
     // Sealed partitioning, batching and grids are not equivalences: the check verifies the invariants.
     let invariants_only = seal || batch.is_some() || grid.is_some();
+    let deploy_path = deploy.map_or_else(|| deployment::beside(file), Path::to_path_buf);
+    let deploy_text = compart_runtime::options::read_text(&deploy_path).ok();
     let result = match (decouple, partition, batch) {
         (None, None, None) if grid.is_some() => {
             let (component, rows, _) = grid.unwrap_or_default();
             rewrite::grid(&analysis, component, rows)
         }
-        (None, None, Some((component, size))) => rewrite::batch(&analysis, component, size),
+        (None, None, Some((component, size))) => match deployment::request_delivery(deploy_text.as_deref()) {
+            Ok(delivery) => rewrite::batch(&analysis, component, size, delivery),
+            Err(e) => {
+                eprintln!("error: {}: {e}", deploy_path.display());
+                return 2;
+            }
+        },
         (Some(spec), None, None) => {
             let Some(into) = into else {
                 eprintln!("error: --decouple needs --into NAME");
@@ -147,8 +155,6 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
             for line in &result.explanation {
                 eprintln!("note: {line}");
             }
-            let deploy_path = deploy.map_or_else(|| deployment::beside(file), Path::to_path_buf);
-            let deploy_text = compart_runtime::options::read_text(&deploy_path).ok();
             if check {
                 let gate = BoundedCheck { original_deploy: deploy_text.clone() };
                 match optimize::StepCheck::check(&gate, analysis.text(), &result.new_text, invariants_only) {
@@ -389,8 +395,19 @@ pub fn plan_checked(
         }
     }
     let inputs = workload_inputs(&analysis.program, deploy_text.as_deref(), &logical);
-    let options =
-        optimize::Options { machines, profile, logical, inputs, calibration, batch, grid, ..Default::default() };
+    let delivery =
+        deployment::request_delivery(deploy_text.as_deref()).map_err(|e| (2u8, format!("{}: {e}", toml.display())))?;
+    let options = optimize::Options {
+        machines,
+        profile,
+        logical,
+        inputs,
+        calibration,
+        batch,
+        grid,
+        delivery,
+        ..Default::default()
+    };
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);

@@ -316,6 +316,23 @@ pub fn summary(updated: &Updated) -> String {
     updated.notes.join("; ")
 }
 
+/// How the load generator delivers each request to the nodes of its entry component: the
+/// deployment's `[workload] send_to` (`all`, the default, or `round-robin`, as
+/// `runtime/src/loadgen` reads it). Batching keeps it ([`crate::rewrite::Delivery`]); `None`
+/// (no file) is the default.
+pub fn request_delivery(text: Option<&str>) -> Result<crate::rewrite::Delivery, String> {
+    use crate::rewrite::Delivery;
+    let Some(text) = text else { return Ok(Delivery::Every) };
+    let doc: DocumentMut = text.parse().map_err(|e| format!("not a TOML file: {e}"))?;
+    let send_to = doc.get("workload").and_then(|w| w.get("send_to"));
+    match send_to.map(|v| v.as_str()) {
+        None => Ok(Delivery::Every),
+        Some(Some("all")) => Ok(Delivery::Every),
+        Some(Some("round-robin")) => Ok(Delivery::One),
+        Some(_) => Err("[workload] send_to: expected `all` or `round-robin`".into()),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -337,6 +354,19 @@ mod tests {
     }
 
     const FILE: &str = "# Two fronts, three backs.\nbase_port = 7300\n\n[components]\nfront = 2 # the entry\nback = { instances = 3 }\n\n[workload]\nentry = \"front\"\ninput = \"req\" # requests\n\n[workload.mix]\nreq = 1\n";
+
+    #[test]
+    fn request_delivery_is_the_workloads_send_to() {
+        use crate::rewrite::Delivery;
+        assert_eq!(request_delivery(None), Ok(Delivery::Every));
+        assert_eq!(request_delivery(Some(FILE)), Ok(Delivery::Every));
+        let rr = FILE.replace("[workload]\n", "[workload]\nsend_to = \"round-robin\"\n");
+        assert_eq!(request_delivery(Some(&rr)), Ok(Delivery::One));
+        let all = FILE.replace("[workload]\n", "[workload]\nsend_to = \"all\"\n");
+        assert_eq!(request_delivery(Some(&all)), Ok(Delivery::Every));
+        assert!(request_delivery(Some("[workload]\nsend_to = \"some\"\n")).is_err());
+        assert!(request_delivery(Some("[workload\n")).is_err());
+    }
 
     #[test]
     fn a_decoupled_part_gets_its_partners_count_and_comments_stay() {

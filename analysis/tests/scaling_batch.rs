@@ -16,8 +16,12 @@ fn line(text: &str, range: compart_analysis::TextRange) -> String {
 }
 
 fn batch(text: &str, component: &str, size: usize) -> String {
+    batch_delivered(text, component, size, rewrite::Delivery::Every)
+}
+
+fn batch_delivered(text: &str, component: &str, size: usize, delivery: rewrite::Delivery) -> String {
     let analysis = analyze(text);
-    match rewrite::batch(&analysis, component, size) {
+    match rewrite::batch(&analysis, component, size, delivery) {
         Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
         Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
     }
@@ -47,6 +51,26 @@ fn sequencer_with(extra: &str) -> String {
 #[test]
 fn paxos_batch_proposer() {
     insta::assert_snapshot!(batch(&example("paxos.ded"), "proposer", 8));
+}
+
+/// Mencius' clients send each request to one leader (`send_to = "round-robin"`): each batch
+/// goes to one leader too, chosen by batch id. Sent to every leader, each would propose it.
+#[test]
+fn batches_reach_one_node_when_requests_did() {
+    let out = batch_delivered(&example("mencius.ded"), "leader", 8, rewrite::Delivery::One);
+    let text = out.split("\n---\n").nth(1).expect(&out);
+    let send = text.split("request_batch@p").nth(1).expect(text);
+    let send = &send[..send.find('.').unwrap()];
+    for part in ["batch_target_rank(p, r)", "batch_targets(m)", "r = batch % m + 1"] {
+        assert!(send.contains(part), "{part} not in {send}");
+    }
+    assert!(!text.contains("nodes(\"leader\", p).\n"), "{text}");
+    let rewritten = analyze(text);
+    assert!(!rewritten.has_errors(), "{:?}", rewritten.diagnostics);
+    insta::assert_snapshot!(out);
+    // The same program with requests delivered to every leader keeps the broadcast.
+    let every = batch(&example("mencius.ded"), "leader", 8);
+    assert!(every.contains(", nodes(\"leader\", p).\n"), "{every}");
 }
 
 #[test]

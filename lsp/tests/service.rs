@@ -727,7 +727,9 @@ mod rewrite_edits {
                     if action.get("disabled").is_some() {
                         continue;
                     }
-                    let (result, _) = compart_lsp::handlers::scaling::rewrite_for(&snapshot, &action["data"]).unwrap();
+                    let (result, _) =
+                        compart_lsp::handlers::scaling::rewrite_for(&snapshot, &action["data"], deploy.delivery)
+                            .unwrap();
                     let (edit, _) = rewrite_edit(&snapshot, &result, None, &Config::default());
                     let edit = serde_json::to_value(&edit).unwrap();
                     let edits = &edit["changes"][snapshot.uri.as_str()];

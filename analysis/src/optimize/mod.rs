@@ -159,6 +159,9 @@ pub struct Options {
     /// Arrange the nodes a protocol's two quorums count in a grid of this many rows, when it pays
     /// (opt-in: quorums change; checked on invariants; see `grid.rs`).
     pub grid: Option<usize>,
+    /// How the workload delivers requests (the deployment's `[workload] send_to`): a batching
+    /// delivers batches the same way.
+    pub delivery: rewrite::Delivery,
     /// Batchings the search took: their batch channels carry one fact per batch.
     pub batched: Vec<Batched>,
     /// Requests of each input relation per client request (the workload's mix); inputs not in it
@@ -681,7 +684,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0).collect();
         sequential.sort_by(|x, y| y.instance_cpu_us.total_cmp(&x.instance_cpu_us));
         for name in sequential.iter().map(|c| c.name.clone()) {
-            let Ok(result) = rewrite::batch(&a, &name, size) else { continue };
+            let Ok(result) = rewrite::batch(&a, &name, size, options.delivery) else { continue };
             let next = crate::analyze(&result.new_text);
             let Some(batched) = batching_in(&a.program, &next.program, &name, size) else { continue };
             let mut with = options.clone();

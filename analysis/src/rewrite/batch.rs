@@ -20,6 +20,13 @@
 //! each request its own, so unbatching gives each request of a batch its own); no other
 //! component outputs a request column.
 //!
+//! Batches reach C the way the environment delivered its requests, which the program does not
+//! say and the deployment's `[workload] send_to` does ([`Delivery`]): to every node of C (each
+//! batch goes to every node, as each request did: Paxos' proposers all hear every request) or to
+//! one node (each batch goes to one node, chosen by batch id: a choice the original's environment
+//! could have made for each of its requests; sending it to every node would have every Mencius
+//! leader propose it).
+//!
 //! Not an equivalence: positions are spaced by N (a batch of 3 with N = 8 fills 3 of its 8
 //! positions) and requests are ordered by batch, so outputs differ from the original's in value;
 //! the invariants and the answers (one reply per request) are what is kept, and what the bounded
@@ -47,8 +54,20 @@ enum OutColumn {
     Position,
 }
 
+/// How the environment delivers C's requests (the deployment's `[workload] send_to`); batches
+/// are delivered the same way.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Delivery {
+    /// Every node of C receives every request (`send_to = "all"`, the load generator's default).
+    #[default]
+    Every,
+    /// Each request reaches one node of C (`send_to = "round-robin"`).
+    One,
+}
+
 struct Batching<'n> {
     c: ComponentId,
+    delivery: Delivery,
     c_name: &'n str,
     request: RelationId,
     key: usize,
@@ -59,14 +78,24 @@ struct Batching<'n> {
 /// For each request column `j`: the (relation, column) pairs that only ever hold values of it.
 type Carriers = Vec<BTreeSet<(RelationId, usize)>>;
 
-pub fn batch(analysis: &Analysis, component_name: &str, size: usize) -> Result<RewriteResult, Refusal> {
+pub fn batch(
+    analysis: &Analysis,
+    component_name: &str,
+    size: usize,
+    delivery: Delivery,
+) -> Result<RewriteResult, Refusal> {
     let cx = RewriteContext::new(analysis);
-    let plan = precondition(&cx, component_name, size)?;
+    let plan = precondition(&cx, component_name, size, delivery)?;
     let new_text = transform(&cx, &plan);
     finish(new_text, explain(&cx, &plan))
 }
 
-fn precondition<'n>(cx: &RewriteContext<'_>, c_name: &'n str, size: usize) -> Result<Batching<'n>, Refusal> {
+fn precondition<'n>(
+    cx: &RewriteContext<'_>,
+    c_name: &'n str,
+    size: usize,
+    delivery: Delivery,
+) -> Result<Batching<'n>, Refusal> {
     let c = cx.component(c_name)?;
     batch_size(cx, c, size)?;
     not_partitioned(cx, c, c_name)?;
@@ -75,7 +104,7 @@ fn precondition<'n>(cx: &RewriteContext<'_>, c_name: &'n str, size: usize) -> Re
     values_opaque(cx, request, key, &carriers)?;
     let outputs = outputs_unbatchable(cx, c, c_name, request, &carriers)?;
     no_other_output_carries(cx, c, request, &carriers)?;
-    Ok(Batching { c, c_name, request, key, size, outputs })
+    Ok(Batching { c, delivery, c_name, request, key, size, outputs })
 }
 
 fn batch_size(cx: &RewriteContext<'_>, c: ComponentId, size: usize) -> Result<(), Refusal> {
@@ -514,6 +543,9 @@ struct Names {
     batcher_rank: String,
     batchers: String,
     formed: String,
+    /// With [`Delivery::One`]: each node of C's 1-based rank by address, and their number.
+    target_rank: String,
+    targets: String,
 }
 
 fn names(cx: &RewriteContext<'_>, plan: &Batching<'_>) -> Names {
@@ -537,6 +569,8 @@ fn names(cx: &RewriteContext<'_>, plan: &Batching<'_>) -> Names {
         batcher_rank: fresh("batcher_rank"),
         batchers: fresh("batchers"),
         formed: fresh("batch_formed"),
+        target_rank: fresh("batch_target_rank"),
+        targets: fresh("batch_targets"),
     }
 }
 
@@ -679,14 +713,35 @@ fn batcher(cx: &RewriteContext<'_>, plan: &Batching<'_>, n: &Names) -> String {
         .map(|(j, c)| if j == plan.key { "batch".to_string() } else { placeholder(c.ty).to_string() })
         .collect();
     let formed_wild: Vec<&str> = std::iter::repeat_n("_", req.arity() + 1).collect();
-    s.push_str(&format!(
-        "    {}@p({}) :~ {}(batch, {}), nodes(\"{}\", p).\n",
-        n.request_batch,
-        placeholders.join(", "),
-        n.formed,
-        formed_wild.join(", "),
-        plan.c_name
-    ));
+    match plan.delivery {
+        Delivery::Every => s.push_str(&format!(
+            "    {}@p({}) :~ {}(batch, {}), nodes(\"{}\", p).\n",
+            n.request_batch,
+            placeholders.join(", "),
+            n.formed,
+            formed_wild.join(", "),
+            plan.c_name
+        )),
+        Delivery::One => {
+            s.push_str(&format!(
+                "    // Each request reached one node of `{c}`: so does each batch, the node chosen by batch id.\n    \
+                 {rank}(p, count(a)) :- nodes(\"{c}\", p), nodes(\"{c}\", a), str(a) <= str(p).\n    \
+                 {targets}(count(a)) :- nodes(\"{c}\", a).\n",
+                c = plan.c_name,
+                rank = n.target_rank,
+                targets = n.targets,
+            ));
+            s.push_str(&format!(
+                "    {}@p({}) :~ {}(batch, {}), {}(p, r), {}(m), r = batch % m + 1.\n",
+                n.request_batch,
+                placeholders.join(", "),
+                n.formed,
+                formed_wild.join(", "),
+                n.target_rank,
+                n.targets,
+            ));
+        }
+    }
     s.push_str(&format!(
         "    {next}(n + (c + {size} - 1) / {size}) :+ {next}(n), {count}(c).\n    delete {next}(n) :- {next}(n), {count}(_).\n\n",
         next = n.next,
@@ -741,6 +796,16 @@ fn explain(cx: &RewriteContext<'_>, plan: &Batching<'_>) -> Vec<String> {
             "batching: `{}_batcher` instances (partitioned by `{}`) collect each tick's `{}` facts into batches of at most {}, and send `{}` one request per batch",
             plan.c_name, req.columns[plan.key].name, req.name, plan.size, plan.c_name
         ),
+        match plan.delivery {
+            Delivery::Every => format!(
+                "each batch goes to every node of `{}`, as each request did (`send_to = \"all\"`, the load generator's default)",
+                plan.c_name
+            ),
+            Delivery::One => format!(
+                "each batch goes to one node of `{}`, chosen by batch id, as each request went to one node (`send_to = \"round-robin\"`): a choice the original's clients could have made",
+                plan.c_name
+            ),
+        },
         format!(
             "`{}` never inspects a request's columns (carried unchanged, the key only joined, counted or ranked): it handles a batch as it handled a request, so its per-batch decisions (one log position per batch) are shared by the batch's requests",
             plan.c_name

@@ -21,7 +21,7 @@ use crate::scaling::{Context, PlacedRelation, RelationPlacement};
 use crate::text::TextRange;
 use crate::Analysis;
 
-pub use batch::{batch, DEFAULT_BATCH_SIZE};
+pub use batch::{batch, Delivery, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
 pub use grid::{grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
 pub use seal::{partition_sealed, partition_sealed_in};

@@ -401,12 +401,13 @@ async fn apply_rewrite(session: &Session, params: ExecuteCommandParams) -> Resul
         .and_then(|u| u.parse().ok())
         .ok_or_else(|| invalid_params("the rewrite's data names no document"))?;
     let snapshot = session.snapshot(&uri)?;
-    let (result, invariants_only) =
-        crate::handlers::scaling::rewrite_for(&snapshot, &data).map_err(|e| request_failed(format!("refused: {e}")))?;
+    let beside = Beside::read(&uri);
+    let delivery = crate::handlers::scaling::request_delivery(beside.as_ref());
+    let (result, invariants_only) = crate::handlers::scaling::rewrite_for(&snapshot, &data, delivery)
+        .map_err(|e| request_failed(format!("refused: {e}")))?;
     let dir = std::env::temp_dir().join(format!("compart-lsp-check-{}-{}", std::process::id(), snapshot.version));
     let original = dir.join("original.ded");
     let rewritten = dir.join("rewritten.ded");
-    let beside = Beside::read(&uri);
     let written = std::fs::create_dir_all(&dir)
         .and_then(|_| std::fs::write(&original, snapshot.analysis.text()))
         .and_then(|_| std::fs::write(&rewritten, &result.new_text))

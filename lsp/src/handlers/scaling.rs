@@ -186,13 +186,22 @@ pub struct DeploymentTarget {
     pub edit: DeploymentEdit,
     /// Its name, for the title (`paxos.toml`).
     pub file: String,
+    /// How its workload delivers requests, which batching keeps.
+    pub delivery: rewrite::Delivery,
 }
 
 impl DeploymentTarget {
     pub fn of(beside: Option<&Beside>, config: &Config) -> Self {
         let file = beside.map_or_else(|| "deployment file".to_string(), Beside::file_name);
-        DeploymentTarget { edit: DeploymentEdit::of(beside, config), file }
+        let delivery = request_delivery(beside);
+        DeploymentTarget { edit: DeploymentEdit::of(beside, config), file, delivery }
     }
+}
+
+/// The workload's delivery in the deployment file beside the program; a file the runtime would
+/// refuse (a bad `send_to`) gets the runtime's default, as it cannot run anyway.
+pub fn request_delivery(beside: Option<&Beside>) -> rewrite::Delivery {
+    deployment::request_delivery(beside.and_then(|b| b.text.as_deref())).unwrap_or_default()
 }
 
 /// Programs longer than this get their rewrites' preconditions checked only when the action is
@@ -222,7 +231,11 @@ fn rewrite_data(
 /// The rewrite a `compart.applyRewrite` command names, computed on the same document version;
 /// with whether only invariants can be compared (sealed partitioning and batching are not
 /// equivalences).
-pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(RewriteResult, bool), String> {
+pub fn rewrite_for(
+    snapshot: &Snapshot,
+    data: &serde_json::Value,
+    delivery: rewrite::Delivery,
+) -> Result<(RewriteResult, bool), String> {
     if data["version"].as_i64() != Some(snapshot.version as i64) {
         return Err("the document changed since this action was offered; ask for code actions again".into());
     }
@@ -242,7 +255,7 @@ pub fn rewrite_for(snapshot: &Snapshot, data: &serde_json::Value) -> Result<(Rew
         }
         Some("partition") => rewrite::partition(analysis, component, None),
         Some("partition_sealed") => rewrite::partition_sealed(analysis, component, None),
-        Some("batch") => rewrite::batch(analysis, component, rewrite::DEFAULT_BATCH_SIZE),
+        Some("batch") => rewrite::batch(analysis, component, rewrite::DEFAULT_BATCH_SIZE, delivery),
         Some("grid") => rewrite::grid(analysis, component, rewrite::DEFAULT_GRID_ROWS),
         _ => return Err("unknown rewrite".into()),
     };
@@ -333,7 +346,8 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
                 let data = rewrite_data(snapshot, "partition_sealed", &comp.name, &[], "");
                 out.push(action(sealed_title(&comp.name), outcome, data, deploy));
                 // Batching is for what cannot scale out: a sequential component.
-                let outcome = checked(rewrite::batch(analysis, &comp.name, rewrite::DEFAULT_BATCH_SIZE));
+                let outcome =
+                    checked(rewrite::batch(analysis, &comp.name, rewrite::DEFAULT_BATCH_SIZE, deploy.delivery));
                 let data = rewrite_data(snapshot, "batch", &comp.name, &[], "");
                 out.push(action(batch_title(&comp.name), outcome, data, deploy));
             }
