@@ -1106,7 +1106,7 @@ pub fn render_steps(plan: &Plan) -> String {
     let cal = &plan.calibration;
     let mut out = format!(
         "predicted requests/s with {} core(s) per machine and {} closed-loop clients (calibration: {:.1} \
-         CPU-µs/tick, {:.2}/fact, {:.3}/rule work, {:.1} ticks per request x clients)\n\n",
+         CPU-µs/tick, {:.2}/fact, {:.3}/rule work, {:.1} ticks waited per busy visit x clients)\n\n",
         cal.cpu_per_node, cal.clients, cal.tick_us, cal.fact_us, cal.rule_us, cal.tick_window
     );
     out.push_str("step      req/s   gain  machines  rewrite\n");
