@@ -374,11 +374,22 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
         rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).filter(|r| !state[r.index()]).collect()
     };
     let selectivity = constant_selectivity(program, &state);
+    let once = once_per_key(program);
+    // The share of requests a node of the component takes part in: at most one per request.
+    let reach = |freq: &[f64], c: ComponentId| {
+        program
+            .component(c)
+            .relations
+            .iter()
+            .filter(|&&r| matches!(program.relation(r).kind, RelationKind::Input | RelationKind::Channel))
+            .map(|&r| freq[r.index()].min(1.0))
+            .fold(0.0, f64::max)
+    };
     // A rule runs when one of its per-tick triggers (inputs, channels, scratch) has facts, at most
     // as often as the rarest of them; rules over state alone run when the state changes, as
     // often as the rarest state that changes (a join of `pending` and a vote count completes
     // once per request, not once per vote).
-    let fires = |freq: &[f64], id: RuleId| {
+    let fires_unguarded = |freq: &[f64], id: RuleId| {
         let rule = program.rule(id);
         let events = events(rule);
         if events.is_empty() {
@@ -391,6 +402,15 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
             }
         } else {
             events.into_iter().map(|r| freq[r.index()]).fold(f64::INFINITY, f64::min) * selectivity[id.index()]
+        }
+    };
+    // A rule its own keyed log guards fires at most once per key, taken as once per request.
+    let fires = |freq: &[f64], id: RuleId| {
+        let f = fires_unguarded(freq, id);
+        if once[id.index()] {
+            f.min(reach(freq, program.rule(id).component))
+        } else {
+            f
         }
     };
     // A profile's facts of a rule per request replace its static firings; a send's facts are its
@@ -522,6 +542,34 @@ fn constant_selectivity(program: &Program, state: &[bool]) -> Vec<f64> {
                 }
             }
             share
+        })
+        .collect()
+}
+
+/// Per rule: whether a keyed table that its own head feeds guards it (`decide(txn, ..) :- ..,
+/// !decision(txn, _)` with `decision(txn, o) :+ decide(txn, o)` and `key(txn)`): the first
+/// decision per key wins, so the rule derives once per key, whichever of its alternatives
+/// (commit on the last yes vote, abort on a no) fires.
+fn once_per_key(program: &Program) -> Vec<bool> {
+    program
+        .rules
+        .iter()
+        .map(|rule| {
+            let Some(head) = rule.head.relation_id else { return false };
+            rule.atoms().filter(|a| a.negated).any(|a| {
+                let Some(t) = a.relation_id else { return false };
+                let table = program.relation(t);
+                let keyed = table.kind == RelationKind::Table
+                    && table.key.as_ref().is_some_and(|key| {
+                        !key.is_empty() && key.iter().all(|&col| a.args.get(col).is_some_and(|e| e.as_var().is_some()))
+                    });
+                keyed
+                    && program.rules.iter().any(|r| {
+                        r.kind == RuleKind::NextTick
+                            && r.head.relation_id == Some(t)
+                            && r.atoms().any(|b| !b.negated && b.relation_id == Some(head))
+                    })
+            })
         })
         .collect()
 }
