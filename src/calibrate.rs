@@ -748,23 +748,22 @@ mod tests {
         assert_eq!(check.plans.len(), 7, "{table}");
         // Misses the model does not explain yet, bounded where they are so that they cannot grow
         // unnoticed: 2PC's original costs 16 CPU-µs per request at its coordinator where the
-        // model says 20 (static) or 14 (profiled) and its plan's participants 3.1-3.3 where it
-        // says 2.8 (one rule cost for all protocols), and Paxos' round-1 plan spends twice the
-        // rule work the model charges in `proposals_part` (its 1,256-fact ticks; the model's
-        // work is linear in facts).
+        // model says 20 (static) or 14 (profiled), and its plan's participants 3.1-3.3 where it
+        // says 2.8 (one rule cost for all protocols); Paxos' round-1 plan spends 14.6 CPU-µs per
+        // request in `proposals_part` where the model says 10 (its 1,256-fact ticks join growing
+        // tables; the model's rule work is linear in facts).
         let known = [
             ("two_phase_commit round 1, static", 0.45),
             ("two_phase_commit round 1, with profile", 0.45),
-            ("paxos round 1, static", 0.45),
-            ("paxos round 1, with profile", 1.05),
+            ("paxos round 1, static", 0.35),
         ];
         for plan in &check.plans {
             let bound = known.iter().find(|k| k.0 == plan.case).map_or(GAIN_TOLERANCE, |k| k.1);
             assert!(plan.error().abs() <= bound, "{}: off by {:.0}%\n{table}", plan.case, plan.error() * 100.0);
         }
         let within = check.plans.iter().filter(|p| p.error().abs() <= GAIN_TOLERANCE).count();
-        assert!(within >= 3, "{table}");
-        assert!(check.node_rms() < 0.65, "{table}");
+        assert!(within >= 4, "{table}");
+        assert!(check.node_rms() < 0.4, "{table}");
     }
 
     #[test]

@@ -77,6 +77,8 @@ pub struct ComponentCost {
     pub scalable: bool,
     /// Ticks a request takes part in at one of its nodes ([`Traffic::visits`]).
     pub visits: f64,
+    /// Ticks per client request of one instance, at the operating point.
+    pub ticks: f64,
 }
 
 impl ComponentCost {
@@ -185,6 +187,7 @@ fn settle(components: &mut [ComponentCost], cal: &Calibration) -> f64 {
         } else {
             0.0
         };
+        c.ticks = ticks;
         c.instance_cpu_us = c.instance_cost(c.partitions, ticks, cal);
     }
     throughput
@@ -320,9 +323,7 @@ pub struct Traffic {
 /// CPU-µs per client request at one node of each component (one instance per logical node), at
 /// the operating point of that deployment, under the static frequencies or a profile.
 pub fn loads(program: &Program, options: &Options) -> Vec<f64> {
-    let mut components = costs(program, options);
-    settle(&mut components, &options.calibration);
-    components.iter().map(|c| c.instance_cpu_us).collect()
+    costs(program, options, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect()
 }
 
 /// Relations whose facts are state, not events, in a tick: tables, the built-ins, and what
@@ -362,6 +363,12 @@ fn state_relations(program: &Program) -> Vec<bool> {
 /// Per logical node of each component (indexed by `ComponentId`): what it receives, sends and
 /// derives per client request.
 pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
+    traffic_at(program, options, None)
+}
+
+/// [`traffic`], with each component's ticks per client request at one logical node when known: an
+/// aggregate with no group (`heard_max(max(b))`) derives once per tick, not once per input.
+fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<Traffic> {
     let fanout = |c: &str| options.logical(program, c) as f64;
     let state = state_relations(program);
     let mut freq = vec![0.0f64; program.relations.len()];
@@ -375,6 +382,17 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
     };
     let selectivity = constant_selectivity(program, &state);
     let once = once_per_key(program);
+    let per_tick: Vec<bool> = program
+        .rules
+        .iter()
+        .map(|rule| {
+            rule.head.args.iter().any(|a| matches!(a, HeadArg::Aggregate(_)))
+                && rule.head.args.iter().all(|a| match a {
+                    HeadArg::Aggregate(_) => true,
+                    HeadArg::Expr(e) => e.as_var().is_none() && !matches!(e.kind, ExprKind::SelfAddr),
+                })
+        })
+        .collect();
     // The share of requests a node of the component takes part in: at most one per request.
     let reach = |freq: &[f64], c: ComponentId| {
         program
@@ -393,24 +411,44 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
         let rule = program.rule(id);
         let events = events(rule);
         if events.is_empty() {
-            let changing = rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).map(|r| freq[r.index()]);
-            let rarest = changing.filter(|f| *f > 0.0).fold(f64::INFINITY, f64::min);
+            let changing: Vec<f64> = rule
+                .atoms()
+                .filter(|a| !a.negated)
+                .filter_map(|a| a.relation_id)
+                .map(|r| freq[r.index()])
+                .filter(|f| *f > 0.0)
+                .collect();
+            // State that changes once per tick (`next_slot` after a per-tick count) changes in
+            // every busy tick: it is not what completes a request, unless nothing else changes.
+            let tick = ticks.map_or(0.0, |t| t[rule.component.index()]);
+            let per_request: Vec<f64> = changing.iter().copied().filter(|f| *f > tick * (1.0 + 1e-9)).collect();
+            let pool = if per_request.is_empty() { changing } else { per_request };
+            let rarest = pool.into_iter().fold(f64::INFINITY, f64::min);
             if rarest.is_finite() {
                 rarest
             } else {
                 0.0
             }
         } else {
-            events.into_iter().map(|r| freq[r.index()]).fold(f64::INFINITY, f64::min) * selectivity[id.index()]
+            // Likewise a per-tick trigger (`promised(max(b))`) is there in every busy tick.
+            let tick = ticks.map_or(0.0, |t| t[rule.component.index()]);
+            let all: Vec<f64> = events.into_iter().map(|r| freq[r.index()]).collect();
+            let per_request: Vec<f64> = all.iter().copied().filter(|f| *f > tick * (1.0 + 1e-9)).collect();
+            let pool = if per_request.is_empty() { all } else { per_request };
+            pool.into_iter().fold(f64::INFINITY, f64::min) * selectivity[id.index()]
         }
     };
     // A rule its own keyed log guards fires at most once per key, taken as once per request.
+    // An aggregate with no group derives one fact per tick at most.
     let fires = |freq: &[f64], id: RuleId| {
-        let f = fires_unguarded(freq, id);
+        let c = program.rule(id).component;
+        let mut f = fires_unguarded(freq, id);
         if once[id.index()] {
-            f.min(reach(freq, program.rule(id).component))
-        } else {
-            f
+            f = f.min(reach(freq, c));
+        }
+        match ticks {
+            Some(ticks) if per_tick[id.index()] => f.min(ticks[c.index()]),
+            _ => f,
         }
     };
     // A profile's facts of a rule per request replace its static firings; a send's facts are its
@@ -652,11 +690,29 @@ fn finish_estimate(mut components: Vec<ComponentCost>, cal: &Calibration, stoppe
     Estimate { components, throughput, machines, stopped }
 }
 
-/// Every component of `program` with its traffic and class, one instance per logical node (costs
-/// not yet settled).
-fn costs(program: &Program, options: &Options) -> Vec<ComponentCost> {
+/// Every component of `program` with its traffic and class, `partitions` instances per logical
+/// node (1 for the rest), settled. Traffic and ticks depend on each other (an aggregate with no
+/// group fires once per tick; ticks follow the load): a few rounds of each settle them.
+fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Vec<ComponentCost> {
+    let mut components = costs_at(program, options, None);
+    for _ in 0..4 {
+        for c in &mut components {
+            c.set_partitions(partitions.get(&c.name).copied().unwrap_or(1).max(1));
+        }
+        settle(&mut components, &options.calibration);
+        let ticks: Vec<f64> = components.iter().map(|c| c.ticks * c.partitions as f64).collect();
+        let next = costs_at(program, options, Some(&ticks));
+        for (c, n) in components.iter_mut().zip(next) {
+            (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
+        }
+    }
+    settle(&mut components, &options.calibration);
+    components
+}
+
+fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<ComponentCost> {
     let ctx = Context::new(program);
-    let traffic = traffic(program, options);
+    let traffic = traffic_at(program, options, ticks);
     program
         .component_ids()
         .map(|id| {
@@ -681,6 +737,7 @@ fn costs(program: &Program, options: &Options) -> Vec<ComponentCost> {
                 facts_out: t.facts_out,
                 work: t.work,
                 visits: t.visits,
+                ticks: 0.0,
                 load: 0.0,
                 instance_cpu_us: 0.0,
                 logical: options.logical(program, &c.name),
@@ -695,15 +752,22 @@ fn costs(program: &Program, options: &Options) -> Vec<ComponentCost> {
 /// (`[partitions]` of its deployment file; 1 for the rest), no search. What the optimizer
 /// predicts for a plan it wrote, given the same options.
 pub fn estimate_deployed(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Estimate {
-    let mut components = costs(program, options);
-    let cal = &options.calibration;
-    let mut unpartitioned = components.clone();
-    settle(&mut unpartitioned, cal);
+    deployed(program, options, partitions, None)
+}
+
+/// [`estimate_deployed`], with why a search stopped.
+fn deployed(
+    program: &Program,
+    options: &Options,
+    partitions: &BTreeMap<String, usize>,
+    stopped: Option<String>,
+) -> Estimate {
+    let unpartitioned = costs(program, options, &BTreeMap::new());
+    let mut components = costs(program, options, partitions);
     for (c, u) in components.iter_mut().zip(&unpartitioned) {
         c.load = u.instance_cpu_us;
-        c.set_partitions(partitions.get(&c.name).copied().unwrap_or(1).max(1));
     }
-    finish_estimate(components, cal, None)
+    finish_estimate(components, &options.calibration, stopped)
 }
 
 /// Spread the budget: every logical node once, then each further instance (one more per logical
@@ -712,7 +776,7 @@ pub fn estimate_deployed(program: &Program, options: &Options, partitions: &BTre
 /// out before the other).
 pub fn estimate(program: &Program, options: &Options) -> Estimate {
     let cal = &options.calibration;
-    let mut components = costs(program, options);
+    let mut components = costs(program, options, &BTreeMap::new());
     let mut throughput = settle(&mut components, cal);
     for c in &mut components {
         c.load = c.instance_cpu_us;
@@ -760,7 +824,9 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
         let Some(fewer) = spare else { break };
         components = fewer;
     }
-    finish_estimate(components, cal, Some(stopped))
+    // The instances chosen, costed with the traffic their own ticks give.
+    let partitions = components.iter().map(|c| (c.name.clone(), c.partitions)).collect();
+    deployed(program, options, &partitions, Some(stopped))
 }
 
 /// Candidate rule sets to decouple from one component: each asynchronous send alone (a
