@@ -8,7 +8,9 @@
 //! reply to one address delivers one per sending node). A rule fires as often as its rarest
 //! changing body atom (tables, built-ins and helpers derived from them alone are state, not
 //! events), times the share its constant filters pass (`vote(t, _, false)` and `vote(t, _,
-//! true)` split the votes: alternative branches are not each counted in full); its work is
+//! true)` split the votes, and a rule its own keyed log guards, `!decision(txn, _)`, fires once
+//! per request: alternative branches are not each counted in full; an aggregate with no group
+//! derives once per tick at most, so traffic and ticks are settled together); its work is
 //! firings × (1 + body atoms). A profile (facts derived per rule, from `compart run --report`)
 //! replaces the static firings where given. One instance of a component, of `k` per logical
 //! node, costs per request
