@@ -697,12 +697,19 @@ fn finish_estimate(mut components: Vec<ComponentCost>, cal: &Calibration, stoppe
 /// group fires once per tick; ticks follow the load): a few rounds of each settle them.
 fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Vec<ComponentCost> {
     let mut components = costs_at(program, options, None);
+    let mut last: Vec<f64> = Vec::new();
     for _ in 0..4 {
         for c in &mut components {
             c.set_partitions(partitions.get(&c.name).copied().unwrap_or(1).max(1));
         }
         settle(&mut components, &options.calibration);
         let ticks: Vec<f64> = components.iter().map(|c| c.ticks * c.partitions as f64).collect();
+        let settled =
+            ticks.len() == last.len() && ticks.iter().zip(&last).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs());
+        if settled {
+            return components;
+        }
+        last = ticks.clone();
         let next = costs_at(program, options, Some(&ticks));
         for (c, n) in components.iter_mut().zip(next) {
             (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
@@ -754,20 +761,21 @@ fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<
 /// (`[partitions]` of its deployment file; 1 for the rest), no search. What the optimizer
 /// predicts for a plan it wrote, given the same options.
 pub fn estimate_deployed(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Estimate {
-    deployed(program, options, partitions, None)
+    let loads: Vec<f64> = costs(program, options, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect();
+    deployed(program, options, partitions, &loads, None)
 }
 
-/// [`estimate_deployed`], with why a search stopped.
+/// [`estimate_deployed`], given each component's unpartitioned cost and why a search stopped.
 fn deployed(
     program: &Program,
     options: &Options,
     partitions: &BTreeMap<String, usize>,
+    loads: &[f64],
     stopped: Option<String>,
 ) -> Estimate {
-    let unpartitioned = costs(program, options, &BTreeMap::new());
     let mut components = costs(program, options, partitions);
-    for (c, u) in components.iter_mut().zip(&unpartitioned) {
-        c.load = u.instance_cpu_us;
+    for (c, load) in components.iter_mut().zip(loads) {
+        c.load = *load;
     }
     finish_estimate(components, &options.calibration, stopped)
 }
@@ -828,7 +836,8 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
     }
     // The instances chosen, costed with the traffic their own ticks give.
     let partitions = components.iter().map(|c| (c.name.clone(), c.partitions)).collect();
-    deployed(program, options, &partitions, Some(stopped))
+    let loads: Vec<f64> = components.iter().map(|c| c.load).collect();
+    deployed(program, options, &partitions, &loads, Some(stopped))
 }
 
 /// Candidate rule sets to decouple from one component: each asynchronous send alone (a
