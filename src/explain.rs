@@ -236,7 +236,7 @@ fn read_profile(
     let source = if matches(program) {
         program
     } else {
-        let text = compart_runtime::options::read_text(Path::new(&report.program))
+        let text = compart_runtime::options::read_text(&named_by_report(path, &report.program))
             .map_err(|e| format!("{}: its rules are not this program's, and its program: {e}", path.display()))?;
         other = analyze(&text);
         if !matches(&other.program) {
@@ -371,42 +371,14 @@ pub fn plan_checked(
     if analysis.has_errors() {
         return Err((1, format!("{} has errors; run `compart check` first", file.display())));
     }
-    let profile = if profiles.is_empty() {
-        None
-    } else {
-        let mut profile = optimize::Profile::default();
-        for p in profiles {
-            read_profile(p, &analysis.program, &mut profile).map_err(|e| (2u8, e))?;
-        }
-        Some(profile)
-    };
-    // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
-    let mut logical = std::collections::BTreeMap::new();
     let toml = deployment::beside(file);
     let deploy_text = compart_runtime::options::read_text(&toml).ok();
-    if let Some(text) = &deploy_text {
-        match compart_runtime::Deployment::from_toml(text, &analysis.program) {
-            Ok(deployment) => {
-                for node in deployment.logical_nodes() {
-                    *logical.entry(analysis.program.component(node.component).name.clone()).or_insert(0) += 1;
-                }
-            }
-            Err(e) => eprintln!("warning: ignoring {}: {e}", toml.display()),
-        }
-    }
-    let inputs = workload_inputs(&analysis.program, deploy_text.as_deref(), &logical);
-    let delivery =
-        deployment::request_delivery(deploy_text.as_deref()).map_err(|e| (2u8, format!("{}: {e}", toml.display())))?;
     let options = optimize::Options {
         machines,
-        profile,
-        logical,
-        inputs,
-        calibration,
         batch,
         grid,
-        delivery,
-        ..Default::default()
+        ..optimizer_options(&analysis.program, deploy_text.as_deref(), &toml, profiles, calibration)
+            .map_err(|e| (2u8, e))?
     };
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
@@ -417,6 +389,55 @@ pub fn plan_checked(
         plan.deployment = compart_runtime::deploy::carry_settings(original, &rewritten.program, &plan.deployment);
     }
     Ok(plan)
+}
+
+/// What the optimizer knows of `program` besides its text: the profiles' measured frequencies,
+/// the logical nodes of its deployment (`deploy_text`, read from `deploy_path`), the workload's
+/// mix of inputs, and the calibration. No machine budget.
+pub fn optimizer_options(
+    program: &compart_analysis::Program,
+    deploy_text: Option<&str>,
+    deploy_path: &Path,
+    profiles: &[&Path],
+    calibration: optimize::Calibration,
+) -> Result<optimize::Options, String> {
+    let profile = if profiles.is_empty() {
+        None
+    } else {
+        let mut profile = optimize::Profile::default();
+        for p in profiles {
+            read_profile(p, program, &mut profile)?;
+        }
+        Some(profile)
+    };
+    // Logical node counts come from the deployment beside the program (`paxos.toml`), if any.
+    let mut logical = std::collections::BTreeMap::new();
+    if let Some(text) = deploy_text {
+        match compart_runtime::Deployment::from_toml(text, program) {
+            Ok(deployment) => {
+                for node in deployment.logical_nodes() {
+                    *logical.entry(program.component(node.component).name.clone()).or_insert(0) += 1;
+                }
+            }
+            Err(e) => eprintln!("warning: ignoring {}: {e}", deploy_path.display()),
+        }
+    }
+    let inputs = workload_inputs(program, deploy_text, &logical);
+    let delivery = deployment::request_delivery(deploy_text).map_err(|e| format!("{}: {e}", deploy_path.display()))?;
+    Ok(optimize::Options { profile, logical, inputs, calibration, delivery, ..Default::default() })
+}
+
+/// A file a run report names (its program, its deployment): as named when it is there, else the
+/// file of that name beside the report (reports kept with the programs they ran, as in bench/).
+pub fn named_by_report(report: &Path, named: &str) -> PathBuf {
+    let path = Path::new(named);
+    if path.is_file() {
+        return path.to_path_buf();
+    }
+    match (report.parent(), path.file_name()) {
+        (Some(dir), Some(name)) => dir.join(name),
+        _ => path.to_path_buf(),
+    }
 }
 
 /// The rewrites `compart optimize` considers only when asked: batching (at most this many requests

@@ -22,11 +22,12 @@ pub struct Calibration {
     pub fact_us: f64,
     /// CPU-µs per unit of rule work (a derived fact times one plus its rule's body atoms).
     pub rule_us: f64,
-    /// Ticks per request × closed-loop clients of a busy instance: under saturation the
-    /// outstanding requests are spread over this many batches, so an instance with a share `s` of
-    /// the requests takes `clients·s / tick_window` of them per tick, that is `tick_window /
-    /// clients` ticks per client request whatever its share (partitioning divides the facts, not
-    /// the ticks).
+    /// Ticks a request waits at each tick it takes part in at a busy component (a visit), ×
+    /// closed-loop clients: the outstanding requests wait at the components they visit, about
+    /// this many ticks of each, so with one busy visit per request it takes `tick_window /
+    /// clients` ticks per request. `compart calibrate` fits it to the runs' requests/s (the
+    /// operating point in `optimize::settle`); `optimize::fit` alone gives the median of busy
+    /// nodes' ticks per request × clients.
     pub tick_window: f64,
     /// Frames a busy instance receives and sends per tick (one per peer with something to say).
     pub frames_recv_per_tick: f64,
@@ -40,14 +41,14 @@ pub struct Calibration {
 impl Default for Calibration {
     fn default() -> Self {
         Calibration {
-            tick_us: 55.74,
+            tick_us: 33.9,
             frame_recv_us: 0.0,
-            frame_sent_us: 0.0,
-            fact_us: 0.4546,
-            rule_us: 0.1393,
-            tick_window: 5.837,
-            frames_recv_per_tick: 0.8568,
-            frames_sent_per_tick: 0.6593,
+            frame_sent_us: 12.83,
+            fact_us: 0.2828,
+            rule_us: 0.2109,
+            tick_window: 4.753,
+            frames_recv_per_tick: 1.352,
+            frames_sent_per_tick: 1.0,
             clients: 1024.0,
             cpu_per_node: 0.1,
         }

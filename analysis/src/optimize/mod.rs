@@ -7,21 +7,30 @@
 //! a)`, or through a helper `voters(a) :- nodes("X", a)`, delivers one fact to each X node; a
 //! reply to one address delivers one per sending node). A rule fires as often as its rarest
 //! changing body atom (tables, built-ins and helpers derived from them alone are state, not
-//! events); its work is firings × (1 + body atoms). A profile (facts derived per rule, from
-//! `compart run --report`) replaces the static firings where given. One instance of a
-//! component, of `k` per logical node, costs per request
+//! events), times the share its constant filters pass (`vote(t, _, false)` and `vote(t, _,
+//! true)` split the votes, and a rule its own keyed log guards, `!decision(txn, _)`, fires once
+//! per request: alternative branches are not each counted in full; an aggregate with no group
+//! derives once per tick at most, so traffic and ticks are settled together); its work is
+//! firings × (1 + body atoms). A profile (facts derived per rule, from `compart run --report`)
+//! replaces the static firings where given. One instance of a component, of `k` per logical
+//! node, costs per request
 //!
 //! ```text
 //! tick_us·T + frame_recv_us·min(in/k, φr·T) + frame_sent_us·min(out/k, φs·T)
-//!   + fact_us·(in + out)/k + rule_us·work/k,     T = min(tick_window / clients, in/k)
+//!   + fact_us·(in + out)/k + rule_us·work/k
 //! ```
 //!
-//! where `in` are the facts one logical node receives and `out` those it sends or replies. `T`,
-//! the ticks per client request, does not shrink with `k`: under saturation a closed loop keeps
-//! `clients` requests outstanding, spread over about `tick_window` batches, so an instance with a
-//! share `s` of them takes `clients·s / tick_window` per tick; each instance ticks as often as
-//! the unpartitioned node did, on smaller batches. Partitioning divides the facts and the rule
-//! work, not the ticks. Predicted throughput is `cpu_per_node · 10⁶ / ` the costliest instance.
+//! where `in` are the facts one logical node receives and `out` those it sends or replies, and
+//! `T` its ticks per request, which depend on the throughput `X` (see `settle`): an instance
+//! ticks at most once per fact (`T ≤ in/k`) and at most as often as the quota left after its
+//! per-fact work allows (`T ≤ (quota − v·X) / (tick cost · X)`): a saturated instance batches.
+//! `X` is where the closed loop settles: `clients` requests wait about `tick_window` ticks at
+//! each busy visit, `clients = X · tick_window · Σ visits / R` over the components (`R = T·X`
+//! ticks/s). Instances that are not short of CPU tick when bursts arrive, at the slowest
+//! component's pace per visit. Measured on the emulated cluster (bench/emulated.md), this is what
+//! the plans showed: a balanced plan's instances all near their quota at 25-85 facts per tick,
+//! where the original's lone bottleneck batched 700-900. Predicted throughput is `X`; the
+//! costliest instance spends its whole quota there.
 
 mod calibrate;
 mod grid;
@@ -69,27 +78,122 @@ pub struct ComponentCost {
     /// Instances per logical node (`[partitions]`); 1 unless scalable.
     pub partitions: usize,
     pub scalable: bool,
+    /// Ticks a request takes part in at one of its nodes ([`Traffic::visits`]).
+    pub visits: f64,
+    /// Ticks per client request of one instance, at the operating point.
+    pub ticks: f64,
 }
 
 impl ComponentCost {
-    /// CPU-µs per client request of one instance when the component has `k` per logical node.
-    pub fn instance_cost(&self, k: usize, cal: &Calibration) -> f64 {
+    /// CPU-µs per client request of one instance, `k` per logical node, that does not depend on
+    /// how often it ticks: its facts and its rule work, divided among the instances.
+    fn variable_us(&self, k: usize, cal: &Calibration) -> f64 {
         let k = k.max(1) as f64;
-        let (facts_in, facts_out) = (self.facts_in / k, self.facts_out / k);
-        let ticks = if cal.clients > 0.0 { (cal.tick_window / cal.clients).min(facts_in) } else { facts_in };
-        let frames_recv = facts_in.min(cal.frames_recv_per_tick * ticks);
-        let frames_sent = facts_out.min(cal.frames_sent_per_tick * ticks);
+        cal.fact_us * (self.facts_in + self.facts_out) / k + cal.rule_us * self.work / k
+    }
+
+    /// CPU-µs per client request of one instance, `k` per logical node, ticking `ticks` times
+    /// per client request (a frame received and sent per tick at most, one per fact at least).
+    pub fn instance_cost(&self, k: usize, ticks: f64, cal: &Calibration) -> f64 {
+        let kf = k.max(1) as f64;
+        let frames_recv = (self.facts_in / kf).min(cal.frames_recv_per_tick * ticks);
+        let frames_sent = (self.facts_out / kf).min(cal.frames_sent_per_tick * ticks);
         cal.tick_us * ticks
             + cal.frame_recv_us * frames_recv
             + cal.frame_sent_us * frames_sent
-            + cal.fact_us * (facts_in + facts_out)
-            + cal.rule_us * self.work / k
+            + self.variable_us(k, cal)
     }
 
-    fn set_partitions(&mut self, k: usize, cal: &Calibration) {
+    fn set_partitions(&mut self, k: usize) {
         self.partitions = k;
-        self.instance_cpu_us = self.instance_cost(k, cal);
     }
+}
+
+/// The operating point of a deployment: the requests/s the closed loop settles at, and each
+/// instance's ticks and CPU per client request there (set in `components`).
+///
+/// An instance ticks whenever facts wait, so its ticks per second `R` are at most its facts per
+/// second (a tick per fact) and at most what its quota leaves after the per-fact work
+/// (`(quota − v·X) / tick cost`): a busy instance batches, more as it nears its quota. The
+/// throughput `X` follows from the closed loop: the clients' requests are the ones waiting,
+/// about `tick_window` ticks at each tick a request takes part in (`visits`), so
+/// `clients = X · Σ visits · tick_window / R` over the components a request passes. An instance
+/// that is not short of CPU ticks when its senders' bursts arrive: as often per visit as the
+/// slowest component, which paces the rest.
+fn settle(components: &mut [ComponentCost], cal: &Calibration) -> f64 {
+    let quota = cal.cpu_per_node * 1e6;
+    let per_tick =
+        cal.tick_us + cal.frame_recv_us * cal.frames_recv_per_tick + cal.frame_sent_us * cal.frames_sent_per_tick;
+    // Per instance: work per request that does not tick, facts in per request, visits.
+    let shape: Vec<(f64, f64, f64)> = components
+        .iter()
+        .map(|c| (c.variable_us(c.partitions, cal), c.facts_in / c.partitions.max(1) as f64, c.visits))
+        .collect();
+    let rate = |&(v, a, _): &(f64, f64, f64), x: f64| {
+        let arrivals = a * x;
+        if per_tick > 0.0 {
+            ((quota - v * x).max(0.0) / per_tick).min(arrivals)
+        } else {
+            arrivals
+        }
+    };
+    // The most requests/s the per-fact work alone allows.
+    let cpu_bound = shape.iter().filter(|s| s.0 > 0.0).map(|s| quota / s.0).fold(f64::INFINITY, f64::min);
+    let throughput = if cal.clients <= 0.0 || cal.tick_window <= 0.0 || per_tick <= 0.0 {
+        // No closed loop to batch: one tick per fact received.
+        let worst = shape.iter().map(|&(v, a, _)| v + per_tick * a).fold(0.0, f64::max);
+        if worst > 0.0 {
+            quota / worst
+        } else {
+            0.0
+        }
+    } else {
+        // Requests waiting at the components at `x` requests/s, less the clients: increasing in `x`.
+        let excess = |x: f64| {
+            let waiting: f64 = shape
+                .iter()
+                .filter(|s| s.2 > 0.0)
+                .map(|s| {
+                    let r = rate(s, x);
+                    if r > 0.0 {
+                        s.2 * x / r
+                    } else {
+                        f64::INFINITY
+                    }
+                })
+                .sum();
+            waiting * cal.tick_window - cal.clients
+        };
+        let mut hi = if cpu_bound.is_finite() { cpu_bound } else { quota / per_tick };
+        while excess(hi) < 0.0 && !cpu_bound.is_finite() && hi < 1e12 {
+            hi *= 2.0;
+        }
+        let mut lo = 0.0;
+        for _ in 0..100 {
+            let mid = (lo + hi) / 2.0;
+            if excess(mid) < 0.0 {
+                lo = mid;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    };
+    let pace = shape.iter().filter(|s| s.2 > 0.0).map(|s| rate(s, throughput) / s.2).fold(f64::INFINITY, f64::min);
+    for (c, s) in components.iter_mut().zip(&shape) {
+        let ticks = if throughput > 0.0 && s.2 > 0.0 {
+            if cal.clients <= 0.0 || cal.tick_window <= 0.0 || per_tick <= 0.0 {
+                s.1
+            } else {
+                rate(s, throughput).min(s.2 * pace) / throughput
+            }
+        } else {
+            0.0
+        };
+        c.ticks = ticks;
+        c.instance_cpu_us = c.instance_cost(c.partitions, ticks, cal);
+    }
+    throughput
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -220,29 +324,15 @@ pub struct Traffic {
     pub facts_in: f64,
     pub facts_out: f64,
     pub work: f64,
+    /// Ticks a request takes part in at the node: one per relation it receives for the request
+    /// (the three votes of one request arrive for one tick; a request and its votes are two).
+    pub visits: f64,
 }
 
-/// CPU-µs per client request at one node of each component (one instance), under the static
-/// frequencies or a profile.
+/// CPU-µs per client request at one node of each component (one instance per logical node), at
+/// the operating point of that deployment, under the static frequencies or a profile.
 pub fn loads(program: &Program, options: &Options) -> Vec<f64> {
-    traffic(program, options)
-        .iter()
-        .map(|t| {
-            let c = ComponentCost {
-                name: String::new(),
-                class: String::new(),
-                facts_in: t.facts_in,
-                facts_out: t.facts_out,
-                work: t.work,
-                load: 0.0,
-                instance_cpu_us: 0.0,
-                logical: 1,
-                partitions: 1,
-                scalable: false,
-            };
-            c.instance_cost(1, &options.calibration)
-        })
-        .collect()
+    costs(program, options, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect()
 }
 
 /// Relations whose facts are state, not events, in a tick: tables, the built-ins, and what
@@ -282,6 +372,12 @@ fn state_relations(program: &Program) -> Vec<bool> {
 /// Per logical node of each component (indexed by `ComponentId`): what it receives, sends and
 /// derives per client request.
 pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
+    traffic_at(program, options, None)
+}
+
+/// [`traffic`], with each component's ticks per client request at one logical node when known: an
+/// aggregate with no group (`heard_max(max(b))`) derives once per tick, not once per input.
+fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<Traffic> {
     let fanout = |c: &str| options.logical(program, c) as f64;
     let state = state_relations(program);
     let mut freq = vec![0.0f64; program.relations.len()];
@@ -293,23 +389,75 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
     let events = |rule: &crate::model::Rule| -> Vec<RelationId> {
         rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).filter(|r| !state[r.index()]).collect()
     };
+    let selectivity = constant_selectivity(program, &state);
+    let once = once_per_key(program);
+    let per_tick: Vec<bool> = program
+        .rules
+        .iter()
+        .map(|rule| {
+            rule.head.args.iter().any(|a| matches!(a, HeadArg::Aggregate(_)))
+                && rule.head.args.iter().all(|a| match a {
+                    HeadArg::Aggregate(_) => true,
+                    HeadArg::Expr(e) => e.as_var().is_none() && !matches!(e.kind, ExprKind::SelfAddr),
+                })
+        })
+        .collect();
+    // The share of requests a node of the component takes part in: at most one per request.
+    let reach = |freq: &[f64], c: ComponentId| {
+        program
+            .component(c)
+            .relations
+            .iter()
+            .filter(|&&r| matches!(program.relation(r).kind, RelationKind::Input | RelationKind::Channel))
+            .map(|&r| freq[r.index()].min(1.0))
+            .fold(0.0, f64::max)
+    };
     // A rule runs when one of its per-tick triggers (inputs, channels, scratch) has facts, at most
     // as often as the rarest of them; rules over state alone run when the state changes, as
     // often as the rarest state that changes (a join of `pending` and a vote count completes
     // once per request, not once per vote).
-    let fires = |freq: &[f64], rule: RuleId| {
-        let rule = program.rule(rule);
+    let fires_unguarded = |freq: &[f64], id: RuleId| {
+        let rule = program.rule(id);
         let events = events(rule);
         if events.is_empty() {
-            let changing = rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).map(|r| freq[r.index()]);
-            let rarest = changing.filter(|f| *f > 0.0).fold(f64::INFINITY, f64::min);
+            let changing: Vec<f64> = rule
+                .atoms()
+                .filter(|a| !a.negated)
+                .filter_map(|a| a.relation_id)
+                .map(|r| freq[r.index()])
+                .filter(|f| *f > 0.0)
+                .collect();
+            // State that changes once per tick (`next_slot` after a per-tick count) changes in
+            // every busy tick: it is not what completes a request, unless nothing else changes.
+            let tick = ticks.map_or(0.0, |t| t[rule.component.index()]);
+            let per_request: Vec<f64> = changing.iter().copied().filter(|f| *f > tick * (1.0 + 1e-9)).collect();
+            let pool = if per_request.is_empty() { changing } else { per_request };
+            let rarest = pool.into_iter().fold(f64::INFINITY, f64::min);
             if rarest.is_finite() {
                 rarest
             } else {
                 0.0
             }
         } else {
-            events.into_iter().map(|r| freq[r.index()]).fold(f64::INFINITY, f64::min)
+            // Likewise a per-tick trigger (`promised(max(b))`) is there in every busy tick.
+            let tick = ticks.map_or(0.0, |t| t[rule.component.index()]);
+            let all: Vec<f64> = events.into_iter().map(|r| freq[r.index()]).collect();
+            let per_request: Vec<f64> = all.iter().copied().filter(|f| *f > tick * (1.0 + 1e-9)).collect();
+            let pool = if per_request.is_empty() { all } else { per_request };
+            pool.into_iter().fold(f64::INFINITY, f64::min) * selectivity[id.index()]
+        }
+    };
+    // A rule its own keyed log guards fires at most once per key, taken as once per request.
+    // An aggregate with no group derives one fact per tick at most.
+    let fires = |freq: &[f64], id: RuleId| {
+        let c = program.rule(id).component;
+        let mut f = fires_unguarded(freq, id);
+        if once[id.index()] {
+            f = f.min(reach(freq, c));
+        }
+        match ticks {
+            Some(ticks) if per_tick[id.index()] => f.min(ticks[c.index()]),
+            _ => f,
         }
     };
     // A profile's facts of a rule per request replace its static firings; a send's facts are its
@@ -377,7 +525,10 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
         let rel = program.relation(r);
         let Some(c) = rel.component else { continue };
         match rel.kind {
-            RelationKind::Input | RelationKind::Channel => out[c.index()].facts_in += freq[r.index()],
+            RelationKind::Input | RelationKind::Channel => {
+                out[c.index()].facts_in += freq[r.index()];
+                out[c.index()].visits += freq[r.index()].min(1.0);
+            }
             RelationKind::Output => out[c.index()].facts_out += freq[r.index()],
             _ => {}
         }
@@ -396,6 +547,78 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
         t.facts_out += firings * sends;
     }
     out
+}
+
+/// Per rule, the share of its trigger's facts that pass its constant filters: an event atom with
+/// a literal in a column (`vote(txn, _, false)`) takes one of the values the program's rules tell
+/// apart there (at least two: the literal and the rest), uniformly, as a query planner would
+/// without statistics. So alternative branches (a commit path on `true` votes, an abort path on
+/// `false` ones) share their trigger's frequency instead of each taking all of it.
+fn constant_selectivity(program: &Program, state: &[bool]) -> Vec<f64> {
+    let literal = |e: &crate::model::Expr| match &e.kind {
+        ExprKind::Int(v) => Some(v.to_string()),
+        ExprKind::Str(v) => Some(format!("{v:?}")),
+        ExprKind::Bool(v) => Some(v.to_string()),
+        _ => None,
+    };
+    let mut values: HashMap<(RelationId, usize), Vec<String>> = HashMap::new();
+    for rule in &program.rules {
+        for atom in rule.atoms().filter(|a| !a.negated) {
+            let Some(r) = atom.relation_id else { continue };
+            for (col, arg) in atom.args.iter().enumerate() {
+                if let Some(v) = literal(arg) {
+                    let seen = values.entry((r, col)).or_default();
+                    if !seen.contains(&v) {
+                        seen.push(v);
+                    }
+                }
+            }
+        }
+    }
+    program
+        .rules
+        .iter()
+        .map(|rule| {
+            let mut share = 1.0;
+            for atom in rule.atoms().filter(|a| !a.negated) {
+                let Some(r) = atom.relation_id.filter(|r| !state[r.index()]) else { continue };
+                for (col, arg) in atom.args.iter().enumerate() {
+                    if literal(arg).is_some() {
+                        share /= values[&(r, col)].len().max(2) as f64;
+                    }
+                }
+            }
+            share
+        })
+        .collect()
+}
+
+/// Per rule: whether a keyed table that its own head feeds guards it (`decide(txn, ..) :- ..,
+/// !decision(txn, _)` with `decision(txn, o) :+ decide(txn, o)` and `key(txn)`): the first
+/// decision per key wins, so the rule derives once per key, whichever of its alternatives
+/// (commit on the last yes vote, abort on a no) fires.
+fn once_per_key(program: &Program) -> Vec<bool> {
+    program
+        .rules
+        .iter()
+        .map(|rule| {
+            let Some(head) = rule.head.relation_id else { return false };
+            rule.atoms().filter(|a| a.negated).any(|a| {
+                let Some(t) = a.relation_id else { return false };
+                let table = program.relation(t);
+                let keyed = table.kind == RelationKind::Table
+                    && table.key.as_ref().is_some_and(|key| {
+                        !key.is_empty() && key.iter().all(|&col| a.args.get(col).is_some_and(|e| e.as_var().is_some()))
+                    });
+                keyed
+                    && program.rules.iter().any(|r| {
+                        r.kind == RuleKind::NextTick
+                            && r.head.relation_id == Some(t)
+                            && r.atoms().any(|b| !b.negated && b.relation_id == Some(head))
+                    })
+            })
+        })
+        .collect()
 }
 
 /// A forwarding rule `r@d(x, y[, self]) :~ q(x, y), nodes(..)`: decoupling it only adds a hop.
@@ -470,26 +693,43 @@ fn nodes_column(program: &Program, rel: RelationId, col: usize, depth: usize) ->
     found
 }
 
-fn finish_estimate(components: Vec<ComponentCost>, cal: &Calibration, stopped: Option<String>) -> Estimate {
-    let worst = components.iter().map(|c| c.instance_cpu_us).fold(0.0, f64::max);
-    let throughput = if worst > 0.0 { cal.cpu_per_node * 1e6 / worst } else { 0.0 };
+fn finish_estimate(mut components: Vec<ComponentCost>, cal: &Calibration, stopped: Option<String>) -> Estimate {
+    let throughput = settle(&mut components, cal);
     let machines = components.iter().map(|c| c.logical * c.partitions).sum();
     Estimate { components, throughput, machines, stopped }
 }
 
-fn worst(components: &[ComponentCost]) -> f64 {
-    components.iter().map(|c| c.instance_cpu_us).fold(0.0, f64::max)
+/// Every component of `program` with its traffic and class, `partitions` instances per logical
+/// node (1 for the rest), settled. Traffic and ticks depend on each other (an aggregate with no
+/// group fires once per tick; ticks follow the load): a few rounds of each settle them.
+fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Vec<ComponentCost> {
+    let mut components = costs_at(program, options, None);
+    let mut last: Vec<f64> = Vec::new();
+    for _ in 0..4 {
+        for c in &mut components {
+            c.set_partitions(partitions.get(&c.name).copied().unwrap_or(1).max(1));
+        }
+        settle(&mut components, &options.calibration);
+        let ticks: Vec<f64> = components.iter().map(|c| c.ticks * c.partitions as f64).collect();
+        let settled =
+            ticks.len() == last.len() && ticks.iter().zip(&last).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs());
+        if settled {
+            return components;
+        }
+        last = ticks.clone();
+        let next = costs_at(program, options, Some(&ticks));
+        for (c, n) in components.iter_mut().zip(next) {
+            (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
+        }
+    }
+    settle(&mut components, &options.calibration);
+    components
 }
 
-/// Spread the budget: every logical node once, then each further instance (one more per logical
-/// node of the component) to the costliest instance while that lowers its cost by 1% or more;
-/// then give back instances the throughput does not need (a tie broken one way, the budget run
-/// out before the other).
-pub fn estimate(program: &Program, options: &Options) -> Estimate {
-    let cal = &options.calibration;
+fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<ComponentCost> {
     let ctx = Context::new(program);
-    let traffic = traffic(program, options);
-    let mut components: Vec<ComponentCost> = program
+    let traffic = traffic_at(program, options, ticks);
+    program
         .component_ids()
         .map(|id| {
             let c = program.component(id);
@@ -506,62 +746,105 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
                 _ => verdict.class.label(program),
             };
             let t = traffic[id.index()];
-            let mut cost = ComponentCost {
+            ComponentCost {
                 name: c.name.clone(),
                 class,
                 facts_in: t.facts_in,
                 facts_out: t.facts_out,
                 work: t.work,
+                visits: t.visits,
+                ticks: 0.0,
                 load: 0.0,
                 instance_cpu_us: 0.0,
                 logical: options.logical(program, &c.name),
                 partitions: 1,
                 scalable: sealed || batcher || !matches!(verdict.class, ScalingClass::Sequential),
-            };
-            cost.set_partitions(1, cal);
-            cost.load = cost.instance_cpu_us;
-            cost
+            }
         })
-        .collect();
+        .collect()
+}
+
+/// The prediction for `program` as deployed: instances per logical node as in `partitions`
+/// (`[partitions]` of its deployment file; 1 for the rest), no search. What the optimizer
+/// predicts for a plan it wrote, given the same options.
+pub fn estimate_deployed(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Estimate {
+    let loads: Vec<f64> = costs(program, options, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect();
+    deployed(program, options, partitions, &loads, None)
+}
+
+/// [`estimate_deployed`], given each component's unpartitioned cost and why a search stopped.
+fn deployed(
+    program: &Program,
+    options: &Options,
+    partitions: &BTreeMap<String, usize>,
+    loads: &[f64],
+    stopped: Option<String>,
+) -> Estimate {
+    let mut components = costs(program, options, partitions);
+    for (c, load) in components.iter_mut().zip(loads) {
+        c.load = *load;
+    }
+    finish_estimate(components, &options.calibration, stopped)
+}
+
+/// Spread the budget: every logical node once, then each further instance (one more per logical
+/// node of the component) to the costliest instance while that lowers its cost by 1% or more;
+/// then give back instances the throughput does not need (a tie broken one way, the budget run
+/// out before the other).
+pub fn estimate(program: &Program, options: &Options) -> Estimate {
+    let cal = &options.calibration;
+    let mut components = costs(program, options, &BTreeMap::new());
+    let mut throughput = settle(&mut components, cal);
+    for c in &mut components {
+        c.load = c.instance_cpu_us;
+    }
     let mut used: usize = components.iter().map(|c| c.logical).sum();
     if options.machines == 0 {
         return finish_estimate(components, cal, None);
     }
     let stopped = loop {
-        let Some(best) = components.iter_mut().max_by(|a, b| a.instance_cpu_us.total_cmp(&b.instance_cpu_us)) else {
+        let Some(best) = (0..components.len())
+            .max_by(|&a, &b| components[a].instance_cpu_us.total_cmp(&components[b].instance_cpu_us))
+        else {
             break "the program has no components".to_string();
         };
-        if !best.scalable {
-            break format!("`{}` ({}) is the costliest instance and cannot be split", best.name, best.class);
+        let c = &components[best];
+        if !c.scalable {
+            break format!("`{}` ({}) is the costliest instance and cannot be split", c.name, c.class);
         }
-        if used + best.logical > options.machines {
+        if used + c.logical > options.machines {
+            break format!("the budget is spent: another instance of `{}` needs {} machine(s)", c.name, c.logical);
+        }
+        let mut next = components.clone();
+        next[best].set_partitions(c.partitions + 1);
+        let more = settle(&mut next, cal);
+        if more < throughput * 1.01 {
             break format!(
-                "the budget is spent: another instance of `{}` needs {} machine(s)",
-                best.name, best.logical
+                "another instance of `{}` would raise predicted throughput by less than 1% (its ticks do not \
+                 shrink with its share, and the other components' ticks pace it)",
+                c.name
             );
         }
-        let next = best.instance_cost(best.partitions + 1, cal);
-        if next > best.instance_cpu_us * 0.99 {
-            break format!(
-                "another instance of `{}` would lower its CPU per request by less than 1% (its ticks do not \
-                 shrink with its share)",
-                best.name
-            );
-        }
-        used += best.logical;
-        let k = best.partitions + 1;
-        best.set_partitions(k, cal);
+        used += c.logical;
+        components = next;
+        throughput = more;
     };
+    // Give back instances the throughput does not need (a tie broken one way, the budget run out
+    // before the other): each removal may cost at most half a percent of the throughput reached.
+    let reached = throughput;
     loop {
-        let top = worst(&components);
-        let spare = components
-            .iter()
-            .position(|c| c.partitions > 1 && c.instance_cost(c.partitions - 1, cal) <= top * (1.0 + 1e-9));
-        let Some(i) = spare else { break };
-        let k = components[i].partitions - 1;
-        components[i].set_partitions(k, cal);
+        let spare = (0..components.len()).filter(|&i| components[i].partitions > 1).find_map(|i| {
+            let mut fewer = components.clone();
+            fewer[i].set_partitions(components[i].partitions - 1);
+            (settle(&mut fewer, cal) >= reached * 0.995).then_some(fewer)
+        });
+        let Some(fewer) = spare else { break };
+        components = fewer;
     }
-    finish_estimate(components, cal, Some(stopped))
+    // The instances chosen, costed with the traffic their own ticks give.
+    let partitions = components.iter().map(|c| (c.name.clone(), c.partitions)).collect();
+    let loads: Vec<f64> = components.iter().map(|c| c.load).collect();
+    deployed(program, options, &partitions, &loads, Some(stopped))
 }
 
 /// Candidate rule sets to decouple from one component: each asynchronous send alone (a
@@ -823,13 +1106,13 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                     checked = summary;
                 }
                 Err(()) => {
-                    cost.set_partitions(1, &cal);
+                    cost.set_partitions(1);
                     continue;
                 }
             }
         }
         if let Some(p) = partial.iter_mut().find(|p| p.name == cost.name) {
-            p.set_partitions(cost.partitions, &cal);
+            p.set_partitions(cost.partitions);
         }
         let est = finish_estimate(partial.clone(), &cal, None);
         steps.push(Step { description, throughput: est.throughput, machines: est.machines, checked });
@@ -973,7 +1256,7 @@ pub fn render_steps(plan: &Plan) -> String {
     let cal = &plan.calibration;
     let mut out = format!(
         "predicted requests/s with {} core(s) per machine and {} closed-loop clients (calibration: {:.1} \
-         CPU-µs/tick, {:.2}/fact, {:.3}/rule work, {:.1} ticks per request x clients)\n\n",
+         CPU-µs/tick, {:.2}/fact, {:.3}/rule work, {:.1} ticks waited per busy visit x clients)\n\n",
         cal.cpu_per_node, cal.clients, cal.tick_us, cal.fact_us, cal.rule_us, cal.tick_window
     );
     out.push_str("step      req/s   gain  machines  rewrite\n");
