@@ -454,6 +454,15 @@ impl BinaryOp {
             _ => return None,
         })
     }
+    /// Binding strength, as in the grammar's `PREC` (grammar/grammar.js); all are left-associative.
+    pub fn precedence(self) -> u8 {
+        match self {
+            BinaryOp::Or => 1,
+            BinaryOp::And => 2,
+            BinaryOp::Add | BinaryOp::Sub | BinaryOp::Concat => 4,
+            BinaryOp::Mul | BinaryOp::Div | BinaryOp::Rem => 5,
+        }
+    }
     pub fn token(self) -> &'static str {
         match self {
             BinaryOp::Add => "+",

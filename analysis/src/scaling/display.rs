@@ -11,8 +11,25 @@ pub fn expr(e: &Expr) -> String {
         ExprKind::Str(s) => format!("{s:?}"),
         ExprKind::Bool(b) => b.to_string(),
         ExprKind::SelfAddr => "self".into(),
-        ExprKind::Neg(inner) => format!("-{}", expr(inner)),
-        ExprKind::Binary(op, l, r) => format!("{} {} {}", expr(l), op.token(), expr(r)),
+        ExprKind::Neg(inner) => match inner.kind {
+            ExprKind::Binary(..) => format!("-({})", expr(inner)),
+            _ => format!("-{}", expr(inner)),
+        },
+        // The model keeps no parentheses: put back those the operators' binding needs, so that
+        // `(n - 1) / 3` does not print as `n - 1 / 3` (left-associative: a right operand of equal
+        // strength needs them too).
+        ExprKind::Binary(op, l, r) => {
+            let operand = |e: &Expr, needs: fn(u8, u8) -> bool| match &e.kind {
+                ExprKind::Binary(inner, ..) if needs(inner.precedence(), op.precedence()) => format!("({})", expr(e)),
+                _ => expr(e),
+            };
+            format!(
+                "{} {} {}",
+                operand(l, |inner, outer| inner < outer),
+                op.token(),
+                operand(r, |inner, outer| inner <= outer)
+            )
+        }
         ExprKind::Call(f, args) => format!("{}({})", f.name(), args.iter().map(expr).collect::<Vec<_>>().join(", ")),
         ExprKind::Error => "?".into(),
     }
@@ -59,4 +76,20 @@ pub fn rule(rule: &Rule) -> String {
         items.push("...".into());
     }
     format!("{} {op} {}", head(rule), items.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    /// Parentheses the model dropped come back where the binding needs them, and only there.
+    #[test]
+    fn expressions_keep_their_grouping() {
+        let cases = ["(n - 1) / 3", "n - (a - b)", "a - b - n", "-(a + b)", "a + b * n", "(a || b) && n"];
+        let rules: String = cases.iter().map(|e| format!("    o(w) :- i(a, b, n), w = {e}.\n")).collect();
+        let text = format!("component c {{\n    input i(a: int, b: int, n: int)\n    output o(w: int)\n{rules}}}\n");
+        let analysis = crate::analyze(&text);
+        let shown: Vec<String> = analysis.program.rule_ids().map(|r| super::rule(analysis.program.rule(r))).collect();
+        for (case, shown) in cases.iter().zip(&shown) {
+            assert!(shown.ends_with(&format!("w = {case}")), "{case}: {shown}");
+        }
+    }
 }
