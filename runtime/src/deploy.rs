@@ -26,10 +26,18 @@
 //! proposer = { instances = 2, hosts = ["198.18.0.10", "198.18.0.11:7300"] }
 //! acceptor = { instances = 3, host = "paxos-acceptor-{n}.paxos", port = 7000 }  # {n}: ordinal
 //! ```
+//!
+//! Timers ([`timers`]): a zero-column input injected periodically, in seconds, by every node of
+//! its component (what the environment does for `timeout()`; thrifty broadcast's `m_widen()`):
+//!
+//! ```toml
+//! [timers]
+//! p2a_widen = 0.05
+//! ```
 
 use std::fmt;
 
-use compart_analysis::model::{ComponentId, Program};
+use compart_analysis::model::{ComponentId, Program, RelationId, RelationKind};
 
 use crate::net::HostPort;
 use crate::value::NodeAddr;
@@ -262,9 +270,10 @@ impl Deployment {
         }
         for key in doc.keys() {
             // `[workload]` belongs to the load generator (`compart run`), which reads it itself.
-            if !["base_port", "client", "components", "partitions", "grids", "workload"].contains(&key.as_str()) {
+            let known = ["base_port", "client", "components", "partitions", "grids", "workload", "timers"];
+            if !known.contains(&key.as_str()) {
                 return Err(err(format!(
-                    "unknown key `{key}` (expected base_port, client, [components], [partitions], [grids])"
+                    "unknown key `{key}` (expected base_port, client, [components], [partitions], [grids], [timers])"
                 )));
             }
         }
@@ -358,6 +367,7 @@ impl Deployment {
         if let Some(grids) = table("grids")? {
             check_grids(grids, program, &counts)?;
         }
+        timers(text, program)?;
         let mut d = Self::build(program, &counts, base_port as u16)?;
         d.client = client;
         Ok(d)
@@ -510,6 +520,37 @@ impl Deployment {
     }
 }
 
+/// Longest and shortest timer periods: a period is a delay, not a busy loop nor "never".
+const TIMER_PERIODS: std::ops::RangeInclusive<f64> = 0.001..=86_400.0;
+
+/// The `[timers]` table of a deployment file: each zero-column input with the period, in
+/// seconds, at which every node of its component injects it. Empty without the table.
+pub fn timers(text: &str, program: &Program) -> Result<Vec<(RelationId, std::time::Duration)>, DeployError> {
+    let doc: toml::Table = text.parse().map_err(|e: toml::de::Error| err(format!("invalid TOML: {e}")))?;
+    let table = match doc.get("timers") {
+        None => return Ok(Vec::new()),
+        Some(toml::Value::Table(t)) => t,
+        Some(_) => return Err(err("`timers` must be a table")),
+    };
+    let mut out = Vec::new();
+    for (name, value) in table {
+        let rel = program
+            .relation_by_name(name)
+            .filter(|&r| program.relation(r).kind == RelationKind::Input && program.relation(r).arity() == 0)
+            .ok_or_else(|| err(format!("[timers] names `{name}`, which is not an input without columns")))?;
+        let seconds = match value {
+            toml::Value::Float(f) => *f,
+            toml::Value::Integer(i) => *i as f64,
+            _ => return Err(err(format!("[timers] `{name}` must be a number of seconds"))),
+        };
+        if !TIMER_PERIODS.contains(&seconds) {
+            return Err(err(format!("[timers] `{name}` = {seconds}: a period is from 0.001 to 86400 seconds")));
+        }
+        out.push((rel, std::time::Duration::from_secs_f64(seconds)));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,6 +564,36 @@ mod tests {
         let analysis = compart_analysis::analyze(PROGRAM);
         assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
         analysis.program
+    }
+
+    #[test]
+    fn timers_name_zero_column_inputs_with_a_period() {
+        let analysis = compart_analysis::analyze(
+            "component a {\n input tick()\n input req(id: int)\n output out(id: int)\n out(i) :- req(i), tick().\n}\n",
+        );
+        let program = analysis.program;
+        let tick = program.relation_by_name("tick").unwrap();
+        let ok = "[components]\na = 1\n[timers]\ntick = 0.05\n";
+        assert!(Deployment::from_toml(ok, &program).is_ok());
+        assert_eq!(timers(ok, &program).unwrap(), vec![(tick, std::time::Duration::from_millis(50))]);
+        assert_eq!(timers("[components]\na = 1\n", &program).unwrap(), vec![]);
+        for (bad, why) in [
+            ("[timers]\nreq = 1\n", "`req`, which is not an input without columns"),
+            ("[timers]\nout = 1\n", "`out`, which is not an input without columns"),
+            ("[timers]\nnope = 1\n", "`nope`, which is not an input"),
+            ("[timers]\ntick = \"1s\"\n", "must be a number of seconds"),
+            ("[timers]\ntick = 0\n", "a period is from 0.001 to 86400 seconds"),
+            ("timers = 3\n", "`timers` must be a table"),
+        ] {
+            // A top-level key goes before the first table, or it would belong to it.
+            let text = if bad.starts_with('[') {
+                format!("[components]\na = 1\n{bad}")
+            } else {
+                format!("{bad}[components]\na = 1\n")
+            };
+            let e = Deployment::from_toml(&text, &program).unwrap_err().to_string();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -176,6 +176,8 @@ pub struct Cluster {
     pub deployment: Arc<Deployment>,
     /// The `[workload]` table of the deployment file, if any.
     pub workload: Option<toml::Table>,
+    /// The `[timers]` of the deployment file: inputs each node of their component injects.
+    pub timers: Vec<(compart_analysis::model::RelationId, std::time::Duration)>,
 }
 
 impl Cluster {
@@ -209,7 +211,9 @@ impl Cluster {
                 n.address = SocketAddr::new(Ipv4Addr::LOCALHOST.into(), p).into();
             }
         }
-        Ok(Cluster { analysis, program: Arc::new(program), deployment: Arc::new(deployment), workload })
+        let timers = crate::deploy::timers(&deploy_text, &analysis.program)
+            .map_err(|e| format!("{}: {e}", deploy_path.display()))?;
+        Ok(Cluster { analysis, program: Arc::new(program), deployment: Arc::new(deployment), workload, timers })
     }
 
     /// The client's (launcher's or load client's) peer id.

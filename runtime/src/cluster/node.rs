@@ -478,8 +478,24 @@ async fn node_loop(
     let mut ack_due: Option<tokio::time::Instant> = None;
     // Pings to answer once connected to every other node: (client, number).
     let mut pings: Vec<(u32, u64)> = Vec::new();
+    // The deployment's [timers] of this node's component: (input, period, next due).
+    let start = tokio::time::Instant::now();
+    let mut timers: Vec<(RelationId, Duration, tokio::time::Instant)> = cluster
+        .timers
+        .iter()
+        .filter(|(r, _)| cluster.analysis.program.relation(*r).component == Some(spec.component))
+        .map(|&(r, period)| (r, period, start + period))
+        .collect();
     loop {
         let mut inputs = Vec::new();
+        let now = tokio::time::Instant::now();
+        for (relation, period, due) in &mut timers {
+            if now >= *due {
+                inputs.push((*relation, Vec::new()));
+                *due = now + *period;
+            }
+        }
+        let next_timer = timers.iter().map(|t| t.2).min();
         let mut stop = false;
         let mut stats_wanted = false;
         let mut ready = ready_rx.try_recv().is_ok();
@@ -500,7 +516,7 @@ async fn node_loop(
                 }
             }
         };
-        if !node.wants_tick() && !ready && signalled.is_none() {
+        if !node.wants_tick() && !ready && signalled.is_none() && inputs.is_empty() {
             let flush_acks = async {
                 match ack_due {
                     Some(at) => tokio::time::sleep_until(at).await,
@@ -514,6 +530,12 @@ async fn node_loop(
                 }
                 tokio::time::sleep(Duration::from_millis(20)).await
             };
+            let timer = async {
+                match next_timer {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
             tokio::select! {
                 d = rx.recv() => match d {
                     Some(d) => take(d, &mut inputs, &mut pings),
@@ -523,6 +545,7 @@ async fn node_loop(
                 Some(what) = signal_rx.recv() => signalled = Some(what),
                 () = flush_acks => {}
                 () = recheck => {}
+                () = timer => {}
             }
         }
         while inputs.len() < MAX_FACTS_PER_TICK {
