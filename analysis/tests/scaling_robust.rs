@@ -22,6 +22,13 @@ fn exercise(text: &str) {
             let _ = rewrite::decouple(&analysis, &name, &rules, "fresh_part");
         }
     }
+    // Thrifty broadcast traces columns through the program: every component, every broadcast.
+    for c in analysis.program.component_ids() {
+        let _ = rewrite::thrifty(&analysis, &analysis.program.component(c).name, None);
+        for rule in rewrite::broadcasts(&analysis, c) {
+            let _ = rewrite::thrifty_rule(&analysis, rule);
+        }
+    }
 }
 
 #[test]

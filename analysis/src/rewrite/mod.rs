@@ -1,5 +1,6 @@
 //! Source-to-source rewrites: decouple part of a component into a new component, partition a
-//! component by a key, and batch a sequential component's requests. Each checks its precondition on the analysed program and either returns a
+//! component by a key, batch a sequential component's requests, and send a broadcast to a
+//! quorum (thrifty broadcast). Each checks its precondition on the analysed program and either returns a
 //! new, formatted program text (comments kept: rules and declarations move as written) or a
 //! refusal that names the rule, atom or relation in the way.
 //!
@@ -13,6 +14,7 @@ mod decouple;
 mod grid;
 mod nack;
 mod seal;
+mod thrifty;
 
 use serde::Serialize;
 
@@ -25,6 +27,7 @@ pub use batch::{batch, Delivery, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
 pub use grid::{grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
 pub use seal::{partition_sealed, partition_sealed_in};
+pub use thrifty::{broadcasts, quorum_destinations, thrifty, thrifty_rule};
 
 #[derive(Clone, Debug, Serialize)]
 pub struct RewriteResult {
