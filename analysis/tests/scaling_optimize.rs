@@ -337,3 +337,50 @@ fn partitioning_the_bottleneck_makes_the_rest_tick_more() {
     let gain = partitioned.throughput / original.throughput;
     assert!(gain > 1.5 && gain < share_alone, "gain {gain}, share alone {share_alone}");
 }
+
+/// A gate that refuses every thrifty broadcast (its rewrite adds a `_widen()` timer input).
+struct RefuseThrifty;
+
+impl optimize::StepCheck for RefuseThrifty {
+    fn check(&self, _original: &str, rewritten: &str, _invariants_only: bool) -> Result<String, String> {
+        if rewritten.contains("_widen()") {
+            Err("reply(1) missing\nshortest schedule: ...".into())
+        } else {
+            Ok("accepted".into())
+        }
+    }
+}
+
+/// Thrifty broadcasts, when asked for (`Options::thrifty`): Paxos' p2a goes to a quorum of the
+/// three acceptors first, so each acceptor receives 2/3 of the p2a it did (the cost model's
+/// messages: a quorum instead of every node); each step is gated like the others.
+#[test]
+fn paxos_thrifty_when_asked() {
+    let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let logical: std::collections::BTreeMap<String, usize> =
+        [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect();
+    let options = optimize::Options { machines: 29, logical: logical.clone(), thrifty: true, ..Default::default() };
+    let plan = optimize::optimize(&analyze(&text), &options);
+    let rendered = optimize::render_steps(&plan);
+    assert!(plan.steps[1].description.starts_with("thrifty broadcast: `proposer` sends `p2a`"), "{rendered}");
+    assert!(plan.text.contains("input p2a_widen()"), "{rendered}");
+    assert!(!analyze(&plan.text).has_errors());
+    insta::assert_snapshot!(format!("{rendered}\n{}\n{}", plan.deployment, components(&plan.text)));
+    // The cost model: p2a reaches 2 of the 3 acceptors.
+    let acceptor_in = |program: &str| {
+        let a = analyze(program);
+        let at = a.program.component_by_name("acceptor").unwrap().index();
+        optimize::traffic(&a.program, &optimize::Options { logical: logical.clone(), ..Default::default() })[at]
+            .facts_in
+    };
+    let thrifty = compart_analysis::rewrite::thrifty(&analyze(&text), "proposer", Some("p2a")).unwrap().new_text;
+    let saved = acceptor_in(&text) - acceptor_in(&thrifty);
+    assert!((saved - 1.0 / 3.0).abs() < 1e-9, "one third of a p2a per request less at each acceptor, not {saved}");
+    // Refused by the gate: not taken, listed.
+    let gated = optimize::optimize_checked(&analyze(&text), &options, Some(&RefuseThrifty));
+    assert!(!gated.text.contains("_widen()"));
+    assert!(gated.refused.iter().any(|r| r.description.starts_with("thrifty broadcast")), "{:?}", gated.refused);
+    // Not asked: none (after a crash of a quorum member, answers wait for the timer).
+    let unasked = optimize::optimize(&analyze(&text), &optimize::Options { thrifty: false, ..options });
+    assert!(!optimize::render_steps(&unasked).contains("thrifty"));
+}

@@ -1,5 +1,5 @@
 //! The optimizer: a cost model over components and a greedy search over rewrites (decouple, batch
-//! when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
+//! and thrifty broadcasts when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
 //!
 //! Cost model, per client request, in CPU-µs with the constants of a [`Calibration`] (fitted on
 //! this machine by `compart calibrate`). Each relation gets a frequency at one node of its
@@ -268,6 +268,9 @@ pub struct Options {
     pub delivery: rewrite::Delivery,
     /// Batchings the search took: their batch channels carry one fact per batch.
     pub batched: Vec<Batched>,
+    /// Consider thrifty broadcasts (`rewrite::thrifty`) first, where one raises predicted
+    /// throughput. Opt-in: after a crash of a quorum member, answers wait for the widening timer.
+    pub thrifty: bool,
     /// Requests of each input relation per client request (the workload's mix); inputs not in it
     /// (timers, operator commands) count 0. None: every input with columns counts 1.
     pub inputs: Option<BTreeMap<String, f64>>,
@@ -379,6 +382,12 @@ pub fn traffic(program: &Program, options: &Options) -> Vec<Traffic> {
 /// aggregate with no group (`heard_max(max(b))`) derives once per tick, not once per input.
 fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<Traffic> {
     let fanout = |c: &str| options.logical(program, c) as f64;
+    // Nodes of `target` one firing of a send to them reaches: every one, or a quorum for a
+    // thrifty broadcast (`rewrite::thrifty`), each node then getting that share of the messages.
+    let destinations = |rule: &crate::model::Rule, target: &str| {
+        let n = options.logical(program, target);
+        rewrite::quorum_destinations(program, rule, n).unwrap_or(n) as f64
+    };
     let state = state_relations(program);
     let mut freq = vec![0.0f64; program.relations.len()];
     for r in program.relation_ids() {
@@ -471,7 +480,7 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
         }
         let facts = options.profile.as_ref()?.rule_facts.get(&Profile::key(rule)).copied()?;
         let per_firing = match (rule.kind, broadcast_target(program, rule)) {
-            (RuleKind::Async, Some(target)) => fanout(&target),
+            (RuleKind::Async, Some(target)) => destinations(rule, &target),
             _ => 1.0,
         };
         Some(facts / per_firing)
@@ -499,7 +508,10 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
             let f = measured(id).unwrap_or_else(|| fires(&freq, id));
             let senders = holders(&spread, rule);
             let (mut delivered, held_by) = match (rule.kind, broadcast_target(program, rule)) {
-                (RuleKind::Async, Some(target)) => (f * senders, fanout(&target)),
+                (RuleKind::Async, Some(target)) => {
+                    let reached = destinations(rule, &target);
+                    (f * senders * reached / fanout(&target).max(1.0), reached)
+                }
                 (RuleKind::Async, None) => (f * senders, 1.0),
                 _ => (f, senders),
             };
@@ -517,7 +529,7 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     }
     let mut out = vec![Traffic::default(); program.components.len()];
     let sends = |rule: &crate::model::Rule| match (rule.kind, broadcast_target(program, rule)) {
-        (RuleKind::Async, Some(target)) => fanout(&target),
+        (RuleKind::Async, Some(target)) => destinations(rule, &target),
         (RuleKind::Async, None) => 1.0,
         _ => 0.0,
     };
@@ -987,6 +999,16 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             }
         }
     }
+    // Thrifty broadcasts, when asked for: before decoupling, which would move the broadcast away
+    // from the count of its answers (docs/compartmentalization.md, "Thrifty broadcast").
+    if options.thrifty {
+        let (next_text, taken) = thrifty_steps(&text, &options, invariants_only, &mut gate);
+        for (description, est, checked) in taken {
+            current = est;
+            steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
+        }
+        text = next_text;
+    }
     let unscaled = Options { machines: 0, ..options.clone() };
     let mut taken: Vec<String> = Vec::new();
     let mut stopped = None;
@@ -1144,6 +1166,58 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         notes,
         calibration: cal,
     }
+}
+
+/// The search's gate: (candidate text, step description, invariants only) to the check's summary,
+/// or Err when it refused (listed in `Plan::refused`).
+type Gate<'g> = dyn FnMut(&str, &str, bool) -> Result<Option<String>, ()> + 'g;
+
+/// Every broadcast whose thrifty rewrite raises predicted throughput by 1% and passes the gate,
+/// one after the other: the program after them, and each step with its estimate (unscaled).
+fn thrifty_steps(
+    text: &str,
+    options: &Options,
+    invariants_only: bool,
+    gate: &mut Gate<'_>,
+) -> (String, Vec<(String, Estimate, Option<String>)>) {
+    let mut text = text.to_string();
+    let mut out = Vec::new();
+    // Each rewrite removes one broadcast; the program has finitely many.
+    loop {
+        let a = crate::analyze(&text);
+        let now = estimate(&a.program, options).throughput;
+        let mut chosen = None;
+        for c in a.program.component_ids() {
+            for rule in rewrite::broadcasts(&a, c) {
+                let Ok(result) = rewrite::thrifty_rule(&a, rule) else { continue };
+                let next = crate::analyze(&result.new_text);
+                let est = estimate(&next.program, options);
+                if est.throughput <= now * 1.01 || est.machines > options.machines {
+                    continue;
+                }
+                let r = a.program.rule(rule);
+                let to = r.addressee().map_or("", |(c, _)| c);
+                let description = format!(
+                    "thrifty broadcast: `{}` sends `{}` to a quorum of `{to}`, the rest on `{}_widen()`",
+                    a.program.component(c).name,
+                    r.head.relation,
+                    r.head.relation
+                );
+                if let Ok(checked) = gate(&result.new_text, &description, invariants_only) {
+                    chosen = Some((result.new_text, description, checked));
+                    break;
+                }
+            }
+            if chosen.is_some() {
+                break;
+            }
+        }
+        let Some((new_text, description, checked)) = chosen else { break };
+        text = new_text;
+        let est = estimate(&crate::analyze(&text).program, &Options { machines: 0, ..options.clone() });
+        out.push((description, est, checked));
+    }
+    (text, out)
 }
 
 /// The batcher and the batch channel a batching of `component` added (the component new in
