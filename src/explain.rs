@@ -101,6 +101,8 @@ pub struct RewriteChoice<'a> {
     pub batch: Option<(&'a str, usize)>,
     /// The component to arrange in a grid, its rows, and its columns when given.
     pub grid: Option<(&'a str, usize, Option<usize>)>,
+    /// The component whose broadcast becomes thrifty, and the rule selector.
+    pub thrifty: Option<(&'a str, Option<&'a str>)>,
 }
 
 /// Apply one rewrite; the new program goes to stdout (or back to the file with `write`, the
@@ -113,13 +115,18 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         Ok(a) => a,
         Err(code) => return code,
     };
-    let RewriteChoice { decouple, into, partition, by, seal, batch, grid } = choice;
-    // Sealed partitioning, batching and grids are not equivalences: the check verifies the invariants.
+    let RewriteChoice { decouple, into, partition, by, seal, batch, grid, thrifty } = choice;
+    // Sealed partitioning, batching and grids are not equivalences: the check verifies the
+    // invariants (a thrifty broadcast is: its outputs are compared too).
     let invariants_only = seal || batch.is_some() || grid.is_some();
     let deploy_path = deploy.map_or_else(|| deployment::beside(file), Path::to_path_buf);
     let deploy_text = compart_runtime::options::read_text(&deploy_path).ok();
     let result = match (decouple, partition, batch) {
-        (None, None, None) if grid.is_some() => {
+        (None, None, None) if thrifty.is_some() && grid.is_none() => {
+            let (component, rule) = thrifty.unwrap_or_default();
+            rewrite::thrifty(&analysis, component, rule)
+        }
+        (None, None, None) if grid.is_some() && thrifty.is_none() => {
             let (component, rows, _) = grid.unwrap_or_default();
             rewrite::grid(&analysis, component, rows)
         }
@@ -146,7 +153,7 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         (None, Some(component), None) if seal => rewrite::partition_sealed(&analysis, component, by),
         (None, Some(component), None) => rewrite::partition(&analysis, component, by),
         _ => {
-            eprintln!("error: give exactly one of --decouple, --partition, --batch or --grid");
+            eprintln!("error: give exactly one of --decouple, --partition, --batch, --grid or --thrifty");
             return 2;
         }
     };
@@ -321,7 +328,7 @@ fn workload_inputs(
 /// program itself or of rewritings of it; Err(exit code, message).
 /// The calibration is `compart optimize`'s default (see [`crate::calibrate::load`]).
 pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true, None, None, None)
+    plan_checked(file, machines, profiles, true, None, OptIn::default())
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -355,16 +362,16 @@ impl optimize::StepCheck for BoundedCheck {
 }
 
 /// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false,
-/// and batching considered when `batch` gives a batch size, grid quorums when `grid` gives rows.
+/// and the rewrites `opt_in` asks for considered.
 pub fn plan_checked(
     file: &Path,
     machines: usize,
     profiles: &[&Path],
     check: bool,
     calibration: Option<&Path>,
-    batch: Option<usize>,
-    grid: Option<usize>,
+    opt_in: OptIn,
 ) -> Result<optimize::Plan, (u8, String)> {
+    let OptIn { batch, grid, thrifty } = opt_in;
     let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
     let analysis = analyze(&text);
@@ -377,6 +384,7 @@ pub fn plan_checked(
         machines,
         batch,
         grid,
+        thrifty,
         ..optimizer_options(&analysis.program, deploy_text.as_deref(), &toml, profiles, calibration)
             .map_err(|e| (2u8, e))?
     };
@@ -441,10 +449,13 @@ pub fn named_by_report(report: &Path, named: &str) -> PathBuf {
 }
 
 /// The rewrites `compart optimize` considers only when asked: batching (at most this many requests
-/// per batch) and grid quorums (this many rows).
+/// per batch), grid quorums (this many rows) and thrifty broadcasts (after a crash, their answers
+/// wait for the widening timer).
+#[derive(Clone, Copy, Debug, Default)]
 pub struct OptIn {
     pub batch: Option<usize>,
     pub grid: Option<usize>,
+    pub thrifty: bool,
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.
@@ -458,8 +469,7 @@ pub fn optimize(
     opt_in: OptIn,
 ) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let OptIn { batch, grid } = opt_in;
-    let plan = match plan_checked(file, machines, &profiles, check, calibration, batch, grid) {
+    let plan = match plan_checked(file, machines, &profiles, check, calibration, opt_in) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

@@ -90,7 +90,7 @@ enum Command {
         format: GraphFormat,
     },
     /// Decouple rules into a new component, partition a component by a key, batch its requests,
-    /// or arrange the nodes its quorums count in a grid.
+    /// arrange the nodes its quorums count in a grid, or make a broadcast thrifty.
     Rewrite {
         file: std::path::PathBuf,
         /// COMPONENT:RULE,RULE,... with rules by number in the component (from 1, facts included:
@@ -114,6 +114,13 @@ enum Command {
         /// reaches it, and the reply path unbatches; not an equivalence, so verify the invariants.
         #[arg(long, conflicts_with_all = ["decouple", "partition"])]
         batch: Option<String>,
+        /// Component whose broadcast to send to a quorum only, widening to every node on a timer
+        /// input (thrifty broadcast); the rule is chosen with --rule when it has several.
+        #[arg(long, conflicts_with_all = ["decouple", "partition", "batch", "grid"])]
+        thrifty: Option<String>,
+        /// With --thrifty: the broadcast rule, by number in the component or by head name.
+        #[arg(long, requires = "thrifty")]
+        rule: Option<String>,
         /// With --batch: the most requests in one batch.
         #[arg(long, requires = "batch", default_value_t = compart_analysis::rewrite::DEFAULT_BATCH_SIZE)]
         size: usize,
@@ -186,6 +193,10 @@ enum Command {
         /// (opt-in: quorums change; checked on invariants).
         #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
         grid_rows: Option<u64>,
+        /// Also consider thrifty broadcasts (to a quorum, widened on a timer input) where they
+        /// raise predicted throughput (opt-in: after a crash, answers wait for the timer).
+        #[arg(long)]
+        thrifty: bool,
     },
     /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
     /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
@@ -219,6 +230,8 @@ fn main() -> ExitCode {
             grid,
             rows,
             columns,
+            thrifty,
+            rule,
             write,
             deploy,
             no_check,
@@ -232,6 +245,7 @@ fn main() -> ExitCode {
                 seal,
                 batch: batch.as_deref().map(|c| (c, size)),
                 grid: grid.as_deref().map(|c| (c, rows as usize, columns.map(|c| c as usize))),
+                thrifty: thrifty.as_deref().map(|c| (c, rule.as_deref())),
             },
             write,
             deploy.as_deref(),
@@ -240,8 +254,8 @@ fn main() -> ExitCode {
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows } => {
-            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize) };
+        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows, thrifty } => {
+            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize), thrifty };
             explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), opt_in)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),

@@ -250,3 +250,43 @@ fn cluster_kills_inside_ticks_lose_and_repeat_nothing() {
     assert!(crashes >= 20, "the failpoints fired {crashes} times in 20 runs");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Thrifty broadcast's widening restores liveness: with acceptor/0 killed for longer than the
+/// run, two of every three slots' quorums include it; the deployment's `[timers]` injects
+/// `p2a_widen()` every 0.1 s, which sends their p2a to the third acceptor, so every request is
+/// answered within a few timer periods (without the timer they wait for the restart: 15 s in the
+/// run docs/compartmentalization.md reports).
+#[test]
+fn cluster_thrifty_paxos_widens_on_the_timer_while_a_quorum_member_is_down() {
+    let dir = temp("thrifty");
+    let out = compart()
+        .args(["rewrite", "examples/paxos.ded", "--thrifty", "proposer", "--rule", "p2a", "--no-check"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let ded = dir.join("paxos.ded");
+    std::fs::write(&ded, &out.stdout).unwrap();
+    let toml = dir.join("paxos.toml");
+    std::fs::write(&toml, "[components]\nproposer = 2\nacceptor = 3\n[timers]\np2a_widen = 0.1\n").unwrap();
+    let report = dir.join("r.json");
+    let out = compart()
+        .arg("run")
+        .arg(&ded)
+        .arg("--deploy")
+        .arg(&toml)
+        .args(["--rate", "400", "--requests", "1200", "--auto-ports", "--quiet"])
+        .args(["--reply-timeout", "20", "--kill-and-restart", "acceptor/0@0.5+60"])
+        .arg("--report")
+        .arg(&report)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}\n{stdout}\n{}", out.status, String::from_utf8_lossy(&out.stderr));
+    let r: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&report).unwrap()).unwrap();
+    assert_eq!(r["summary"]["ok"], 1200, "{stdout}");
+    // Answered while acceptor/0 was down (it would restart 60 s in): the widening, not the restart.
+    let max_us = r["summary"]["latency_us"]["max"].as_u64().unwrap();
+    assert!(max_us < 5_000_000, "a request waited {max_us} us: {stdout}");
+    assert!(r["summary"]["duration_s"].as_f64().unwrap() < 30.0, "{stdout}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -135,3 +135,25 @@ fn optimizer_plans_pass_verify() {
         let _ = std::fs::remove_dir_all(&d);
     }
 }
+
+/// Thrifty broadcast keeps the answers too, not only the invariants: without crashes every
+/// quorum member answers. The check that gates it can fail: a "quorum" one short of a majority
+/// never commits without the widening (which no workload of the original drives), and verify
+/// reports the lost replies.
+#[test]
+fn paxos_thrifty_keeps_answers_and_a_quorum_too_small_is_caught() {
+    rewrite_then_verify("paxos", &["--thrifty", "proposer", "--rule", "p2a"], false);
+    let out = compart(&["rewrite", "examples/paxos.ded", "--thrifty", "proposer", "--rule", "p2a", "--no-check"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let quorum = "(r - 1 + n - hash(s, b) % n) % n < n / 2 + 1.";
+    assert!(text.contains(quorum), "{text}");
+    let d = dir("paxos-small-quorum");
+    let rewritten = d.join("paxos.ded");
+    std::fs::write(&rewritten, text.replace(quorum, &quorum.replace("n / 2 + 1", "n / 2"))).unwrap();
+    let out = compart(&["verify", "examples/paxos.ded", rewritten.to_str().unwrap(), "--seeds", "1"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("missing output: reply("), "{report}");
+    let _ = std::fs::remove_dir_all(&d);
+}

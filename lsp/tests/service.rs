@@ -528,10 +528,11 @@ async fn large_programs_check_rewrites_when_chosen() {
     let params = json!({ "textDocument": doc(VOTING), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
     let actions = client.result("textDocument/codeAction", params.clone()).await;
     let actions = actions.as_array().unwrap();
-    assert_eq!(actions.len(), 2, "{actions:?}");
+    // Decouple the rule, make its broadcast thrifty, partition the component.
+    assert_eq!(actions.len(), 3, "{actions:?}");
     assert!(actions.iter().all(|a| a.get("edit").is_none() && a["command"]["command"] == "compart.applyRewrite"));
     // No voting.toml beside this URI, and the client cannot create files: the title says so.
-    assert_eq!(actions[1]["title"], "Partition `leader` by `id` (program only: no voting.toml to update)");
+    assert_eq!(actions[2]["title"], "Partition `leader` by `id` (program only: no voting.toml to update)");
     // Resolving changes nothing: the command carries the rewrite.
     let resolved = client.result("codeAction/resolve", actions[0].clone()).await;
     assert_eq!(resolved["command"], actions[0]["command"]);
@@ -542,7 +543,7 @@ async fn large_programs_check_rewrites_when_chosen() {
             json!({ "textDocument": { "uri": VOTING, "version": 2 }, "contentChanges": [{ "range": { "start": pos(0, 0), "end": pos(0, 0) }, "text": "\n" }] }),
         )
         .await;
-    let command = &actions[1]["command"];
+    let command = &actions[2]["command"];
     let response = client
         .request(
             "workspace/executeCommand",
@@ -1049,4 +1050,46 @@ async fn renaming_a_built_in_is_refused_with_the_reason() {
     // Punctuation is not a built-in: nothing to rename, no error.
     let (line, col) = find(&text, " :- ", 0);
     assert_eq!(client.result("textDocument/prepareRename", at(URI, line, col + 1)).await, Value::Null);
+}
+
+/// Thrifty broadcast is offered on a rule that broadcasts: on Paxos' p2a it runs (it would be
+/// checked when chosen), on voting's ballot it is disabled with the rule and atom that need every
+/// vote; on a rule that sends to one node it is not offered at all.
+#[tokio::test]
+async fn thrifty_broadcast_is_offered_on_broadcasts() {
+    let mut client = Client::initialized_with(disabled_support(), json!({})).await;
+    let mut rows = Vec::new();
+    for (uri, name, at) in [
+        ("file:///work/examples/paxos.ded", "paxos.ded", "p2a@a(self"),
+        ("file:///work/examples/paxos.ded", "paxos.ded", "p2b@p(self"),
+        (VOTING, "voting.ded", "ballot@p(id"),
+    ] {
+        let text = example(name);
+        client.open(uri, &text).await;
+        let (line, col) = find(&text, at, 0);
+        let params = json!({ "textDocument": doc(uri), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
+        let actions = client.result("textDocument/codeAction", params).await;
+        let thrifty: Vec<&Value> = actions
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|a| a["title"].as_str().is_some_and(|t| t.starts_with("Send")))
+            .collect();
+        rows.push(match thrifty.as_slice() {
+            [] => format!("{at}: none"),
+            [a] => {
+                if a.get("command").is_some() {
+                    assert_eq!(a["command"]["arguments"][0]["rewrite"], "thrifty");
+                }
+                format!(
+                    "{at}: {} | enabled: {} | {}",
+                    a["title"].as_str().unwrap(),
+                    a.get("command").is_some(),
+                    a["disabled"]["reason"].as_str().unwrap_or("")
+                )
+            }
+            more => panic!("several thrifty actions: {more:?}"),
+        });
+    }
+    assert_snapshot!(rows.join("\n"));
 }

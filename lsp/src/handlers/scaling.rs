@@ -1,7 +1,7 @@
 //! The scaling analysis in the editor: each component's and rule's class as inlay hints and in
-//! hovers, and the rewrites (decouple, partition, batch, grid) as code actions that edit the program into the
-//! rewritten one (only the regions that differ) and update its deployment file, or show why they
-//! do not apply (a disabled action with the reason).
+//! hovers, and the rewrites (decouple, partition, batch, grid, thrifty broadcast) as code actions
+//! that edit the program into the rewritten one (only the regions that differ) and update its
+//! deployment file, or show why they do not apply (a disabled action with the reason).
 
 use compart_analysis::deployment;
 use compart_analysis::model::{ComponentId, RuleId, RuleKind};
@@ -257,6 +257,14 @@ pub fn rewrite_for(
         Some("partition_sealed") => rewrite::partition_sealed(analysis, component, None),
         Some("batch") => rewrite::batch(analysis, component, rewrite::DEFAULT_BATCH_SIZE, delivery),
         Some("grid") => rewrite::grid(analysis, component, rewrite::DEFAULT_GRID_ROWS),
+        Some("thrifty") => {
+            let rule = data["rules"]
+                .get(0)
+                .and_then(|r| r.as_u64())
+                .filter(|&r| (r as usize) < analysis.program.rules.len())
+                .ok_or("missing rule")?;
+            rewrite::thrifty_rule(analysis, RuleId(rule as u32))
+        }
         _ => return Err("unknown rewrite".into()),
     };
     let invariants_only = matches!(data["rewrite"].as_str(), Some("partition_sealed" | "batch" | "grid"));
@@ -292,6 +300,9 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
             };
             out.push(action(title, outcome, data, deploy));
         }
+    }
+    if let [rule] = touched.as_slice() {
+        out.extend(thrifty_action(snapshot, *rule, lazy, deploy));
     }
     let around = program.component_ids().find(|&c| program.component(c).range.contains(range.start as usize));
     if let Some(cid) = around {
@@ -364,6 +375,35 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
         }
     }
     out
+}
+
+/// "Send `m` to a quorum of `C`" for a rule that broadcasts (`m@a(..) :~ .., nodes("C", a)`);
+/// none for other rules, which thrifty broadcast never applies to.
+fn thrifty_action(
+    snapshot: &Snapshot,
+    rule: RuleId,
+    lazy: bool,
+    deploy: &DeploymentTarget,
+) -> Option<CodeActionOrCommand> {
+    let analysis = &snapshot.analysis;
+    let program = &analysis.program;
+    let r = program.rule(rule);
+    if !rewrite::broadcasts(analysis, r.component).contains(&rule) {
+        return None;
+    }
+    let comp = &program.component(r.component).name;
+    let to = r.addressee().map_or("", |(c, _)| c);
+    let title = format!(
+        "Send `{}` to a quorum of `{to}` (thrifty broadcast: the rest on the timer input `{}_widen()`)",
+        r.head.relation, r.head.relation
+    );
+    let data = rewrite_data(snapshot, "thrifty", comp, &[rule], "");
+    let outcome = match blocked_by_errors(analysis, r.component) {
+        Some(reason) => Err(reason),
+        None if lazy => Ok(()),
+        None => checked(rewrite::thrifty_rule(analysis, rule)),
+    };
+    Some(action(title, outcome, data, deploy))
 }
 
 /// Rewrites format and re-check the whole program, so none applies while the buffer has errors,
