@@ -1168,17 +1168,13 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     }
 }
 
-/// The search's gate: (candidate text, step description, invariants only) to the check's summary,
-/// or Err when it refused (listed in `Plan::refused`).
-type Gate<'g> = dyn FnMut(&str, &str, bool) -> Result<Option<String>, ()> + 'g;
-
 /// Every broadcast whose thrifty rewrite raises predicted throughput by 1% and passes the gate,
 /// one after the other: the program after them, and each step with its estimate (unscaled).
 fn thrifty_steps(
     text: &str,
     options: &Options,
     invariants_only: bool,
-    gate: &mut Gate<'_>,
+    gate: &mut grid::Gate<'_>,
 ) -> (String, Vec<(String, Estimate, Option<String>)>) {
     let mut text = text.to_string();
     let mut out = Vec::new();
