@@ -396,6 +396,17 @@ pub fn plan_checked(
         let rewritten = analyze(&plan.text);
         plan.deployment = compart_runtime::deploy::carry_settings(original, &rewritten.program, &plan.deployment);
     }
+    // Inputs only a timer feeds (thrifty's widening) get their `[timers]` entry.
+    let rewritten = analyze(&plan.text);
+    let timers: Vec<deployment::Change> = deployment::rewrite_changes(&analysis.program, &rewritten.program)
+        .into_iter()
+        .filter(|c| matches!(c, deployment::Change::Timer { .. }))
+        .collect();
+    if !timers.is_empty() {
+        let updated = deployment::update(Some(&plan.deployment), &rewritten.program, &timers).map_err(|e| (2u8, e))?;
+        plan.deployment = updated.text;
+        plan.notes.extend(updated.notes);
+    }
     Ok(plan)
 }
 

@@ -198,3 +198,39 @@ fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// Thrifty's widening input is fed only by a timer: `compart rewrite --thrifty --write` and
+/// `compart optimize --thrifty --out` both write its `[timers]` entry (without it a crashed
+/// quorum member stalls the answers), and the runtime reads the file.
+#[test]
+fn thrifty_rewrite_and_plan_write_the_widening_timer() {
+    let dir = std::env::temp_dir().join(format!("compart-rewrite-thrifty-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
+    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
+    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
+    let compart = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_compart")).args(args).output().unwrap();
+    let out = compart(
+        &["optimize", ded.to_str().unwrap(), "--machines", "12", "--thrifty", "--no-check", "--out"]
+            .into_iter()
+            .chain([dir.join("plan").to_str().unwrap()])
+            .collect::<Vec<_>>(),
+    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let plan = std::fs::read_to_string(dir.join("plan/paxos.optimized.toml")).unwrap();
+    assert!(plan.contains("[timers]\np2a_widen = 0.2\n"), "{plan}");
+
+    let out =
+        compart(&["rewrite", ded.to_str().unwrap(), "--thrifty", "proposer", "--rule", "p2a", "--no-check", "--write"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("[timers] p2a_widen = 0.2"), "{stderr}");
+    let written = std::fs::read_to_string(&toml).unwrap();
+    assert!(written.ends_with("[timers]\np2a_widen = 0.2\n"), "{written}");
+    let program = compart_analysis::analyze(&std::fs::read_to_string(&ded).unwrap()).program;
+    let timers = compart_runtime::deploy::timers(&written, &program).unwrap();
+    assert_eq!(timers.len(), 1);
+    assert_eq!(timers[0].1, std::time::Duration::from_millis(200));
+    std::fs::remove_dir_all(&dir).unwrap();
+}

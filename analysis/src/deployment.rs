@@ -47,7 +47,14 @@ pub enum Change {
     /// columns }`, and `[components] c` set to rows x columns, so that every node has a place.
     /// Without `columns`: as many as the file's nodes fill, rounded up.
     Grid { component: String, rows: usize, columns: Option<usize> },
+    /// An input without columns a rewrite added (thrifty's `m_widen()`): nothing but a timer feeds
+    /// it, so `[timers]` gets it with [`TIMER_PERIOD_S`], unless the file gives a period already.
+    Timer { input: String },
 }
+
+/// The period a new timer gets, in seconds: long against a tick on the local cluster (so a
+/// widening resends only what a crashed node held back), short against a client's patience.
+pub const TIMER_PERIOD_S: f64 = 0.2;
 
 /// Gives every grid change `columns` (`compart rewrite --grid C --columns N`).
 pub fn set_grid_columns(changes: &mut [Change], columns: usize) {
@@ -69,6 +76,13 @@ pub fn rewrite_changes(original: &Program, rewritten: &Program) -> Vec<Change> {
                 out.push(Change::Partition { component: c.name.clone() })
             }
             Some(_) => {}
+        }
+        for &r in &c.relations {
+            let rel = rewritten.relation(r);
+            let new = original.relation_by_name(&rel.name).is_none();
+            if new && rel.kind == crate::model::RelationKind::Input && rel.arity() == 0 {
+                out.push(Change::Timer { input: rel.name.clone() });
+            }
         }
         if let Some(rows) = crate::rewrite::grid_rows_of(rewritten, &c.name) {
             if crate::rewrite::grid_rows_of(original, &c.name) != Some(rows) {
@@ -107,6 +121,7 @@ pub fn update(text: Option<&str>, program: &Program, changes: &[Change]) -> Resu
             Change::RenameComponent { from, to } => rename_component(&mut doc, from, to)?,
             Change::RenameRelation { from, to } => rename_relation(&mut doc, from, to),
             Change::Grid { component, rows, columns } => grid(&mut doc, component, *rows, *columns)?,
+            Change::Timer { input } => timer(&mut doc, input)?,
         };
         notes.extend(note);
     }
@@ -246,6 +261,15 @@ fn grid(doc: &mut DocumentMut, component: &str, rows: usize, columns: Option<usi
     Ok(Some(note))
 }
 
+fn timer(doc: &mut DocumentMut, input: &str) -> Result<Option<String>, String> {
+    let timers = section(doc, "timers")?;
+    if timers.contains_key(input) {
+        return Ok(None);
+    }
+    timers.insert(input, toml_edit::value(TIMER_PERIOD_S));
+    Ok(Some(format!("[timers] {input} = {TIMER_PERIOD_S} (seconds: how often every node injects `{input}()`)")))
+}
+
 /// Renames the key `from` of `table` to `to`, in place: same position, same comments and layout.
 fn rename_key(table: &mut dyn TableLike, from: &str, to: &str) -> Result<bool, String> {
     if !table.contains_key(from) {
@@ -295,17 +319,23 @@ fn rename_component(doc: &mut DocumentMut, from: &str, to: &str) -> Result<Optio
 }
 
 fn rename_relation(doc: &mut DocumentMut, from: &str, to: &str) -> Option<String> {
-    let workload = doc.get_mut("workload").and_then(Item::as_table_like_mut)?;
     let mut renamed = Vec::new();
-    for key in ["input", "output"] {
-        if replace_string(workload, key, from, to) {
-            renamed.push(format!("[workload] {key}"));
+    // A clash cannot happen: `to` is a new relation name, so no table lists it.
+    if let Some(timers) = doc.get_mut("timers").and_then(Item::as_table_like_mut) {
+        if rename_key(timers, from, to).unwrap_or(false) {
+            renamed.push("[timers]".to_string());
         }
     }
-    if let Some(mix) = workload.get_mut("mix").and_then(Item::as_table_like_mut) {
-        // A clash cannot happen: `to` is a new relation name, so the mix does not list it.
-        if rename_key(mix, from, to).unwrap_or(false) {
-            renamed.push("[workload.mix]".into());
+    if let Some(workload) = doc.get_mut("workload").and_then(Item::as_table_like_mut) {
+        for key in ["input", "output"] {
+            if replace_string(workload, key, from, to) {
+                renamed.push(format!("[workload] {key}"));
+            }
+        }
+        if let Some(mix) = workload.get_mut("mix").and_then(Item::as_table_like_mut) {
+            if rename_key(mix, from, to).unwrap_or(false) {
+                renamed.push("[workload.mix]".into());
+            }
         }
     }
     (!renamed.is_empty()).then(|| format!("`{from}` renamed to `{to}` in {}", renamed.join(", ")))
@@ -354,6 +384,29 @@ mod tests {
     }
 
     const FILE: &str = "# Two fronts, three backs.\nbase_port = 7300\n\n[components]\nfront = 2 # the entry\nback = { instances = 3 }\n\n[workload]\nentry = \"front\"\ninput = \"req\" # requests\n\n[workload.mix]\nreq = 1\n";
+
+    /// Thrifty's widening input gets a timer; a period the file gives is kept; a rename follows.
+    #[test]
+    fn a_new_input_without_columns_gets_a_timer() {
+        let before = program(PROGRAM);
+        let after =
+            program(&PROGRAM.replace("    input req(id: int)\n", "    input req(id: int)\n    input req_widen()\n"));
+        let changes = rewrite_changes(&before, &after);
+        assert_eq!(changes, [Change::Timer { input: "req_widen".into() }]);
+        let updated = update(Some(FILE), &after, &changes).unwrap();
+        assert!(updated.text.ends_with("[timers]\nreq_widen = 0.2\n"), "{}", updated.text);
+        assert_eq!(updated.notes, ["[timers] req_widen = 0.2 (seconds: how often every node injects `req_widen()`)"]);
+        let given = format!("{FILE}\n[timers]\nreq_widen = 1.5\n");
+        let kept = update(Some(&given), &after, &changes).unwrap();
+        assert_eq!((kept.text.as_str(), kept.notes.len()), (given.as_str(), 0));
+        let renamed = update(
+            Some(&updated.text),
+            &after,
+            &[Change::RenameRelation { from: "req_widen".into(), to: "widen".into() }],
+        )
+        .unwrap();
+        assert!(renamed.text.ends_with("[timers]\nwiden = 0.2\n"), "{}", renamed.text);
+    }
 
     #[test]
     fn request_delivery_is_the_workloads_send_to() {

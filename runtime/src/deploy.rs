@@ -113,6 +113,17 @@ pub fn carry_settings(original: &str, program: &Program, generated: &str) -> Str
         out.push_str(&format!("client = {}\n", toml::Value::String(c.to_string())));
     }
     out.push_str(generated);
+    // Timers of inputs the plan still has keep their periods.
+    if let Some(toml::Value::Table(timers)) = doc.get("timers") {
+        let mut kept = timers.clone();
+        kept.retain(|name, _| program.relation_by_name(name).is_some());
+        if !kept.is_empty() {
+            let mut t = toml::Table::new();
+            t.insert("timers".into(), toml::Value::Table(kept));
+            out.push('\n');
+            out.push_str(&toml::to_string(&t).unwrap_or_default());
+        }
+    }
     let Some(toml::Value::Table(workload)) = doc.get("workload") else { return out };
     let mut w = workload.clone();
     let is = |name: Option<&toml::Value>, kind: RelationKind| {
@@ -775,6 +786,14 @@ mod tests {
         let with_client =
             carry_settings("client = \"198.18.0.9:7900\"\n[components]\na = 1\n", &program(), "[components]\na = 1\n");
         assert_eq!(with_client, "client = \"198.18.0.9:7900\"\n[components]\na = 1\n");
+        // Timers of inputs the plan still has keep their periods; the others go.
+        let timed = compart_analysis::analyze("component a { input tick()\n input req(id: int) }");
+        let out = carry_settings(
+            "[components]\na = 1\n[timers]\ntick = 0.5\ngone = 1\n",
+            &timed.program,
+            "[components]\na = 1\n",
+        );
+        assert_eq!(out, "[components]\na = 1\n\n[timers]\ntick = 0.5\n");
         // Nothing to carry: the generated file as is.
         assert_eq!(
             carry_settings("[components]\na = 1\n", &program(), "[components]\na = 1\n"),
