@@ -103,6 +103,8 @@ pub struct RewriteChoice<'a> {
     pub grid: Option<(&'a str, usize, Option<usize>)>,
     /// The component whose broadcast becomes thrifty, and the rule selector.
     pub thrifty: Option<(&'a str, Option<&'a str>)>,
+    /// `A,B`: the two components to merge into `into` (shared proxies).
+    pub share: Option<&'a str>,
 }
 
 /// Apply one rewrite; the new program goes to stdout (or back to the file with `write`, the
@@ -115,13 +117,21 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         Ok(a) => a,
         Err(code) => return code,
     };
-    let RewriteChoice { decouple, into, partition, by, seal, batch, grid, thrifty } = choice;
+    let RewriteChoice { decouple, into, partition, by, seal, batch, grid, thrifty, share } = choice;
     // Sealed partitioning, batching and grids are not equivalences: the check verifies the
     // invariants (a thrifty broadcast is: its outputs are compared too).
     let invariants_only = seal || batch.is_some() || grid.is_some();
     let deploy_path = deploy.map_or_else(|| deployment::beside(file), Path::to_path_buf);
     let deploy_text = compart_runtime::options::read_text(&deploy_path).ok();
     let result = match (decouple, partition, batch) {
+        (None, None, None) if share.is_some() => {
+            let spec = share.unwrap_or_default();
+            let (Some(into), Some((a, b))) = (into, spec.split_once(',')) else {
+                eprintln!("error: --share takes A,B (two components) and needs --into NAME");
+                return 2;
+            };
+            rewrite::share(&analysis, a.trim(), b.trim(), into)
+        }
         (None, None, None) if thrifty.is_some() && grid.is_none() => {
             let (component, rule) = thrifty.unwrap_or_default();
             rewrite::thrifty(&analysis, component, rule)
@@ -153,7 +163,7 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
         (None, Some(component), None) if seal => rewrite::partition_sealed(&analysis, component, by),
         (None, Some(component), None) => rewrite::partition(&analysis, component, by),
         _ => {
-            eprintln!("error: give exactly one of --decouple, --partition, --batch, --grid or --thrifty");
+            eprintln!("error: give exactly one of --decouple, --partition, --batch, --grid, --thrifty or --share");
             return 2;
         }
     };

@@ -136,6 +136,10 @@ enum Command {
         /// With --grid: the columns, for the deployment file (default: its nodes over the rows).
         #[arg(long, requires = "grid", value_parser = clap::value_parser!(u64).range(1..))]
         columns: Option<u64>,
+        /// A,B: two stateless components to merge into one (--into NAME) whose nodes serve both
+        /// (shared proxies); an equivalence, checked as one.
+        #[arg(long, requires = "into", conflicts_with_all = ["decouple", "partition", "batch", "grid", "thrifty"])]
+        share: Option<String>,
         /// Write the result back to FILE instead of stdout, and update the deployment file
         /// (a new component's nodes, a partitioned component's instances), or create it.
         #[arg(long)]
@@ -232,6 +236,7 @@ fn main() -> ExitCode {
             columns,
             thrifty,
             rule,
+            share,
             write,
             deploy,
             no_check,
@@ -246,6 +251,7 @@ fn main() -> ExitCode {
                 batch: batch.as_deref().map(|c| (c, size)),
                 grid: grid.as_deref().map(|c| (c, rows as usize, columns.map(|c| c as usize))),
                 thrifty: thrifty.as_deref().map(|c| (c, rule.as_deref())),
+                share: share.as_deref(),
             },
             write,
             deploy.as_deref(),

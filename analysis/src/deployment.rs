@@ -50,6 +50,10 @@ pub enum Change {
     /// An input without columns a rewrite added (thrifty's `m_widen()`): nothing but a timer feeds
     /// it, so `[timers]` gets it with [`TIMER_PERIOD_S`], unless the file gives a period already.
     Timer { input: String },
+    /// Components a rewrite merged into one (`rewrite::share`): `into` gets the most logical nodes
+    /// and instances any part had (each part could run on that many, and the merge is there to
+    /// free machines; the optimizer sizes it to the summed load), and the parts are dropped.
+    Share { parts: Vec<String>, into: String },
 }
 
 /// The period a new timer gets, in seconds: long against a tick on the local cluster (so a
@@ -71,7 +75,27 @@ pub fn rewrite_changes(original: &Program, rewritten: &Program) -> Vec<Change> {
     let mut out = Vec::new();
     for c in &rewritten.components {
         match original.component_by_name(&c.name).map(|id| original.component(id)) {
-            None => out.push(Change::Add { component: c.name.clone() }),
+            None => {
+                // Components gone whose every relation `c` now declares were merged into it.
+                let parts: Vec<String> = original
+                    .components
+                    .iter()
+                    .filter(|o| rewritten.component_by_name(&o.name).is_none() && !o.relations.is_empty())
+                    .filter(|o| {
+                        o.relations.iter().all(|&r| {
+                            rewritten.relation_by_name(&original.relation(r).name).is_some_and(|n| {
+                                rewritten.relation(n).component == rewritten.component_by_name(&c.name)
+                            })
+                        })
+                    })
+                    .map(|o| o.name.clone())
+                    .collect();
+                if parts.is_empty() {
+                    out.push(Change::Add { component: c.name.clone() })
+                } else {
+                    out.push(Change::Share { parts, into: c.name.clone() })
+                }
+            }
             Some(before) if c.placement.is_some() && before.placement.is_none() => {
                 out.push(Change::Partition { component: c.name.clone() })
             }
@@ -122,6 +146,7 @@ pub fn update(text: Option<&str>, program: &Program, changes: &[Change]) -> Resu
             Change::RenameRelation { from, to } => rename_relation(&mut doc, from, to),
             Change::Grid { component, rows, columns } => grid(&mut doc, component, *rows, *columns)?,
             Change::Timer { input } => timer(&mut doc, input)?,
+            Change::Share { parts, into } => share(&mut doc, program, parts, into)?,
         };
         notes.extend(note);
     }
@@ -181,6 +206,51 @@ fn add(doc: &mut DocumentMut, program: &Program, component: &str) -> Result<Opti
     };
     components.insert(component, toml_edit::value(nodes as i64));
     Ok(Some(format!("[components] {component} = {nodes}{why}{hosts}")))
+}
+
+fn share(doc: &mut DocumentMut, program: &Program, parts: &[String], into: &str) -> Result<Option<String>, String> {
+    let count = |section: &str, name: &str, read: &dyn Fn(&Item) -> Option<i64>| {
+        doc.get(section).and_then(|s| s.get(name)).and_then(read)
+    };
+    let nodes = parts.iter().filter_map(|p| count("components", p, &logical_nodes)).max();
+    let instances = parts
+        .iter()
+        .filter_map(|p| {
+            count("partitions", p, &Item::as_integer)
+                .or_else(|| count("components", p, &|i: &Item| i.as_table_like()?.get("partitions")?.as_integer()))
+        })
+        .max()
+        .unwrap_or(1);
+    let hosts = parts.iter().find(|p| {
+        doc.get("components")
+            .and_then(|c| c.get(p))
+            .and_then(Item::as_table_like)
+            .is_some_and(|t| t.contains_key("hosts") || t.contains_key("host"))
+    });
+    let nodes = match (nodes, program.component_by_name(into)) {
+        (Some(n), _) => n,
+        (None, Some(id)) => program.logical_count(id, |_| None) as i64,
+        (None, None) => return Err(format!("`{into}` is not a component of the program")),
+    };
+    for section_name in ["components", "partitions"] {
+        if let Some(table) = doc.get_mut(section_name).and_then(Item::as_table_like_mut) {
+            for p in parts {
+                table.remove(p);
+            }
+        }
+    }
+    section(doc, "components")?.insert(into, toml_edit::value(nodes));
+    let mut note = format!("[components] {into} = {nodes}, replacing {}", parts.join(" and "));
+    if instances > 1 {
+        section(doc, "partitions")?.insert(into, toml_edit::value(instances));
+        note.push_str(&format!("; [partitions] {into} = {instances}"));
+    }
+    if let Some(p) = hosts {
+        note.push_str(&format!(
+            "; `{p}` named its hosts: give `{into}` `hosts` or `host` (without, its nodes run on 127.0.0.1)"
+        ));
+    }
+    Ok(Some(note))
 }
 
 /// For a component whose processes grow from `before` to `after`: what its `hosts` list (one

@@ -142,7 +142,7 @@ fn precondition<'n>(
     })
 }
 
-fn fresh_name(cx: &RewriteContext<'_>, c: ComponentId, name: &str) -> Result<(), Refusal> {
+pub(crate) fn fresh_name(cx: &RewriteContext<'_>, c: ComponentId, name: &str) -> Result<(), Refusal> {
     let program = cx.program;
     let valid = name.chars().next().is_some_and(|ch| ch.is_ascii_alphabetic() || ch == '_')
         && name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '_');

@@ -14,6 +14,7 @@ mod decouple;
 mod grid;
 mod nack;
 mod seal;
+mod share;
 mod thrifty;
 
 use serde::Serialize;
@@ -27,6 +28,7 @@ pub use batch::{batch, Delivery, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
 pub use grid::{grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
 pub use seal::{partition_sealed, partition_sealed_in};
+pub use share::share;
 pub use thrifty::{broadcasts, quorum_destinations, thrifty, thrifty_rule};
 
 #[derive(Clone, Debug, Serialize)]

@@ -1,0 +1,160 @@
+//! Shared proxies (`rewrite::share`): two stateless parts merged into one component, and every
+//! precondition's refusal, each on a variant of one program that breaks just that precondition.
+
+use compart_analysis::{analyze, deployment, rewrite};
+
+/// A coordinator forwarding writes and reads to two stateless broadcasters, as two decouplings
+/// of its broadcasts leave it (each part pairs with its coordinator node by `partner`).
+const FANOUT: &str = "\
+// A coordinator forwards writes and reads to two stateless broadcasters.
+component coordinator {
+    input put(k: int, v: int)
+    input get(k: int)
+
+    put_fwd@d(k, v) :~ put(k, v), partner(self, d), nodes(\"put_proxy\", d).
+    get_fwd@d(k) :~ get(k), partner(self, d), nodes(\"get_proxy\", d).
+}
+
+// Decoupled from `coordinator`.
+component put_proxy {
+    channel put_fwd(k: int, v: int)
+
+    store@r(k, v) :~ put_fwd(k, v), nodes(\"replica\", r).
+}
+
+// Decoupled from `coordinator`.
+component get_proxy {
+    channel get_fwd(k: int)
+
+    fetch@r(k) :~ get_fwd(k), nodes(\"replica\", r).
+}
+
+component replica {
+    channel store(k: int, v: int)
+    channel fetch(k: int)
+    output got(k: int, v: int)
+    table data(k: int, v: int)
+
+    data(k, v) :+ store(k, v).
+    got(k, v) :- fetch(k), data(k, v).
+}
+";
+
+fn share(text: &str, a: &str, b: &str, into: &str) -> String {
+    match rewrite::share(&analyze(text), a, b, into) {
+        Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
+        Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
+    }
+}
+
+/// `line 12: text`: stable under edits elsewhere in the file, unlike byte offsets.
+fn line(text: &str, range: compart_analysis::TextRange) -> String {
+    let start = range.start as usize;
+    let number = text[..start].matches('\n').count() + 1;
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    format!("line {number} `{}`", text[start..end].trim())
+}
+
+#[test]
+fn fanout_proxies_share_one_component() {
+    let out = share(FANOUT, "put_proxy", "get_proxy", "proxy");
+    assert!(!out.starts_with("refused"), "{out}");
+    let rewritten = out.split_once("\n---\n").unwrap().1;
+    let analysis = analyze(rewritten);
+    let program = &analysis.program;
+    assert!(program.component_by_name("put_proxy").is_none() && program.component_by_name("get_proxy").is_none());
+    let proxy = program.component_by_name("proxy").expect("the merged component");
+    // Both channels are the merged component's, and every send to the parts now goes to it.
+    for channel in ["put_fwd", "get_fwd"] {
+        let id = program.relation_by_name(channel).unwrap();
+        assert_eq!(program.relation(id).component, Some(proxy), "{channel}");
+    }
+    assert!(!rewritten.contains("nodes(\"put_proxy\"") && !rewritten.contains("nodes(\"get_proxy\""));
+    assert_eq!(rewritten.matches("nodes(\"proxy\", d)").count(), 2);
+    assert_eq!(program.partnered_with(proxy), program.component_by_name("coordinator"));
+    insta::assert_snapshot!(out);
+}
+
+/// The deployment gets the merged component with the most nodes and instances either part had,
+/// and loses the parts.
+#[test]
+fn deployment_replaces_the_parts_with_the_shared_component() {
+    let original = analyze(FANOUT);
+    let result = rewrite::share(&original, "put_proxy", "get_proxy", "proxy").unwrap();
+    let rewritten = analyze(&result.new_text);
+    let changes = deployment::rewrite_changes(&original.program, &rewritten.program);
+    assert_eq!(
+        changes,
+        vec![deployment::Change::Share { parts: vec!["put_proxy".into(), "get_proxy".into()], into: "proxy".into() }]
+    );
+    let file = "[components]\ncoordinator = 3\nput_proxy = 3\nget_proxy = 3\nreplica = 3\n\n[partitions]\nput_proxy = 2\nget_proxy = 4\n";
+    let updated = deployment::update(Some(file), &rewritten.program, &changes).unwrap();
+    assert_eq!(updated.text, "[components]\ncoordinator = 3\nreplica = 3\nproxy = 3\n\n[partitions]\nproxy = 4\n");
+    assert_eq!(updated.notes, ["[components] proxy = 3, replacing put_proxy and get_proxy; [partitions] proxy = 4"]);
+}
+
+#[test]
+fn refusals() {
+    let table = FANOUT.replace(
+        "    channel get_fwd(k: int)\n",
+        "    channel get_fwd(k: int)\n    table asked(k: int)\n    asked(k) :- get_fwd(k).\n",
+    );
+    let next_tick = FANOUT.replace(
+        "    channel get_fwd(k: int)\n",
+        "    channel get_fwd(k: int)\n    later(k) :+ get_fwd(k).\n    again@r(k) :~ later(k), nodes(\"replica\", r).\n",
+    )
+    .replace("    channel fetch(k: int)\n", "    channel fetch(k: int)\n    channel again(k: int)\n    got(k, v) :- again(k), data(k, v).\n");
+    let partitioned = FANOUT.replace("component put_proxy {", "component put_proxy partitioned by put_fwd.k {");
+    // The get broadcaster pairs with the replicas instead of the coordinator.
+    let other_partner = FANOUT
+        .replace("get_fwd@d(k) :~ get(k), partner(self, d), nodes(\"get_proxy\", d).", "get_fwd@d(k) :~ get(k), nodes(\"get_proxy\", d).")
+        .replace("    got(k, v) :- fetch(k), data(k, v).\n", "    got(k, v) :- fetch(k), data(k, v).\n    get_fwd@d(k) :~ fetch(k), partner(self, d), nodes(\"get_proxy\", d).\n");
+    // One part forwards to the other: merged, it would message itself.
+    let chained = FANOUT.replace(
+        "    store@r(k, v) :~ put_fwd(k, v), nodes(\"replica\", r).\n",
+        "    store@r(k, v) :~ put_fwd(k, v), nodes(\"replica\", r).\n    get_fwd@g(k) :~ put_fwd(k, _), partner(self, g), nodes(\"get_proxy\", g).\n",
+    );
+    let return_address = FANOUT
+        .replace("fetch@r(k) :~ get_fwd(k)", "fetch@r(k, self) :~ get_fwd(k)")
+        .replace("    channel fetch(k: int)\n", "    channel fetch(k: int, via: addr)\n")
+        .replace("got(k, v) :- fetch(k), data(k, v).", "got(k, v) :- fetch(k, _), data(k, v).");
+    // The replicas count the broadcasters: after the merge both names count one set of nodes.
+    let counted = FANOUT.replace(
+        "    got(k, v) :- fetch(k), data(k, v).\n",
+        "    got(k, v) :- fetch(k), data(k, v).\n    proxies(count(p)) :- nodes(\"put_proxy\", p).\n    got(k, n) :- fetch(k), proxies(n).\n",
+    );
+    let input = FANOUT.replace(
+        "    channel get_fwd(k: int)\n",
+        "    channel get_fwd(k: int)\n    input poke(k: int)\n    fetch@r(k) :~ poke(k), nodes(\"replica\", r).\n",
+    );
+    let out: Vec<String> = [
+        share(&table, "put_proxy", "get_proxy", "proxy"),
+        share(&next_tick, "put_proxy", "get_proxy", "proxy"),
+        share(&partitioned, "put_proxy", "get_proxy", "proxy"),
+        share(&other_partner, "put_proxy", "get_proxy", "proxy"),
+        share(&chained, "put_proxy", "get_proxy", "proxy"),
+        share(&return_address, "put_proxy", "get_proxy", "proxy"),
+        share(&counted, "put_proxy", "get_proxy", "proxy"),
+        share(&input, "put_proxy", "get_proxy", "proxy"),
+        share(FANOUT, "put_proxy", "put_proxy", "proxy"),
+        share(FANOUT, "put_proxy", "get_proxy", "replica"),
+        share(FANOUT, "put_proxy", "nobody", "proxy"),
+    ]
+    .into_iter()
+    .collect();
+    // Each variant is a valid program: the refusal is the rewrite's, not the analysis'.
+    for (i, text) in [&table, &next_tick, &partitioned, &other_partner, &chained, &return_address, &counted, &input]
+        .into_iter()
+        .enumerate()
+    {
+        let errors: Vec<_> = analyze(text)
+            .diagnostics
+            .into_iter()
+            .filter(|d| d.severity == compart_analysis::Severity::Error)
+            .map(|d| d.message)
+            .collect();
+        assert!(errors.is_empty(), "variant {i}: {errors:?}");
+    }
+    assert!(out.iter().all(|o| o.starts_with("refused")), "{out:#?}");
+    insta::assert_snapshot!(out.join("\n"));
+}
