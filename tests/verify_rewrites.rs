@@ -157,3 +157,18 @@ fn paxos_thrifty_keeps_answers_and_a_quorum_too_small_is_caught() {
     assert!(report.contains("missing output: reply("), "{report}");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Shared proxies are an equivalence: the merged program is checked on outputs, not only
+/// invariants, against two stateless broadcasters decoupled from one coordinator.
+#[test]
+fn shared_proxies_keep_outputs() {
+    let file = "tests/fixtures/fanout_proxies.ded";
+    let out = compart(&["rewrite", file, "--share", "put_proxy,get_proxy", "--into", "proxy"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("checked against the original"));
+    let d = dir("fanout-share");
+    let rewritten = d.join("fanout_proxies.ded");
+    std::fs::write(&rewritten, &out.stdout).unwrap();
+    verify(file, &rewritten, false, "--share put_proxy,get_proxy");
+    let _ = std::fs::remove_dir_all(&d);
+}

@@ -5,40 +5,9 @@ use compart_analysis::{analyze, deployment, rewrite};
 
 /// A coordinator forwarding writes and reads to two stateless broadcasters, as two decouplings
 /// of its broadcasts leave it (each part pairs with its coordinator node by `partner`).
-const FANOUT: &str = "\
-// A coordinator forwards writes and reads to two stateless broadcasters.
-component coordinator {
-    input put(k: int, v: int)
-    input get(k: int)
-
-    put_fwd@d(k, v) :~ put(k, v), partner(self, d), nodes(\"put_proxy\", d).
-    get_fwd@d(k) :~ get(k), partner(self, d), nodes(\"get_proxy\", d).
+fn fanout() -> String {
+    std::fs::read_to_string(format!("{}/../tests/fixtures/fanout_proxies.ded", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
-
-// Decoupled from `coordinator`.
-component put_proxy {
-    channel put_fwd(k: int, v: int)
-
-    store@r(k, v) :~ put_fwd(k, v), nodes(\"replica\", r).
-}
-
-// Decoupled from `coordinator`.
-component get_proxy {
-    channel get_fwd(k: int)
-
-    fetch@r(k) :~ get_fwd(k), nodes(\"replica\", r).
-}
-
-component replica {
-    channel store(k: int, v: int)
-    channel fetch(k: int)
-    output got(k: int, v: int)
-    table data(k: int, v: int)
-
-    data(k, v) :+ store(k, v).
-    got(k, v) :- fetch(k), data(k, v).
-}
-";
 
 fn share(text: &str, a: &str, b: &str, into: &str) -> String {
     match rewrite::share(&analyze(text), a, b, into) {
@@ -57,7 +26,8 @@ fn line(text: &str, range: compart_analysis::TextRange) -> String {
 
 #[test]
 fn fanout_proxies_share_one_component() {
-    let out = share(FANOUT, "put_proxy", "get_proxy", "proxy");
+    let text = fanout();
+    let out = share(&text, "put_proxy", "get_proxy", "proxy");
     assert!(!out.starts_with("refused"), "{out}");
     let rewritten = out.split_once("\n---\n").unwrap().1;
     let analysis = analyze(rewritten);
@@ -79,7 +49,7 @@ fn fanout_proxies_share_one_component() {
 /// and loses the parts.
 #[test]
 fn deployment_replaces_the_parts_with_the_shared_component() {
-    let original = analyze(FANOUT);
+    let original = analyze(&fanout());
     let result = rewrite::share(&original, "put_proxy", "get_proxy", "proxy").unwrap();
     let rewritten = analyze(&result.new_text);
     let changes = deployment::rewrite_changes(&original.program, &rewritten.program);
@@ -93,37 +63,49 @@ fn deployment_replaces_the_parts_with_the_shared_component() {
     assert_eq!(updated.notes, ["[components] proxy = 3, replacing put_proxy and get_proxy; [partitions] proxy = 4"]);
 }
 
+/// Two partitioned parts: the shared component routes each part's channel by that part's key.
+#[test]
+fn partitioned_parts_keep_their_keys() {
+    let text = fanout()
+        .replace("component put_proxy {", "component put_proxy partitioned by put_fwd.v {")
+        .replace("component get_proxy {", "component get_proxy partitioned by get_fwd.k {");
+    let out = share(&text, "put_proxy", "get_proxy", "proxy");
+    assert!(out.contains("component proxy partitioned by put_fwd.v, get_fwd.k {"), "{out}");
+}
+
 #[test]
 fn refusals() {
-    let table = FANOUT.replace(
+    let fanout = fanout();
+    let table = fanout.replace(
         "    channel get_fwd(k: int)\n",
         "    channel get_fwd(k: int)\n    table asked(k: int)\n    asked(k) :- get_fwd(k).\n",
     );
-    let next_tick = FANOUT.replace(
+    let next_tick = fanout.replace(
         "    channel get_fwd(k: int)\n",
         "    channel get_fwd(k: int)\n    later(k) :+ get_fwd(k).\n    again@r(k) :~ later(k), nodes(\"replica\", r).\n",
     )
     .replace("    channel fetch(k: int)\n", "    channel fetch(k: int)\n    channel again(k: int)\n    got(k, v) :- again(k), data(k, v).\n");
-    let partitioned = FANOUT.replace("component put_proxy {", "component put_proxy partitioned by put_fwd.k {");
+    let partitioned = fanout.replace("component put_proxy {", "component put_proxy partitioned by put_fwd.k {");
     // The get broadcaster pairs with the replicas instead of the coordinator.
-    let other_partner = FANOUT
+    let other_partner = fanout
         .replace("get_fwd@d(k) :~ get(k), partner(self, d), nodes(\"get_proxy\", d).", "get_fwd@d(k) :~ get(k), nodes(\"get_proxy\", d).")
         .replace("    got(k, v) :- fetch(k), data(k, v).\n", "    got(k, v) :- fetch(k), data(k, v).\n    get_fwd@d(k) :~ fetch(k), partner(self, d), nodes(\"get_proxy\", d).\n");
     // One part forwards to the other: merged, it would message itself.
-    let chained = FANOUT.replace(
+    let chained = fanout.replace(
         "    store@r(k, v) :~ put_fwd(k, v), nodes(\"replica\", r).\n",
         "    store@r(k, v) :~ put_fwd(k, v), nodes(\"replica\", r).\n    get_fwd@g(k) :~ put_fwd(k, _), partner(self, g), nodes(\"get_proxy\", g).\n",
     );
-    let return_address = FANOUT
+    let return_address = fanout
         .replace("fetch@r(k) :~ get_fwd(k)", "fetch@r(k, self) :~ get_fwd(k)")
         .replace("    channel fetch(k: int)\n", "    channel fetch(k: int, via: addr)\n")
-        .replace("got(k, v) :- fetch(k), data(k, v).", "got(k, v) :- fetch(k, _), data(k, v).");
+        .replace("got(k, v) :- fetch(k), data(k, v).", "got(k, v) :- fetch(k, _), data(k, v).")
+        .replace("missing(k) :- fetch(k),", "missing(k) :- fetch(k, _),");
     // The replicas count the broadcasters: after the merge both names count one set of nodes.
-    let counted = FANOUT.replace(
+    let counted = fanout.replace(
         "    got(k, v) :- fetch(k), data(k, v).\n",
         "    got(k, v) :- fetch(k), data(k, v).\n    proxies(count(p)) :- nodes(\"put_proxy\", p).\n    got(k, n) :- fetch(k), proxies(n).\n",
     );
-    let input = FANOUT.replace(
+    let input = fanout.replace(
         "    channel get_fwd(k: int)\n",
         "    channel get_fwd(k: int)\n    input poke(k: int)\n    fetch@r(k) :~ poke(k), nodes(\"replica\", r).\n",
     );
@@ -136,9 +118,9 @@ fn refusals() {
         share(&return_address, "put_proxy", "get_proxy", "proxy"),
         share(&counted, "put_proxy", "get_proxy", "proxy"),
         share(&input, "put_proxy", "get_proxy", "proxy"),
-        share(FANOUT, "put_proxy", "put_proxy", "proxy"),
-        share(FANOUT, "put_proxy", "get_proxy", "replica"),
-        share(FANOUT, "put_proxy", "nobody", "proxy"),
+        share(&fanout, "put_proxy", "put_proxy", "proxy"),
+        share(&fanout, "put_proxy", "get_proxy", "replica"),
+        share(&fanout, "put_proxy", "nobody", "proxy"),
     ]
     .into_iter()
     .collect();
