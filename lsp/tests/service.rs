@@ -518,6 +518,51 @@ async fn grid_quorums_are_offered_where_nodes_are_counted() {
     assert_snapshot!(rows.join("\n"));
 }
 
+/// Shared proxies are offered on a stateless component with every other stateless one: enabled
+/// for the two broadcasters of tests/fixtures/fanout_proxies.ded, disabled with the reason for the
+/// coordinator (it receives client input); the command names both components and the new one.
+#[tokio::test]
+async fn shared_proxies_are_offered_between_stateless_components() {
+    let mut client = Client::initialized_with(disabled_support(), json!({})).await;
+    let uri = "file:///work/tests/fixtures/fanout_proxies.ded";
+    let text = std::fs::read_to_string(format!("{}/../tests/fixtures/fanout_proxies.ded", env!("CARGO_MANIFEST_DIR")))
+        .unwrap();
+    client.open(uri, &text).await;
+    let (line, col) = find(&text, "store@r(k, v)", 0);
+    let params = json!({ "textDocument": doc(uri), "range": { "start": pos(line, col), "end": pos(line, col) }, "context": { "diagnostics": [] } });
+    let actions = client.result("textDocument/codeAction", params).await;
+    let shares: Vec<&Value> = actions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["title"].as_str().is_some_and(|t| t.starts_with("Share")))
+        .collect();
+    let rows: Vec<String> = shares
+        .iter()
+        .map(|a| {
+            format!(
+                "{} | enabled: {} | {}",
+                a["title"].as_str().unwrap(),
+                a.get("command").is_some(),
+                a["disabled"]["reason"].as_str().unwrap_or("")
+            )
+        })
+        .collect();
+    assert_snapshot!(rows.join("\n"));
+    let enabled = shares.iter().find(|a| a.get("command").is_some()).expect("an enabled share action");
+    let data = &enabled["command"]["arguments"][0];
+    assert_eq!((data["rewrite"].as_str(), data["component"].as_str()), (Some("share"), Some("put_proxy")));
+    let analysis = compart_analysis::analyze(&text);
+    let result = compart_analysis::rewrite::share(
+        &analysis,
+        "put_proxy",
+        data["with"].as_str().unwrap(),
+        data["name"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert!(result.new_text.contains("component put_proxy_get_proxy {"), "{}", result.new_text);
+}
+
 #[tokio::test]
 async fn large_programs_check_rewrites_when_chosen() {
     let mut client = Client::initialized_with(disabled_support(), json!({})).await;

@@ -43,6 +43,20 @@ pub fn share(analysis: &Analysis, a: &str, b: &str, into: &str) -> Result<Rewrit
     finish(new_text, explanation)
 }
 
+/// The components `component` might share instances with: when it is stateless, every other
+/// stateless component (the editor offers each, disabled with the refusal where it is not mergeable).
+pub fn share_candidates(program: &crate::Program, component: ComponentId) -> Vec<ComponentId> {
+    let stateless = |c: ComponentId| {
+        let comp = program.component(c);
+        !comp.relations.iter().any(|&r| program.relation(r).kind == RelationKind::Table)
+            && !comp.rules.iter().any(|&r| program.rule(r).kind == RuleKind::NextTick)
+    };
+    if !stateless(component) {
+        return Vec::new();
+    }
+    program.component_ids().filter(|&c| c != component && stateless(c)).collect()
+}
+
 /// Whether `a` and `b` can be merged; the components, in source order of the arguments.
 fn precondition(cx: &RewriteContext<'_>, a: &str, b: &str, into: &str) -> Result<(ComponentId, ComponentId), Refusal> {
     let ca = cx.component(a)?;

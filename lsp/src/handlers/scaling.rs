@@ -1,5 +1,5 @@
 //! The scaling analysis in the editor: each component's and rule's class as inlay hints and in
-//! hovers, and the rewrites (decouple, partition, batch, grid, thrifty broadcast) as code actions
+//! hovers, and the rewrites (decouple, partition, batch, grid, thrifty broadcast, shared proxies) as code actions
 //! that edit the program into the rewritten one (only the regions that differ) and update its
 //! deployment file, or show why they do not apply (a disabled action with the reason).
 
@@ -265,6 +265,12 @@ pub fn rewrite_for(
                 .ok_or("missing rule")?;
             rewrite::thrifty_rule(analysis, RuleId(rule as u32))
         }
+        Some("share") => rewrite::share(
+            analysis,
+            component,
+            data["with"].as_str().ok_or("missing the second component")?,
+            data["name"].as_str().unwrap_or_default(),
+        ),
         _ => return Err("unknown rewrite".into()),
     };
     let invariants_only = matches!(data["rewrite"].as_str(), Some("partition_sealed" | "batch" | "grid"));
@@ -372,6 +378,20 @@ pub fn code_actions(snapshot: &Snapshot, range: TextRange, deploy: &DeploymentTa
             };
             let data = rewrite_data(snapshot, "grid", &comp.name, &[], "");
             out.push(action(grid_title(&comp.name), outcome, data, deploy));
+        }
+        // Shared proxies, with every other stateless component.
+        for other in rewrite::share_candidates(program, cid) {
+            let other = &program.component(other).name;
+            let name = fresh_name(program, &format!("{}_{other}", comp.name));
+            let outcome = match blocked_by_errors(analysis, cid) {
+                Some(reason) => Err(reason),
+                None if lazy => Ok(()),
+                None => checked(rewrite::share(analysis, &comp.name, other, &name)),
+            };
+            let mut data = rewrite_data(snapshot, "share", &comp.name, &[], &name);
+            data["with"] = other.as_str().into();
+            let title = format!("Share instances of `{}` and `{other}` as one component `{name}`", comp.name);
+            out.push(action(title, outcome, data, deploy));
         }
     }
     out
