@@ -381,7 +381,7 @@ pub fn plan_checked(
     calibration: Option<&Path>,
     opt_in: OptIn,
 ) -> Result<optimize::Plan, (u8, String)> {
-    let OptIn { batch, grid, thrifty } = opt_in;
+    let OptIn { batch, grid, thrifty, share } = opt_in;
     let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
     let analysis = analyze(&text);
@@ -395,6 +395,7 @@ pub fn plan_checked(
         batch,
         grid,
         thrifty,
+        share,
         ..optimizer_options(&analysis.program, deploy_text.as_deref(), &toml, profiles, calibration)
             .map_err(|e| (2u8, e))?
     };
@@ -470,13 +471,14 @@ pub fn named_by_report(report: &Path, named: &str) -> PathBuf {
 }
 
 /// The rewrites `compart optimize` considers only when asked: batching (at most this many requests
-/// per batch), grid quorums (this many rows) and thrifty broadcasts (after a crash, their answers
-/// wait for the widening timer).
+/// per batch), grid quorums (this many rows), thrifty broadcasts (after a crash, their answers
+/// wait for the widening timer) and shared proxies.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OptIn {
     pub batch: Option<usize>,
     pub grid: Option<usize>,
     pub thrifty: bool,
+    pub share: bool,
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.

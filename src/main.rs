@@ -201,6 +201,10 @@ enum Command {
         /// raise predicted throughput (opt-in: after a crash, answers wait for the timer).
         #[arg(long)]
         thrifty: bool,
+        /// Also consider merging two stateless components into one when the machines it frees
+        /// raise the prediction (shared proxies; an equivalence, checked as one).
+        #[arg(long)]
+        share: bool,
     },
     /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
     /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
@@ -260,8 +264,8 @@ fn main() -> ExitCode {
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows, thrifty } => {
-            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize), thrifty };
+        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows, thrifty, share } => {
+            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize), thrifty, share };
             explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), opt_in)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),

@@ -140,3 +140,20 @@ fn refusals() {
     assert!(out.iter().all(|o| o.starts_with("refused")), "{out:#?}");
     insta::assert_snapshot!(out.join("\n"));
 }
+
+/// In the optimizer (opt-in): on 4 machines, one per component, nothing else can be added; the
+/// merge frees one, which the scale-out gives to the replicas. Without `share` the plan is the
+/// original program.
+#[test]
+fn optimizer_merges_when_the_freed_machine_pays() {
+    let analysis = analyze(&fanout());
+    let options = |share| compart_analysis::optimize::Options { machines: 4, share, ..Default::default() };
+    let without = compart_analysis::optimize::optimize(&analysis, &options(false));
+    let with = compart_analysis::optimize::optimize(&analysis, &options(true));
+    assert_eq!(without.steps.len(), 1, "{}", compart_analysis::optimize::render_steps(&without));
+    assert!(with.estimate.throughput > without.estimate.throughput * 1.01);
+    assert!(with.estimate.machines <= 4);
+    assert!(with.steps[1].description.starts_with("shared proxies: `put_proxy` and `get_proxy`"));
+    assert!(with.deployment.contains("put_proxy_get_proxy = 1") && !with.deployment.contains("put_proxy ="));
+    insta::assert_snapshot!(format!("{}\n{}", compart_analysis::optimize::render_steps(&with), with.deployment));
+}

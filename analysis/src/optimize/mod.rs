@@ -1,5 +1,5 @@
 //! The optimizer: a cost model over components and a greedy search over rewrites (decouple, batch
-//! and thrifty broadcasts when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
+//! thrifty broadcasts and shared proxies when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
 //!
 //! Cost model, per client request, in CPU-µs with the constants of a [`Calibration`] (fitted on
 //! this machine by `compart calibrate`). Each relation gets a frequency at one node of its
@@ -34,6 +34,7 @@
 
 mod calibrate;
 mod grid;
+mod share;
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -263,6 +264,9 @@ pub struct Options {
     /// Arrange the nodes a protocol's two quorums count in a grid of this many rows, when it pays
     /// (opt-in: quorums change; checked on invariants; see `grid.rs`).
     pub grid: Option<usize>,
+    /// Merge stateless components into one when the machines freed raise the prediction (see
+    /// `share.rs`; an equivalence, checked as one).
+    pub share: bool,
     /// How the workload delivers requests (the deployment's `[workload] send_to`): a batching
     /// delivers batches the same way.
     pub delivery: rewrite::Delivery,
@@ -1068,9 +1072,23 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         current = estimate(&a.program, &unscaled);
         steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
     }
+    // Shared proxies, while a merge frees machines that pay (each merge removes a component).
+    let mut options = options.clone();
+    while options.share {
+        let Some(shared) = share::share_step(&text, &options, invariants_only, &mut gate) else { break };
+        text = shared.text;
+        options = *shared.options;
+        current = estimate(&crate::analyze(&text).program, &Options { machines: 0, ..options.clone() });
+        let checked = shared.checked;
+        steps.push(Step {
+            description: shared.description,
+            throughput: current.throughput,
+            machines: current.machines,
+            checked,
+        });
+    }
     // Sealed partitioning of a sequential component, when the scale-out it allows pays.
     // Each accepted sealing is the base of the next candidate.
-    let mut options = options.clone();
     let mut a = crate::analyze(&text);
     let scaled = estimate(&a.program, &options);
     let mut now = scaled.throughput;
