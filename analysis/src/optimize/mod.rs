@@ -1080,6 +1080,8 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         options = *shared.options;
         current = estimate(&crate::analyze(&text).program, &Options { machines: 0, ..options.clone() });
         let checked = shared.checked;
+        // The search stopped on the program before the merge: say so where it names a part.
+        stopped = stopped.map(|why| format!("{why} (before merging {})", shared.merged));
         steps.push(Step {
             description: shared.description,
             throughput: current.throughput,

@@ -17,6 +17,8 @@ pub(super) struct Shared {
     pub options: Box<Options>,
     pub description: String,
     pub checked: Option<String>,
+    /// "`x` and `y` into `P`", for what the search's stop message said before the merge.
+    pub merged: String,
 }
 
 /// The best merge of two stateless components of `text` that raises the budgeted prediction by
@@ -42,13 +44,19 @@ pub(super) fn share_step(text: &str, options: &Options, invariants_only: bool, g
                 let description = format!(
                     "shared proxies: `{x}` and `{y}` as one component `{into}` (stateless: the machines freed go to the bottleneck)"
                 );
-                better.push((est.throughput, result.new_text, with, description));
+                better.push((
+                    est.throughput,
+                    result.new_text,
+                    with,
+                    description,
+                    format!("`{x}` and `{y}` into `{into}`"),
+                ));
             }
         }
     }
     better.sort_by(|p, q| q.0.total_cmp(&p.0));
-    better.into_iter().find_map(|(_, text, with, description)| {
+    better.into_iter().find_map(|(_, text, with, description, merged)| {
         let checked = gate(&text, &description, invariants_only).ok()?;
-        Some(Shared { text, options: Box::new(with), description, checked })
+        Some(Shared { text, options: Box::new(with), description, checked, merged })
     })
 }
