@@ -157,3 +157,39 @@ fn optimizer_merges_when_the_freed_machine_pays() {
     assert!(with.deployment.contains("put_proxy_get_proxy = 1") && !with.deployment.contains("put_proxy ="));
     insta::assert_snapshot!(format!("{}\n{}", compart_analysis::optimize::render_steps(&with), with.deployment));
 }
+
+/// Every pair of components of every example and of the optimizer's plans in bench/emulated (with
+/// their decoupled parts): a refusal that names what is in the way (no panic),
+/// or a merged program (which `finish` has re-analysed without errors) with one component fewer.
+#[test]
+fn every_pair_of_the_examples_is_refused_with_a_reason_or_merged() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let mut pairs = 0;
+    let files = ["examples", "bench/emulated"]
+        .iter()
+        .flat_map(|d| std::fs::read_dir(format!("{root}/../{d}")).unwrap().map(|e| e.unwrap().path()));
+    for path in files {
+        if path.extension().is_none_or(|e| e != "ded") {
+            continue;
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        let analysis = analyze(&text);
+        let names: Vec<String> = analysis.program.components.iter().map(|c| c.name.clone()).collect();
+        for a in &names {
+            for b in names.iter().filter(|b| *b != a) {
+                pairs += 1;
+                match rewrite::share(&analysis, a, b, "shared_part") {
+                    Ok(result) => {
+                        let merged = analyze(&result.new_text);
+                        assert_eq!(merged.program.components.len(), names.len() - 1, "{path:?}: {a}, {b}");
+                    }
+                    Err(refusal) => {
+                        assert!(refusal.reason.contains('`'), "{path:?}: {a}, {b}: {}", refusal.reason);
+                        assert!(!refusal.reason.contains("internal error"), "{path:?}: {a}, {b}: {}", refusal.reason);
+                    }
+                }
+            }
+        }
+    }
+    assert!(pairs > 20, "only {pairs} pairs");
+}
