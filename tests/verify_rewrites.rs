@@ -172,3 +172,43 @@ fn shared_proxies_keep_outputs() {
     verify(file, &rewritten, false, "--share put_proxy,get_proxy");
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// Why a part may not send its own address: the replicas below count the distinct nodes that
+/// forwarded to them, two before the merge and one after. `compart rewrite --share` refuses, naming
+/// the `self`; the merge made anyway (the accepted merge of the plain fixture, given the same
+/// change) is caught by `compart verify` with the missing count.
+#[test]
+fn a_shared_return_address_is_refused_and_the_merge_is_caught() {
+    let counting = |text: &str| {
+        text.replace("store@r(k, v) :~", "store@r(k, v, self) :~")
+            .replace("fetch@r(k) :~", "fetch@r(k, self) :~")
+            .replace(
+                "    channel store(k: int, v: int)\n    channel fetch(k: int)\n",
+                "    channel store(k: int, v: int, via: addr)\n    channel fetch(k: int, via: addr)\n    table vias(p: addr)\n    output forwarders(n: int)\n",
+            )
+            .replace(
+                "stored(k, v) :- store(k, v).",
+                "stored(k, v) :- store(k, v, _).\n    vias(p) :+ store(_, _, p).\n    vias(p) :+ fetch(_, p).\n    forwarders(count(p)) :- vias(p).",
+            )
+            .replace("data(k, v) :+ store(k, v).", "data(k, v) :+ store(k, v, _).")
+            .replace("got(k, v) :- fetch(k), data(k, v).", "got(k, v) :- fetch(k, _), data(k, v).")
+            .replace("missing(k) :- fetch(k),", "missing(k) :- fetch(k, _),")
+    };
+    let file = "tests/fixtures/fanout_proxies.ded";
+    let merged = compart(&["rewrite", file, "--share", "put_proxy,get_proxy", "--into", "proxy"]);
+    assert!(merged.status.success(), "{}", String::from_utf8_lossy(&merged.stderr));
+    let d = dir("fanout-share-self");
+    let (original, rewritten) = (d.join("original.ded"), d.join("merged.ded"));
+    std::fs::write(&original, counting(&std::fs::read_to_string(file).unwrap())).unwrap();
+    std::fs::write(&rewritten, counting(&String::from_utf8(merged.stdout).unwrap())).unwrap();
+    let refused =
+        compart(&["rewrite", original.to_str().unwrap(), "--share", "put_proxy,get_proxy", "--into", "proxy"]);
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert_eq!(refused.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("`put_proxy` uses its own address here"), "{stderr}");
+    let out = compart(&["verify", original.to_str().unwrap(), rewritten.to_str().unwrap(), "--seeds", "1"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("missing output: forwarders(2)"), "{report}");
+    let _ = std::fs::remove_dir_all(&d);
+}
