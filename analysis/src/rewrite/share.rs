@@ -32,7 +32,7 @@ pub fn share(analysis: &Analysis, a: &str, b: &str, into: &str) -> Result<Rewrit
     let partner = program.partnered_with(ca).map(|p| program.component(p).name.clone());
     let mut explanation = vec![
         format!("shared proxies: `{a}` and `{b}` become one component `{into}`, their rules side by side; every send to either goes to `{into}`"),
-        "neither keeps state between ticks (no table, no `:+` rule), and relation names are global: each part's rules read only its own messages, so a tick of `{into}` computes for each part what that part's tick did".replace("{into}", into),
+        format!("neither keeps state between ticks (no table, no `:+` rule), and relation names are global: each part's rules read only its own messages, so a tick of `{into}` computes for each part what that part's tick did"),
         format!("`{a}`'s and `{b}`'s addresses are used only as destinations, and neither sends its own: no node can tell which part a `{into}` node serves"),
     ];
     if let Some(p) = partner {
@@ -57,7 +57,7 @@ pub fn share_candidates(program: &crate::Program, component: ComponentId) -> Vec
     program.component_ids().filter(|&c| c != component && stateless(c)).collect()
 }
 
-/// Whether `a` and `b` can be merged; the components, in source order of the arguments.
+/// Whether `a` and `b` can be merged: their ids, or the first precondition that fails.
 fn precondition(cx: &RewriteContext<'_>, a: &str, b: &str, into: &str) -> Result<(ComponentId, ComponentId), Refusal> {
     let ca = cx.component(a)?;
     let cb = cx.component(b)?;
