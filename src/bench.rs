@@ -70,9 +70,20 @@ pub struct BenchArgs {
     /// No progress bars.
     #[arg(long)]
     pub quiet: bool,
+    /// The optimizer never batches (`compart optimize --no-batch`); by default its search may.
+    #[arg(long)]
+    pub no_batch: bool,
 }
 
 impl BenchArgs {
+    fn batch(&self) -> compart_analysis::optimize::BatchChoice {
+        if self.no_batch {
+            compart_analysis::optimize::BatchChoice::Off
+        } else {
+            compart_analysis::optimize::BatchChoice::Search
+        }
+    }
+
     fn repeat(&self) -> usize {
         self.repeat.unwrap_or(if self.cpu_per_node.is_some() { 3 } else { 1 }).max(1)
     }
@@ -417,7 +428,7 @@ impl Ctx<'_> {
         };
         // 1. The rewrite, written as `compart optimize --out` writes it.
         eprintln!("bench: {}: optimize --machines {}", p.name, p.machines);
-        let plan = match crate::explain::plan_with_profiles(&program, p.machines, &[]) {
+        let plan = match crate::explain::plan_with_profiles(&program, p.machines, &[], self.args.batch()) {
             Ok(plan) => plan,
             Err((_, e)) => {
                 r.errors.push(format!("optimize: {e}"));
@@ -445,13 +456,14 @@ impl Ctx<'_> {
             rewritten_deployment: new_deploy.display().to_string(),
         };
         // 2. The check.
+        let invariants_only = p.invariants_only || plan.invariants_only;
         eprintln!(
             "bench: {}: verify ({} seeds{})",
             p.name,
             self.args.seeds,
-            if p.invariants_only { ", invariants only" } else { "" }
+            if invariants_only { ", invariants only" } else { "" }
         );
-        match self.verify(&program, &new_program, p) {
+        match self.verify(&program, &new_program, invariants_only) {
             Ok(v) => r.verify = Some(v),
             Err(e) => r.errors.push(format!("verify: {e}")),
         }
@@ -465,7 +477,7 @@ impl Ctx<'_> {
                 match self.save_report(&report, &format!("{}.base.json", p.name)) {
                     Ok(path) => {
                         // 4b. The optimizer again, weighted by what the original measured.
-                        match crate::explain::plan_with_profiles(&program, p.machines, &[&path]) {
+                        match crate::explain::plan_with_profiles(&program, p.machines, &[&path], self.args.batch()) {
                             Ok(plan) => {
                                 optimizer.profile_predicted_gain = Some(gain(&plan));
                                 optimizer.profile_machines_used = Some(plan.estimate.machines);
@@ -514,7 +526,12 @@ impl Ctx<'_> {
         r.emulated_gain = emulated_gain(r.rewritten.as_ref());
         // 5. Round 2: profiles of both runs; the rules round 1 rewrote are now costed as measured.
         if let (Some(base_json), Some(rewritten_json), Some(base)) = (&base_json, &rewritten_report, &base_report) {
-            match crate::explain::plan_with_profiles(&program, p.machines, &[base_json, rewritten_json]) {
+            match crate::explain::plan_with_profiles(
+                &program,
+                p.machines,
+                &[base_json, rewritten_json],
+                self.args.batch(),
+            ) {
                 Ok(plan2) if plan2.text != plan.text || plan2.deployment != plan.deployment => {
                     let mut round = self.profiled_round(p, &program, &plan2, base, &mut r.errors);
                     round.measured_scale_out_gain = scale_out_gain(round.run.as_ref());
@@ -535,16 +552,11 @@ impl Ctx<'_> {
         r
     }
 
-    fn verify(&self, program: &Path, rewritten: &Path, p: &Protocol) -> Result<VerifyResult, String> {
+    /// `invariants_only`: the protocol's outputs depend on timing, or the plan seals or batches.
+    fn verify(&self, program: &Path, rewritten: &Path, invariants_only: bool) -> Result<VerifyResult, String> {
         let (ok, output) =
-            crate::verify::verify_files(program, rewritten, self.args.seeds, self.args.inputs, p.invariants_only)?;
-        Ok(VerifyResult {
-            ok,
-            seeds: self.args.seeds,
-            inputs: self.args.inputs,
-            invariants_only: p.invariants_only,
-            output,
-        })
+            crate::verify::verify_files(program, rewritten, self.args.seeds, self.args.inputs, invariants_only)?;
+        Ok(VerifyResult { ok, seeds: self.args.seeds, inputs: self.args.inputs, invariants_only, output })
     }
 
     /// Write round 2's plan, verify it and run it like round 1's.
@@ -576,7 +588,7 @@ impl Ctx<'_> {
             return round;
         }
         eprintln!("bench: {}: round 2 (both runs as profiles): verify", p.name);
-        match self.verify(program, &new_program, p) {
+        match self.verify(program, &new_program, p.invariants_only || plan.invariants_only) {
             Ok(v) => round.verify = Some(v),
             Err(e) => errors.push(format!("verify round 2: {e}")),
         }
@@ -957,6 +969,13 @@ mod tests {
 
     fn parse(argv: &[&str]) -> BenchArgs {
         Wrap::try_parse_from(std::iter::once("bench").chain(argv.iter().copied())).unwrap().args
+    }
+
+    #[test]
+    fn bench_batches_unless_told_not_to() {
+        use compart_analysis::optimize::BatchChoice;
+        assert_eq!(parse(&[]).batch(), BatchChoice::Search);
+        assert_eq!(parse(&["--no-batch"]).batch(), BatchChoice::Off);
     }
 
     #[test]

@@ -337,8 +337,13 @@ fn workload_inputs(
 /// The plan `compart optimize` prints (also used by `compart bench`), with run reports of the
 /// program itself or of rewritings of it; Err(exit code, message).
 /// The calibration is `compart optimize`'s default (see [`crate::calibrate::load`]).
-pub fn plan_with_profiles(file: &Path, machines: usize, profiles: &[&Path]) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true, None, OptIn::default())
+pub fn plan_with_profiles(
+    file: &Path,
+    machines: usize,
+    profiles: &[&Path],
+    batch: optimize::BatchChoice,
+) -> Result<optimize::Plan, (u8, String)> {
+    plan_checked(file, machines, profiles, true, None, OptIn { batch, ..OptIn::default() })
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -381,8 +386,12 @@ pub fn plan_checked(
     calibration: Option<&Path>,
     opt_in: OptIn,
 ) -> Result<optimize::Plan, (u8, String)> {
-    let OptIn { batch, grid, thrifty, share } = opt_in;
-    let (calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
+    let OptIn { batch, grid, thrifty, share, clients } = opt_in;
+    let (mut calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
+    // The plan is sized for the workload's clients: they set how full a tick, and a batch, is.
+    if let Some(clients) = clients {
+        calibration.clients = clients as f64;
+    }
     let text = compart_runtime::options::read_text(file).map_err(|e| (2u8, e))?;
     let analysis = analyze(&text);
     if analysis.has_errors() {
@@ -470,15 +479,18 @@ pub fn named_by_report(report: &Path, named: &str) -> PathBuf {
     }
 }
 
-/// The rewrites `compart optimize` considers only when asked: batching (at most this many requests
-/// per batch), grid quorums (this many rows), thrifty broadcasts (after a crash, their answers
-/// wait for the widening timer) and shared proxies.
+/// What `compart optimize` considers besides decoupling and partitioning: batching (searched by
+/// default), grid quorums (this many rows), thrifty broadcasts (after a crash, their answers wait
+/// for the widening timer) and shared proxies, only when asked; and the closed-loop clients the
+/// plan is sized for.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct OptIn {
-    pub batch: Option<usize>,
+    pub batch: optimize::BatchChoice,
     pub grid: Option<usize>,
     pub thrifty: bool,
     pub share: bool,
+    /// Closed-loop clients, in place of the calibration's.
+    pub clients: Option<usize>,
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.

@@ -13,6 +13,7 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use compart_analysis::optimize::BatchChoice;
 
 #[derive(Parser)]
 #[command(name = "compart", version, about = "Automatic compartmentalization of distributed protocols")]
@@ -189,10 +190,17 @@ enum Command {
         /// when the current directory has one, else the built-in copy of it.
         #[arg(long)]
         calibration: Option<std::path::PathBuf>,
-        /// Also consider batching the costliest sequential component, at most N requests per
-        /// batch (opt-in: replies then carry other log positions; checked on invariants).
-        #[arg(long, value_name = "N")]
-        batch: Option<usize>,
+        /// Batch with this size only, at most N requests per batch (default: the search tries
+        /// 16, 64 and 256). Batching spaces replies' log positions by N: checked on invariants.
+        #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(2..=4096))]
+        batch: Option<u64>,
+        /// Never batch (replies keep the original's log positions).
+        #[arg(long, conflicts_with = "batch")]
+        no_batch: bool,
+        /// Size the plan for this many closed-loop clients (`compart run --clients`) instead of
+        /// the calibration's: they set how many requests a tick, and so a batch, holds.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        clients: Option<u64>,
         /// Also consider grid quorums of R rows over the nodes a protocol's two quorums count
         /// (opt-in: quorums change; checked on invariants).
         #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
@@ -264,8 +272,27 @@ fn main() -> ExitCode {
         Command::Verify { original, rewritten, seeds, inputs, invariants_only, bounds } => {
             verify::verify_command(&original, &rewritten, seeds, inputs, invariants_only, &bounds)
         }
-        Command::Optimize { file, machines, profile, out, no_check, calibration, batch, grid_rows, thrifty, share } => {
-            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize), thrifty, share };
+        Command::Optimize {
+            file,
+            machines,
+            profile,
+            out,
+            no_check,
+            calibration,
+            batch,
+            no_batch,
+            clients,
+            grid_rows,
+            thrifty,
+            share,
+        } => {
+            let batch = match (batch, no_batch) {
+                (_, true) => BatchChoice::Off,
+                (Some(n), false) => BatchChoice::Size(n as usize),
+                (None, false) => BatchChoice::Search,
+            };
+            let clients = clients.map(|c| c as usize);
+            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize), thrifty, share, clients };
             explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), opt_in)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),

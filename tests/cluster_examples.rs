@@ -167,8 +167,8 @@ fn cluster_pbft() {
 }
 
 /// `compart optimize --out DIR` writes a deployment that `compart run` takes with no flags: it keeps
-/// the original's ports and [workload], adapted to the rewritten program (Paxos' plan moves the
-/// reply into a new component).
+/// the original's ports and [workload], adapted to the rewritten program (Paxos' plan batches the
+/// proposer: requests and replies move into the new batcher).
 #[test]
 fn optimized_plans_run_as_written() {
     let dir = std::env::temp_dir().join(format!("compart-optimized-{}", std::process::id()));
@@ -205,7 +205,8 @@ fn optimized_plans_run_as_written() {
         assert_eq!(json["summary"]["ok"], 10_000, "{name}: {stdout}");
         if name == "paxos" {
             let program = std::fs::read_to_string(out.join("paxos.optimized.ded")).unwrap();
-            assert!(program.contains("component proposals_part"), "the plan moved the reply:\n{program}");
+            assert!(program.contains("component proposer_batcher"), "the plan moved the reply:\n{program}");
+            assert!(!deploy.contains("entry = \"proposer\""), "the entry no longer takes requests:\n{deploy}");
         }
     }
     let _ = std::fs::remove_dir_all(&dir);

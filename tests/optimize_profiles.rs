@@ -12,8 +12,10 @@ fn compart(args: &[&str]) -> std::process::Output {
     Command::new(env!("CARGO_BIN_EXE_compart")).current_dir(env!("CARGO_MANIFEST_DIR")).args(args).output().unwrap()
 }
 
+/// Without batching: these rounds are about the profiles' rules, which a batching would leave
+/// to the static frequencies (they fire per batch, not per request as profiled).
 fn optimize(profiles: &[&str]) -> String {
-    let mut args = vec!["optimize", "examples/paxos.ded", "--machines", "29"];
+    let mut args = vec!["optimize", "examples/paxos.ded", "--machines", "29", "--no-batch"];
     for p in profiles {
         args.extend(["--profile", p]);
     }
@@ -83,4 +85,59 @@ fn a_profile_of_an_unrelated_program_is_refused() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("none of its rules"));
+}
+
+/// With no hint the search batches Paxos' proposer, says how replies' positions change, and
+/// checks it on invariants; `--no-batch` turns it off and `--batch N` forces one size.
+#[test]
+fn paxos_is_batched_unless_told_not_to() {
+    let out = compart(&["optimize", "examples/paxos.ded", "--machines", "29"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let text = String::from_utf8(out.stdout).unwrap();
+    let step = text.lines().find(|l| l.contains("batching of `proposer` (size ")).unwrap_or_else(|| panic!("{text}"));
+    assert!(step.contains("log positions are spaced by") && step.contains("checked on invariants"), "{step}");
+    assert!(text.contains("   1  invariants: "), "the batching checked on invariants:\n{text}");
+    assert!(text.contains("\n[partitions]\nproposer_batcher = "), "{text}");
+
+    let off = compart(&["optimize", "examples/paxos.ded", "--machines", "29", "--no-batch", "--no-check"]);
+    assert!(off.status.success(), "{}", String::from_utf8_lossy(&off.stderr));
+    let off = String::from_utf8(off.stdout).unwrap();
+    assert!(!off.contains("batching") && !off.contains("proposer_batcher"), "{off}");
+
+    let forced = compart(&["optimize", "examples/paxos.ded", "--machines", "29", "--batch", "16", "--no-check"]);
+    assert!(String::from_utf8_lossy(&forced.stdout).contains("batching of `proposer` (size 16)"));
+
+    for bad in [&["--batch", "1"][..], &["--batch", "16", "--no-batch"]] {
+        let mut args = vec!["optimize", "examples/paxos.ded", "--machines", "29"];
+        args.extend(bad);
+        let out = compart(&args);
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!String::from_utf8_lossy(&out.stderr).contains("panicked"), "{bad:?}");
+    }
+}
+
+/// `--clients` sizes the plan for the run's clients: fewer clients, fewer requests per tick, so
+/// fewer batcher instances keep the batches full.
+#[test]
+fn fewer_clients_fewer_batcher_instances() {
+    let batchers = |extra: &[&str]| {
+        let mut args = vec!["optimize", "examples/paxos.ded", "--machines", "29", "--no-check"];
+        args.extend(extra);
+        let out = compart(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let text = String::from_utf8(out.stdout).unwrap();
+        let partitions = text.split("[partitions]").nth(1).unwrap_or("");
+        let line = partitions.lines().find(|l| l.starts_with("proposer_batcher = "));
+        let count = line.and_then(|l| l.trim_start_matches("proposer_batcher = ").parse::<usize>().ok());
+        (count.unwrap_or_else(|| panic!("{text}")), text)
+    };
+    let (many, text) = batchers(&[]);
+    assert!(text.contains("1024 closed-loop clients"), "{text}");
+    let (few, text) = batchers(&["--clients", "256"]);
+    assert!(text.contains("256 closed-loop clients"), "{text}");
+    assert!(few < many, "{few} batcher instances for 256 clients, {many} for 1024");
+    assert_eq!(
+        compart(&["optimize", "examples/paxos.ded", "--machines", "29", "--clients", "0"]).status.code(),
+        Some(2)
+    );
 }

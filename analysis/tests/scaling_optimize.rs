@@ -149,11 +149,15 @@ fn a_step_the_gate_refuses_is_not_taken_and_is_listed() {
     let options = optimize::Options {
         machines: 29,
         logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
+        // The gate on decouplings, which are refinements: without the batching that would
+        // come first and make every later step invariants-only.
+        batch: optimize::BatchChoice::Off,
         ..Default::default()
     };
     let gate = RefuseCommit { asked: Default::default() };
     let plan = optimize::optimize_checked(&analyze(&text), &options, Some(&gate));
     assert!(!gate.asked.borrow().is_empty(), "the gate was asked");
+    assert!(gate.asked.borrow().iter().all(|&invariants_only| !invariants_only));
     // Without the gate the first step moves the commit path; with it, that step is refused, its
     // counterexample kept, and the search goes on with other candidates.
     assert!(!plan.refused.is_empty(), "{}", optimize::render_steps(&plan));
@@ -268,7 +272,7 @@ fn paxos_batched_when_asked() {
     let options = optimize::Options {
         machines: 29,
         logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
-        batch: Some(16),
+        batch: optimize::BatchChoice::Size(16),
         ..Default::default()
     };
     let gate = RefuseCommit { asked: Default::default() };
@@ -279,7 +283,8 @@ fn paxos_batched_when_asked() {
     assert!(!analyze(&plan.text).has_errors());
     insta::assert_snapshot!(format!("{rendered}\n{}\n{}", plan.deployment, components(&plan.text)));
     // Not asked: no batching (it changes the positions replies carry).
-    let unasked = optimize::optimize(&analyze(&text), &optimize::Options { batch: None, ..options });
+    let unasked =
+        optimize::optimize(&analyze(&text), &optimize::Options { batch: optimize::BatchChoice::Off, ..options });
     assert!(!optimize::render_steps(&unasked).contains("batching"));
 }
 
@@ -383,4 +388,74 @@ fn paxos_thrifty_when_asked() {
     // Not asked: none (after a crash of a quorum member, answers wait for the timer).
     let unasked = optimize::optimize(&analyze(&text), &optimize::Options { thrifty: false, ..options });
     assert!(!optimize::render_steps(&unasked).contains("thrifty"));
+}
+
+fn paxos_options(machines: usize) -> optimize::Options {
+    optimize::Options {
+        machines,
+        logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
+        ..Default::default()
+    }
+}
+
+/// With no hint the search batches Paxos' proposer (its costliest sequential component), picks
+/// the size among the ones it tries, and checks the batching and every later step on invariants.
+#[test]
+fn paxos_batched_by_default() {
+    let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let gate = RefuseCommit { asked: Default::default() };
+    let plan = optimize::optimize_checked(&analyze(&text), &paxos_options(29), Some(&gate));
+    let rendered = optimize::render_steps(&plan);
+    let step = &plan.steps[1].description;
+    let size = optimize::BATCH_SIZES.iter().find(|n| step.starts_with(&format!("batching of `proposer` (size {n})")));
+    let size = *size.unwrap_or_else(|| panic!("{rendered}"));
+    assert!(step.contains(&format!("log positions are spaced by {size}")), "{step}");
+    assert!(plan.invariants_only);
+    assert!(gate.asked.borrow().iter().all(|&invariants_only| invariants_only), "{rendered}");
+    // The batcher is split, but not so far that its batches empty: each of its instances still
+    // gets 16 requests per tick or more under the calibration's load.
+    let batcher = plan.estimate.components.iter().find(|c| c.name == "proposer_batcher").unwrap();
+    let cal = &plan.calibration;
+    assert!(batcher.partitions > 1, "{rendered}");
+    assert!(cal.clients / cal.tick_window / batcher.partitions as f64 >= 16.0, "{rendered}");
+    // Off: the plan of the unbatched search, no batcher.
+    let off = optimize::optimize(
+        &analyze(&text),
+        &optimize::Options { batch: optimize::BatchChoice::Off, ..paxos_options(29) },
+    );
+    assert!(!off.invariants_only);
+    assert!(analyze(&off.text).program.component_by_name("proposer_batcher").is_none());
+}
+
+/// The fill model: a batcher's instances split each tick's requests, so more of them hold fewer
+/// requests per batch, and the batched proposer receives more facts per request.
+#[test]
+fn more_batcher_instances_empty_the_batches() {
+    let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let delivery = compart_analysis::rewrite::Delivery::default();
+    let batched = compart_analysis::rewrite::batch(&analyze(&text), "proposer", 64, delivery).unwrap();
+    let a = analyze(&batched.new_text);
+    let with = |instances: usize| optimize::Options {
+        batched: vec![optimize::Batched {
+            batcher: "proposer_batcher".into(),
+            channel: "request_batch".into(),
+            size: 64,
+            instances,
+        }],
+        ..paxos_options(0)
+    };
+    let fill = |k: usize| with(k).batch_fill(&a.program, &with(k).batched[0]);
+    let proposer = a.program.component_by_name("proposer").unwrap().index();
+    let received = |k: usize| optimize::traffic(&a.program, &with(k))[proposer].facts_in;
+    // 1024 clients over the calibration's tick window: one instance fills its batches.
+    assert_eq!(fill(1), 64.0);
+    for k in 2..=16 {
+        assert!(fill(k) <= fill(k - 1), "fill({k}) = {}", fill(k));
+        assert!(received(k) >= received(k - 1), "proposer at {k} batcher instances: {}", received(k));
+    }
+    assert!(fill(16) < 16.0 && received(16) > received(1) * 2.0, "fill {} vs {}", fill(16), fill(1));
+    // The estimate with a budget stops short of the instances that would empty the batches.
+    let est = optimize::estimate(&a.program, &optimize::Options { machines: 29, ..with(1) });
+    let k = est.components.iter().find(|c| c.name == "proposer_batcher").unwrap().partitions;
+    assert!(k > 1 && fill(k) >= 16.0, "{k} batcher instances");
 }

@@ -1,4 +1,4 @@
-//! The optimizer: a cost model over components and a greedy search over rewrites (decouple, batch
+//! The optimizer: a cost model over components and a greedy search over rewrites (batch, decouple,
 //! thrifty broadcasts and shared proxies when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
 //!
 //! Cost model, per client request, in CPU-µs with the constants of a [`Calibration`] (fitted on
@@ -31,6 +31,17 @@
 //! the plans showed: a balanced plan's instances all near their quota at 25-85 facts per tick,
 //! where the original's lone bottleneck batched 700-900. Predicted throughput is `X`; the
 //! costliest instance spends its whole quota there.
+//!
+//! Batching (`rewrite::batch`) enters the same model through the frequencies: the batch channel
+//! carries one fact per batch, so what the batched component and everything downstream receive
+//! and derive divides by the fill, the requests per batch. A batcher of `b` instances per logical
+//! node, `n` nodes, gets `clients / tick_window / (n·b)` requests per tick each, so the fill is
+//! `min(N, that)`: more batcher instances, cheaper batchers but emptier batches and a costlier
+//! batched component. The search therefore does not add batcher instances one by one;
+//! [`estimate`] evaluates the whole estimate for each batcher count and keeps the best. The
+//! search tries the sizes of [`BATCH_SIZES`] (or the one it is told) on the costliest sequential
+//! components first. A batching spaces replies' log positions by N: it is not an equivalence, so
+//! it and every later step are checked on invariants only, like a sealing.
 
 mod calibrate;
 mod grid;
@@ -247,6 +258,9 @@ pub struct Plan {
     pub notes: Vec<String>,
     /// The constants the predictions used.
     pub calibration: Calibration,
+    /// Whether the plan keeps only the original's invariants (it seals, batches or arranges a
+    /// grid: replies then differ in value), so a check of it must compare invariants, not outputs.
+    pub invariants_only: bool,
 }
 
 #[derive(Clone, Debug, Default)]
@@ -258,9 +272,10 @@ pub struct Options {
     pub logical: BTreeMap<String, usize>,
     /// Components given sealed partitioning (sequential by class, scalable all the same).
     pub sealed: Vec<String>,
-    /// Batch the costliest sequential component, at most this many requests per batch, when it
-    /// pays. Opt-in: batching changes the log positions replies carry (docs/compartmentalization.md).
-    pub batch: Option<usize>,
+    /// Whether the search batches the costliest sequential component, and with which batch
+    /// sizes. Batching spaces the log positions replies carry by the batch size
+    /// (docs/compartmentalization.md), so it and every later step are checked on invariants.
+    pub batch: BatchChoice,
     /// Arrange the nodes a protocol's two quorums count in a grid of this many rows, when it pays
     /// (opt-in: quorums change; checked on invariants; see `grid.rs`).
     pub grid: Option<usize>,
@@ -281,6 +296,31 @@ pub struct Options {
     pub calibration: Calibration,
 }
 
+/// Batch sizes the search tries when not told one: the prediction picks among them.
+pub const BATCH_SIZES: [usize; 3] = [16, 64, 256];
+
+/// Whether and how the search batches (`rewrite::batch`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum BatchChoice {
+    /// Try each of [`BATCH_SIZES`]; take the best predicted one when it pays and passes the check.
+    #[default]
+    Search,
+    /// Try this size only (`compart optimize --batch N`).
+    Size(usize),
+    /// Never batch (`--no-batch`).
+    Off,
+}
+
+impl BatchChoice {
+    fn sizes(self) -> Vec<usize> {
+        match self {
+            BatchChoice::Search => BATCH_SIZES.to_vec(),
+            BatchChoice::Size(n) => vec![n],
+            BatchChoice::Off => Vec::new(),
+        }
+    }
+}
+
 /// A batching in the program being estimated (`rewrite::batch`).
 #[derive(Clone, Debug)]
 pub struct Batched {
@@ -289,16 +329,21 @@ pub struct Batched {
     /// The batched component's channel that receives one request per batch.
     pub channel: String,
     pub size: usize,
+    /// The batcher's instances per logical node: they split each tick's requests, so they set the
+    /// batch fill. The estimates take it from the instances they place.
+    pub instances: usize,
 }
 
 impl Options {
-    /// Requests per batch the cost model assumes: the batch size, or fewer when a batcher's tick
-    /// holds fewer (under saturation `clients / tick_window` requests per tick, as in
-    /// [`ComponentCost::instance_cost`]).
-    fn batch_fill(&self, size: usize) -> f64 {
+    /// Requests per batch the cost model assumes: the batch size, or fewer when a batcher
+    /// instance's tick holds fewer. Under saturation the closed loop brings `clients /
+    /// tick_window` requests per tick, split among the batcher's logical nodes and their
+    /// instances: more batcher instances, emptier batches.
+    pub fn batch_fill(&self, program: &Program, b: &Batched) -> f64 {
         let cal = &self.calibration;
         let per_tick = if cal.clients > 0.0 && cal.tick_window > 0.0 { cal.clients / cal.tick_window } else { 1.0 };
-        (size as f64).min(per_tick).max(1.0)
+        let instances = (self.logical(program, &b.batcher) * b.instances.max(1)) as f64;
+        (b.size as f64).min(per_tick / instances).max(1.0)
     }
 
     fn is_batcher(&self, component: &str) -> bool {
@@ -522,7 +567,7 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
             // A batch channel carries one fact per batch: the batched component's per-request
             // work, and everything downstream of it, divides by the batch; its ticks do not.
             if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
-                delivered /= options.batch_fill(b.size);
+                delivered /= options.batch_fill(program, b);
             }
             // Max, not sum: a union of paths is at least its busiest one, and loops stay bounded.
             next[head.index()] = next[head.index()].max(delivered);
@@ -554,7 +599,12 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
         if rule.kind == RuleKind::Fact {
             continue;
         }
-        let firings = measured(id).unwrap_or_else(|| fires(&freq, id));
+        let mut firings = measured(id).unwrap_or_else(|| fires(&freq, id));
+        // The batcher derives one batch fact per batch (its head has no request column), though
+        // the rule's body matches each request of the batch.
+        if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
+            firings /= options.batch_fill(program, b);
+        }
         let sends = sends(rule);
         // Facts derived: one per destination for a send (as the run report counts them).
         let derived = firings * sends.max(1.0);
@@ -719,6 +769,19 @@ fn finish_estimate(mut components: Vec<ComponentCost>, cal: &Calibration, stoppe
 /// node (1 for the rest), settled. Traffic and ticks depend on each other (an aggregate with no
 /// group fires once per tick; ticks follow the load): a few rounds of each settle them.
 fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Vec<ComponentCost> {
+    // A batcher's instances, where placed, set its batches' fill.
+    let with_batchers;
+    let mut options = options;
+    if options.batched.iter().any(|b| partitions.contains_key(&b.batcher)) {
+        let mut with = options.clone();
+        for b in &mut with.batched {
+            if let Some(&k) = partitions.get(&b.batcher) {
+                b.instances = k.max(1);
+            }
+        }
+        with_batchers = with;
+        options = &with_batchers;
+    }
     let mut components = costs_at(program, options, None);
     let mut last: Vec<f64> = Vec::new();
     for _ in 0..4 {
@@ -807,14 +870,49 @@ fn deployed(
 /// node of the component) to the costliest instance while that lowers its cost by 1% or more;
 /// then give back instances the throughput does not need (a tie broken one way, the budget run
 /// out before the other).
+///
+/// A batcher's instance count is not added greedily: it sets the batch fill
+/// ([`Options::batch_fill`]), so the batched component's cost rises with it. Each count is
+/// tried with the whole estimate around it (one batcher after the other), and the best kept; a
+/// larger count only when it raises the prediction by 1% or more.
 pub fn estimate(program: &Program, options: &Options) -> Estimate {
-    let cal = &options.calibration;
-    let mut components = costs(program, options, &BTreeMap::new());
-    let mut throughput = settle(&mut components, cal);
-    for c in &mut components {
-        c.load = c.instance_cpu_us;
+    let mut fixed: BTreeMap<String, usize> = BTreeMap::new();
+    if options.machines == 0 || options.batched.is_empty() {
+        return spread(program, options, &fixed);
     }
-    let mut used: usize = components.iter().map(|c| c.logical).sum();
+    for b in &options.batched {
+        let logical = options.logical(program, &b.batcher);
+        let mut best: Option<(usize, f64)> = None;
+        for k in (1..).take_while(|k| k * logical <= options.machines) {
+            fixed.insert(b.batcher.clone(), k);
+            let est = spread(program, options, &fixed);
+            if est.machines > options.machines {
+                break;
+            }
+            match best {
+                Some((_, t)) if est.throughput <= t * 1.01 => {}
+                _ => best = Some((k, est.throughput)),
+            }
+        }
+        fixed.insert(b.batcher.clone(), best.map_or(1, |(k, _)| k));
+    }
+    spread(program, options, &fixed)
+}
+
+/// [`estimate`] with the batchers' instances fixed as in `fixed`.
+fn spread(program: &Program, options: &Options, fixed: &BTreeMap<String, usize>) -> Estimate {
+    let cal = &options.calibration;
+    let mut components = costs(program, options, fixed);
+    let mut throughput = settle(&mut components, cal);
+    // Unpartitioned costs: with the batchers as fixed, those of one instance each.
+    let mut unpartitioned =
+        if fixed.is_empty() { components.clone() } else { costs(program, options, &BTreeMap::new()) };
+    settle(&mut unpartitioned, cal);
+    let loads: Vec<f64> = unpartitioned.iter().map(|c| c.instance_cpu_us).collect();
+    for (c, load) in components.iter_mut().zip(&loads) {
+        c.load = *load;
+    }
+    let mut used: usize = components.iter().map(|c| c.logical * c.partitions).sum();
     if options.machines == 0 {
         return finish_estimate(components, cal, None);
     }
@@ -827,6 +925,13 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
         let c = &components[best];
         if !c.scalable {
             break format!("`{}` ({}) is the costliest instance and cannot be split", c.name, c.class);
+        }
+        if options.is_batcher(&c.name) {
+            break format!(
+                "`{}` ({}) is the costliest instance; its {} instance(s) are the count that predicts best \
+                 (more would empty its batches)",
+                c.name, c.class, c.partitions
+            );
         }
         if used + c.logical > options.machines {
             break format!("the budget is spent: another instance of `{}` needs {} machine(s)", c.name, c.logical);
@@ -849,11 +954,13 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
     // before the other): each removal may cost at most half a percent of the throughput reached.
     let reached = throughput;
     loop {
-        let spare = (0..components.len()).filter(|&i| components[i].partitions > 1).find_map(|i| {
-            let mut fewer = components.clone();
-            fewer[i].set_partitions(components[i].partitions - 1);
-            (settle(&mut fewer, cal) >= reached * 0.995).then_some(fewer)
-        });
+        let spare = (0..components.len())
+            .filter(|&i| components[i].partitions > 1 && !options.is_batcher(&components[i].name))
+            .find_map(|i| {
+                let mut fewer = components.clone();
+                fewer[i].set_partitions(components[i].partitions - 1);
+                (settle(&mut fewer, cal) >= reached * 0.995).then_some(fewer)
+            });
         let Some(fewer) = spare else { break };
         components = fewer;
     }
@@ -973,35 +1080,68 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         machines: baseline.machines,
         checked: None,
     }];
-    // Batching of the costliest sequential component, when asked for and when it pays.
-    // First: after decoupling, the reply path it needs may have left the component.
+    // Batching of the costliest sequential component that a batching pays for, first: after
+    // decoupling, the reply path it needs may have left the component. Each batch size is
+    // estimated with its best batcher count, and the best predicted one is checked (a larger
+    // size only when it predicts 1% more: it spaces positions further).
     let mut options = options.clone();
-    if let Some(size) = options.batch {
+    let sizes = options.batch.sizes();
+    // Why each sequential component could not be batched: said when a size was forced.
+    let mut not_batched: Vec<String> = Vec::new();
+    let mut batched = false;
+    if !sizes.is_empty() {
         let a = crate::analyze(&text);
         let scaled = estimate(&a.program, &options);
         let mut sequential: Vec<&ComponentCost> =
             scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0).collect();
         sequential.sort_by(|x, y| y.instance_cpu_us.total_cmp(&x.instance_cpu_us));
         for name in sequential.iter().map(|c| c.name.clone()) {
-            let Ok(result) = rewrite::batch(&a, &name, size, options.delivery) else { continue };
-            let next = crate::analyze(&result.new_text);
-            let Some(batched) = batching_in(&a.program, &next.program, &name, size) else { continue };
-            let mut with = options.clone();
-            with.batched.push(batched);
-            let est = estimate(&next.program, &with);
-            if est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines {
-                let description = format!(
-                    "batching of `{name}`: batchers in front, one request per batch of up to {size}, replies unbatched"
-                );
-                let Ok(checked) = gate(&result.new_text, &description, true) else { continue };
-                invariants_only = true;
-                text = result.new_text;
-                options = with;
-                current = estimate(&next.program, &Options { machines: 0, ..options.clone() });
-                steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
-                break;
+            // The best predicted size; sizes ascend, and a larger one replaces a smaller only
+            // when it predicts 1% more.
+            let mut best: Option<(usize, String, Options, f64)> = None;
+            for &size in &sizes {
+                let result = match rewrite::batch(&a, &name, size, options.delivery) {
+                    Ok(result) => result,
+                    Err(refusal) => {
+                        not_batched.push(format!("`{name}`: {}", refusal.reason));
+                        break;
+                    }
+                };
+                let next = crate::analyze(&result.new_text);
+                let Some(batching) = batching_in(&a.program, &next.program, &name, size) else { continue };
+                let mut with = options.clone();
+                with.batched.push(batching);
+                let est = estimate(&next.program, &with);
+                let pays = est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines;
+                if pays && best.as_ref().is_none_or(|b| est.throughput > b.3 * 1.01) {
+                    best = Some((size, result.new_text, with, est.throughput));
+                }
             }
+            let Some((size, new_text, with, _)) = best else { continue };
+            let description = format!(
+                "batching of `{name}` (size {size}): batchers in front, one request per batch of up to {size}, \
+                 replies unbatched; replies' log positions are spaced by {size}, so not an equivalence: checked \
+                 on invariants"
+            );
+            // The sizes differ only in N: when the best is refused, the others are not tried.
+            let Ok(checked) = gate(&new_text, &description, true) else { continue };
+            invariants_only = true;
+            text = new_text;
+            options = with;
+            let next = crate::analyze(&text);
+            current = estimate(&next.program, &Options { machines: 0, ..options.clone() });
+            steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
+            batched = true;
+            break;
         }
+    }
+    if let (BatchChoice::Size(size), false) = (options.batch, batched) {
+        let why = if not_batched.is_empty() {
+            "it does not raise the prediction by 1% within the budget, or the bounded check refused it".to_string()
+        } else {
+            not_batched.join("; ")
+        };
+        notes.push(format!("no component was batched with size {size}: {why}"));
     }
     // Thrifty broadcasts, when asked for: before decoupling, which would move the broadcast away
     // from the count of its answers (docs/compartmentalization.md, "Thrifty broadcast").
@@ -1133,6 +1273,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     }
     // Scale out: add instances as the budget allows, recording each component's placement.
     let mut target = estimate(&a.program, &options);
+    let mut placed: BTreeMap<String, usize> = BTreeMap::new();
     let mut partial = current.components.clone();
     for cost in target.components.iter_mut().filter(|c| c.partitions > 1) {
         let what = if cost.class == "parallel" { "replicate" } else { "partition" };
@@ -1153,10 +1294,17 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                 }
             }
         }
+        placed.insert(cost.name.clone(), cost.partitions);
         if let Some(p) = partial.iter_mut().find(|p| p.name == cost.name) {
             p.set_partitions(cost.partitions);
         }
-        let est = finish_estimate(partial.clone(), &cal, None);
+        // Part way through scaling out; with a batching, re-costed as deployed so far: a
+        // batcher's count sets its fill, so the other components' traffic.
+        let est = if options.batched.is_empty() {
+            finish_estimate(partial.clone(), &cal, None)
+        } else {
+            estimate_deployed(&a.program, &Options { machines: 0, ..options.clone() }, &placed)
+        };
         steps.push(Step { description, throughput: est.throughput, machines: est.machines, checked });
     }
     let target = finish_estimate(target.components, &cal, target.stopped);
@@ -1185,6 +1333,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         stopped,
         notes,
         calibration: cal,
+        invariants_only,
     }
 }
 
@@ -1249,7 +1398,7 @@ fn batching_in(before: &Program, after: &Program, component: &str, size: usize) 
         .find(|r| r.kind == RelationKind::Channel && before.relation_by_name(&r.name).is_none())?
         .name
         .clone();
-    Some(Batched { batcher, channel, size })
+    Some(Batched { batcher, channel, size, instances: 1 })
 }
 
 /// Steps that do not raise predicted throughput by 1% (a decoupling that pays only once its
@@ -1367,7 +1516,14 @@ pub fn render_steps(plan: &Plan) -> String {
     let checks: Vec<(usize, &String)> =
         plan.steps.iter().enumerate().filter_map(|(i, s)| s.checked.as_ref().map(|c| (i, c))).collect();
     if !checks.is_empty() {
-        out.push_str("\nchecked before each step (bounded refinement check against the original):\n");
+        // A refinement check unless the step or an earlier one seals, batches or arranges a
+        // grid: then the summary starts with "invariants:".
+        out.push_str(if plan.invariants_only {
+            "\nchecked before each step (bounded check against the original: refinement, or its invariants \
+             where marked):\n"
+        } else {
+            "\nchecked before each step (bounded refinement check against the original):\n"
+        });
         for (i, c) in checks {
             out.push_str(&format!("{i:>4}  {c}\n"));
         }
