@@ -364,7 +364,14 @@ fn paxos_thrifty_when_asked() {
     let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
     let logical: std::collections::BTreeMap<String, usize> =
         [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect();
-    let options = optimize::Options { machines: 29, logical: logical.clone(), thrifty: true, ..Default::default() };
+    // Thrifty alone: the batching the search would take first is another test's.
+    let options = optimize::Options {
+        machines: 29,
+        logical: logical.clone(),
+        thrifty: true,
+        batch: optimize::BatchChoice::Off,
+        ..Default::default()
+    };
     let plan = optimize::optimize(&analyze(&text), &options);
     let rendered = optimize::render_steps(&plan);
     assert!(plan.steps[1].description.starts_with("thrifty broadcast: `proposer` sends `p2a`"), "{rendered}");
