@@ -384,7 +384,7 @@ pub struct Traffic {
 /// CPU-µs per client request at one node of each component (one instance per logical node), at
 /// the operating point of that deployment, under the static frequencies or a profile.
 pub fn loads(program: &Program, options: &Options) -> Vec<f64> {
-    costs(program, options, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect()
+    costs(program, options, &classes(program, options), &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect()
 }
 
 /// Relations whose facts are state, not events, in a tick: tables, the built-ins, and what
@@ -768,7 +768,12 @@ fn finish_estimate(mut components: Vec<ComponentCost>, cal: &Calibration, stoppe
 /// Every component of `program` with its traffic and class, `partitions` instances per logical
 /// node (1 for the rest), settled. Traffic and ticks depend on each other (an aggregate with no
 /// group fires once per tick; ticks follow the load): a few rounds of each settle them.
-fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Vec<ComponentCost> {
+fn costs(
+    program: &Program,
+    options: &Options,
+    classes: &[Class],
+    partitions: &BTreeMap<String, usize>,
+) -> Vec<ComponentCost> {
     // A batcher's instances, where placed, set its batches' fill.
     let with_batchers;
     let mut options = options;
@@ -782,7 +787,7 @@ fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usi
         with_batchers = with;
         options = &with_batchers;
     }
-    let mut components = costs_at(program, options, None);
+    let mut components = costs_at(program, options, classes, None);
     let mut last: Vec<f64> = Vec::new();
     for _ in 0..4 {
         for c in &mut components {
@@ -796,7 +801,7 @@ fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usi
             return components;
         }
         last = ticks.clone();
-        let next = costs_at(program, options, Some(&ticks));
+        let next = costs_at(program, options, classes, Some(&ticks));
         for (c, n) in components.iter_mut().zip(next) {
             (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
         }
@@ -805,9 +810,16 @@ fn costs(program: &Program, options: &Options, partitions: &BTreeMap<String, usi
     components
 }
 
-fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<ComponentCost> {
+/// Each component's class, as the estimate shows it, and whether it can take more instances.
+struct Class {
+    label: String,
+    scalable: bool,
+}
+
+/// The scaling analysis behind each component's [`Class`]: the costliest part of costing a
+/// program, and the same for every deployment of it, so computed once per estimate.
+fn classes(program: &Program, options: &Options) -> Vec<Class> {
     let ctx = Context::new(program);
-    let traffic = traffic_at(program, options, ticks);
     program
         .component_ids()
         .map(|id| {
@@ -815,7 +827,7 @@ fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<
             let verdict = ctx.verdict(id, &c.rules);
             let sealed = options.sealed.contains(&c.name) && c.placement.is_some();
             let batcher = options.is_batcher(&c.name) && c.placement.is_some();
-            let class = match &c.placement {
+            let label = match &c.placement {
                 Some(p) if batcher => {
                     format!("batcher, {}", p.keys.iter().map(|k| k.column.as_str()).collect::<Vec<_>>().join("/"))
                 }
@@ -824,10 +836,22 @@ fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<
                 }
                 _ => verdict.class.label(program),
             };
+            Class { label, scalable: sealed || batcher || !matches!(verdict.class, ScalingClass::Sequential) }
+        })
+        .collect()
+}
+
+fn costs_at(program: &Program, options: &Options, classes: &[Class], ticks: Option<&[f64]>) -> Vec<ComponentCost> {
+    let traffic = traffic_at(program, options, ticks);
+    program
+        .component_ids()
+        .map(|id| {
+            let c = program.component(id);
+            let class = &classes[id.index()];
             let t = traffic[id.index()];
             ComponentCost {
                 name: c.name.clone(),
-                class,
+                class: class.label.clone(),
                 facts_in: t.facts_in,
                 facts_out: t.facts_out,
                 work: t.work,
@@ -837,7 +861,7 @@ fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<
                 instance_cpu_us: 0.0,
                 logical: options.logical(program, &c.name),
                 partitions: 1,
-                scalable: sealed || batcher || !matches!(verdict.class, ScalingClass::Sequential),
+                scalable: class.scalable,
             }
         })
         .collect()
@@ -847,19 +871,22 @@ fn costs_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Vec<
 /// (`[partitions]` of its deployment file; 1 for the rest), no search. What the optimizer
 /// predicts for a plan it wrote, given the same options.
 pub fn estimate_deployed(program: &Program, options: &Options, partitions: &BTreeMap<String, usize>) -> Estimate {
-    let loads: Vec<f64> = costs(program, options, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect();
-    deployed(program, options, partitions, &loads, None)
+    let classes = classes(program, options);
+    let loads: Vec<f64> =
+        costs(program, options, &classes, &BTreeMap::new()).iter().map(|c| c.instance_cpu_us).collect();
+    deployed(program, options, &classes, partitions, &loads, None)
 }
 
 /// [`estimate_deployed`], given each component's unpartitioned cost and why a search stopped.
 fn deployed(
     program: &Program,
     options: &Options,
+    classes: &[Class],
     partitions: &BTreeMap<String, usize>,
     loads: &[f64],
     stopped: Option<String>,
 ) -> Estimate {
-    let mut components = costs(program, options, partitions);
+    let mut components = costs(program, options, classes, partitions);
     for (c, load) in components.iter_mut().zip(loads) {
         c.load = *load;
     }
@@ -876,16 +903,17 @@ fn deployed(
 /// tried with the whole estimate around it (one batcher after the other), and the best kept; a
 /// larger count only when it raises the prediction by 1% or more.
 pub fn estimate(program: &Program, options: &Options) -> Estimate {
+    let classes = classes(program, options);
     let mut fixed: BTreeMap<String, usize> = BTreeMap::new();
     if options.machines == 0 || options.batched.is_empty() {
-        return spread(program, options, &fixed);
+        return spread(program, options, &classes, &fixed);
     }
     for b in &options.batched {
         let logical = options.logical(program, &b.batcher);
         let mut best: Option<(usize, f64)> = None;
         for k in (1..).take_while(|k| k * logical <= options.machines) {
             fixed.insert(b.batcher.clone(), k);
-            let est = spread(program, options, &fixed);
+            let est = spread(program, options, &classes, &fixed);
             if est.machines > options.machines {
                 break;
             }
@@ -896,17 +924,17 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
         }
         fixed.insert(b.batcher.clone(), best.map_or(1, |(k, _)| k));
     }
-    spread(program, options, &fixed)
+    spread(program, options, &classes, &fixed)
 }
 
 /// [`estimate`] with the batchers' instances fixed as in `fixed`.
-fn spread(program: &Program, options: &Options, fixed: &BTreeMap<String, usize>) -> Estimate {
+fn spread(program: &Program, options: &Options, classes: &[Class], fixed: &BTreeMap<String, usize>) -> Estimate {
     let cal = &options.calibration;
-    let mut components = costs(program, options, fixed);
+    let mut components = costs(program, options, classes, fixed);
     let mut throughput = settle(&mut components, cal);
     // Unpartitioned costs: with the batchers as fixed, those of one instance each.
     let mut unpartitioned =
-        if fixed.is_empty() { components.clone() } else { costs(program, options, &BTreeMap::new()) };
+        if fixed.is_empty() { components.clone() } else { costs(program, options, classes, &BTreeMap::new()) };
     settle(&mut unpartitioned, cal);
     let loads: Vec<f64> = unpartitioned.iter().map(|c| c.instance_cpu_us).collect();
     for (c, load) in components.iter_mut().zip(&loads) {
@@ -967,7 +995,7 @@ fn spread(program: &Program, options: &Options, fixed: &BTreeMap<String, usize>)
     // The instances chosen, costed with the traffic their own ticks give.
     let partitions = components.iter().map(|c| (c.name.clone(), c.partitions)).collect();
     let loads: Vec<f64> = components.iter().map(|c| c.load).collect();
-    deployed(program, options, &partitions, &loads, Some(stopped))
+    deployed(program, options, classes, &partitions, &loads, Some(stopped))
 }
 
 /// Candidate rule sets to decouple from one component: each asynchronous send alone (a
