@@ -395,6 +395,18 @@ pub enum CompareOp {
 }
 
 impl CompareOp {
+    /// Whether `l op r` holds, given how `l` compares with `r` (`=` tests equality here).
+    pub fn holds(self, ordering: std::cmp::Ordering) -> bool {
+        use std::cmp::Ordering::*;
+        match self {
+            CompareOp::Assign | CompareOp::Eq => ordering == Equal,
+            CompareOp::Ne => ordering != Equal,
+            CompareOp::Lt => ordering == Less,
+            CompareOp::Le => ordering != Greater,
+            CompareOp::Gt => ordering == Greater,
+            CompareOp::Ge => ordering != Less,
+        }
+    }
     pub fn from_token(token: &str) -> Option<Self> {
         Some(match token {
             "=" => CompareOp::Assign,

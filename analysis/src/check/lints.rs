@@ -153,14 +153,7 @@ fn constant_conditions(body: &[BodyItem], out: &mut Vec<Diagnostic>) {
     for item in body {
         let BodyItem::Condition(c) = item else { continue };
         let (Some(l), Some(r)) = (constant(&c.left), constant(&c.right)) else { continue };
-        let holds = match c.op {
-            CompareOp::Assign | CompareOp::Eq => l == r,
-            CompareOp::Ne => l != r,
-            CompareOp::Lt => l < r,
-            CompareOp::Le => l <= r,
-            CompareOp::Gt => l > r,
-            CompareOp::Ge => l >= r,
-        };
+        let holds = c.op.holds(l.cmp(&r));
         if !holds {
             out.push(Diagnostic::new(
                 Code::ConstantCondition,
@@ -171,7 +164,7 @@ fn constant_conditions(body: &[BodyItem], out: &mut Vec<Diagnostic>) {
     }
 }
 
-#[derive(PartialEq, PartialOrd)]
+#[derive(PartialEq, Eq, PartialOrd, Ord)]
 enum Constant<'a> {
     Int(i64),
     Str(&'a str),

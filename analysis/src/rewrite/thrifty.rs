@@ -637,14 +637,7 @@ fn check_count_use(
             let quorum = n / 2 + 1;
             let value = |v: &str| Some(if v == count_var { quorum } else { n });
             let passes = match (eval(&cond.left, &value), eval(&cond.right, &value)) {
-                (Some(l), Some(r)) => Some(match cond.op {
-                    CompareOp::Assign | CompareOp::Eq => l == r,
-                    CompareOp::Ne => l != r,
-                    CompareOp::Lt => l < r,
-                    CompareOp::Le => l <= r,
-                    CompareOp::Gt => l > r,
-                    CompareOp::Ge => l >= r,
-                }),
+                (Some(l), Some(r)) => Some(cond.op.holds(l.cmp(&r))),
                 _ => None,
             };
             match passes {
