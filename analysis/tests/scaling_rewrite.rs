@@ -1,11 +1,9 @@
 //! Rewrites on the examples: the rewritten program (formatted, analysed without errors by
 //! `finish`) and its explanation, or the refusal.
 
+mod common;
+use common::{example, line};
 use compart_analysis::{analyze, rewrite};
-
-fn example(path: &str) -> String {
-    std::fs::read_to_string(format!("{}/../examples/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap()
-}
 
 fn decouple(text: &str, component: &str, rules: &[&str], name: &str) -> String {
     let analysis = analyze(text);
@@ -17,14 +15,6 @@ fn decouple(text: &str, component: &str, rules: &[&str], name: &str) -> String {
         Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
         Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
     }
-}
-
-/// `line 12: payload_text`: stable under edits elsewhere in the file, unlike byte offsets.
-fn line(text: &str, range: compart_analysis::TextRange) -> String {
-    let start = range.start as usize;
-    let number = text[..start].matches('\n').count() + 1;
-    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    format!("line {number} `{}`", text[start..end].trim())
 }
 
 fn partition(text: &str, component: &str, key: Option<&str>) -> String {

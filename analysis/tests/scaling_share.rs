@@ -1,6 +1,8 @@
 //! Shared proxies (`rewrite::share`): two stateless parts merged into one component, and every
 //! precondition's refusal, each on a variant of one program that breaks just that precondition.
 
+mod common;
+use common::line;
 use compart_analysis::{analyze, deployment, rewrite};
 
 /// A coordinator forwarding writes and reads to two stateless broadcasters, as two decouplings
@@ -14,14 +16,6 @@ fn share(text: &str, a: &str, b: &str, into: &str) -> String {
         Ok(result) => format!("{}\n---\n{}", result.explanation.join("\n"), result.new_text),
         Err(refusal) => format!("refused at {}: {}", line(text, refusal.range), refusal.reason),
     }
-}
-
-/// `line 12: text`: stable under edits elsewhere in the file, unlike byte offsets.
-fn line(text: &str, range: compart_analysis::TextRange) -> String {
-    let start = range.start as usize;
-    let number = text[..start].matches('\n').count() + 1;
-    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    format!("line {number} `{}`", text[start..end].trim())
 }
 
 #[test]

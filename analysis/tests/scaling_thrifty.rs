@@ -1,6 +1,8 @@
 //! Thrifty broadcast (`rewrite::thrifty`): the rewritten Paxos, a minimal majority protocol,
 //! and each refusal with the line it points at.
 
+mod common;
+use common::line;
 use compart_analysis::{analyze, rewrite};
 
 fn read(path: &str) -> String {
@@ -9,14 +11,6 @@ fn read(path: &str) -> String {
 
 fn example(name: &str) -> String {
     read(&format!("examples/{name}"))
-}
-
-/// `line 12: text`: stable under edits elsewhere in the file, unlike byte offsets.
-fn line(text: &str, range: compart_analysis::TextRange) -> String {
-    let start = range.start as usize;
-    let number = text[..start].matches('\n').count() + 1;
-    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
-    format!("line {number} `{}`", text[start..end].trim())
 }
 
 fn thrifty(text: &str, component: &str, rule: Option<&str>) -> String {
