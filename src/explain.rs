@@ -411,13 +411,12 @@ pub fn plan_checked(
     let gate = BoundedCheck { original_deploy: deploy_text };
     let gate_ref: Option<&dyn optimize::StepCheck> = if check { Some(&gate) } else { None };
     let mut plan = optimize::optimize_checked(&analysis, &options, gate_ref);
+    let rewritten = analyze(&plan.text);
     // Ports and the workload stay as the user set them, so the output runs with `compart run` as is.
     if let Some(original) = &gate.original_deploy {
-        let rewritten = analyze(&plan.text);
         plan.deployment = compart_runtime::deploy::carry_settings(original, &rewritten.program, &plan.deployment);
     }
     // Inputs only a timer feeds (thrifty's widening) get their `[timers]` entry.
-    let rewritten = analyze(&plan.text);
     let timers: Vec<deployment::Change> = deployment::rewrite_changes(&analysis.program, &rewritten.program)
         .into_iter()
         .filter(|c| matches!(c, deployment::Change::Timer { .. }))
