@@ -1,7 +1,24 @@
 //! `compart explain` through the real binary: classes, and the sealing note for a sequential
 //! component that sealed partitioning would split.
 
+use std::path::PathBuf;
 use std::process::Command;
+
+/// examples/paxos.ded and its deployment copied into a fresh directory: (the directory, the
+/// program, the deployment file).
+fn paxos_copy(tag: &str) -> (PathBuf, PathBuf, PathBuf) {
+    let dir = std::env::temp_dir().join(format!("compart-rewrite-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
+    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
+    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
+    (dir, ded, toml)
+}
+
+fn compart(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_compart")).args(args).output().unwrap()
+}
 
 fn explain(file: &str) -> String {
     let out = Command::new(env!("CARGO_BIN_EXE_compart"))
@@ -118,12 +135,8 @@ fn explain_is_near_linear_in_program_size() {
 /// what would change.
 #[test]
 fn rewrite_updates_the_deployment_beside_the_program() {
-    let dir = std::env::temp_dir().join(format!("compart-rewrite-deploy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
+    let (dir, ded, toml) = paxos_copy("deploy");
     let root = env!("CARGO_MANIFEST_DIR");
-    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
-    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
-    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
     let original_toml = std::fs::read_to_string(&toml).unwrap();
     let rewrite = |extra: &[&str]| {
         let mut args = vec!["rewrite", ded.to_str().unwrap(), "--decouple", "proposer:p2a", "--into", "proposer_p2a"];
@@ -162,13 +175,7 @@ fn rewrite_updates_the_deployment_beside_the_program() {
 /// error naming the file and the component, and zero columns are refused before anything runs.
 #[test]
 fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
-    let dir = std::env::temp_dir().join(format!("compart-rewrite-grid-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
-    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
-    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
-    let compart = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_compart")).args(args).output().unwrap();
+    let (dir, ded, toml) = paxos_copy("grid");
     let d = ded.to_str().unwrap();
     let zero = compart(&["rewrite", d, "--grid", "acceptor", "--columns", "0", "--no-check"]);
     assert_eq!(zero.status.code(), Some(2));
@@ -204,13 +211,7 @@ fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
 /// quorum member stalls the answers), and the runtime reads the file.
 #[test]
 fn thrifty_rewrite_and_plan_write_the_widening_timer() {
-    let dir = std::env::temp_dir().join(format!("compart-rewrite-thrifty-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let root = env!("CARGO_MANIFEST_DIR");
-    let (ded, toml) = (dir.join("paxos.ded"), dir.join("paxos.toml"));
-    std::fs::copy(format!("{root}/examples/paxos.ded"), &ded).unwrap();
-    std::fs::copy(format!("{root}/examples/paxos.toml"), &toml).unwrap();
-    let compart = |args: &[&str]| Command::new(env!("CARGO_BIN_EXE_compart")).args(args).output().unwrap();
+    let (dir, ded, toml) = paxos_copy("thrifty");
     let out = compart(
         &["optimize", ded.to_str().unwrap(), "--machines", "12", "--thrifty", "--no-check", "--out"]
             .into_iter()
