@@ -421,14 +421,20 @@ pub fn summary(updated: &Updated) -> String {
 /// `runtime/src/loadgen` reads it). Batching keeps it ([`crate::rewrite::Delivery`]); `None`
 /// (no file) is the default.
 pub fn request_delivery(text: Option<&str>) -> Result<crate::rewrite::Delivery, String> {
+    stated_request_delivery(text).map(Option::unwrap_or_default)
+}
+
+/// [`request_delivery`] as the file states it: `None` when it has no `send_to` (or there is no
+/// file), which the bounded check (`compart verify`) tells apart from an explicit `all`.
+pub fn stated_request_delivery(text: Option<&str>) -> Result<Option<crate::rewrite::Delivery>, String> {
     use crate::rewrite::Delivery;
-    let Some(text) = text else { return Ok(Delivery::Every) };
+    let Some(text) = text else { return Ok(None) };
     let doc: DocumentMut = text.parse().map_err(|e| format!("not a TOML file: {e}"))?;
     let send_to = doc.get("workload").and_then(|w| w.get("send_to"));
     match send_to.map(|v| v.as_str()) {
-        None => Ok(Delivery::Every),
-        Some(Some("all")) => Ok(Delivery::Every),
-        Some(Some("round-robin")) => Ok(Delivery::One),
+        None => Ok(None),
+        Some(Some("all")) => Ok(Some(Delivery::Every)),
+        Some(Some("round-robin")) => Ok(Some(Delivery::One)),
         Some(_) => Err("[workload] send_to: expected `all` or `round-robin`".into()),
     }
 }
@@ -487,6 +493,8 @@ mod tests {
         assert_eq!(request_delivery(Some(&rr)), Ok(Delivery::One));
         let all = FILE.replace("[workload]\n", "[workload]\nsend_to = \"all\"\n");
         assert_eq!(request_delivery(Some(&all)), Ok(Delivery::Every));
+        assert_eq!(stated_request_delivery(Some(FILE)), Ok(None));
+        assert_eq!(stated_request_delivery(Some(&all)), Ok(Some(Delivery::Every)));
         assert!(request_delivery(Some("[workload]\nsend_to = \"some\"\n")).is_err());
         assert!(request_delivery(Some("[workload\n")).is_err());
     }

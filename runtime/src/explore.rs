@@ -79,6 +79,13 @@ impl Fact {
     pub fn new(deployment: &Deployment, relation: &str, tuple: &[Value]) -> Fact {
         Fact { relation: relation.to_string(), args: tuple.iter().map(|v| show_value(deployment, v)).collect() }
     }
+
+    /// Whether `self` and `other` are two different answers to one request: facts of one
+    /// relation with the same first column (the request's id) that differ elsewhere. Facts
+    /// without columns answer no request.
+    pub fn same_request(&self, other: &Fact) -> bool {
+        self.relation == other.relation && !self.args.is_empty() && self.args[0] == other.args[0] && self != other
+    }
 }
 
 impl fmt::Display for Fact {
@@ -126,6 +133,14 @@ pub struct Terminal {
     pub trace: Trace,
 }
 
+/// A state holding two different answers to one request ([`Fact::same_request`]).
+#[derive(Clone, Debug)]
+pub struct AnsweredTwice {
+    /// The answer produced first, and the one produced by the trace's last step.
+    pub answers: (Fact, Fact),
+    pub trace: Trace,
+}
+
 #[derive(Clone, Debug)]
 pub struct FoundViolation {
     pub invariant: String,
@@ -151,6 +166,10 @@ pub struct Exploration {
     pub terminals: Vec<Terminal>,
     /// Distinct violations (by `shown`), shortest first; at most [`MAX_VIOLATIONS`].
     pub violations: Vec<FoundViolation>,
+    /// By output relation: the first state found (a shortest trace) whose outputs so far answer
+    /// some request twice. A relation absent here answers no request twice in the states
+    /// explored, which is all of them only when `exhausted`.
+    pub answered_twice: BTreeMap<String, AnsweredTwice>,
     /// Tick warnings (rejected inputs, divisions by zero), first few.
     pub warnings: Vec<String>,
     pub elapsed: Duration,
@@ -331,6 +350,8 @@ struct Explorer<'a> {
     output_first: Vec<TraceRef>,
     violation_ids: FxHashSet<String>,
     violations: Vec<(String, String, TraceRef)>,
+    /// By relation: (earlier answer, new answer) as output ids, and where the pair first showed.
+    answered_twice: BTreeMap<String, (u32, u32, TraceRef)>,
     terminals: FxHashMap<Arc<Vec<u32>>, u32>,
     terminal_order: Vec<Arc<Vec<u32>>>,
     warnings: Vec<String>,
@@ -361,6 +382,7 @@ impl<'a> Explorer<'a> {
             output_first: Vec::new(),
             violation_ids: FxHashSet::default(),
             violations: Vec::new(),
+            answered_twice: BTreeMap::new(),
             terminals: FxHashMap::default(),
             terminal_order: Vec::new(),
             warnings: Vec::new(),
@@ -592,11 +614,12 @@ impl<'a> Explorer<'a> {
                 let mut next = world.clone();
                 let (produced, violations) = self.apply(&mut next, &action);
                 self.transitions += 1;
-                for id in produced {
+                for &id in &produced {
                     if self.output_first.len() <= id as usize {
                         self.output_first.push((idx, Some(action.clone())));
                     }
                 }
+                self.note_answered_twice(&next, &produced, (idx, Some(&action)));
                 for v in violations {
                     let shown = show_violation(&self.deployment, &v);
                     if self.violations.len() < MAX_VIOLATIONS && self.violation_ids.insert(shown.clone()) {
@@ -639,6 +662,21 @@ impl<'a> Explorer<'a> {
         }
         if !frontier.is_empty() {
             self.cut = true;
+        }
+    }
+
+    /// Records, per relation, the first state found where a new output is a second answer to
+    /// a request ([`Fact::same_request`]) among the outputs produced so far.
+    fn note_answered_twice(&mut self, w: &World, produced: &[u32], (idx, action): (u32, Option<&Action>)) {
+        for &id in produced {
+            let fact = &self.output_facts[id as usize];
+            if self.answered_twice.contains_key(&fact.relation) {
+                continue;
+            }
+            if let Some(&other) = w.outputs.iter().find(|&&o| self.output_facts[o as usize].same_request(fact)) {
+                let r = fact.relation.clone();
+                self.answered_twice.insert(r, (other, id, (idx, action.cloned())));
+            }
         }
     }
 
@@ -706,6 +744,14 @@ impl<'a> Explorer<'a> {
                 trace: self.trace(r.clone()),
             })
             .collect();
+        let answered_twice = self
+            .answered_twice
+            .iter()
+            .map(|(rel, (first, second, r))| {
+                let answers = (self.output_facts[*first as usize].clone(), self.output_facts[*second as usize].clone());
+                (rel.clone(), AnsweredTwice { answers, trace: self.trace(r.clone()) })
+            })
+            .collect();
         Exploration {
             states: self.parents.len(),
             transitions: self.transitions,
@@ -714,6 +760,7 @@ impl<'a> Explorer<'a> {
             outputs,
             terminals,
             violations,
+            answered_twice,
             warnings: self.warnings.clone(),
             elapsed: Duration::ZERO,
         }
@@ -805,6 +852,57 @@ mod tests {
         let mut ends: Vec<bool> = r.terminals.iter().map(|t| t.outputs.contains(&done)).collect();
         ends.sort();
         assert_eq!(ends, [false, true]);
+    }
+
+    /// The receiver answers whichever of `first` and `second` it sees while it has seen
+    /// neither: both when they arrive in one tick.
+    const TWICE: &str = r#"
+        component sender {
+            input go(id: int)
+            first@r(id) :~ go(id), nodes("receiver", r).
+            second@r(id) :~ go(id), nodes("receiver", r).
+        }
+        component receiver {
+            channel first(id: int)
+            channel second(id: int)
+            output done(id: int, how: int)
+            table seen(id: int)
+            seen(id) :+ first(id).
+            seen(id) :+ second(id).
+            done(id, 1) :- first(id), !seen(id).
+            done(id, 2) :- second(id), !seen(id).
+        }
+    "#;
+
+    #[test]
+    fn a_request_answered_twice_is_found_with_a_shortest_trace() {
+        let s = setup(TWICE);
+        let r = s.explore(&[s.input("sender/0", "go", vec![Value::Int(1)])], &ExploreConfig::default());
+        assert!(r.exhausted, "{r:?}");
+        let twice = &r.answered_twice["done"];
+        let mut answers = [twice.answers.0.to_string(), twice.answers.1.to_string()];
+        answers.sort();
+        assert_eq!(answers, ["done(1, 1)", "done(1, 2)"]);
+        assert_eq!(
+            twice.trace,
+            [
+                "input go(1) -> sender/0",
+                "tick sender/0",
+                "deliver first(1) -> receiver/0",
+                "deliver second(1) -> receiver/0",
+                "tick receiver/0"
+            ]
+        );
+        // In separate ticks, only the first to arrive is answered: some ending answers once.
+        assert!(r.terminals.iter().any(|t| t.outputs.len() == 1), "{:?}", r.terminals);
+        // One column is no answer to tell apart, and a count per id is answered many times.
+        let race = setup(RACE);
+        let r = race.explore(&[race.input("sender/0", "go", vec![Value::Int(1)])], &ExploreConfig::default());
+        assert!(r.answered_twice.is_empty(), "{:?}", r.answered_twice);
+        let acks = setup_with(ACKS, &[("receiver", 2)]);
+        let config = ExploreConfig { duplicates: 0, ..Default::default() };
+        let r = acks.explore(&[acks.input("sender/0", "go", vec![Value::Int(3)])], &config);
+        assert_eq!(r.answered_twice.keys().collect::<Vec<_>>(), ["acked"]);
     }
 
     /// Three facts sent to one receiver at once: delivering them in any order reaches the same
