@@ -19,13 +19,15 @@
 //! the same workload, is reported but is not a difference the rewrite introduced; so verifying a
 //! program against itself always passes.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use compart_analysis::deployment::stated_request_delivery;
 use compart_analysis::model::{Program, RelationKind, Type};
+use compart_analysis::rewrite::Delivery;
 use compart_analysis::{analyze, Analysis};
 use compart_runtime::engine::{GlobalChecker, NodeOptions};
 use compart_runtime::explore::{self, Exploration, ExploreConfig, ExploreInput, Fact, Trace};
@@ -51,6 +53,9 @@ pub struct VerifyOptions {
     pub explore: ExploreConfig,
     /// Schedules of the original sampled to look for what its cut exploration did not reach.
     pub search: u64,
+    /// How requests reach their component's nodes: the original's deployment's
+    /// `[workload] send_to`, `None` where it says nothing ([`delivery_to`]).
+    pub delivery: Option<Delivery>,
 }
 
 impl Default for VerifyOptions {
@@ -63,6 +68,7 @@ impl Default for VerifyOptions {
             workloads: 3,
             explore: ExploreConfig { max_states: 20_000, max_depth: 1_000, duplicates: 0, crashes: 0 },
             search: 200,
+            delivery: None,
         }
     }
 }
@@ -170,21 +176,47 @@ fn default_deployment(program: &Program, like: Option<&(Deployment, &Program)>) 
     Deployment::local_partitioned(program, &refs)
 }
 
-/// An input fact of a workload: which relation, its values, and which logical node of the
-/// relation's component receives it (an index taken modulo their number, so both programs
-/// pick the same node).
+/// An input fact of a workload: which relation, its values, and which logical nodes of the
+/// relation's component receive it.
 #[derive(Clone, Debug)]
 struct Input {
     relation: String,
     tuple: Tuple,
-    pick: u64,
+    to: To,
+}
+
+/// The logical nodes of an input's component that receive it; both programs get the same.
+#[derive(Clone, Copy, Debug)]
+enum To {
+    /// One: an index taken modulo their number.
+    One(u64),
+    /// Every one.
+    Every,
+}
+
+/// How requests (inputs whose first column is an int id, as the load generator sends them)
+/// reach the nodes of their component: the original's deployment's `[workload] send_to`
+/// (`deployment::stated_request_delivery`), for both programs. Where it says nothing, each input
+/// goes to one node drawn at random; other inputs (`timeout()`) always do.
+fn delivery_to(delivery: Option<Delivery>, index: usize, drawn: u64) -> To {
+    match delivery {
+        None => To::One(drawn),
+        Some(Delivery::One) => To::One(index as u64),
+        Some(Delivery::Every) => To::Every,
+    }
 }
 
 /// `count` input facts drawn by `seed`, given to both programs. Every input relation is driven,
 /// zero-column ones (`timeout()`) included; relations with address columns are left out.
 /// `rotate`: the i-th fact is of the (rotate + i)-th input relation instead of one drawn at
 /// random, so that small workloads cover every relation.
-fn workload(program: &Program, seed: u64, count: usize, rotate: Option<usize>) -> Vec<Input> {
+fn workload(
+    program: &Program,
+    seed: u64,
+    count: usize,
+    rotate: Option<usize>,
+    delivery: Option<Delivery>,
+) -> Vec<Input> {
     let mut rng = Rng::new(seed);
     let strings: Vec<String> = {
         let mut out: BTreeSet<String> = ["a", "b"].iter().map(|s| s.to_string()).collect();
@@ -235,7 +267,11 @@ fn workload(program: &Program, seed: u64, count: usize, rotate: Option<usize>) -
                 }
             })
             .collect();
-        out.push(Input { relation: relation.name.clone(), tuple, pick: rng.below(1 << 20) });
+        // Drawn whatever the delivery, so that the facts are the same for every delivery.
+        let drawn = rng.below(1 << 20);
+        let request = relation.columns.first().is_some_and(|c| c.ty == Type::Int);
+        let to = if request { delivery_to(delivery, i, drawn) } else { To::One(drawn) };
+        out.push(Input { relation: relation.name.clone(), tuple, to });
     }
     out
 }
@@ -263,26 +299,29 @@ fn collect_strings(rule: &compart_analysis::model::Rule, out: &mut BTreeSet<Stri
     }
 }
 
-/// The workload's facts for `loaded`'s program on `deployment`: relations by name, nodes picked.
+/// The workload's facts for `loaded`'s program on `deployment`: relations by name, one fact per
+/// receiving node.
 fn resolve(loaded: &Loaded, deployment: &Deployment, inputs: &[Input]) -> Result<Vec<ExploreInput>, String> {
     let model = &loaded.analysis.program;
-    inputs
-        .iter()
-        .map(|input| {
-            let relation = model
-                .relation_by_name(&input.relation)
-                .filter(|&r| model.relation(r).kind == RelationKind::Input)
-                .ok_or_else(|| format!("the rewritten program has no input `{}`", input.relation))?;
-            let component = model.relation(relation).component.ok_or("input without component")?;
-            let candidates: Vec<NodeAddr> =
-                deployment.logical_nodes().filter(|n| n.component == component).map(|n| n.addr).collect();
-            if candidates.is_empty() {
-                return Err(format!("no node runs the component of `{}`", input.relation));
-            }
-            let node = candidates[(input.pick % candidates.len() as u64) as usize];
-            Ok(ExploreInput { node, relation, tuple: input.tuple.clone() })
-        })
-        .collect()
+    let mut out = Vec::new();
+    for input in inputs {
+        let relation = model
+            .relation_by_name(&input.relation)
+            .filter(|&r| model.relation(r).kind == RelationKind::Input)
+            .ok_or_else(|| format!("the rewritten program has no input `{}`", input.relation))?;
+        let component = model.relation(relation).component.ok_or("input without component")?;
+        let candidates: Vec<NodeAddr> =
+            deployment.logical_nodes().filter(|n| n.component == component).map(|n| n.addr).collect();
+        if candidates.is_empty() {
+            return Err(format!("no node runs the component of `{}`", input.relation));
+        }
+        let nodes = match input.to {
+            To::One(k) => vec![candidates[(k % candidates.len() as u64) as usize]],
+            To::Every => candidates,
+        };
+        out.extend(nodes.into_iter().map(|node| ExploreInput { node, relation, tuple: input.tuple.clone() }));
+    }
+    Ok(out)
 }
 
 fn show_input(loaded: &Loaded, deployment: &Deployment, input: &ExploreInput) -> String {
@@ -375,6 +414,24 @@ struct Sampled {
     invariants: BTreeSet<String>,
     /// (invariant, `invariant(args)`) of every violation.
     violations: Vec<(String, String)>,
+    /// By relation, the first request some run answered twice ([`answered_twice`]).
+    twice: BTreeMap<String, (Fact, Fact)>,
+}
+
+/// By relation, one request `facts` answer twice ([`Fact::same_request`]): two different facts
+/// of one relation with one first column, which sorted facts hold side by side.
+fn answered_twice(facts: &BTreeSet<Fact>) -> BTreeMap<String, (Fact, Fact)> {
+    let mut out = BTreeMap::new();
+    for (a, b) in facts.iter().zip(facts.iter().skip(1)) {
+        if a.same_request(b) {
+            out.entry(a.relation.clone()).or_insert_with(|| (a.clone(), b.clone()));
+        }
+    }
+    out
+}
+
+fn show_twice((a, b): &(Fact, Fact)) -> String {
+    format!("request {} answered twice: {a} and {b}", a.args[0])
 }
 
 fn sample(
@@ -387,6 +444,9 @@ fn sample(
     for seed in seeds {
         let r = run(loaded, deployment, inputs, seed);
         s.invariants.extend(r.violations.iter().map(|(name, _)| name.clone()));
+        for (relation, pair) in answered_twice(&r.outputs) {
+            s.twice.entry(relation).or_insert(pair);
+        }
         s.violations.extend(r.violations);
         if r.settled {
             s.settled.push(r.outputs.clone());
@@ -500,8 +560,9 @@ pub fn verify_files(
 pub fn verify_files_with(original: &Path, rewritten: &Path, options: &VerifyOptions) -> Result<(bool, String), String> {
     let (orig, new) = (load(original)?, load(rewritten)?);
     let deployments = deployments(&orig, &new, (Some(original), Some(rewritten)))?;
+    let options = VerifyOptions { delivery: delivery_beside(original)?, ..options.clone() };
     let mut out = String::new();
-    let verdict = compare_with(&orig, &new, &deployments, options, &mut out)?;
+    let verdict = compare_with(&orig, &new, &deployments, &options, &mut out)?;
     Ok((verdict.ok, out))
 }
 
@@ -549,7 +610,9 @@ pub fn check_rewrite(
     };
     let new_dep = default_deployment(&new.analysis.program, Some(&(orig_dep.clone(), &orig.analysis.program)));
     let nodes = orig_dep.nodes.len().max(new_dep.nodes.len()).max(1);
-    let options = quick_options(nodes, invariants_only);
+    let delivery =
+        stated_request_delivery(original_deploy).map_err(|e| fail(format!("the original's deployment: {e}")))?;
+    let options = VerifyOptions { delivery, ..quick_options(nodes, invariants_only) };
     let deployments = (Arc::new(orig_dep), Arc::new(new_dep));
     let mut report = String::new();
     let verdict = compare_with(&orig, &new, &deployments, &options, &mut report).map_err(fail)?;
@@ -572,10 +635,18 @@ fn quick_options(nodes: usize, invariants_only: bool) -> VerifyOptions {
         workloads: 3,
         explore: ExploreConfig { max_states: (10_000 / nodes).clamp(500, 4_000), ..VerifyOptions::default().explore },
         search: 40,
+        delivery: None,
     }
 }
 
 type Deployments = (Arc<Deployment>, Arc<Deployment>);
+
+/// The `[workload] send_to` of the deployment file beside `program`, if it says.
+fn delivery_beside(program: &Path) -> Result<Option<Delivery>, String> {
+    let toml = compart_analysis::deployment::beside(program);
+    let text = compart_runtime::options::read_text(&toml).ok();
+    stated_request_delivery(text.as_deref()).map_err(|e| format!("{}: {e}", toml.display()))
+}
 
 fn deployments(orig: &Loaded, new: &Loaded, paths: (Option<&Path>, Option<&Path>)) -> Result<Deployments, String> {
     let orig_dep = deployment(paths.0, &orig.analysis.program, None)?;
@@ -657,6 +728,15 @@ fn compare_with(
     let start = Instant::now();
     let mut verdict = Verdict { ok: true, counterexample: None, states: 0, exhausted: true, elapsed: Duration::ZERO };
     let ex = &options.explore;
+    match options.delivery {
+        Some(Delivery::One) => {
+            let _ = writeln!(out, "requests go to one node of their component each, round-robin ([workload] send_to)");
+        }
+        Some(Delivery::Every) => {
+            let _ = writeln!(out, "requests go to every node of their component ([workload] send_to)");
+        }
+        None => {}
+    }
     if options.workloads > 0 {
         let _ = writeln!(
             out,
@@ -675,7 +755,7 @@ fn compare_with(
     }
     for (label, (orig_dep, new_dep), seed) in &passes {
         for n in 1..=options.workloads {
-            let w = workload(&orig.analysis.program, seed + n as u64, n, Some(n - 1));
+            let w = workload(&orig.analysis.program, seed + n as u64, n, Some(n - 1), options.delivery);
             if w.is_empty() {
                 let _ = writeln!(out, "no input relation to drive: the bounded phase explores the programs alone");
             }
@@ -750,10 +830,15 @@ fn bounded_check(
         !must.is_subset(&t.outputs) || !must_coarse.is_subset(&coarse_set(&t.outputs))
     };
     let unexplained_violation = violated.iter().any(|v| !orig_invariants.contains(v.invariant.as_str()));
+    // One answer per request where the original gives one, in both modes: answering twice is an
+    // output difference invariants do not see (a request committed in two slots).
+    let twice: Vec<&explore::AnsweredTwice> =
+        r.answered_twice.iter().filter(|(rel, _)| !o.answered_twice.contains_key(*rel)).map(|(_, t)| t).collect();
     let any_lacking = live && r.terminals.iter().any(|t| lacks(t, &must, &must_coarse));
     let odd_ending = outputs && live && r.terminals.iter().any(|t| !o.terminals.iter().any(|e| e.outputs == t.outputs));
     // What the cut exploration of the original did not reach may still be reachable: sample.
-    let sampled = (!o.exhausted && (!extra.is_empty() || unexplained_violation || any_lacking || odd_ending))
+    let sampled =
+        (!o.exhausted && (!extra.is_empty() || unexplained_violation || any_lacking || odd_ending || !twice.is_empty()))
         .then(|| sample(orig, orig_dep, inputs, 1_000_000..1_000_000 + options.search));
     let bound_note = |found: &str| match &sampled {
         Some(_) => format!(
@@ -790,6 +875,21 @@ fn bounded_check(
         }
         write_trace(out, "shortest trace of the rewritten program", &v.trace);
         verdict.fail(format!("invariant violated: {}", v.shown), &v.trace);
+        ok = false;
+    }
+    for t in &twice {
+        let relation = &t.answers.0.relation;
+        if sampled.as_ref().is_some_and(|s| s.twice.contains_key(relation)) {
+            continue;
+        }
+        let shown = show_twice(&t.answers);
+        let _ = writeln!(
+            out,
+            "  {shown} (no state of the original explored answers a `{relation}` request twice; {})",
+            bound_note("did not either")
+        );
+        write_trace(out, "shortest trace of the rewritten program", &t.trace);
+        verdict.fail(shown, &t.trace);
         ok = false;
     }
     if live {
@@ -885,7 +985,7 @@ fn sampled_check(
     verdict: &mut Verdict,
     out: &mut String,
 ) -> Result<(), String> {
-    let w = workload(&orig.analysis.program, seed, options.inputs, None);
+    let w = workload(&orig.analysis.program, seed, options.inputs, None, options.delivery);
     let (oi, ni) = (resolve(orig, orig_dep, &w)?, resolve(new, new_dep, &w)?);
     let seeds = seed * 1000..seed * 1000 + options.runs.max(1);
     let o = sample(orig, orig_dep, &oi, seeds.clone());
@@ -935,6 +1035,14 @@ fn sampled_check(
             more = Some(m);
         }
     }
+    // A request answered twice where no run of the original, nor any of many more, does.
+    let mut twice: Vec<&(Fact, Fact)> =
+        r.twice.iter().filter(|(rel, _)| !o.twice.contains_key(*rel)).map(|(_, pair)| pair).collect();
+    if !twice.is_empty() {
+        let m = more_runs(&mut more);
+        twice.retain(|(a, _)| !m.twice.contains_key(&a.relation));
+        more = Some(m);
+    }
     // Coarse comparison of the other answers, and of relations.
     let mut unanswered: BTreeSet<Answer> = BTreeSet::new();
     let (orig_settled, new_settled): (Vec<_>, Vec<_>) =
@@ -966,7 +1074,11 @@ fn sampled_check(
     }
     let new_violations: Vec<&(String, String)> =
         r.violations.iter().filter(|(n, _)| !o.invariants.contains(n)).collect();
-    let ok = new_violations.is_empty() && unanswered.is_empty() && extra.is_empty() && missing.is_empty();
+    let ok = new_violations.is_empty()
+        && unanswered.is_empty()
+        && extra.is_empty()
+        && missing.is_empty()
+        && twice.is_empty();
     let verdict_text = match (ok, options.invariants_only, varying) {
         (false, _, _) => String::new(),
         (true, true, _) | (true, false, 0) => ", ok".into(),
@@ -996,6 +1108,11 @@ fn sampled_check(
         );
         verdict.fail(format!("missing output: {shown}"), &[]);
     }
+    for pair in &twice {
+        let shown = show_twice(pair);
+        let _ = writeln!(out, "  {shown}; no run of the original answers a `{}` request twice", pair.0.relation);
+        verdict.fail(shown, &[]);
+    }
     for f in extra.iter().take(5) {
         let _ = writeln!(out, "  new output: {f}");
         verdict.fail(format!("new output: {f}"), &[]);
@@ -1020,7 +1137,12 @@ fn compare(
 ) -> Result<bool, String> {
     let deployments = deployments(orig, new, paths)?;
     let nodes = deployments.0.nodes.len().max(deployments.1.nodes.len());
-    let options = VerifyOptions { seeds, inputs, runs: 6, search: 200, ..quick_options(nodes, invariants_only) };
+    let delivery = match paths.0 {
+        Some(p) => delivery_beside(p)?,
+        None => None,
+    };
+    let options =
+        VerifyOptions { seeds, inputs, runs: 6, search: 200, delivery, ..quick_options(nodes, invariants_only) };
     Ok(compare_with(orig, new, &deployments, &options, out)?.ok)
 }
 
