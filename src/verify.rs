@@ -837,9 +837,9 @@ fn bounded_check(
     let any_lacking = live && r.terminals.iter().any(|t| lacks(t, &must, &must_coarse));
     let odd_ending = outputs && live && r.terminals.iter().any(|t| !o.terminals.iter().any(|e| e.outputs == t.outputs));
     // What the cut exploration of the original did not reach may still be reachable: sample.
-    let sampled =
-        (!o.exhausted && (!extra.is_empty() || unexplained_violation || any_lacking || odd_ending || !twice.is_empty()))
-        .then(|| sample(orig, orig_dep, inputs, 1_000_000..1_000_000 + options.search));
+    let sampled = (!o.exhausted
+        && (!extra.is_empty() || unexplained_violation || any_lacking || odd_ending || !twice.is_empty()))
+    .then(|| sample(orig, orig_dep, inputs, 1_000_000..1_000_000 + options.search));
     let bound_note = |found: &str| match &sampled {
         Some(_) => format!(
             "not proven: the original's exploration was bounded, and {} sampled schedule(s) of it {found}",
@@ -885,7 +885,7 @@ fn bounded_check(
         let shown = show_twice(&t.answers);
         let _ = writeln!(
             out,
-            "  {shown} (no state of the original explored answers a `{relation}` request twice; {})",
+            "  {shown} (no explored state of the original has two `{relation}` answers to one request; {})",
             bound_note("did not either")
         );
         write_trace(out, "shortest trace of the rewritten program", &t.trace);
@@ -1110,7 +1110,7 @@ fn sampled_check(
     }
     for pair in &twice {
         let shown = show_twice(pair);
-        let _ = writeln!(out, "  {shown}; no run of the original answers a `{}` request twice", pair.0.relation);
+        let _ = writeln!(out, "  {shown}; no run of the original has two `{}` answers to one request", pair.0.relation);
         verdict.fail(shown, &[]);
     }
     for f in extra.iter().take(5) {
@@ -1441,6 +1441,72 @@ mod tests {
         let (what, trace) = verdict.counterexample.unwrap();
         assert_eq!(what, "unexpected ending: {decided(2), decided(3)}", "{out}");
         assert_eq!(trace.iter().filter(|s| s.starts_with("tick")).count(), 3, "{trace:?}");
+    }
+
+    /// Each front node answers the requests it receives; the broken rewrite has every front
+    /// node answer every request (as a batch sent to every Mencius leader was).
+    const FRONT: &str = "
+        component front {
+            input req(id: int) key(id)
+            input poke()
+            output ans(id: int, by: addr)
+            ans(id, self) :- req(id).
+        }
+    ";
+    const FRONT_EVERY: &str = "
+        component front {
+            input req(id: int) key(id)
+            input poke()
+            output ans(id: int, by: addr)
+            channel peer(id: int)
+            peer@p(id) :~ req(id), nodes(\"front\", p).
+            ans(id, self) :- peer(id).
+        }
+    ";
+
+    fn front_toml(send_to: Option<&str>) -> String {
+        let workload = send_to.map_or(String::new(), |s| format!("[workload]\nsend_to = \"{s}\"\n"));
+        format!("[components]\nfront = 3\n{workload}")
+    }
+
+    #[test]
+    fn requests_go_where_the_workload_sends_them() {
+        let loaded = compile(FRONT).unwrap();
+        let program = &loaded.analysis.program;
+        let dep = Deployment::from_toml(&front_toml(None), program).unwrap();
+        let nodes = |delivery| {
+            let w = workload(program, 7, 6, Some(0), delivery);
+            let inputs = resolve(&loaded, &dep, &w).unwrap();
+            let show = |i: &ExploreInput| (program.relation(i.relation).name.as_str(), i.node.index());
+            (w, inputs.iter().map(show).collect::<Vec<_>>())
+        };
+        // Round-robin: the i-th input, a request, goes to node i mod 3; `poke()` is no request.
+        let (w, rr) = nodes(Some(Delivery::One));
+        assert_eq!(rr, [("req", 0), ("poke", rr[1].1), ("req", 2), ("poke", rr[3].1), ("req", 1), ("poke", rr[5].1)]);
+        // All: each request to every node; the facts are the same whatever the delivery.
+        let (all_w, all) = nodes(Some(Delivery::Every));
+        assert_eq!(all.iter().filter(|(r, _)| *r == "req").count(), 9, "{all:?}");
+        assert_eq!(all.iter().filter(|(r, _)| *r == "poke").count(), 3, "{all:?}");
+        let facts = |w: &[Input]| w.iter().map(|i| (i.relation.clone(), i.tuple.clone())).collect::<Vec<_>>();
+        assert_eq!(facts(&w), facts(&all_w));
+        // Unsaid: one node each, as drawn (the check's behaviour before it read `send_to`).
+        let (_, drawn) = nodes(None);
+        assert_eq!(drawn.len(), 6);
+    }
+
+    #[test]
+    fn a_request_answered_twice_is_caught_unless_the_original_does_too() {
+        for send_to in [Some("round-robin"), None] {
+            let c = check_rewrite(FRONT, FRONT_EVERY, Some(&front_toml(send_to)), true).unwrap_err();
+            assert!(c.what.starts_with("request ") && c.what.contains(" answered twice: ans("), "{}", c.report);
+            // From the bounded phase: the rewritten program's shortest trace, to a second answer.
+            assert_eq!(c.trace.iter().filter(|s| s.starts_with("tick front/")).count(), 3, "{:?}", c.trace);
+            assert!(c.report.contains("a proven difference"), "{}", c.report);
+        }
+        // Sent to every node, the original answers each request three times: nothing to keep.
+        let all = check_rewrite(FRONT, FRONT_EVERY, Some(&front_toml(Some("all"))), true);
+        assert!(all.is_ok(), "{}", all.unwrap_err().report);
+        assert!(check_rewrite(FRONT, FRONT, Some(&front_toml(Some("round-robin"))), true).is_ok());
     }
 
     /// A partitioned rewrite runs each logical node as several instances; outputs naming a node
