@@ -15,6 +15,11 @@
 //!    are compared as sets where the original's sampled runs agree (no new outputs, none lost);
 //!    invariants always. The rewritten program runs under the very seeds the original runs.
 //!
+//! In both phases and both modes (`--invariants-only` too), a relation whose requests the
+//! original never answers twice (two different facts with one first column in one state or run)
+//! must not be answered twice by the rewritten program. Requests reach their component's nodes
+//! as the original's deployment's `[workload] send_to` says ([`delivery_to`]).
+//!
 //! Outputs are facts with addresses shown as node names. A violation the original shows too, on
 //! the same workload, is reported but is not a difference the rewrite introduced; so verifying a
 //! program against itself always passes.
