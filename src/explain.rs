@@ -343,7 +343,7 @@ pub fn plan_with_profiles(
     profiles: &[&Path],
     batch: optimize::BatchChoice,
 ) -> Result<optimize::Plan, (u8, String)> {
-    plan_checked(file, machines, profiles, true, None, OptIn { batch, ..OptIn::default() })
+    plan_checked(file, machines, profiles, true, None, Search { batch, ..Search::default() })
 }
 
 /// The bounded refinement check (`compart verify`'s, with bounds for one step) as the optimizer's
@@ -377,16 +377,16 @@ impl optimize::StepCheck for BoundedCheck {
 }
 
 /// [`plan_with_profiles`], with every step gated by the bounded check unless `check` is false,
-/// and the rewrites `opt_in` asks for considered.
+/// and the rewrites `search` allows considered.
 pub fn plan_checked(
     file: &Path,
     machines: usize,
     profiles: &[&Path],
     check: bool,
     calibration: Option<&Path>,
-    opt_in: OptIn,
+    search: Search,
 ) -> Result<optimize::Plan, (u8, String)> {
-    let OptIn { batch, grid, thrifty, share, clients } = opt_in;
+    let Search { batch, grid, thrifty, share, clients } = search;
     let (mut calibration, _) = crate::calibrate::load(calibration).map_err(|e| (2u8, e))?;
     // The plan is sized for the workload's clients: they set how full a tick, and a batch, is.
     if let Some(clients) = clients {
@@ -478,18 +478,31 @@ pub fn named_by_report(report: &Path, named: &str) -> PathBuf {
     }
 }
 
-/// What `compart optimize` considers besides decoupling and partitioning: batching (searched by
-/// default), grid quorums (this many rows), thrifty broadcasts (after a crash, their answers wait
-/// for the widening timer) and shared proxies, only when asked; and the closed-loop clients the
-/// plan is sized for.
-#[derive(Clone, Copy, Debug, Default)]
-pub struct OptIn {
+/// What `compart optimize` considers besides decoupling and partitioning, each taken where it
+/// pays unless turned off: batching, grid quorums, thrifty broadcasts (after a crash, their
+/// answers wait for the widening timer) and shared proxies; and the closed-loop clients the plan
+/// is sized for.
+#[derive(Clone, Copy, Debug)]
+pub struct Search {
     pub batch: optimize::BatchChoice,
-    pub grid: Option<usize>,
+    pub grid: optimize::GridChoice,
     pub thrifty: bool,
     pub share: bool,
     /// Closed-loop clients, in place of the calibration's.
     pub clients: Option<usize>,
+}
+
+impl Default for Search {
+    fn default() -> Self {
+        let defaults = optimize::Options::default();
+        Search {
+            batch: defaults.batch,
+            grid: defaults.grid,
+            thrifty: defaults.thrifty,
+            share: defaults.share,
+            clients: None,
+        }
+    }
 }
 
 /// Search rewrites for the best predicted throughput on `machines` machines.
@@ -500,10 +513,10 @@ pub fn optimize(
     out: Option<&PathBuf>,
     check: bool,
     calibration: Option<&Path>,
-    opt_in: OptIn,
+    search: Search,
 ) -> u8 {
     let profiles: Vec<&Path> = profiles.iter().map(PathBuf::as_path).collect();
-    let plan = match plan_checked(file, machines, &profiles, check, calibration, opt_in) {
+    let plan = match plan_checked(file, machines, &profiles, check, calibration, search) {
         Ok(plan) => plan,
         Err((code, e)) => {
             eprintln!("error: {e}");

@@ -13,7 +13,7 @@ mod verify;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand, ValueEnum};
-use compart_analysis::optimize::BatchChoice;
+use compart_analysis::optimize::{BatchChoice, GridChoice};
 
 #[derive(Parser)]
 #[command(name = "compart", version, about = "Automatic compartmentalization of distributed protocols")]
@@ -201,18 +201,21 @@ enum Command {
         /// the calibration's: they set how many requests a tick, and so a batch, holds.
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         clients: Option<u64>,
-        /// Also consider grid quorums of R rows over the nodes a protocol's two quorums count
-        /// (opt-in: quorums change; checked on invariants).
+        /// Try grid quorums of R rows only over the nodes a protocol's two quorums count (default:
+        /// the search tries 2 and 3 rows; quorums change, so checked on invariants).
         #[arg(long, value_name = "R", value_parser = clap::value_parser!(u64).range(1..))]
         grid_rows: Option<u64>,
-        /// Also consider thrifty broadcasts (to a quorum, widened on a timer input) where they
-        /// raise predicted throughput (opt-in: after a crash, answers wait for the timer).
+        /// Never arrange grid quorums.
+        #[arg(long, conflicts_with = "grid_rows")]
+        no_grid: bool,
+        /// Never send a broadcast to a quorum only (thrifty broadcast, widened on a timer input;
+        /// by default taken where it pays: after a crash, its answers wait for the timer).
         #[arg(long)]
-        thrifty: bool,
-        /// Also consider merging two stateless components into one when the machines it frees
-        /// raise the prediction (shared proxies; an equivalence, checked as one).
+        no_thrifty: bool,
+        /// Never merge two stateless components into one (shared proxies; by default taken when
+        /// the machines it frees raise the prediction).
         #[arg(long)]
-        share: bool,
+        no_share: bool,
     },
     /// Fit the optimizer's cost constants (CPU-µs per tick, frame, fact, rule work) to run reports
     /// of this machine (`compart run --report`), print the fit and its residuals, and write them.
@@ -283,8 +286,9 @@ fn main() -> ExitCode {
             no_batch,
             clients,
             grid_rows,
-            thrifty,
-            share,
+            no_grid,
+            no_thrifty,
+            no_share,
         } => {
             let batch = match (batch, no_batch) {
                 (_, true) => BatchChoice::Off,
@@ -292,8 +296,13 @@ fn main() -> ExitCode {
                 (None, false) => BatchChoice::Search,
             };
             let clients = clients.map(|c| c as usize);
-            let opt_in = explain::OptIn { batch, grid: grid_rows.map(|r| r as usize), thrifty, share, clients };
-            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), opt_in)
+            let grid = match (grid_rows, no_grid) {
+                (_, true) => GridChoice::Off,
+                (Some(r), false) => GridChoice::Rows(r as usize),
+                (None, false) => GridChoice::Search,
+            };
+            let search = explain::Search { batch, grid, thrifty: !no_thrifty, share: !no_share, clients };
+            explain::optimize(&file, machines, &profile, out.as_ref(), !no_check, calibration.as_deref(), search)
         }
         Command::Calibrate(args) => calibrate::calibrate(args),
         Command::Run(args) => run::run(*args),

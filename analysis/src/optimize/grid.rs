@@ -1,14 +1,19 @@
-//! Grid quorums in the optimizer's search (`Options::grid`, opt-in like batching: a grid changes
-//! which nodes a commit waits for, and the deployment's node count).
+//! Grid quorums in the optimizer's search (`Options::grid`: rows 2 and 3 by default, checked on
+//! invariants like batching: a grid changes which nodes a commit waits for, and the deployment's
+//! node count).
 //!
-//! The cost model prices a grid as it prices any program: the rewritten counts join one more
-//! atom (the node's row), and the component the quorums count gets rows x columns nodes. Every
-//! node still receives every broadcast, so a grid lowers the quorum a commit waits for (latency,
-//! and how many nodes may be slow or down), not the messages or the rule work per request: the
-//! model predicts no gain and the step is not taken, with a note that says so. A broadcast to one
-//! row only (a thrifty broadcast) is what would make it pay; that is another rewrite.
+//! The grid is tried over each component whose nodes a quorum counts (Paxos' acceptors, not the
+//! costliest component), with the columns the deployment's nodes fill (rounded up: 3 acceptors in
+//! 2 rows are a 2 x 2 grid, in 3 rows a 3 x 1), within the budget. The cost model prices it as it
+//! prices any program: the rewritten counts join one more atom (the node's row), and the component
+//! gets rows x columns nodes. Every node still receives every broadcast, so a grid lowers the
+//! quorum a commit waits for (latency, and how many nodes may be slow or down), not the messages or
+//! the rule work per request: the model predicts no gain, and the plan's note says so. A broadcast
+//! to one row only would make it pay; thrifty broadcast sends to a majority, which over a grid need
+//! not hold a row, so the two do not compose (each rewrite refuses the other's result), and a grid
+//! that pays is taken only when it predicts more than the thrifty broadcasts it excludes.
 
-use super::{estimate, Options};
+use super::{estimate, thrifty_steps, Options};
 use crate::rewrite;
 
 /// The optimizer's gate on one candidate: (new text, description, invariants only) -> what the
@@ -29,46 +34,76 @@ pub(super) enum GridStep {
     NotTaken(Vec<String>),
 }
 
-/// Try a grid of `rows` over each component whose nodes some rule counts, on `text`.
-pub(super) fn grid_step(text: &str, options: &Options, rows: usize, gate: &mut Gate<'_>) -> GridStep {
+/// Try a grid of each of `rows` over each component whose nodes a quorum counts, on `text`.
+pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mut Gate<'_>) -> GridStep {
     let a = crate::analyze(text);
-    let unscaled = |o: &Options| Options { machines: 0, ..o.clone() };
-    let before = estimate(&a.program, &unscaled(options));
+    let before = estimate(&a.program, options);
     let mut notes = Vec::new();
+    // (throughput, text, options, description, grid), for each grid that pays.
+    let mut better = Vec::new();
     let counted: Vec<String> =
-        a.program.components.iter().map(|c| c.name.clone()).filter(|n| rewrite::nodes_counted(&a.program, n)).collect();
+        a.program.components.iter().map(|c| c.name.clone()).filter(|n| rewrite::counted_by_quorum(&a, n)).collect();
     for name in counted {
-        let result = match rewrite::grid(&a, &name, rows) {
-            Ok(result) => result,
-            Err(refusal) => {
-                notes.push(format!("grid quorums over `{name}` do not apply: {}", refusal.reason));
-                continue;
-            }
-        };
-        let next = crate::analyze(&result.new_text);
-        // The grid is full: rows x columns nodes, the columns those the deployment's nodes fill.
-        let nodes = options.logical(&a.program, &name);
-        let columns = nodes.div_ceil(rows).max(1);
-        let mut with = options.clone();
-        with.logical.insert(name.clone(), rows * columns);
-        let after = estimate(&next.program, &unscaled(&with));
-        let description = format!(
-            "grid quorums over `{name}`: {rows} x {columns}, a phase-2 quorum one row of {columns}, a phase-1 quorum a node of every row"
-        );
-        if after.throughput > before.throughput * 1.01 && after.machines <= options.machines {
-            let Ok(checked) = gate(&result.new_text, &description, true) else { continue };
-            return GridStep::Taken {
-                text: result.new_text,
-                options: Box::new(with),
-                description,
-                checked,
-                grid: (name, rows, columns),
+        let mut priced = Vec::new();
+        for &r in rows {
+            let result = match rewrite::grid(&a, &name, r) {
+                Ok(result) => result,
+                Err(refusal) => {
+                    let note = format!("grid quorums over `{name}` do not apply: {}", refusal.reason);
+                    if !notes.contains(&note) {
+                        notes.push(note);
+                    }
+                    continue;
+                }
             };
+            let next = crate::analyze(&result.new_text);
+            // The grid is full: rows x columns nodes, the columns those the deployment's nodes fill.
+            let nodes = options.logical(&a.program, &name);
+            let columns = nodes.div_ceil(r).max(1);
+            let mut with = options.clone();
+            with.logical.insert(name.clone(), r * columns);
+            let after = estimate(&next.program, &with);
+            let description = format!(
+                "grid quorums over `{name}`: {r} x {columns}, a phase-2 quorum one row of {columns}, a phase-1 quorum a node of every row"
+            );
+            priced.push(format!(
+                "{r} x {columns} predicts {:.0} requests/s on {} machines",
+                after.throughput, after.machines
+            ));
+            if after.throughput > before.throughput * 1.01 && after.machines <= options.machines {
+                better.push((after.throughput, result.new_text, with, description, (name.clone(), r, columns)));
+            }
         }
-        notes.push(format!(
-            "grid quorums over `{name}` ({rows} x {columns}) not taken: predicted {:.0} requests/s on {} machines against {:.0} on {} (every `{name}` node still receives every broadcast: a grid shrinks the quorum a commit waits for, not the messages or the work per request)",
-            after.throughput, after.machines, before.throughput, before.machines
-        ));
+        if !priced.is_empty() && better.iter().all(|b| b.4 .0 != name) {
+            notes.push(format!(
+                "grid quorums over `{name}` not taken: {}, against {:.0} on {} without (every `{name}` node still \
+                 receives every broadcast: a grid shrinks the quorum a commit waits for, not the messages or the work \
+                 per request)",
+                priced.join(", "),
+                before.throughput,
+                before.machines
+            ));
+        }
+    }
+    better.sort_by(|p, q| q.0.total_cmp(&p.0));
+    // A grid excludes thrifty broadcasts: priced without the check, they must predict less.
+    if options.thrifty && !better.is_empty() {
+        let (thrifty_text, taken) = thrifty_steps(text, options, true, &mut |_, _, _| Ok(None));
+        if !taken.is_empty() {
+            let thrifty = estimate(&crate::analyze(&thrifty_text).program, options).throughput;
+            if better[0].0 <= thrifty {
+                notes.push(format!(
+                    "grid quorums over `{}` not taken: {:.0} requests/s predicted, against {thrifty:.0} for the thrifty \
+                     broadcasts a grid excludes (they send to a majority, which need not hold a row)",
+                    better[0].4 .0, better[0].0
+                ));
+                return GridStep::NotTaken(notes);
+            }
+        }
+    }
+    for (_, new_text, with, description, grid) in better {
+        let Ok(checked) = gate(&new_text, &description, true) else { continue };
+        return GridStep::Taken { text: new_text, options: Box::new(with), description, checked, grid };
     }
     GridStep::NotTaken(notes)
 }

@@ -1,5 +1,6 @@
 //! The optimizer: a cost model over components and a greedy search over rewrites (batch, decouple,
-//! thrifty broadcasts and shared proxies when asked, seal, then partition or replicate) that maximises predicted throughput within a machine budget.
+//! shared proxies, seal, grid quorums, thrifty broadcasts, then partition or replicate) that
+//! maximises predicted throughput within a machine budget; each step is taken where it pays.
 //!
 //! Cost model, per client request, in CPU-µs with the constants of a [`Calibration`] (fitted on
 //! this machine by `compart calibrate`). Each relation gets a frequency at one node of its
@@ -263,7 +264,7 @@ pub struct Plan {
     pub invariants_only: bool,
 }
 
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Options {
     /// Machine budget: the sum over components of logical nodes times instances.
     pub machines: usize,
@@ -276,24 +277,71 @@ pub struct Options {
     /// sizes. Batching spaces the log positions replies carry by the batch size
     /// (docs/compartmentalization.md), so it and every later step are checked on invariants.
     pub batch: BatchChoice,
-    /// Arrange the nodes a protocol's two quorums count in a grid of this many rows, when it pays
-    /// (opt-in: quorums change; checked on invariants; see `grid.rs`).
-    pub grid: Option<usize>,
+    /// Whether the search arranges the nodes a protocol's two quorums count in a grid, and with
+    /// which rows, when it pays (quorums change: checked on invariants; see `grid.rs`).
+    pub grid: GridChoice,
     /// Merge stateless components into one when the machines freed raise the prediction (see
-    /// `share.rs`; an equivalence, checked as one).
+    /// `share.rs`; an equivalence, checked as one). On by default.
     pub share: bool,
     /// How the workload delivers requests (the deployment's `[workload] send_to`): a batching
     /// delivers batches the same way.
     pub delivery: rewrite::Delivery,
     /// Batchings the search took: their batch channels carry one fact per batch.
     pub batched: Vec<Batched>,
-    /// Consider thrifty broadcasts (`rewrite::thrifty`) first, where one raises predicted
-    /// throughput. Opt-in: after a crash of a quorum member, answers wait for the widening timer.
+    /// Consider thrifty broadcasts (`rewrite::thrifty`) once decoupling has stopped, where one
+    /// raises predicted throughput. On by default; the trade-off, said in the step: after a crash
+    /// of a quorum member, answers wait for the widening timer.
     pub thrifty: bool,
     /// Requests of each input relation per client request (the workload's mix); inputs not in it
     /// (timers, operator commands) count 0. None: every input with columns counts 1.
     pub inputs: Option<BTreeMap<String, f64>>,
     pub calibration: Calibration,
+}
+
+impl Default for Options {
+    /// The default search: batching, grids, thrifty broadcasts and shared proxies each
+    /// considered, taken where they pay; no budget, no profile.
+    fn default() -> Self {
+        Options {
+            machines: 0,
+            profile: None,
+            logical: BTreeMap::new(),
+            sealed: Vec::new(),
+            batch: BatchChoice::default(),
+            grid: GridChoice::default(),
+            share: true,
+            delivery: rewrite::Delivery::default(),
+            batched: Vec::new(),
+            thrifty: true,
+            inputs: None,
+            calibration: Calibration::default(),
+        }
+    }
+}
+
+/// Grid rows the search tries when not told some: 2 (a phase-1 quorum of two nodes) and 3.
+pub const GRID_ROWS: [usize; 2] = [2, 3];
+
+/// Whether and with which rows the search tries grid quorums (`rewrite::grid`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum GridChoice {
+    /// Try each of [`GRID_ROWS`]; take the best predicted grid when it pays and passes the check.
+    #[default]
+    Search,
+    /// Try this many rows only (`compart optimize --grid-rows R`).
+    Rows(usize),
+    /// Never arrange a grid (`--no-grid`).
+    Off,
+}
+
+impl GridChoice {
+    fn rows(self) -> Vec<usize> {
+        match self {
+            GridChoice::Search => GRID_ROWS.to_vec(),
+            GridChoice::Rows(r) => vec![r],
+            GridChoice::Off => Vec::new(),
+        }
+    }
 }
 
 /// Batch sizes the search tries when not told one: the prediction picks among them.
@@ -1171,16 +1219,6 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         };
         notes.push(format!("no component was batched with size {size}: {why}"));
     }
-    // Thrifty broadcasts, when asked for: before decoupling, which would move the broadcast away
-    // from the count of its answers (docs/compartmentalization.md, "Thrifty broadcast").
-    if options.thrifty {
-        let (next_text, taken) = thrifty_steps(&text, &options, invariants_only, &mut gate);
-        for (description, est, checked) in taken {
-            current = est;
-            steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
-        }
-        text = next_text;
-    }
     let unscaled = Options { machines: 0, ..options.clone() };
     let mut taken: Vec<String> = Vec::new();
     let mut stopped = None;
@@ -1284,9 +1322,13 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
         }
     }
+    // Grid quorums, then thrifty broadcasts, once decoupling has stopped: taken first, a thrifty
+    // broadcast keeps the count of its answers in the sender and so blocks the decouplings that
+    // pay more (Paxos' commit part). The two do not compose (`grid.rs`), and the grid goes first.
     let mut grids = Vec::new();
-    if let Some(rows) = options.grid {
-        match grid::grid_step(&text, &options, rows, &mut gate) {
+    let rows = options.grid.rows();
+    if !rows.is_empty() {
+        match grid::grid_step(&text, &options, &rows, &mut gate) {
             grid::GridStep::Taken { text: new_text, options: with, description, checked, grid } => {
                 invariants_only = true;
                 text = new_text;
@@ -1297,6 +1339,31 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                 grids.push(grid);
             }
             grid::GridStep::NotTaken(why) => notes.extend(why),
+        }
+    }
+    if options.thrifty {
+        let (next_text, taken) = thrifty_steps(&text, &options, invariants_only, &mut gate);
+        for (description, est, checked) in taken {
+            current = est;
+            steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
+        }
+        text = next_text;
+        a = crate::analyze(&text);
+        // Over a grid, say why the broadcasts to it stay whole.
+        for (name, _, _) in &grids {
+            for c in a.program.component_ids() {
+                for rule in rewrite::broadcasts(&a, c) {
+                    if a.program.rule(rule).addressee().is_some_and(|(to, _)| to == name) {
+                        if let Err(refusal) = rewrite::thrifty_rule(&a, rule) {
+                            notes.push(format!(
+                                "thrifty broadcast of `{}` over the grid of `{name}` does not apply: {}",
+                                a.program.rule(rule).head.relation,
+                                refusal.reason
+                            ));
+                        }
+                    }
+                }
+            }
         }
     }
     // Scale out: add instances as the budget allows, recording each component's placement.
@@ -1390,11 +1457,11 @@ fn thrifty_steps(
                 }
                 let r = a.program.rule(rule);
                 let to = r.addressee().map_or("", |(c, _)| c);
+                let m = &r.head.relation;
                 let description = format!(
-                    "thrifty broadcast: `{}` sends `{}` to a quorum of `{to}`, the rest on `{}_widen()`",
+                    "thrifty broadcast: `{}` sends `{m}` to a quorum of `{to}`, the rest on `{m}_widen()` (after a \
+                     crash of a quorum member, its answers wait for that timer)",
                     a.program.component(c).name,
-                    r.head.relation,
-                    r.head.relation
                 );
                 if let Ok(checked) = gate(&result.new_text, &description, invariants_only) {
                     chosen = Some((result.new_text, description, checked));

@@ -36,7 +36,7 @@ use crate::model::{
     Rule, RuleId, RuleKind, Type, NODES_RELATION,
 };
 use crate::rewrite::context::RewriteContext;
-use crate::rewrite::{finish, splice, unused_name, Refusal, RewriteResult};
+use crate::rewrite::{finish, quorum_destinations, splice, unused_name, Refusal, RewriteResult};
 use crate::scaling::display;
 use crate::text::TextRange;
 use crate::Analysis;
@@ -90,6 +90,7 @@ fn precondition<'n>(cx: &RewriteContext<'_>, a_name: &'n str, rows: usize) -> Re
     let a = cx.component(a_name)?;
     grid_rows(cx, a, rows)?;
     let totals = node_counts(cx, a, a_name)?;
+    not_thrifty(cx, a_name)?;
     let thresholds = thresholds(cx, &totals, a_name)?;
     let (first, second) = two_quorums(cx, thresholds, a_name)?;
     let first = quorum(cx, first)?;
@@ -106,6 +107,32 @@ fn grid_rows(cx: &RewriteContext<'_>, a: ComponentId, rows: usize) -> Result<(),
         ));
     }
     Ok(())
+}
+
+/// A thrifty broadcast to A (`rewrite::thrifty`) sends each message to a majority of A's nodes,
+/// the rest on the widening timer. Over a grid a majority need not hold a whole row (2 x 3: two
+/// nodes of each row), so without crashes the answers would wait for the timer: refused, naming
+/// the send (its rank test would otherwise be taken for a third quorum). Arranged first, the grid
+/// stands, and thrifty refuses the row's count in turn (it compares counts with a majority only).
+fn not_thrifty(cx: &RewriteContext<'_>, a_name: &str) -> Result<(), Refusal> {
+    let program = cx.program;
+    let send = program.rule_ids().find(|&id| {
+        let rule = program.rule(id);
+        rule.addressee().is_some_and(|(c, _)| c == a_name) && quorum_destinations(program, rule, 3).is_some()
+    });
+    match send {
+        Some(id) => Err(Refusal::new(
+            program.rule(id).range,
+            format!(
+                "rule {} (`{}`) is a thrifty broadcast to a majority of `{a_name}`: a grid's phase-2 quorum is one \
+                 row, which a majority need not hold, so answers would wait for the widening timer; arrange the grid \
+                 before the thrifty broadcast",
+                program.rule_number(id),
+                program.rule(id).head.relation
+            ),
+        )),
+        None => Ok(()),
+    }
 }
 
 /// `n(count(x)) :- nodes("A", x).`: the relations that hold the number of A's nodes.
@@ -556,6 +583,14 @@ fn explain(cx: &RewriteContext<'_>, plan: &Grid<'_>) -> Vec<String> {
         "every set holding a node of every row meets every whole row: each phase-1 quorum intersects each phase-2 quorum, for any number of nodes".into(),
         "not an equivalence (commits wait for other, fewer nodes): invariants are kept, check them with `compart verify --invariants-only`".into(),
     ]
+}
+
+/// Whether some rule compares a count with the number of `component`'s nodes by a threshold
+/// (`2 * c > n`): nodes a quorum counts, where the optimizer tries a grid (and says why not).
+pub fn counted_by_quorum(analysis: &Analysis, component: &str) -> bool {
+    let cx = RewriteContext::new(analysis);
+    let Ok(a) = cx.component(component) else { return false };
+    node_counts(&cx, a, component).and_then(|totals| thresholds(&cx, &totals, component)).is_ok()
 }
 
 /// Whether some relation holds the number of `component`'s nodes: where a grid may apply, so

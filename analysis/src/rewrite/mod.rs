@@ -26,7 +26,7 @@ use crate::Analysis;
 
 pub use batch::{batch, Delivery, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
-pub use grid::{grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
+pub use grid::{counted_by_quorum, grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
 pub use seal::{partition_sealed, partition_sealed_in};
 pub use share::{share, share_candidates};
 pub use thrifty::{broadcasts, quorum_destinations, thrifty, thrifty_rule};
