@@ -88,29 +88,71 @@ fn paxos_shaped_quorums_are_arranged() {
     assert!(out.contains("done(id) :- got2(id, r, c), voter_row_size(r, c)."), "{out}");
 }
 
-/// The optimizer considers a grid when asked and prices it with the cost model: on Paxos every
-/// acceptor still receives every p2a, and a 2 x 2 grid needs a fourth acceptor, so it predicts
-/// less throughput and says why it did not take it; 2PC's quorum needs every vote.
+/// The default search tries a grid over the nodes the quorums count (Paxos' acceptors, not the
+/// costliest component, the batcher), with 2 and 3 rows, and prices each with the cost model:
+/// every acceptor still receives every p2a, so no grid predicts more, with or without batching
+/// (without it, after the proxies, the proposer stays the costliest instance), and the note says
+/// so with the figures. 2PC's vote count needs every vote: no quorum, so no grid is tried.
 #[test]
 fn optimizer_prices_grids_and_says_why_not() {
     use compart_analysis::optimize;
-    let logical = [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect();
-    let options = optimize::Options { machines: 29, logical, grid: Some(2), ..Default::default() };
-    let plan = optimize::optimize(&analyze(&example("paxos.ded")), &options);
-    let note = plan.notes.iter().find(|n| n.contains("grid quorums over `acceptor`")).expect("a note on the grid");
-    assert!(note.contains("(2 x 2) not taken"), "{note}");
-    assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
-    let tpc = optimize::Options { machines: 16, grid: Some(2), ..Default::default() };
+    let logical: std::collections::BTreeMap<String, usize> =
+        [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect();
+    let paxos = |batch, grid| {
+        let options = optimize::Options { machines: 29, logical: logical.clone(), batch, grid, ..Default::default() };
+        optimize::optimize(&analyze(&example("paxos.ded")), &options)
+    };
+    for batch in [optimize::BatchChoice::Search, optimize::BatchChoice::Off] {
+        let plan = paxos(batch, optimize::GridChoice::Search);
+        let grid_notes: Vec<&String> = plan.notes.iter().filter(|n| n.contains("grid")).collect();
+        let [note] = grid_notes[..] else { panic!("one note on the acceptors' grid: {:?}", plan.notes) };
+        assert!(note.starts_with("grid quorums over `acceptor` not taken: 2 x 2 predicts"), "{note}");
+        assert!(note.contains(", 3 x 1 predicts"), "{note}");
+        assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
+        // The figures in the note: each grid below the plan without it.
+        let figures: Vec<f64> = note
+            .split(" predicts ")
+            .skip(1)
+            .chain(note.split(", against ").skip(1))
+            .map(|s| s.split(' ').next().unwrap().replace(',', "").parse().unwrap())
+            .collect();
+        let (without, grids) = figures.split_last().unwrap();
+        assert!(grids.len() == 2 && grids.iter().all(|g| g < without), "{note}");
+    }
+    // Rows as told: only those.
+    let plan = paxos(optimize::BatchChoice::Off, optimize::GridChoice::Rows(2));
+    assert!(plan.notes.iter().any(|n| n.contains("2 x 2 predicts") && !n.contains("3 x 1")), "{:?}", plan.notes);
+    let tpc = optimize::Options { machines: 16, ..Default::default() };
     let plan = optimize::optimize(&analyze(&example("two_phase_commit.ded")), &tpc);
-    assert!(
-        plan.notes.iter().any(|n| n.contains("do not apply") && n.contains("needs every node")),
-        "{:?}",
-        plan.notes
-    );
-    // Without the option, no grid is considered.
-    let plan =
-        optimize::optimize(&analyze(&example("paxos.ded")), &optimize::Options { machines: 29, ..Default::default() });
     assert!(!plan.notes.iter().any(|n| n.contains("grid")), "{:?}", plan.notes);
+    // Turned off, no grid is considered.
+    let plan = paxos(optimize::BatchChoice::Search, optimize::GridChoice::Off);
+    assert!(!plan.notes.iter().any(|n| n.contains("grid")), "{:?}", plan.notes);
+}
+
+/// Grid and thrifty broadcast do not compose, in either order, and each refusal says why: over a
+/// grid a phase-2 quorum is a row, and thrifty compares counts with a majority only; a thrifty
+/// send goes to a majority, which over a grid need not hold a row (it is not a third quorum).
+#[test]
+fn grid_and_thrifty_refuse_each_other() {
+    let paxos = analyze(&example("paxos.ded"));
+    let thrifty = rewrite::thrifty(&paxos, "proposer", Some("p2a")).unwrap().new_text;
+    let out = grid(&thrifty, "acceptor", 2);
+    assert!(
+        out.contains("(`p2a`) is a thrifty broadcast to a majority of `acceptor`")
+            && out.contains("arrange the grid before the thrifty broadcast"),
+        "{out}"
+    );
+    let gridded = rewrite::grid(&paxos, "acceptor", 2).unwrap().new_text;
+    let refusal = rewrite::thrifty(&analyze(&gridded), "proposer", Some("p2a")).unwrap_err();
+    assert!(
+        refusal.reason.contains("joins the count of answers `c` of `accept_count` with `acceptor_row_size`"),
+        "{}",
+        refusal.reason
+    );
+    // Still a quorum over the acceptors, so the optimizer tries the grid there and says why not.
+    assert!(rewrite::counted_by_quorum(&analyze(&thrifty), "acceptor"));
+    assert!(!rewrite::counted_by_quorum(&paxos, "proposer"));
 }
 
 /// The grid composes with the other Paxos rewrites: over sealed acceptor groups (logical

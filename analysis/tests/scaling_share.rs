@@ -135,9 +135,9 @@ fn refusals() {
     insta::assert_snapshot!(out.join("\n"));
 }
 
-/// In the optimizer (opt-in): on 4 machines, one per component, nothing else can be added; the
-/// merge frees one, which the scale-out gives to the replicas. Without `share` the plan is the
-/// original program.
+/// In the optimizer's default search: on 4 machines, one per component, nothing else can be
+/// added; the merge frees one, which the scale-out gives to the replicas. Without `share`
+/// (`--no-share`) the plan is the original program.
 #[test]
 fn optimizer_merges_when_the_freed_machine_pays() {
     let analysis = analyze(&fanout());

@@ -13,7 +13,7 @@
 //! not hold a row, so the two do not compose (each rewrite refuses the other's result), and a grid
 //! that pays is taken only when it predicts more than the thrifty broadcasts it excludes.
 
-use super::{estimate, thrifty_steps, Options};
+use super::{estimate, thousands, thrifty_steps, Options};
 use crate::rewrite;
 
 /// The optimizer's gate on one candidate: (new text, description, invariants only) -> what the
@@ -67,8 +67,9 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
                 "grid quorums over `{name}`: {r} x {columns}, a phase-2 quorum one row of {columns}, a phase-1 quorum a node of every row"
             );
             priced.push(format!(
-                "{r} x {columns} predicts {:.0} requests/s on {} machines",
-                after.throughput, after.machines
+                "{r} x {columns} predicts {} requests/s on {} machines",
+                thousands(after.throughput),
+                after.machines
             ));
             if after.throughput > before.throughput * 1.01 && after.machines <= options.machines {
                 better.push((after.throughput, result.new_text, with, description, (name.clone(), r, columns)));
@@ -76,11 +77,11 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
         }
         if !priced.is_empty() && better.iter().all(|b| b.4 .0 != name) {
             notes.push(format!(
-                "grid quorums over `{name}` not taken: {}, against {:.0} on {} without (every `{name}` node still \
+                "grid quorums over `{name}` not taken: {}, against {} on {} without (every `{name}` node still \
                  receives every broadcast: a grid shrinks the quorum a commit waits for, not the messages or the work \
                  per request)",
                 priced.join(", "),
-                before.throughput,
+                thousands(before.throughput),
                 before.machines
             ));
         }
@@ -93,9 +94,11 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
             let thrifty = estimate(&crate::analyze(&thrifty_text).program, options).throughput;
             if better[0].0 <= thrifty {
                 notes.push(format!(
-                    "grid quorums over `{}` not taken: {:.0} requests/s predicted, against {thrifty:.0} for the thrifty \
+                    "grid quorums over `{}` not taken: {} requests/s predicted, against {} for the thrifty \
                      broadcasts a grid excludes (they send to a majority, which need not hold a row)",
-                    better[0].4 .0, better[0].0
+                    better[0].4 .0,
+                    thousands(better[0].0),
+                    thousands(thrifty)
                 ));
                 return GridStep::NotTaken(notes);
             }

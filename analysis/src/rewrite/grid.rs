@@ -90,7 +90,7 @@ fn precondition<'n>(cx: &RewriteContext<'_>, a_name: &'n str, rows: usize) -> Re
     let a = cx.component(a_name)?;
     grid_rows(cx, a, rows)?;
     let totals = node_counts(cx, a, a_name)?;
-    not_thrifty(cx, a_name)?;
+    not_thrifty(cx, &totals, a_name)?;
     let thresholds = thresholds(cx, &totals, a_name)?;
     let (first, second) = two_quorums(cx, thresholds, a_name)?;
     let first = quorum(cx, first)?;
@@ -114,11 +114,13 @@ fn grid_rows(cx: &RewriteContext<'_>, a: ComponentId, rows: usize) -> Result<(),
 /// nodes of each row), so without crashes the answers would wait for the timer: refused, naming
 /// the send (its rank test would otherwise be taken for a third quorum). Arranged first, the grid
 /// stands, and thrifty refuses the row's count in turn (it compares counts with a majority only).
-fn not_thrifty(cx: &RewriteContext<'_>, a_name: &str) -> Result<(), Refusal> {
+fn not_thrifty(cx: &RewriteContext<'_>, totals: &[RelationId], a_name: &str) -> Result<(), Refusal> {
     let program = cx.program;
+    // The send picks its destinations by rank against A's node count (`thrifty_A_n(n)`).
     let send = program.rule_ids().find(|&id| {
         let rule = program.rule(id);
-        rule.addressee().is_some_and(|(c, _)| c == a_name) && quorum_destinations(program, rule, 3).is_some()
+        quorum_destinations(program, rule, 3).is_some()
+            && rule.atoms().any(|a| a.relation_id.is_some_and(|r| totals.contains(&r)))
     });
     match send {
         Some(id) => Err(Refusal::new(
