@@ -207,20 +207,25 @@ fn grid_rewrite_writes_the_grid_and_the_runtime_checks_it() {
 }
 
 /// Thrifty's widening input is fed only by a timer: `compart rewrite --thrifty --write` and
-/// `compart optimize --thrifty --out` both write its `[timers]` entry (without it a crashed
-/// quorum member stalls the answers), and the runtime reads the file.
+/// `compart optimize --out` (whose default search takes the thrifty p2a) both write its
+/// `[timers]` entry (without it a crashed quorum member stalls the answers), and the runtime
+/// reads the file; `--no-thrifty` takes none.
 #[test]
 fn thrifty_rewrite_and_plan_write_the_widening_timer() {
     let (dir, ded, toml) = paxos_copy("thrifty");
-    let out = compart(
-        &["optimize", ded.to_str().unwrap(), "--machines", "12", "--thrifty", "--no-check", "--out"]
-            .into_iter()
-            .chain([dir.join("plan").to_str().unwrap()])
-            .collect::<Vec<_>>(),
-    );
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let plan = std::fs::read_to_string(dir.join("plan/paxos.optimized.toml")).unwrap();
+    let optimize = |extra: &[&str], into: &str| {
+        let out_dir = dir.join(into);
+        let mut args = vec!["optimize", ded.to_str().unwrap(), "--machines", "12", "--no-check"];
+        args.extend(extra);
+        args.extend(["--out", out_dir.to_str().unwrap()]);
+        let out = compart(&args);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        std::fs::read_to_string(out_dir.join("paxos.optimized.toml")).unwrap()
+    };
+    let plan = optimize(&[], "plan");
     assert!(plan.contains("[timers]\np2a_widen = 0.2\n"), "{plan}");
+    let plan = optimize(&["--no-thrifty"], "plain");
+    assert!(!plan.contains("[timers]"), "{plan}");
 
     let out =
         compart(&["rewrite", ded.to_str().unwrap(), "--thrifty", "proposer", "--rule", "p2a", "--no-check", "--write"]);
