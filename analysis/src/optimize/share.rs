@@ -1,4 +1,4 @@
-//! Shared proxies in the optimizer's search (`Options::share`, opt-in): merge two stateless
+//! Shared proxies in the optimizer's search (`Options::share`, on by default): merge two stateless
 //! components into one (`rewrite::share`) when the machines that frees, given by the scale-out to
 //! the bottleneck, raise the prediction.
 //!
