@@ -13,7 +13,8 @@
 //! not hold a row, so the two do not compose (each rewrite refuses the other's result), and a grid
 //! that pays is taken only when it predicts more than the thrifty broadcasts it excludes.
 
-use super::{estimate, thousands, thrifty_steps, Options};
+use super::{estimate, thousands, thrifty_steps, Options, Profile};
+use crate::model::Program;
 use crate::rewrite;
 
 /// The optimizer's gate on one candidate: (new text, description, invariants only) -> what the
@@ -62,6 +63,9 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
             let columns = nodes.div_ceil(r).max(1);
             let mut with = options.clone();
             with.logical.insert(name.clone(), r * columns);
+            if let Some(profile) = &mut with.profile {
+                keep_measured(&a.program, &next.program, profile);
+            }
             let after = estimate(&next.program, &with);
             let description = format!(
                 "grid quorums over `{name}`: {r} x {columns}, a phase-2 quorum one row of {columns}, a phase-1 quorum a node of every row"
@@ -109,4 +113,53 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
         return GridStep::Taken { text: new_text, options: Box::new(with), description, checked, grid };
     }
     GridStep::NotTaken(notes)
+}
+
+/// The grid changes the rules that count and test the quorums in place (a row column, a join with
+/// the row): each still derives about the facts it did per request, so it keeps the measured
+/// frequency of the rule it replaces (the only one of its component with its head), which a
+/// profile matches by text. Without that they would fall back to the static estimate, and the
+/// difference between the two, not the grid, would decide whether it pays.
+fn keep_measured(before: &Program, after: &Program, profile: &mut Profile) {
+    let head = |p: &Program, r: &crate::model::Rule| (p.component(r.component).name.clone(), r.head.relation.clone());
+    for rule in &after.rules {
+        let key = Profile::key(rule);
+        if profile.rule_facts.contains_key(&key) {
+            continue;
+        }
+        let mut same = before.rules.iter().filter(|o| o.kind == rule.kind && head(before, o) == head(after, rule));
+        let (Some(old), None) = (same.next(), same.next()) else { continue };
+        if let Some(&facts) = profile.rule_facts.get(&Profile::key(old)) {
+            profile.rule_facts.insert(key, facts);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The grid's counting and testing rules keep the measured frequencies of the rules they
+    /// replace; the row rules it adds, which replace nothing, stay unmeasured (static estimate).
+    #[test]
+    fn a_grid_keeps_the_measured_frequencies_of_the_rules_it_changes() {
+        let paxos = crate::analyze(include_str!("../../../examples/paxos.ded"));
+        let mut profile = Profile::default();
+        for rule in &paxos.program.rules {
+            profile.rule_facts.insert(Profile::key(rule), 7.0);
+        }
+        let measured = profile.rule_facts.len();
+        let gridded = crate::analyze(&rewrite::grid(&paxos, "acceptor", 2).unwrap().new_text);
+        keep_measured(&paxos.program, &gridded.program, &mut profile);
+        let facts = |head: &str| {
+            let rules: Vec<_> = gridded.program.rules.iter().filter(|r| r.head.relation == head).collect();
+            rules.iter().map(|r| profile.rule_facts.get(&Profile::key(r)).copied()).collect::<Vec<_>>()
+        };
+        // Changed in place (a row column, a join with the row size): measured as before.
+        assert_eq!(facts("accept_count"), [Some(7.0)]);
+        assert_eq!(facts("commit"), [Some(7.0)]);
+        assert!(profile.rule_facts.len() > measured);
+        // Added by the grid: no measurement to keep.
+        assert!(facts("acceptor_row").iter().all(Option::is_none), "{:?}", facts("acceptor_row"));
+    }
 }
