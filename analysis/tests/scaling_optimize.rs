@@ -362,7 +362,7 @@ impl optimize::StepCheck for RefuseThrifty {
 /// plan is predicted at least as high as with thrifty turned off. With batching nothing
 /// decouples and the thrifty p2a goes to a quorum of the three acceptors, each then receiving
 /// 2/3 of the p2a it did (the cost model's messages: a quorum instead of every node); each step
-/// is gated like the others, and its description says the trade-off.
+/// is gated (below), and its description says the trade-off.
 #[test]
 fn paxos_thrifty_in_the_default_search() {
     let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -411,14 +411,66 @@ fn paxos_thrifty_in_the_default_search() {
     let thrifty = compart_analysis::rewrite::thrifty(&analyze(&text), "proposer", Some("p2a")).unwrap().new_text;
     let ratio = acceptor_in(&thrifty) / acceptor_in(&text);
     assert!((ratio - 2.0 / 3.0).abs() < 1e-9, "each acceptor receives 2/3 of the p2a, not {ratio}");
-    // Refused by the gate: not taken, listed.
-    let gated = optimize::optimize_checked(
-        &analyze(&text),
-        &options(optimize::BatchChoice::Search, true),
-        Some(&RefuseThrifty),
-    );
-    assert!(!gated.text.contains("_widen()"));
-    assert!(gated.refused.iter().any(|r| r.description.starts_with("thrifty broadcast")), "{:?}", gated.refused);
+    // Refused by the gate: `thrifty_broadcasts_are_checked_together_then_one_by_one`.
+}
+
+/// A gate that refuses the thrifty p1a (its widening input) and counts the checks of programs
+/// with a thrifty broadcast.
+#[derive(Default)]
+struct RefuseThriftyP1a {
+    thrifty_checks: std::cell::Cell<usize>,
+}
+
+impl optimize::StepCheck for RefuseThriftyP1a {
+    fn check(&self, _original: &str, rewritten: &str, _invariants_only: bool) -> Result<String, String> {
+        if rewritten.contains("_widen()") {
+            self.thrifty_checks.set(self.thrifty_checks.get() + 1);
+        }
+        if rewritten.contains("p1a_widen()") {
+            Err("reply(1) missing\nshortest schedule: ...".into())
+        } else {
+            Ok("accepted".into())
+        }
+    }
+}
+
+/// The thrifty broadcasts the model picks are checked together, one bounded check for both of
+/// Paxos' (the slow part of the search); when that is refused each is checked on its own, and the
+/// one that passes is taken, the other listed.
+#[test]
+fn thrifty_broadcasts_are_checked_together_then_one_by_one() {
+    let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    let options = optimize::Options {
+        calibration: optimize::Calibration { clients: 1024.0, ..Default::default() },
+        ..paxos_options(29)
+    };
+    // Every thrifty step refused: together first, then each alone (p1a only where it pays alone).
+    let none = optimize::optimize_checked(&analyze(&text), &options, Some(&RefuseThrifty));
+    assert!(!none.text.contains("_widen()"));
+    let refused: Vec<&str> = none.refused.iter().map(|r| r.description.as_str()).collect();
+    assert!(refused[0].contains(", then thrifty broadcast"), "{refused:?}");
+    assert!(refused[1..].iter().any(|r| r.starts_with("thrifty broadcast: `proposer` sends `p2a`")), "{refused:?}");
+    let gate = RefuseThriftyP1a::default();
+    let plan = optimize::optimize_checked(&analyze(&text), &options, Some(&gate));
+    assert!(plan.text.contains("input p2a_widen()") && !plan.text.contains("p1a_widen()"));
+    let refused: Vec<&str> = plan.refused.iter().map(|r| r.description.as_str()).collect();
+    assert_eq!(refused.len(), 2, "{refused:?}");
+    assert!(refused[0].contains("sends `p2a`") && refused[0].contains(", then thrifty broadcast"), "{refused:?}");
+    assert!(refused[1].starts_with("thrifty broadcast: `proposer` sends `p1a`"), "{refused:?}");
+    // Together (refused), p2a alone, p1a alone.
+    assert_eq!(gate.thrifty_checks.get(), 3);
+    // Accepted together: one check.
+    struct Accept(std::cell::Cell<usize>);
+    impl optimize::StepCheck for Accept {
+        fn check(&self, _: &str, rewritten: &str, _: bool) -> Result<String, String> {
+            self.0.set(self.0.get() + usize::from(rewritten.contains("_widen()")));
+            Ok("accepted".into())
+        }
+    }
+    let accept = Accept(std::cell::Cell::new(0));
+    let plan = optimize::optimize_checked(&analyze(&text), &options, Some(&accept));
+    assert!(plan.text.contains("input p2a_widen()") && plan.text.contains("input p1a_widen()"));
+    assert_eq!(accept.0.get(), 1);
 }
 
 fn paxos_options(machines: usize) -> optimize::Options {

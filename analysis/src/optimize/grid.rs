@@ -13,7 +13,7 @@
 //! not hold a row, so the two do not compose (each rewrite refuses the other's result), and a grid
 //! that pays is taken only when it predicts more than the thrifty broadcasts it excludes.
 
-use super::{estimate, thousands, thrifty_steps, Options, Profile};
+use super::{estimate, thousands, thrifty_each, Estimate, Options, Profile};
 use crate::model::Program;
 use crate::rewrite;
 
@@ -30,15 +30,23 @@ pub(super) enum GridStep {
         description: String,
         checked: Option<String>,
         grid: (String, usize, usize),
+        /// The budgeted estimate with the grid.
+        estimate: Box<Estimate>,
     },
     /// Why no grid was taken, for the plan's notes.
     NotTaken(Vec<String>),
 }
 
-/// Try a grid of each of `rows` over each component whose nodes a quorum counts, on `text`.
-pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mut Gate<'_>) -> GridStep {
+/// Try a grid of each of `rows` over each component whose nodes a quorum counts, on `text`
+/// (predicted `before` within the budget).
+pub(super) fn grid_step(
+    text: &str,
+    options: &Options,
+    before: &Estimate,
+    rows: &[usize],
+    gate: &mut Gate<'_>,
+) -> GridStep {
     let a = crate::analyze(text);
-    let before = estimate(&a.program, options);
     let mut notes = Vec::new();
     // (throughput, text, options, description, grid), for each grid that pays.
     let mut better = Vec::new();
@@ -76,7 +84,7 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
                 after.machines
             ));
             if after.throughput > before.throughput * 1.01 && after.machines <= options.machines {
-                better.push((after.throughput, result.new_text, with, description, (name.clone(), r, columns)));
+                better.push((after, result.new_text, with, description, (name.clone(), r, columns)));
             }
         }
         if !priced.is_empty() && better.iter().all(|b| b.4 .0 != name) {
@@ -90,27 +98,29 @@ pub(super) fn grid_step(text: &str, options: &Options, rows: &[usize], gate: &mu
             ));
         }
     }
-    better.sort_by(|p, q| q.0.total_cmp(&p.0));
+    better.sort_by(|p, q| q.0.throughput.total_cmp(&p.0.throughput));
     // A grid excludes thrifty broadcasts: priced without the check, they must predict less.
     if options.thrifty && !better.is_empty() {
-        let (thrifty_text, taken) = thrifty_steps(text, options, true, &mut |_, _, _| Ok(None));
+        let (thrifty_text, taken, _) =
+            thrifty_each(text, options, before.throughput, true, &mut |_, _, _| Ok(None), Vec::new());
         if !taken.is_empty() {
             let thrifty = estimate(&crate::analyze(&thrifty_text).program, options).throughput;
-            if better[0].0 <= thrifty {
+            if better[0].0.throughput <= thrifty {
                 notes.push(format!(
                     "grid quorums over `{}` not taken: {} requests/s predicted, against {} for the thrifty \
                      broadcasts a grid excludes (they send to a majority, which need not hold a row)",
                     better[0].4 .0,
-                    thousands(better[0].0),
+                    thousands(better[0].0.throughput),
                     thousands(thrifty)
                 ));
                 return GridStep::NotTaken(notes);
             }
         }
     }
-    for (_, new_text, with, description, grid) in better {
+    for (after, new_text, with, description, grid) in better {
         let Ok(checked) = gate(&new_text, &description, true) else { continue };
-        return GridStep::Taken { text: new_text, options: Box::new(with), description, checked, grid };
+        let estimate = Box::new(after);
+        return GridStep::Taken { text: new_text, options: Box::new(with), description, checked, grid, estimate };
     }
     GridStep::NotTaken(notes)
 }

@@ -952,16 +952,21 @@ fn deployed(
 /// larger count only when it raises the prediction by 1% or more.
 pub fn estimate(program: &Program, options: &Options) -> Estimate {
     let classes = classes(program, options);
+    // Unpartitioned costs (the batchers' too, one instance each): the same for every count tried.
+    let mut unpartitioned = costs(program, options, &classes, &BTreeMap::new());
+    settle(&mut unpartitioned, &options.calibration);
+    let loads: Vec<f64> = unpartitioned.iter().map(|c| c.instance_cpu_us).collect();
+    let spread = |fixed: &BTreeMap<String, usize>| spread(program, options, &classes, fixed, &loads);
     let mut fixed: BTreeMap<String, usize> = BTreeMap::new();
     if options.machines == 0 || options.batched.is_empty() {
-        return spread(program, options, &classes, &fixed);
+        return spread(&fixed);
     }
     for b in &options.batched {
         let logical = options.logical(program, &b.batcher);
         let mut best: Option<(usize, f64)> = None;
         for k in (1..).take_while(|k| k * logical <= options.machines) {
             fixed.insert(b.batcher.clone(), k);
-            let est = spread(program, options, &classes, &fixed);
+            let est = spread(&fixed);
             if est.machines > options.machines {
                 break;
             }
@@ -972,20 +977,22 @@ pub fn estimate(program: &Program, options: &Options) -> Estimate {
         }
         fixed.insert(b.batcher.clone(), best.map_or(1, |(k, _)| k));
     }
-    spread(program, options, &classes, &fixed)
+    spread(&fixed)
 }
 
-/// [`estimate`] with the batchers' instances fixed as in `fixed`.
-fn spread(program: &Program, options: &Options, classes: &[Class], fixed: &BTreeMap<String, usize>) -> Estimate {
+/// [`estimate`] with the batchers' instances fixed as in `fixed`, given each component's
+/// unpartitioned cost (`loads`).
+fn spread(
+    program: &Program,
+    options: &Options,
+    classes: &[Class],
+    fixed: &BTreeMap<String, usize>,
+    loads: &[f64],
+) -> Estimate {
     let cal = &options.calibration;
     let mut components = costs(program, options, classes, fixed);
     let mut throughput = settle(&mut components, cal);
-    // Unpartitioned costs: with the batchers as fixed, those of one instance each.
-    let mut unpartitioned =
-        if fixed.is_empty() { components.clone() } else { costs(program, options, classes, &BTreeMap::new()) };
-    settle(&mut unpartitioned, cal);
-    let loads: Vec<f64> = unpartitioned.iter().map(|c| c.instance_cpu_us).collect();
-    for (c, load) in components.iter_mut().zip(&loads) {
+    for (c, load) in components.iter_mut().zip(loads) {
         c.load = *load;
     }
     let mut used: usize = components.iter().map(|c| c.logical * c.partitions).sum();
@@ -1042,8 +1049,7 @@ fn spread(program: &Program, options: &Options, classes: &[Class], fixed: &BTree
     }
     // The instances chosen, costed with the traffic their own ticks give.
     let partitions = components.iter().map(|c| (c.name.clone(), c.partitions)).collect();
-    let loads: Vec<f64> = components.iter().map(|c| c.load).collect();
-    deployed(program, options, classes, &partitions, &loads, Some(stopped))
+    deployed(program, options, classes, &partitions, loads, Some(stopped))
 }
 
 /// Candidate rule sets to decouple from one component: each asynchronous send alone (a
@@ -1300,6 +1306,8 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     let mut a = crate::analyze(&text);
     let scaled = estimate(&a.program, &options);
     let mut now = scaled.throughput;
+    // The budgeted estimate of the program as it stands, for the grid and thrifty steps.
+    let mut here = scaled.clone();
     let sequential: Vec<String> =
         scaled.components.iter().filter(|c| !c.scalable && c.load > 0.0).map(|c| c.name.clone()).collect();
     for name in sequential {
@@ -1318,6 +1326,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             options = sealed;
             a = next;
             now = est.throughput;
+            here = est;
             current = estimate(&a.program, &Options { machines: 0, ..options.clone() });
             steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
         }
@@ -1328,8 +1337,9 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     let mut grids = Vec::new();
     let rows = options.grid.rows();
     if !rows.is_empty() {
-        match grid::grid_step(&text, &options, &rows, &mut gate) {
-            grid::GridStep::Taken { text: new_text, options: with, description, checked, grid } => {
+        match grid::grid_step(&text, &options, &here, &rows, &mut gate) {
+            grid::GridStep::Taken { text: new_text, options: with, description, checked, grid, estimate: after } => {
+                here = *after;
                 invariants_only = true;
                 text = new_text;
                 options = *with;
@@ -1342,7 +1352,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         }
     }
     if options.thrifty {
-        let (next_text, taken) = thrifty_steps(&text, &options, invariants_only, &mut gate);
+        let (next_text, taken) = thrifty_steps(&text, &options, here.throughput, invariants_only, &mut gate);
         for (description, est, checked) in taken {
             current = est;
             steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });
@@ -1433,51 +1443,96 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
 }
 
 /// Every broadcast whose thrifty rewrite raises predicted throughput by 1% and passes the gate,
-/// one after the other: the program after them, and each step with its estimate (unscaled).
+/// one after the other, from `now` predicted: the program after them, and each step with its
+/// estimate (unscaled).
+///
+/// The bounded check is the slow part, so the steps the model picks are checked together first,
+/// the program after all of them against the original (one check; each step's summary is that
+/// one); only when that is refused is each checked on its own, to find which one is in the way.
 fn thrifty_steps(
     text: &str,
     options: &Options,
+    now: f64,
     invariants_only: bool,
     gate: &mut grid::Gate<'_>,
 ) -> (String, Vec<(String, Estimate, Option<String>)>) {
+    let (together, steps, sends) =
+        thrifty_each(text, options, now, invariants_only, &mut |_, _, _| Ok(None), Vec::new());
+    if steps.is_empty() {
+        return (together, steps);
+    }
+    let description = steps.iter().map(|s| s.0.as_str()).collect::<Vec<_>>().join(", then ");
+    if let Ok(checked) = gate(&together, &description, invariants_only) {
+        let steps = steps.into_iter().map(|(d, est, _)| (d, est, checked.clone())).collect();
+        return (together, steps);
+    }
+    // A lone step refused is not tried again; of several, each is checked again on its own.
+    let refused = if sends.len() == 1 { sends } else { Vec::new() };
+    let (text, steps, _) = thrifty_each(text, options, now, invariants_only, gate, refused);
+    (text, steps)
+}
+
+/// A thrifty broadcast by its sender and message.
+type Send = (String, String);
+
+/// [`thrifty_steps`], each step gated on its own, the sends in `refused` not tried; also the sends
+/// taken.
+#[allow(clippy::type_complexity)]
+fn thrifty_each(
+    text: &str,
+    options: &Options,
+    mut now: f64,
+    invariants_only: bool,
+    gate: &mut grid::Gate<'_>,
+    mut refused: Vec<Send>,
+) -> (String, Vec<(String, Estimate, Option<String>)>, Vec<Send>) {
     let mut text = text.to_string();
     let mut out = Vec::new();
+    let mut sends = Vec::new();
     // Each rewrite removes one broadcast; the program has finitely many.
     loop {
         let a = crate::analyze(&text);
-        let now = estimate(&a.program, options).throughput;
         let mut chosen = None;
         for c in a.program.component_ids() {
             for rule in rewrite::broadcasts(&a, c) {
+                let r = a.program.rule(rule);
+                let key = (a.program.component(c).name.clone(), r.head.relation.clone());
+                if refused.contains(&key) {
+                    continue;
+                }
                 let Ok(result) = rewrite::thrifty_rule(&a, rule) else { continue };
                 let next = crate::analyze(&result.new_text);
                 let est = estimate(&next.program, options);
                 if est.throughput <= now * 1.01 || est.machines > options.machines {
                     continue;
                 }
-                let r = a.program.rule(rule);
                 let to = r.addressee().map_or("", |(c, _)| c);
                 let m = &r.head.relation;
                 let description = format!(
                     "thrifty broadcast: `{}` sends `{m}` to a quorum of `{to}`, the rest on `{m}_widen()` (after a \
                      crash of a quorum member, its answers wait for that timer)",
-                    a.program.component(c).name,
+                    key.0,
                 );
-                if let Ok(checked) = gate(&result.new_text, &description, invariants_only) {
-                    chosen = Some((result.new_text, description, checked));
-                    break;
+                match gate(&result.new_text, &description, invariants_only) {
+                    Ok(checked) => {
+                        chosen = Some((result.new_text, description, checked, est.throughput));
+                        sends.push(key);
+                        break;
+                    }
+                    Err(()) => refused.push(key),
                 }
             }
             if chosen.is_some() {
                 break;
             }
         }
-        let Some((new_text, description, checked)) = chosen else { break };
+        let Some((new_text, description, checked, throughput)) = chosen else { break };
+        now = throughput;
         text = new_text;
         let est = estimate(&crate::analyze(&text).program, &Options { machines: 0, ..options.clone() });
         out.push((description, est, checked));
     }
-    (text, out)
+    (text, out, sends)
 }
 
 /// The batcher and the batch channel a batching of `component` added (the component new in
