@@ -48,7 +48,7 @@ pub(super) fn grid_step(
 ) -> GridStep {
     let a = crate::analyze(text);
     let mut notes = Vec::new();
-    // (throughput, text, options, description, grid), for each grid that pays.
+    // (estimate, text, options, description, grid), for each grid that pays.
     let mut better = Vec::new();
     let counted: Vec<String> =
         a.program.components.iter().map(|c| c.name.clone()).filter(|n| rewrite::counted_by_quorum(&a, n)).collect();

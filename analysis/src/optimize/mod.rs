@@ -1455,7 +1455,7 @@ fn thrifty_steps(
     now: f64,
     invariants_only: bool,
     gate: &mut grid::Gate<'_>,
-) -> (String, Vec<(String, Estimate, Option<String>)>) {
+) -> (String, ThriftySteps) {
     let (together, steps, sends) =
         thrifty_each(text, options, now, invariants_only, &mut |_, _, _| Ok(None), Vec::new());
     if steps.is_empty() {
@@ -1475,9 +1475,11 @@ fn thrifty_steps(
 /// A thrifty broadcast by its sender and message.
 type Send = (String, String);
 
+/// Thrifty steps taken: description, estimate (unscaled), what the check explored.
+type ThriftySteps = Vec<(String, Estimate, Option<String>)>;
+
 /// [`thrifty_steps`], each step gated on its own, the sends in `refused` not tried; also the sends
 /// taken.
-#[allow(clippy::type_complexity)]
 fn thrifty_each(
     text: &str,
     options: &Options,
@@ -1485,7 +1487,7 @@ fn thrifty_each(
     invariants_only: bool,
     gate: &mut grid::Gate<'_>,
     mut refused: Vec<Send>,
-) -> (String, Vec<(String, Estimate, Option<String>)>, Vec<Send>) {
+) -> (String, ThriftySteps, Vec<Send>) {
     let mut text = text.to_string();
     let mut out = Vec::new();
     let mut sends = Vec::new();
