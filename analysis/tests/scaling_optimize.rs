@@ -425,6 +425,22 @@ fn paxos_batched_by_default() {
     let cal = &plan.calibration;
     assert!(batcher.partitions > 1, "{rendered}");
     assert!(cal.clients / cal.tick_window / batcher.partitions as f64 >= 16.0, "{rendered}");
+    // The plan's deployment records the batching, and reading it back costs the plan as the
+    // search did: the same prediction from the program and its deployment alone.
+    let program = analyze(&plan.text).program;
+    let read = compart_analysis::deployment::batchings(Some(&plan.deployment), &program).unwrap();
+    let [b] = &read[..] else { panic!("{}", plan.deployment) };
+    assert_eq!((b.batcher.as_str(), b.channel.as_str()), ("proposer_batcher", "request_batch"));
+    assert_eq!((b.size, b.instances), (size, batcher.partitions), "{}", plan.deployment);
+    let partitions = [("proposer_batcher".to_string(), batcher.partitions)].into_iter().collect();
+    let again =
+        optimize::estimate_deployed(&program, &optimize::Options { batched: read, ..paxos_options(0) }, &partitions);
+    assert!(
+        (again.throughput / plan.estimate.throughput - 1.0).abs() < 1e-9,
+        "{} vs {}",
+        again.throughput,
+        plan.estimate.throughput
+    );
     // Off: the plan of the unbatched search, no batcher.
     let off = optimize::optimize(
         &analyze(&text),

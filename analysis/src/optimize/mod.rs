@@ -248,7 +248,8 @@ pub struct Plan {
     pub text: String,
     pub steps: Vec<Step>,
     pub estimate: Estimate,
-    /// A deployment file for the runtime: `[components]` and `[partitions]`.
+    /// A deployment file for the runtime: `[components]` and `[partitions]`, and `[batches]` for
+    /// the cost model.
     pub deployment: String,
     /// Steps the bounded check refused.
     pub refused: Vec<RefusedStep>,
@@ -332,6 +333,13 @@ pub struct Batched {
     /// The batcher's instances per logical node: they split each tick's requests, so they set the
     /// batch fill. The estimates take it from the instances they place.
     pub instances: usize,
+}
+
+impl From<&rewrite::Batcher> for Batched {
+    /// One instance until an estimate places more.
+    fn from(b: &rewrite::Batcher) -> Self {
+        Batched { batcher: b.name.clone(), channel: b.channel.clone(), size: b.size, instances: 1 }
+    }
 }
 
 impl Options {
@@ -1135,10 +1143,10 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                         break;
                     }
                 };
+                let Some(batcher) = &result.batcher else { continue };
                 let next = crate::analyze(&result.new_text);
-                let Some(batching) = batching_in(&a.program, &next.program, &name, size) else { continue };
                 let mut with = options.clone();
-                with.batched.push(batching);
+                with.batched.push(Batched::from(batcher));
                 let est = estimate(&next.program, &with);
                 let pays = est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines;
                 if pays && best.as_ref().is_none_or(|b| est.throughput > b.3 * 1.01) {
@@ -1348,7 +1356,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             target.machines, options.machines
         ));
     }
-    let mut deployment = deployment_toml(&target);
+    let mut deployment = deployment_toml(&target, &options.batched);
     for (name, rows, columns) in grids {
         deployment.push_str(&format!("\n[grids]\n{name} = {{ rows = {rows}, columns = {columns} }}\n"));
     }
@@ -1413,22 +1421,6 @@ fn thrifty_steps(
     (text, out)
 }
 
-/// The batcher and the batch channel a batching of `component` added (the component new in
-/// `after`, and the channel of `component` that `before` does not have).
-fn batching_in(before: &Program, after: &Program, component: &str, size: usize) -> Option<Batched> {
-    let batcher = after.components.iter().find(|c| before.component_by_name(&c.name).is_none())?.name.clone();
-    let id = after.component_by_name(component)?;
-    let channel = after
-        .component(id)
-        .relations
-        .iter()
-        .map(|&r| after.relation(r))
-        .find(|r| r.kind == RelationKind::Channel && before.relation_by_name(&r.name).is_none())?
-        .name
-        .clone();
-    Some(Batched { batcher, channel, size, instances: 1 })
-}
-
 /// Steps that do not raise predicted throughput by 1% (a decoupling that pays only once its
 /// part is partitioned, the first of two components that tie) are merged into the step they
 /// enable, so every step listed is a gain; trailing ones join the last step.
@@ -1488,7 +1480,9 @@ fn part_name(program: &Program, set: &[RuleId], taken: &[String]) -> String {
     })
 }
 
-pub fn deployment_toml(estimate: &Estimate) -> String {
+/// The plan's deployment file: logical nodes, instances, and the batchings (`[batches]`) that let
+/// whatever reads the plan cost it as this estimate did.
+pub fn deployment_toml(estimate: &Estimate, batched: &[Batched]) -> String {
     let mut out = String::from(
         "# Written by `compart optimize`: logical nodes per component, and instances per node.\n[components]\n",
     );
@@ -1501,6 +1495,7 @@ pub fn deployment_toml(estimate: &Estimate) -> String {
             out.push_str(&format!("{} = {}\n", c.name, c.partitions));
         }
     }
+    out.push_str(&crate::deployment::batches_section(batched));
     out
 }
 
