@@ -377,7 +377,7 @@ fn node_checks(case: &str, report: &RunReport, estimate: &optimize::Estimate) ->
                 predicted: c.instance_cpu_us,
                 facts: [
                     (n.facts_in + n.facts_sent + n.facts_out) as f64 / requests,
-                    (c.facts_in + c.facts_out) / c.partitions as f64,
+                    c.facts_in_per_instance(c.partitions) + c.facts_out / c.partitions as f64,
                 ],
             })
         })

@@ -81,6 +81,9 @@ pub struct ComponentCost {
     pub facts_in: f64,
     pub facts_out: f64,
     pub work: f64,
+    /// Of `facts_in`, those every instance receives: a channel without a partition column
+    /// reaches each instance of the logical node (a batch's reply reaches every batcher).
+    pub facts_in_every: f64,
     /// CPU-µs per request of the component unpartitioned (one instance per logical node).
     pub load: f64,
     /// CPU-µs per request of one of its instances, as partitioned.
@@ -97,18 +100,24 @@ pub struct ComponentCost {
 }
 
 impl ComponentCost {
+    /// Facts one instance of `k` per logical node receives per client request: its share of
+    /// those routed by the partition column, and all of those without one.
+    pub fn facts_in_per_instance(&self, k: usize) -> f64 {
+        (self.facts_in - self.facts_in_every) / k.max(1) as f64 + self.facts_in_every
+    }
+
     /// CPU-µs per client request of one instance, `k` per logical node, that does not depend on
     /// how often it ticks: its facts and its rule work, divided among the instances.
     fn variable_us(&self, k: usize, cal: &Calibration) -> f64 {
-        let k = k.max(1) as f64;
-        cal.fact_us * (self.facts_in + self.facts_out) / k + cal.rule_us * self.work / k
+        let kf = k.max(1) as f64;
+        cal.fact_us * (self.facts_in_per_instance(k) + self.facts_out / kf) + cal.rule_us * self.work / kf
     }
 
     /// CPU-µs per client request of one instance, `k` per logical node, ticking `ticks` times
     /// per client request (a frame received and sent per tick at most, one per fact at least).
     pub fn instance_cost(&self, k: usize, ticks: f64, cal: &Calibration) -> f64 {
         let kf = k.max(1) as f64;
-        let frames_recv = (self.facts_in / kf).min(cal.frames_recv_per_tick * ticks);
+        let frames_recv = self.facts_in_per_instance(k).min(cal.frames_recv_per_tick * ticks);
         let frames_sent = (self.facts_out / kf).min(cal.frames_sent_per_tick * ticks);
         cal.tick_us * ticks
             + cal.frame_recv_us * frames_recv
@@ -139,7 +148,7 @@ fn settle(components: &mut [ComponentCost], cal: &Calibration) -> f64 {
     // Per instance: work per request that does not tick, facts in per request, visits.
     let shape: Vec<(f64, f64, f64)> = components
         .iter()
-        .map(|c| (c.variable_us(c.partitions, cal), c.facts_in / c.partitions.max(1) as f64, c.visits))
+        .map(|c| (c.variable_us(c.partitions, cal), c.facts_in_per_instance(c.partitions), c.visits))
         .collect();
     let rate = |&(v, a, _): &(f64, f64, f64), x: f64| {
         let arrivals = a * x;
@@ -384,6 +393,8 @@ pub struct Traffic {
     pub facts_in: f64,
     pub facts_out: f64,
     pub work: f64,
+    /// Of `facts_in`, those of channels without a partition column: every instance gets them.
+    pub facts_in_every: f64,
     /// Ticks a request takes part in at the node: one per relation it receives for the request
     /// (the three votes of one request arrive for one tick; a request and its votes are two).
     pub visits: f64,
@@ -457,6 +468,7 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     };
     let selectivity = constant_selectivity(program, &state);
     let once = once_per_key(program);
+    let held = held_rows(program, &state);
     let per_tick: Vec<bool> = program
         .rules
         .iter()
@@ -518,6 +530,9 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     let fires = |freq: &[f64], id: RuleId| {
         let c = program.rule(id).component;
         let mut f = fires_unguarded(freq, id);
+        if let Some(h) = held[id.index()] {
+            f = f.max(freq[h.index()]);
+        }
         if once[id.index()] {
             f = f.min(reach(freq, c));
         }
@@ -547,13 +562,19 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     let mut spread = vec![1.0f64; program.relations.len()];
     let holders =
         |spread: &[f64], rule: &crate::model::Rule| events(rule).iter().map(|r| spread[r.index()]).fold(1.0, f64::max);
+    // The same frequencies with batches undivided: the facts a request takes part in, one batch
+    // fact for each request it holds. Its visits are counted in these: a request in a batch waits
+    // for each tick of its batch's.
+    let mut unbatched = freq.clone();
     // Frequencies settle in a few rounds (a message path is short).
     for _ in 0..12 {
         let mut next = freq.clone();
+        let mut next_unbatched = unbatched.clone();
         let mut next_spread = vec![1.0f64; program.relations.len()];
         for r in program.relation_ids() {
             if program.relation(r).kind != RelationKind::Input {
                 next[r.index()] = 0.0;
+                next_unbatched[r.index()] = 0.0;
             }
         }
         for id in program.rule_ids() {
@@ -562,26 +583,29 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
             if matches!(rule.kind, RuleKind::Fact | RuleKind::Delete) {
                 continue;
             }
-            let f = measured(id).unwrap_or_else(|| fires(&freq, id));
             let senders = holders(&spread, rule);
-            let (mut delivered, held_by) = match (rule.kind, broadcast_target(program, rule)) {
+            let (per_firing, held_by) = match (rule.kind, broadcast_target(program, rule)) {
                 (RuleKind::Async, Some(target)) => {
                     let reached = destinations(rule, &target);
-                    (f * senders * reached / fanout(&target).max(1.0), reached)
+                    (senders * reached / fanout(&target).max(1.0), reached)
                 }
-                (RuleKind::Async, None) => (f * senders, 1.0),
-                _ => (f, senders),
+                (RuleKind::Async, None) => (senders, 1.0),
+                _ => (1.0, senders),
             };
+            let mut delivered = measured(id).unwrap_or_else(|| fires(&freq, id)) * per_firing;
             // A batch channel carries one fact per batch: the batched component's per-request
-            // work, and everything downstream of it, divides by the batch; its ticks do not.
+            // work, and everything downstream of it, divides by the batch.
             if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
                 delivered /= options.batch_fill(program, b);
             }
+            let per_request = measured(id).unwrap_or_else(|| fires(&unbatched, id)) * per_firing;
             // Max, not sum: a union of paths is at least its busiest one, and loops stay bounded.
             next[head.index()] = next[head.index()].max(delivered);
+            next_unbatched[head.index()] = next_unbatched[head.index()].max(per_request);
             next_spread[head.index()] = next_spread[head.index()].max(held_by);
         }
         freq = next;
+        unbatched = next_unbatched;
         spread = next_spread;
     }
     let mut out = vec![Traffic::default(); program.components.len()];
@@ -596,7 +620,10 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
         match rel.kind {
             RelationKind::Input | RelationKind::Channel => {
                 out[c.index()].facts_in += freq[r.index()];
-                out[c.index()].visits += freq[r.index()].min(1.0);
+                if program.component(c).placement.is_some() && program.partition_column(r).is_none() {
+                    out[c.index()].facts_in_every += freq[r.index()];
+                }
+                out[c.index()].visits += unbatched[r.index()].min(1.0);
             }
             RelationKind::Output => out[c.index()].facts_out += freq[r.index()],
             _ => {}
@@ -607,18 +634,16 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
         if rule.kind == RuleKind::Fact {
             continue;
         }
-        let mut firings = measured(id).unwrap_or_else(|| fires(&freq, id));
-        // The batcher derives one batch fact per batch (its head has no request column), though
-        // the rule's body matches each request of the batch.
-        if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
-            firings /= options.batch_fill(program, b);
-        }
+        let firings = measured(id).unwrap_or_else(|| fires(&freq, id));
         let sends = sends(rule);
         // Facts derived: one per destination for a send (as the run report counts them).
         let derived = firings * sends.max(1.0);
         let t = &mut out[rule.component.index()];
         t.work += derived * (1.0 + rule.atoms().count() as f64);
-        t.facts_out += firings * sends;
+        // The batcher's send derives its batch fact once per request of the batch (its body
+        // matches each), but the copies are one fact: one message per batch and destination.
+        let per_message = options.batched.iter().find(|b| b.channel == rule.head.relation);
+        t.facts_out += firings * sends / per_message.map_or(1.0, |b| options.batch_fill(program, b));
     }
     out
 }
@@ -663,6 +688,38 @@ fn constant_selectivity(program: &Program, state: &[bool]) -> Vec<f64> {
                 }
             }
             share
+        })
+        .collect()
+}
+
+/// Per rule: the table whose rows its event consumes, when one does: with `delete held(b, ..) :-
+/// held(b, ..), e(b, ..)`, each row waits for the event that matches it and goes with it, so a
+/// rule joining `e` with `held` matches each row once. It fires once per row held, not once per
+/// event: a batch's reply unbatched into one reply per request it held, and each of those rows
+/// deleted (`rewrite::batch`), is work per request, though the reply channel carries one fact
+/// per batch.
+fn held_rows(program: &Program, state: &[bool]) -> Vec<Option<RelationId>> {
+    let positive = |rule: &crate::model::Rule| -> Vec<RelationId> {
+        rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).collect()
+    };
+    // (held table, consuming event) of each delete rule of that shape.
+    let consumed: Vec<(RelationId, RelationId)> = program
+        .rules
+        .iter()
+        .filter(|r| r.kind == RuleKind::Delete)
+        .filter_map(|r| {
+            let h = r.head.relation_id.filter(|h| program.relation(*h).kind == RelationKind::Table)?;
+            let body = positive(r);
+            let event = body.iter().copied().find(|e| !state[e.index()])?;
+            body.contains(&h).then_some((h, event))
+        })
+        .collect();
+    program
+        .rules
+        .iter()
+        .map(|rule| {
+            let body = positive(rule);
+            consumed.iter().find(|(h, e)| body.contains(h) && body.contains(e)).map(|&(h, _)| h)
         })
         .collect()
 }
@@ -812,6 +869,7 @@ fn costs(
         let next = costs_at(program, options, classes, Some(&ticks));
         for (c, n) in components.iter_mut().zip(next) {
             (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
+            c.facts_in_every = n.facts_in_every;
         }
     }
     settle(&mut components, &options.calibration);
@@ -861,6 +919,7 @@ fn costs_at(program: &Program, options: &Options, classes: &[Class], ticks: Opti
                 name: c.name.clone(),
                 class: class.label.clone(),
                 facts_in: t.facts_in,
+                facts_in_every: t.facts_in_every,
                 facts_out: t.facts_out,
                 work: t.work,
                 visits: t.visits,
