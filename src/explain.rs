@@ -184,7 +184,7 @@ pub fn rewrite(file: &Path, choice: RewriteChoice<'_>, write: bool, deploy: Opti
             }
             // The deployment follows the program: `compart run` finds every component after it.
             let rewritten = analyze(&result.new_text);
-            let mut changes = deployment::rewrite_changes(&analysis.program, &rewritten.program);
+            let mut changes = deployment::result_changes(&analysis.program, &rewritten.program, &result);
             if let Some((_, _, Some(columns))) = grid {
                 deployment::set_grid_columns(&mut changes, columns);
             }
@@ -430,8 +430,8 @@ pub fn plan_checked(
 }
 
 /// What the optimizer knows of `program` besides its text: the profiles' measured frequencies,
-/// the logical nodes of its deployment (`deploy_text`, read from `deploy_path`), the workload's
-/// mix of inputs, and the calibration. No machine budget.
+/// the logical nodes of its deployment (`deploy_text`, read from `deploy_path`) and the batchings
+/// it records (`[batches]`), the workload's mix of inputs, and the calibration. No machine budget.
 pub fn optimizer_options(
     program: &compart_analysis::Program,
     deploy_text: Option<&str>,
@@ -462,7 +462,9 @@ pub fn optimizer_options(
     }
     let inputs = workload_inputs(program, deploy_text, &logical);
     let delivery = deployment::request_delivery(deploy_text).map_err(|e| format!("{}: {e}", deploy_path.display()))?;
-    Ok(optimize::Options { profile, logical, inputs, calibration, delivery, ..Default::default() })
+    // A plan's batchings: its batch channels carry one fact per batch.
+    let batched = deployment::batchings(deploy_text, program).map_err(|e| format!("{}: {e}", deploy_path.display()))?;
+    Ok(optimize::Options { profile, logical, inputs, calibration, delivery, batched, ..Default::default() })
 }
 
 /// A file a run report names (its program, its deployment): as named when it is there, else the

@@ -5,8 +5,11 @@
 //!
 //! The file's format is the runtime's (`runtime/src/deploy.rs` parses it): `[components]` gives
 //! each component's logical nodes (`c = 2` or `c = { instances = 2, partitions = 3 }`),
-//! `[partitions]` the instances per logical node, `[workload]` the load generator's settings.
-//! This module only reads and writes those names and counts, and leaves every other key as it is.
+//! `[partitions]` the instances per logical node, `[workload]` the load generator's settings,
+//! `[batches]` the batchings the program holds (`rewrite::batch`: each batcher with the channel
+//! that carries one request per batch and the batch size, which the program alone does not say;
+//! the runtime ignores it, the cost model reads it: [`batchings`]). This module only reads and
+//! writes those names and counts, and leaves every other key as it is.
 //! It lives here rather than in the runtime because both the language server and the CLI call
 //! it, and the language server does not depend on the runtime (ARCHITECTURE.md).
 
@@ -50,6 +53,9 @@ pub enum Change {
     /// An input without columns a rewrite added (thrifty's `m_widen()`): nothing but a timer feeds
     /// it, so `[timers]` gets it with [`TIMER_PERIOD_S`], unless the file gives a period already.
     Timer { input: String },
+    /// A batcher a batching added (`rewrite::batch`): `[batches] batcher = { channel, size }`, so
+    /// that whatever costs the program later knows its batch channel carries one fact per batch.
+    Batch { batcher: String, channel: String, size: usize },
     /// Components a rewrite merged into one (`rewrite::share`): `into` gets the most logical nodes
     /// and instances any part had (each part could run on that many, and the merge is there to
     /// free machines; the optimizer sizes it to the summed load), and the parts are dropped.
@@ -117,6 +123,16 @@ pub fn rewrite_changes(original: &Program, rewritten: &Program) -> Vec<Change> {
     out
 }
 
+/// [`rewrite_changes`] of a rewrite's result: with the batcher a batching added, which the programs
+/// alone do not tell apart from any new component (its batch size is in no declaration).
+pub fn result_changes(original: &Program, rewritten: &Program, result: &crate::rewrite::RewriteResult) -> Vec<Change> {
+    let mut out = rewrite_changes(original, rewritten);
+    if let Some(b) = &result.batcher {
+        out.push(Change::Batch { batcher: b.name.clone(), channel: b.channel.clone(), size: b.size });
+    }
+    out
+}
+
 /// A deployment file after [`update`]: its new text and one line per change made, in words.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Updated {
@@ -147,6 +163,7 @@ pub fn update(text: Option<&str>, program: &Program, changes: &[Change]) -> Resu
             Change::Grid { component, rows, columns } => grid(&mut doc, component, *rows, *columns)?,
             Change::Timer { input } => timer(&mut doc, input)?,
             Change::Share { parts, into } => share(&mut doc, program, parts, into)?,
+            Change::Batch { batcher, channel, size } => batch(&mut doc, batcher, channel, *size)?,
         };
         notes.extend(note);
     }
@@ -340,6 +357,82 @@ fn timer(doc: &mut DocumentMut, input: &str) -> Result<Option<String>, String> {
     Ok(Some(format!("[timers] {input} = {TIMER_PERIOD_S} (seconds: how often every node injects `{input}()`)")))
 }
 
+/// A `[batches]` entry's value: `{ channel = "request_batch", size = 64 }`.
+fn batch_entry(channel: &str, size: usize) -> toml_edit::InlineTable {
+    let mut entry = toml_edit::InlineTable::new();
+    entry.insert("channel", channel.into());
+    entry.insert("size", (size as i64).into());
+    entry.fmt();
+    entry
+}
+
+/// The `[batches]` section of a file written whole (the optimizer's plan); empty without
+/// batchings.
+pub fn batches_section(batched: &[crate::optimize::Batched]) -> String {
+    if batched.is_empty() {
+        return String::new();
+    }
+    let mut out = String::from("\n[batches]\n");
+    for b in batched {
+        out.push_str(&format!("{} = {}\n", b.batcher, batch_entry(&b.channel, b.size)));
+    }
+    out
+}
+
+fn batch(doc: &mut DocumentMut, batcher: &str, channel: &str, size: usize) -> Result<Option<String>, String> {
+    let entry = batch_entry(channel, size);
+    let note = format!("[batches] {batcher} = {entry} (what the cost model needs to cost the batching)");
+    section(doc, "batches")?.insert(batcher, Item::Value(Value::InlineTable(entry)));
+    Ok(Some(note))
+}
+
+/// The batchings a deployment file records (`[batches]`), for the cost model: each batcher with
+/// its batch channel, size, and instances per logical node (`[partitions]`, or its
+/// `[components]` entry's `partitions`; 1 without). No file, or no `[batches]`: none. An entry
+/// that names no component or channel of `program`, or lacks a size of 2 or more, is an error
+/// naming it.
+pub fn batchings(text: Option<&str>, program: &Program) -> Result<Vec<crate::optimize::Batched>, String> {
+    let Some(text) = text else { return Ok(Vec::new()) };
+    let doc: DocumentMut = text.parse().map_err(|e| format!("not a TOML file: {e}"))?;
+    let Some(section) = doc.get("batches") else { return Ok(Vec::new()) };
+    let table = section.as_table_like().ok_or("`batches` must be a table")?;
+    let mut out = Vec::new();
+    for (name, item) in table.iter() {
+        let bad = |why: &str| {
+            format!("[batches] `{name}`: {why} (expected `{name} = {{ channel = \"CHANNEL\", size = N }}`)")
+        };
+        let entry = item.as_table_like().ok_or_else(|| bad("not a table"))?;
+        if let Some((key, _)) = entry.iter().find(|(k, _)| !matches!(*k, "channel" | "size")) {
+            return Err(bad(&format!("unknown key `{key}`")));
+        }
+        if program.component_by_name(name).is_none() {
+            return Err(bad("not a component of the program"));
+        }
+        let channel = entry.get("channel").and_then(Item::as_str).ok_or_else(|| bad("no `channel` string"))?;
+        let is_channel = program
+            .relation_by_name(channel)
+            .is_some_and(|r| program.relation(r).kind == crate::model::RelationKind::Channel);
+        if !is_channel {
+            return Err(bad(&format!("`{channel}` is not a channel of the program")));
+        }
+        let size = entry.get("size").and_then(Item::as_integer).filter(|&n| n >= 2);
+        let size = size.ok_or_else(|| bad("`size` must be an integer of 2 or more"))?;
+        let partitions = doc
+            .get("partitions")
+            .and_then(|p| p.get(name))
+            .and_then(Item::as_integer)
+            .or_else(|| doc.get("components")?.get(name)?.as_table_like()?.get("partitions")?.as_integer())
+            .unwrap_or(1);
+        out.push(crate::optimize::Batched {
+            batcher: name.to_string(),
+            channel: channel.to_string(),
+            size: size as usize,
+            instances: partitions.max(1) as usize,
+        });
+    }
+    Ok(out)
+}
+
 /// Renames the key `from` of `table` to `to`, in place: same position, same comments and layout.
 fn rename_key(table: &mut dyn TableLike, from: &str, to: &str) -> Result<bool, String> {
     if !table.contains_key(from) {
@@ -373,7 +466,7 @@ fn replace_string(table: &mut dyn TableLike, key: &str, from: &str, to: &str) ->
 
 fn rename_component(doc: &mut DocumentMut, from: &str, to: &str) -> Result<Option<String>, String> {
     let mut renamed = Vec::new();
-    for name in ["components", "partitions", "grids"] {
+    for name in ["components", "partitions", "grids", "batches"] {
         if let Some(table) = doc.get_mut(name).and_then(Item::as_table_like_mut) {
             if rename_key(table, from, to).map_err(|e| format!("[{name}]: {e}"))? {
                 renamed.push(format!("[{name}]"));
@@ -394,6 +487,18 @@ fn rename_relation(doc: &mut DocumentMut, from: &str, to: &str) -> Option<String
     if let Some(timers) = doc.get_mut("timers").and_then(Item::as_table_like_mut) {
         if rename_key(timers, from, to).unwrap_or(false) {
             renamed.push("[timers]".to_string());
+        }
+    }
+    // A batch channel a rename reaches.
+    if let Some(batches) = doc.get_mut("batches").and_then(Item::as_table_like_mut) {
+        let mut renamed_channel = false;
+        for (_, entry) in batches.iter_mut() {
+            if let Some(entry) = entry.as_table_like_mut() {
+                renamed_channel |= replace_string(entry, "channel", from, to);
+            }
+        }
+        if renamed_channel {
+            renamed.push("[batches]".to_string());
         }
     }
     if let Some(workload) = doc.get_mut("workload").and_then(Item::as_table_like_mut) {
@@ -651,6 +756,72 @@ mod tests {
                 let _ = update(Some(&file[..end]), &p, std::slice::from_ref(change));
             }
         }
+    }
+
+    /// A server that answers each request: what the batching tests batch.
+    const SERVER: &str = "component server {\n    input req(id: int, v: string) key(id)\n    output rep(id: int, v: string)\n    rep(i, v) :- req(i, v).\n}\n";
+
+    /// A batching's batcher lands in `[batches]` with its channel and size, and reads back as the
+    /// cost model's batching, its instances from `[partitions]`; renames follow it.
+    #[test]
+    fn a_batching_is_recorded_and_read_back() {
+        let analysis = crate::analyze(SERVER);
+        let result = crate::rewrite::batch(&analysis, "server", 8, crate::rewrite::Delivery::Every).unwrap();
+        let after = program(&result.new_text);
+        let changes = result_changes(&analysis.program, &after, &result);
+        let batch = Change::Batch { batcher: "server_batcher".into(), channel: "req_batch".into(), size: 8 };
+        assert_eq!(changes, [Change::Add { component: "server_batcher".into() }, batch]);
+        let updated = update(Some("[components]\nserver = 2\n"), &after, &changes).unwrap();
+        assert_eq!(
+            updated.text,
+            "[components]\nserver = 2\nserver_batcher = 1\n\n[batches]\nserver_batcher = { channel = \"req_batch\", size = 8 }\n"
+        );
+        assert!(updated.notes[1].starts_with("[batches] server_batcher = { channel = \"req_batch\", size = 8 }"));
+        let read = batchings(Some(&updated.text), &after).unwrap();
+        let [b] = &read[..] else { panic!("{read:?}") };
+        assert_eq!(
+            (b.batcher.as_str(), b.channel.as_str(), b.size, b.instances),
+            ("server_batcher", "req_batch", 8, 1)
+        );
+        // Instances per logical node from `[partitions]`, or the component's own `partitions`.
+        let partitioned = format!("{}\n[partitions]\nserver_batcher = 4\n", updated.text);
+        assert_eq!(batchings(Some(&partitioned), &after).unwrap()[0].instances, 4);
+        let inline = updated.text.replace("server_batcher = 1", "server_batcher = { instances = 1, partitions = 3 }");
+        assert_eq!(batchings(Some(&inline), &after).unwrap()[0].instances, 3);
+        // No file, or none recorded: no batching.
+        assert!(batchings(None, &after).unwrap().is_empty());
+        assert!(batchings(Some("[components]\nserver = 1\n"), &after).unwrap().is_empty());
+        // A rename of the batcher or of its channel follows it.
+        let renamed = [
+            Change::RenameComponent { from: "server_batcher".into(), to: "front".into() },
+            Change::RenameRelation { from: "req_batch".into(), to: "batch".into() },
+        ];
+        let renamed = update(Some(&updated.text), &after, &renamed).unwrap();
+        assert!(renamed.text.ends_with("[batches]\nfront = { channel = \"batch\", size = 8 }\n"), "{}", renamed.text);
+        assert_eq!(renamed.notes[1], "`req_batch` renamed to `batch` in [batches]");
+    }
+
+    #[test]
+    fn bad_batches_entries_are_errors_naming_them() {
+        let analysis = crate::analyze(SERVER);
+        let result = crate::rewrite::batch(&analysis, "server", 8, crate::rewrite::Delivery::Every).unwrap();
+        let after = program(&result.new_text);
+        let file = |entry: &str| format!("[components]\nserver = 1\nserver_batcher = 1\n[batches]\n{entry}\n");
+        let cases = [
+            ("server_batcher = 8", "[batches] `server_batcher`: not a table"),
+            ("nope = { channel = \"req_batch\", size = 8 }", "[batches] `nope`: not a component of the program"),
+            ("server_batcher = { size = 8 }", "[batches] `server_batcher`: no `channel` string"),
+            ("server_batcher = { channel = \"rep\", size = 8 }", "`rep` is not a channel of the program"),
+            ("server_batcher = { channel = \"req_batch\" }", "`size` must be an integer of 2 or more"),
+            ("server_batcher = { channel = \"req_batch\", size = 1 }", "`size` must be an integer of 2 or more"),
+            ("server_batcher = { channel = \"req_batch\", size = 8, fill = 3 }", "unknown key `fill`"),
+        ];
+        for (entry, want) in cases {
+            let e = batchings(Some(&file(entry)), &after).unwrap_err();
+            assert!(e.contains(want), "{entry}: {e}");
+            assert!(e.contains("expected `"), "{entry}: says the form: {e}");
+        }
+        assert_eq!(batchings(Some("batches = 3\n"), &after).unwrap_err(), "`batches` must be a table");
     }
 
     #[test]

@@ -676,6 +676,22 @@ impl Program {
         })
     }
 
+    /// The column of `rel` that routes its facts among the instances of its partitioned component
+    /// (`partitioned by p2a.slot` names it; a bare `slot` applies to every relation with that
+    /// column); None when the component is not partitioned or `rel` has no such column: then a
+    /// fact sent to a logical node reaches every instance of it.
+    pub fn partition_column(&self, rel: RelationId) -> Option<usize> {
+        let relation = self.relation(rel);
+        let placement = self.component(relation.component?).placement.as_ref()?;
+        let explicit = placement.keys.iter().find(|k| k.relation.as_ref().is_some_and(|(n, _)| *n == relation.name));
+        match explicit {
+            Some(k) => relation.column_index(&k.column),
+            None => {
+                placement.keys.iter().filter(|k| k.relation.is_none()).find_map(|k| relation.column_index(&k.column))
+            }
+        }
+    }
+
     /// How many logical nodes `component` needs given the counts of the others: its partner's
     /// (see [`Program::partnered_with`]) when it has one and no count of its own.
     pub fn logical_count(&self, component: ComponentId, given: impl Fn(&str) -> Option<usize>) -> usize {

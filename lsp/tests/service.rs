@@ -721,6 +721,22 @@ mod rewrite_edits {
         assert_eq!(apply_lsp_edits(&toml, &edits[1].1), format!("{toml}\n[partitions]\nparticipant = 2\n"));
     }
 
+    /// The batching action records its batcher in `[batches]`: the program alone does not say
+    /// the batch size, which the cost model needs.
+    #[test]
+    fn a_batching_records_its_batcher_in_the_deployment() {
+        let snapshot = paxos();
+        let delivery = rewrite::Delivery::Every;
+        let result = rewrite::batch(&snapshot.analysis, "proposer", rewrite::DEFAULT_BATCH_SIZE, delivery).unwrap();
+        let (edit, notes) = rewrite_edit(&snapshot, &result, Some(&beside(Some(example("paxos.toml")))), &editor());
+        let size = rewrite::DEFAULT_BATCH_SIZE;
+        let entry = format!("proposer_batcher = {{ channel = \"request_batch\", size = {size} }}");
+        assert!(notes.iter().any(|n| n.contains(&format!("[batches] {entry}"))), "{notes:?}");
+        let edit = serde_json::to_value(&edit).unwrap();
+        let toml = apply_lsp_edits(&example("paxos.toml"), &edits_of(&edit)[1].1);
+        assert!(toml.ends_with(&format!("[batches]\n{entry}\n")), "{toml}");
+    }
+
     #[test]
     fn a_missing_deployment_is_created_only_by_clients_that_can() {
         let snapshot = paxos();

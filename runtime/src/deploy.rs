@@ -34,6 +34,15 @@
 //! [timers]
 //! p2a_widen = 0.05
 //! ```
+//!
+//! Batchings (`compart rewrite --batch`, `compart optimize`) record each batcher's batch channel
+//! and size for the cost model (`compart calibrate --check`, `compart optimize` on the plan); the
+//! runtime accepts and ignores them:
+//!
+//! ```toml
+//! [batches]
+//! proposer_batcher = { channel = "request_batch", size = 64 }
+//! ```
 
 use std::fmt;
 
@@ -96,8 +105,8 @@ fn err(message: impl Into<String>) -> DeployError {
 }
 
 /// A deployment file for a rewriting of the program the file `original` deploys: `generated`
-/// (the optimizer's `[components]` and `[partitions]`) with the original's `base_port`, `client`
-/// and `[workload]` table, adapted to `program` (the rewritten one): a relation or entry component
+/// (the optimizer's `[components]` and `[partitions]`) with the original's `base_port`, `client`,
+/// `[timers]`, `[batches]` and `[workload]` table, adapted to `program` (the rewritten one): a relation or entry component
 /// it no longer has, or an entry that no longer owns the input (a decoupling moved it), is
 /// dropped so that detection finds the request and reply where they are now.
 pub fn carry_settings(original: &str, program: &Program, generated: &str) -> String {
@@ -122,6 +131,23 @@ pub fn carry_settings(original: &str, program: &Program, generated: &str) -> Str
             t.insert("timers".into(), toml::Value::Table(kept));
             out.push('\n');
             out.push_str(&toml::to_string(&t).unwrap_or_default());
+        }
+    }
+    // Batchings whose batcher and channel the plan still has, unless the generated file records
+    // batchings itself (the optimizer writes every one it knows, the original's among them).
+    let generated_batches = generated.parse::<toml::Table>().is_ok_and(|g| g.contains_key("batches"));
+    if let (Some(toml::Value::Table(batches)), false) = (doc.get("batches"), generated_batches) {
+        let mut kept = batches.clone();
+        kept.retain(|name, entry| {
+            let channel = entry.get("channel").and_then(|c| c.as_str());
+            program.component_by_name(name).is_some() && channel.is_some_and(|c| program.relation_by_name(c).is_some())
+        });
+        if !kept.is_empty() {
+            // One line per batcher (component names are identifiers), as the optimizer writes them.
+            out.push_str("\n[batches]\n");
+            for (name, entry) in kept {
+                out.push_str(&format!("{name} = {entry}\n"));
+            }
         }
     }
     let Some(toml::Value::Table(workload)) = doc.get("workload") else { return out };
@@ -280,11 +306,14 @@ impl Deployment {
             return Err(err(format!("`base_port` {base_port} is not a port number")));
         }
         for key in doc.keys() {
-            // `[workload]` belongs to the load generator (`compart run`), which reads it itself.
-            let known = ["base_port", "client", "components", "partitions", "grids", "workload", "timers"];
+            // `[workload]` belongs to the load generator (`compart run`), which reads it itself;
+            // `[batches]` to the cost model (`compart_analysis::deployment::batchings`): a batched
+            // program runs the same without it.
+            let known = ["base_port", "client", "components", "partitions", "grids", "workload", "timers", "batches"];
             if !known.contains(&key.as_str()) {
                 return Err(err(format!(
-                    "unknown key `{key}` (expected base_port, client, [components], [partitions], [grids], [timers])"
+                    "unknown key `{key}` (expected base_port, client, [components], [partitions], [grids], [timers], \
+                     [batches])"
                 )));
             }
         }
@@ -794,6 +823,16 @@ mod tests {
             "[components]\na = 1\n",
         );
         assert_eq!(out, "[components]\na = 1\n\n[timers]\ntick = 0.5\n");
+        // Batchings the plan still has carry over, unless the plan records its own.
+        let batched = compart_analysis::analyze(
+            "component a { input req(id: int)\n b@d(i) :~ req(i), nodes(\"b\", d). }\ncomponent b { channel b(id: int) }",
+        );
+        let original = "[components]\na = 1\nb = 1\n[batches]\na = { channel = \"b\", size = 16 }\ngone = { channel = \"b\", size = 8 }\n";
+        let out = carry_settings(original, &batched.program, "[components]\na = 1\nb = 1\n");
+        assert_eq!(out, "[components]\na = 1\nb = 1\n\n[batches]\na = { channel = \"b\", size = 16 }\n");
+        Deployment::from_toml(&out, &batched.program).unwrap();
+        let own = "[components]\na = 1\nb = 1\n\n[batches]\na = { channel = \"b\", size = 64 }\n";
+        assert_eq!(carry_settings(original, &batched.program, own), own);
         // Nothing to carry: the generated file as is.
         assert_eq!(
             carry_settings("[components]\na = 1\n", &program(), "[components]\na = 1\n"),

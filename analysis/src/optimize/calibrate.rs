@@ -41,14 +41,14 @@ pub struct Calibration {
 impl Default for Calibration {
     fn default() -> Self {
         Calibration {
-            tick_us: 33.9,
-            frame_recv_us: 0.0,
-            frame_sent_us: 12.83,
-            fact_us: 0.2828,
-            rule_us: 0.2109,
-            tick_window: 4.753,
-            frames_recv_per_tick: 1.352,
-            frames_sent_per_tick: 1.0,
+            tick_us: 32.43,
+            frame_recv_us: 2.17,
+            frame_sent_us: 5.183,
+            fact_us: 0.3449,
+            rule_us: 0.1875,
+            tick_window: 3.134,
+            frames_recv_per_tick: 1.345,
+            frames_sent_per_tick: 1.025,
             clients: 1024.0,
             cpu_per_node: 0.1,
         }

@@ -38,7 +38,17 @@
 //! and derive divides by the fill, the requests per batch. A batcher of `b` instances per logical
 //! node, `n` nodes, gets `clients / tick_window / (n·b)` requests per tick each, so the fill is
 //! `min(N, that)`: more batcher instances, cheaper batchers but emptier batches and a costlier
-//! batched component. The search therefore does not add batcher instances one by one;
+//! batched component. Where requests are handled one by one, the work stays per request (measured
+//! on bench/emulated-batched, where the model had the batcher's facts at half the measured):
+//! the batch send's body matches each request of its batch (one derivation per request, one
+//! message per batch); the unbatching joins each batch reply with the requests the batcher holds,
+//! and a rule joining an event with a table that the event consumes (`delete held(b, ..) :-
+//! held(b, ..), e(b, ..)`) fires once per held row, not once per event (`held_rows`); the batch
+//! reply has no partition column, so every batcher instance receives it (`facts_in_every`: the
+//! runtime sends a fact without one to every instance). And a request in a batch waits for each
+//! of its batch's ticks: visits count facts with batches undivided. The plan's deployment
+//! records each batching (`[batches]`, `deployment::batchings`), so a plan read back from its
+//! files (`compart calibrate --check`) is costed as the search costed it. The search therefore does not add batcher instances one by one;
 //! [`estimate`] evaluates the whole estimate for each batcher count and keeps the best. The
 //! search tries the sizes of [`BATCH_SIZES`] (or the one it is told) on the costliest sequential
 //! components first. A batching spaces replies' log positions by N: it is not an equivalence, so
@@ -82,6 +92,9 @@ pub struct ComponentCost {
     pub facts_in: f64,
     pub facts_out: f64,
     pub work: f64,
+    /// Of `facts_in`, those every instance receives: a channel without a partition column
+    /// reaches each instance of the logical node (a batch's reply reaches every batcher).
+    pub facts_in_every: f64,
     /// CPU-µs per request of the component unpartitioned (one instance per logical node).
     pub load: f64,
     /// CPU-µs per request of one of its instances, as partitioned.
@@ -98,18 +111,24 @@ pub struct ComponentCost {
 }
 
 impl ComponentCost {
+    /// Facts one instance of `k` per logical node receives per client request: its share of
+    /// those routed by the partition column, and all of those without one.
+    pub fn facts_in_per_instance(&self, k: usize) -> f64 {
+        (self.facts_in - self.facts_in_every) / k.max(1) as f64 + self.facts_in_every
+    }
+
     /// CPU-µs per client request of one instance, `k` per logical node, that does not depend on
     /// how often it ticks: its facts and its rule work, divided among the instances.
     fn variable_us(&self, k: usize, cal: &Calibration) -> f64 {
-        let k = k.max(1) as f64;
-        cal.fact_us * (self.facts_in + self.facts_out) / k + cal.rule_us * self.work / k
+        let kf = k.max(1) as f64;
+        cal.fact_us * (self.facts_in_per_instance(k) + self.facts_out / kf) + cal.rule_us * self.work / kf
     }
 
     /// CPU-µs per client request of one instance, `k` per logical node, ticking `ticks` times
     /// per client request (a frame received and sent per tick at most, one per fact at least).
     pub fn instance_cost(&self, k: usize, ticks: f64, cal: &Calibration) -> f64 {
         let kf = k.max(1) as f64;
-        let frames_recv = (self.facts_in / kf).min(cal.frames_recv_per_tick * ticks);
+        let frames_recv = self.facts_in_per_instance(k).min(cal.frames_recv_per_tick * ticks);
         let frames_sent = (self.facts_out / kf).min(cal.frames_sent_per_tick * ticks);
         cal.tick_us * ticks
             + cal.frame_recv_us * frames_recv
@@ -140,7 +159,7 @@ fn settle(components: &mut [ComponentCost], cal: &Calibration) -> f64 {
     // Per instance: work per request that does not tick, facts in per request, visits.
     let shape: Vec<(f64, f64, f64)> = components
         .iter()
-        .map(|c| (c.variable_us(c.partitions, cal), c.facts_in / c.partitions.max(1) as f64, c.visits))
+        .map(|c| (c.variable_us(c.partitions, cal), c.facts_in_per_instance(c.partitions), c.visits))
         .collect();
     let rate = |&(v, a, _): &(f64, f64, f64), x: f64| {
         let arrivals = a * x;
@@ -249,7 +268,8 @@ pub struct Plan {
     pub text: String,
     pub steps: Vec<Step>,
     pub estimate: Estimate,
-    /// A deployment file for the runtime: `[components]` and `[partitions]`.
+    /// A deployment file for the runtime: `[components]` and `[partitions]`, and `[batches]` for
+    /// the cost model.
     pub deployment: String,
     /// Steps the bounded check refused.
     pub refused: Vec<RefusedStep>,
@@ -382,6 +402,13 @@ pub struct Batched {
     pub instances: usize,
 }
 
+impl From<&rewrite::Batcher> for Batched {
+    /// One instance until an estimate places more.
+    fn from(b: &rewrite::Batcher) -> Self {
+        Batched { batcher: b.name.clone(), channel: b.channel.clone(), size: b.size, instances: 1 }
+    }
+}
+
 impl Options {
     /// Requests per batch the cost model assumes: the batch size, or fewer when a batcher
     /// instance's tick holds fewer. Under saturation the closed loop brings `clients /
@@ -424,8 +451,11 @@ pub struct Traffic {
     pub facts_in: f64,
     pub facts_out: f64,
     pub work: f64,
+    /// Of `facts_in`, those of channels without a partition column: every instance gets them.
+    pub facts_in_every: f64,
     /// Ticks a request takes part in at the node: one per relation it receives for the request
-    /// (the three votes of one request arrive for one tick; a request and its votes are two).
+    /// (the three votes of one request arrive for one tick; a request and its votes are two), its
+    /// batch's facts counting as its own.
     pub visits: f64,
 }
 
@@ -497,6 +527,7 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     };
     let selectivity = constant_selectivity(program, &state);
     let once = once_per_key(program);
+    let held = held_rows(program, &state);
     let per_tick: Vec<bool> = program
         .rules
         .iter()
@@ -558,6 +589,9 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     let fires = |freq: &[f64], id: RuleId| {
         let c = program.rule(id).component;
         let mut f = fires_unguarded(freq, id);
+        if let Some(h) = held[id.index()] {
+            f = f.max(freq[h.index()]);
+        }
         if once[id.index()] {
             f = f.min(reach(freq, c));
         }
@@ -587,13 +621,19 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
     let mut spread = vec![1.0f64; program.relations.len()];
     let holders =
         |spread: &[f64], rule: &crate::model::Rule| events(rule).iter().map(|r| spread[r.index()]).fold(1.0, f64::max);
+    // The same frequencies with batches undivided: the facts a request takes part in, one batch
+    // fact for each request it holds. Its visits are counted in these: a request in a batch waits
+    // for each tick of its batch's.
+    let mut unbatched = freq.clone();
     // Frequencies settle in a few rounds (a message path is short).
     for _ in 0..12 {
         let mut next = freq.clone();
+        let mut next_unbatched = unbatched.clone();
         let mut next_spread = vec![1.0f64; program.relations.len()];
         for r in program.relation_ids() {
             if program.relation(r).kind != RelationKind::Input {
                 next[r.index()] = 0.0;
+                next_unbatched[r.index()] = 0.0;
             }
         }
         for id in program.rule_ids() {
@@ -602,26 +642,29 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
             if matches!(rule.kind, RuleKind::Fact | RuleKind::Delete) {
                 continue;
             }
-            let f = measured(id).unwrap_or_else(|| fires(&freq, id));
             let senders = holders(&spread, rule);
-            let (mut delivered, held_by) = match (rule.kind, broadcast_target(program, rule)) {
+            let (per_firing, held_by) = match (rule.kind, broadcast_target(program, rule)) {
                 (RuleKind::Async, Some(target)) => {
                     let reached = destinations(rule, &target);
-                    (f * senders * reached / fanout(&target).max(1.0), reached)
+                    (senders * reached / fanout(&target).max(1.0), reached)
                 }
-                (RuleKind::Async, None) => (f * senders, 1.0),
-                _ => (f, senders),
+                (RuleKind::Async, None) => (senders, 1.0),
+                _ => (1.0, senders),
             };
+            let mut delivered = measured(id).unwrap_or_else(|| fires(&freq, id)) * per_firing;
             // A batch channel carries one fact per batch: the batched component's per-request
-            // work, and everything downstream of it, divides by the batch; its ticks do not.
+            // work, and everything downstream of it, divides by the batch.
             if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
                 delivered /= options.batch_fill(program, b);
             }
+            let per_request = measured(id).unwrap_or_else(|| fires(&unbatched, id)) * per_firing;
             // Max, not sum: a union of paths is at least its busiest one, and loops stay bounded.
             next[head.index()] = next[head.index()].max(delivered);
+            next_unbatched[head.index()] = next_unbatched[head.index()].max(per_request);
             next_spread[head.index()] = next_spread[head.index()].max(held_by);
         }
         freq = next;
+        unbatched = next_unbatched;
         spread = next_spread;
     }
     let mut out = vec![Traffic::default(); program.components.len()];
@@ -636,7 +679,10 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
         match rel.kind {
             RelationKind::Input | RelationKind::Channel => {
                 out[c.index()].facts_in += freq[r.index()];
-                out[c.index()].visits += freq[r.index()].min(1.0);
+                if program.component(c).placement.is_some() && program.partition_column(r).is_none() {
+                    out[c.index()].facts_in_every += freq[r.index()];
+                }
+                out[c.index()].visits += unbatched[r.index()].min(1.0);
             }
             RelationKind::Output => out[c.index()].facts_out += freq[r.index()],
             _ => {}
@@ -647,18 +693,16 @@ fn traffic_at(program: &Program, options: &Options, ticks: Option<&[f64]>) -> Ve
         if rule.kind == RuleKind::Fact {
             continue;
         }
-        let mut firings = measured(id).unwrap_or_else(|| fires(&freq, id));
-        // The batcher derives one batch fact per batch (its head has no request column), though
-        // the rule's body matches each request of the batch.
-        if let Some(b) = options.batched.iter().find(|b| b.channel == rule.head.relation) {
-            firings /= options.batch_fill(program, b);
-        }
+        let firings = measured(id).unwrap_or_else(|| fires(&freq, id));
         let sends = sends(rule);
         // Facts derived: one per destination for a send (as the run report counts them).
         let derived = firings * sends.max(1.0);
         let t = &mut out[rule.component.index()];
         t.work += derived * (1.0 + rule.atoms().count() as f64);
-        t.facts_out += firings * sends;
+        // The batcher's send derives its batch fact once per request of the batch (its body
+        // matches each), but the copies are one fact: one message per batch and destination.
+        let per_message = options.batched.iter().find(|b| b.channel == rule.head.relation);
+        t.facts_out += firings * sends / per_message.map_or(1.0, |b| options.batch_fill(program, b));
     }
     out
 }
@@ -703,6 +747,46 @@ fn constant_selectivity(program: &Program, state: &[bool]) -> Vec<f64> {
                 }
             }
             share
+        })
+        .collect()
+}
+
+/// Per rule: the table whose rows its event consumes, when one does: with `delete held(b, ..) :-
+/// held(b, ..), e(b, ..)`, each row waits for the event that matches it and goes with it, so a
+/// rule joining `e` with `held` matches each row once. It fires once per row held, not once per
+/// event: a batch's reply unbatched into one reply per request it held, and each of those rows
+/// deleted (`rewrite::batch`), is work per request, though the reply channel carries one fact
+/// per batch.
+fn held_rows(program: &Program, state: &[bool]) -> Vec<Option<RelationId>> {
+    let positive = |rule: &crate::model::Rule| -> Vec<RelationId> {
+        rule.atoms().filter(|a| !a.negated).filter_map(|a| a.relation_id).collect()
+    };
+    let deletes = |h: RelationId| {
+        program.rules.iter().filter(move |r| r.kind == RuleKind::Delete && r.head.relation_id == Some(h))
+    };
+    // (held table, consuming event) of each delete rule of that shape, when it is the table's only
+    // one: rows another rule may delete first (a thrifty broadcast's unanswered messages, gone
+    // when a quorum answers, else on the widening timer) do not all wait for the event.
+    let consumed: Vec<(RelationId, RelationId)> = program
+        .rules
+        .iter()
+        .filter(|r| r.kind == RuleKind::Delete)
+        .filter_map(|r| {
+            let h = r.head.relation_id.filter(|h| program.relation(*h).kind == RelationKind::Table)?;
+            if deletes(h).count() > 1 {
+                return None;
+            }
+            let body = positive(r);
+            let event = body.iter().copied().find(|e| !state[e.index()])?;
+            body.contains(&h).then_some((h, event))
+        })
+        .collect();
+    program
+        .rules
+        .iter()
+        .map(|rule| {
+            let body = positive(rule);
+            consumed.iter().find(|(h, e)| body.contains(h) && body.contains(e)).map(|&(h, _)| h)
         })
         .collect()
 }
@@ -852,6 +936,7 @@ fn costs(
         let next = costs_at(program, options, classes, Some(&ticks));
         for (c, n) in components.iter_mut().zip(next) {
             (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
+            c.facts_in_every = n.facts_in_every;
         }
     }
     settle(&mut components, &options.calibration);
@@ -901,6 +986,7 @@ fn costs_at(program: &Program, options: &Options, classes: &[Class], ticks: Opti
                 name: c.name.clone(),
                 class: class.label.clone(),
                 facts_in: t.facts_in,
+                facts_in_every: t.facts_in_every,
                 facts_out: t.facts_out,
                 work: t.work,
                 visits: t.visits,
@@ -1189,10 +1275,10 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
                         break;
                     }
                 };
+                let Some(batcher) = &result.batcher else { continue };
                 let next = crate::analyze(&result.new_text);
-                let Some(batching) = batching_in(&a.program, &next.program, &name, size) else { continue };
                 let mut with = options.clone();
-                with.batched.push(batching);
+                with.batched.push(Batched::from(batcher));
                 let est = estimate(&next.program, &with);
                 let pays = est.throughput > scaled.throughput * 1.01 && est.machines <= options.machines;
                 if pays && best.as_ref().is_none_or(|b| est.throughput > b.3 * 1.01) {
@@ -1425,7 +1511,7 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
             target.machines, options.machines
         ));
     }
-    let mut deployment = deployment_toml(&target);
+    let mut deployment = deployment_toml(&target, &options.batched);
     for (name, rows, columns) in grids {
         deployment.push_str(&format!("\n[grids]\n{name} = {{ rows = {rows}, columns = {columns} }}\n"));
     }
@@ -1537,22 +1623,6 @@ fn thrifty_each(
     (text, out, sends)
 }
 
-/// The batcher and the batch channel a batching of `component` added (the component new in
-/// `after`, and the channel of `component` that `before` does not have).
-fn batching_in(before: &Program, after: &Program, component: &str, size: usize) -> Option<Batched> {
-    let batcher = after.components.iter().find(|c| before.component_by_name(&c.name).is_none())?.name.clone();
-    let id = after.component_by_name(component)?;
-    let channel = after
-        .component(id)
-        .relations
-        .iter()
-        .map(|&r| after.relation(r))
-        .find(|r| r.kind == RelationKind::Channel && before.relation_by_name(&r.name).is_none())?
-        .name
-        .clone();
-    Some(Batched { batcher, channel, size, instances: 1 })
-}
-
 /// Steps that do not raise predicted throughput by 1% (a decoupling that pays only once its
 /// part is partitioned, the first of two components that tie) are merged into the step they
 /// enable, so every step listed is a gain; trailing ones join the last step.
@@ -1612,7 +1682,9 @@ fn part_name(program: &Program, set: &[RuleId], taken: &[String]) -> String {
     })
 }
 
-pub fn deployment_toml(estimate: &Estimate) -> String {
+/// The plan's deployment file: logical nodes, instances, and the batchings (`[batches]`) that let
+/// whatever reads the plan cost it as this estimate did.
+pub fn deployment_toml(estimate: &Estimate, batched: &[Batched]) -> String {
     let mut out = String::from(
         "# Written by `compart optimize`: logical nodes per component, and instances per node.\n[components]\n",
     );
@@ -1625,6 +1697,7 @@ pub fn deployment_toml(estimate: &Estimate) -> String {
             out.push_str(&format!("{} = {}\n", c.name, c.partitions));
         }
     }
+    out.push_str(&crate::deployment::batches_section(batched));
     out
 }
 
@@ -1703,4 +1776,52 @@ pub fn render_steps(plan: &Plan) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A server that answers each request, batched by 8: what the batching's costing is about.
+    fn batched_server() -> (Program, Options) {
+        let text = "component server {\n    input req(id: int, v: string) key(id)\n    output rep(id: int, v: string)\n    rep(i, v) :- req(i, v).\n}\n";
+        let result = rewrite::batch(&crate::analyze(text), "server", 8, rewrite::Delivery::Every).unwrap();
+        let batcher = result.batcher.as_ref().unwrap();
+        let options = Options { batched: vec![Batched::from(batcher)], ..Options::default() };
+        let program = crate::analyze(&result.new_text).program;
+        // The calibration's clients fill every batch of one instance.
+        assert_eq!(options.batch_fill(&program, &options.batched[0]), 8.0);
+        (program, options)
+    }
+
+    /// Per request: the unbatching rule fires once (one reply per request held, though the batch
+    /// reply is one fact per batch), the batch send once per batch, and the batched server
+    /// receives one fact per batch but takes part in its ticks as a request does.
+    #[test]
+    fn a_batching_is_costed_per_request_where_requests_are_handled() {
+        let (program, options) = batched_server();
+        let traffic = traffic(&program, &options);
+        let at = |name: &str| traffic[program.component_by_name(name).unwrap().index()];
+        let (server, batcher) = (at("server"), at("server_batcher"));
+        assert_eq!((server.facts_in, server.visits), (1.0 / 8.0, 1.0));
+        // Replies, one per request; the batch's messages, one per batch.
+        assert_eq!(batcher.facts_out, 1.0 + 1.0 / 8.0);
+        // The batch reply has no partition column: every batcher instance receives it.
+        assert_eq!((batcher.facts_in, batcher.facts_in_every), (1.0 + 1.0 / 8.0, 1.0 / 8.0));
+        assert_eq!(batcher.visits, 2.0);
+        // Rule work: the unbatching join and the deletion of what it held fire per request, and so
+        // does the batch send's body; with all three per batch, the work would be far lower.
+        let held = held_rows(&program, &state_relations(&program));
+        let consuming: Vec<String> = program
+            .rule_ids()
+            .filter(|r| held[r.index()].is_some())
+            .map(|r| program.rule(r).head.relation.clone())
+            .collect();
+        // (The counter the batcher replaces each tick is consumed by its tick's count alike.)
+        assert!(consuming.ends_with(&["rep".to_string(), "batch_held".to_string()]), "{consuming:?}");
+        // Per request: numbering (2 + 2), forming (7), holding (2), the counter (3 + 3), and the
+        // three with two body atoms each (3): the send, the unbatching, the deletion. Were those
+        // three costed per batch, 9/8 instead of 9.
+        assert_eq!(batcher.work, 28.0, "{batcher:?}");
+    }
 }

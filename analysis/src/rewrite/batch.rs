@@ -34,6 +34,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use serde::Serialize;
+
 use crate::model::{AggregateFunc, ComponentId, ExprKind, HeadArg, RelationId, RelationKind, RuleId, RuleKind, Type};
 use crate::rewrite::context::RewriteContext;
 use crate::rewrite::{finish, splice, unused_name, Refusal, RewriteResult};
@@ -75,6 +77,17 @@ struct Batching<'n> {
     outputs: Vec<(RelationId, Vec<OutColumn>)>,
 }
 
+/// The batcher a batching added (`RewriteResult::batcher`), as the deployment's `[batches]` records
+/// it: `proposer_batcher = { channel = "request_batch", size = 64 }`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Batcher {
+    /// The new component in front of C.
+    pub name: String,
+    /// C's channel that receives one request per batch.
+    pub channel: String,
+    pub size: usize,
+}
+
 /// For each request column `j`: the (relation, column) pairs that only ever hold values of it.
 type Carriers = Vec<BTreeSet<(RelationId, usize)>>;
 
@@ -86,8 +99,11 @@ pub fn batch(
 ) -> Result<RewriteResult, Refusal> {
     let cx = RewriteContext::new(analysis);
     let plan = precondition(&cx, component_name, size, delivery)?;
-    let new_text = transform(&cx, &plan);
-    finish(new_text, explain(&cx, &plan))
+    let n = names(&cx, &plan);
+    let new_text = transform(&cx, &plan, &n);
+    let mut result = finish(new_text, explain(&cx, &plan))?;
+    result.batcher = Some(Batcher { name: n.batcher, channel: n.request_batch, size });
+    Ok(result)
 }
 
 fn precondition<'n>(
@@ -589,10 +605,9 @@ fn placeholder(ty: Type) -> &'static str {
     }
 }
 
-fn transform(cx: &RewriteContext<'_>, plan: &Batching<'_>) -> String {
+fn transform(cx: &RewriteContext<'_>, plan: &Batching<'_>, n: &Names) -> String {
     let program = cx.program;
     let text = cx.text;
-    let n = names(cx, plan);
     let comp = program.component(plan.c);
     let req = program.relation(plan.request);
     let mut edits: Vec<(TextRange, String)> = Vec::new();
@@ -642,7 +657,7 @@ fn transform(cx: &RewriteContext<'_>, plan: &Batching<'_>) -> String {
         }
     }
     // The batcher goes right after C.
-    edits.push((TextRange::empty(comp.range.end as usize), batcher(cx, plan, &n)));
+    edits.push((TextRange::empty(comp.range.end as usize), batcher(cx, plan, n)));
     splice(text, &edits)
 }
 

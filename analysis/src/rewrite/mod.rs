@@ -24,7 +24,7 @@ use crate::scaling::{Context, PlacedRelation, RelationPlacement};
 use crate::text::TextRange;
 use crate::Analysis;
 
-pub use batch::{batch, Delivery, DEFAULT_BATCH_SIZE};
+pub use batch::{batch, Batcher, Delivery, DEFAULT_BATCH_SIZE};
 pub use decouple::decouple;
 pub use grid::{counted_by_quorum, grid, grid_rows_of, nodes_counted, DEFAULT_GRID_ROWS};
 pub use seal::{partition_sealed, partition_sealed_in};
@@ -37,6 +37,9 @@ pub struct RewriteResult {
     pub new_text: String,
     /// Which rewrite applied (e.g. "functional decoupling") and why it is sound, one point per line.
     pub explanation: Vec<String>,
+    /// The batcher a batching added: what the deployment records (`[batches]`) so that the cost
+    /// model can cost the program, which alone does not say its batch size.
+    pub batcher: Option<Batcher>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -258,7 +261,7 @@ pub(crate) fn finish(text: String, explanation: Vec<String>) -> Result<RewriteRe
             format!("internal error: the rewritten program has an error: {}", error.message),
         ));
     }
-    Ok(RewriteResult { new_text: formatted, explanation })
+    Ok(RewriteResult { new_text: formatted, explanation, batcher: None })
 }
 
 #[cfg(test)]

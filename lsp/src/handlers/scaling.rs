@@ -136,7 +136,7 @@ pub fn rewrite_edit(
     config: &Config,
 ) -> (WorkspaceEdit, Vec<String>) {
     let rewritten = compart_analysis::analyze(&result.new_text);
-    let changes = deployment::rewrite_changes(&snapshot.analysis.program, &rewritten.program);
+    let changes = deployment::result_changes(&snapshot.analysis.program, &rewritten.program, result);
     let program_edits = edits::program_edits(snapshot, &result.new_text);
     edits::workspace_edit(snapshot, program_edits, beside, (&rewritten.program, &changes), true, config)
 }

@@ -254,20 +254,8 @@ fn compile(program: &Program) -> Result<CompiledProgram, String> {
         }
     }
     classify_views(program, &mut rels);
-    // Partition keys: `rel.col` first, then the first bare column the relation has.
-    for c in &program.components {
-        let Some(placement) = &c.placement else { continue };
-        for &rid in &c.relations {
-            let rel = program.relation(rid);
-            let explicit = placement.keys.iter().find(|k| k.relation.as_ref().is_some_and(|(n, _)| *n == rel.name));
-            let col = match explicit {
-                Some(k) => rel.column_index(&k.column),
-                None => {
-                    placement.keys.iter().filter(|k| k.relation.is_none()).find_map(|k| rel.column_index(&k.column))
-                }
-            };
-            rels[rid.index()].partition_col = col;
-        }
+    for rid in program.relation_ids() {
+        rels[rid.index()].partition_col = program.partition_column(rid);
     }
     let mut compiler = Compiler {
         program,
