@@ -105,7 +105,8 @@ fn timed(args: &[&str]) -> std::time::Duration {
 /// Explain was quadratic: the sealing question it asks of each sequential component rebuilt the
 /// scaling context of the whole program (before: 200 copies of kvs, 15,600 lines, 8 s in release;
 /// after: 0.4 s). Measured against `compart check` of the same file, so the bound holds on slow
-/// and loaded machines alike: before, explain took about 50 times as long as check here.
+/// and loaded machines alike: before, explain took about 50 times as long as check here; now about
+/// 5 (debug build, quiet), and up to 15 on a machine loaded with builds, hence the bound of 20.
 #[test]
 fn explain_is_near_linear_in_program_size() {
     let dir = std::env::temp_dir().join(format!("compart-explain-{}", std::process::id()));
@@ -124,7 +125,7 @@ fn explain_is_near_linear_in_program_size() {
     let explained = best(&["explain", file]);
     let _ = std::fs::remove_dir_all(&dir);
     assert!(
-        explained < check * 10 + std::time::Duration::from_millis(500),
+        explained < check * 20 + std::time::Duration::from_millis(1000),
         "explain took {explained:?}, check {check:?}"
     );
 }
