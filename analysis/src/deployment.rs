@@ -428,6 +428,7 @@ pub fn batchings(text: Option<&str>, program: &Program) -> Result<Vec<crate::opt
             channel: channel.to_string(),
             size: size as usize,
             instances: partitions.max(1) as usize,
+            fill: None,
         });
     }
     Ok(out)

@@ -447,8 +447,9 @@ impl optimize::StepCheck for RefuseThriftyP1a {
 #[test]
 fn thrifty_broadcasts_are_checked_together_then_one_by_one() {
     let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
+    // Sized for 256 clients, where smaller batches make both broadcasts pay.
     let options = optimize::Options {
-        calibration: optimize::Calibration { clients: 1024.0, ..Default::default() },
+        calibration: optimize::Calibration { clients: 256.0, ..Default::default() },
         ..paxos_options(29)
     };
     // Every thrifty step refused: together first, then each alone (p1a only where it pays alone).
@@ -547,6 +548,7 @@ fn more_batcher_instances_empty_the_batches() {
             channel: "request_batch".into(),
             size: 64,
             instances,
+            fill: None,
         }],
         ..paxos_options(0)
     };

@@ -46,7 +46,7 @@ impl Default for Calibration {
             frame_sent_us: 5.183,
             fact_us: 0.3449,
             rule_us: 0.1875,
-            tick_window: 3.134,
+            tick_window: 2.686,
             frames_recv_per_tick: 1.345,
             frames_sent_per_tick: 1.025,
             clients: 1024.0,

@@ -35,10 +35,14 @@
 //!
 //! Batching (`rewrite::batch`) enters the same model through the frequencies: the batch channel
 //! carries one fact per batch, so what the batched component and everything downstream receive
-//! and derive divides by the fill, the requests per batch. A batcher of `b` instances per logical
-//! node, `n` nodes, gets `clients / tick_window / (n·b)` requests per tick each, so the fill is
-//! `min(N, that)`: more batcher instances, cheaper batchers but emptier batches and a costlier
-//! batched component. Where requests are handled one by one, the work stays per request (measured
+//! and derive divides by the fill, the requests per batch. A batcher instance cuts one batch from
+//! the requests each of its ticks holds, so the fill settles with the ticks (`settle_fills`): of
+//! `b` instances per logical node, `n` nodes, each ticking `T` times per client request, with
+//! `visits` ticks of a request at the batcher (its arrival, its batch's reply), a batch holds
+//! `min(N, visits / (n·b·T))` requests. An unsaturated batcher ticks at the closed loop's pace,
+//! a saturated one as its quota allows, so batches fill up as batchers near their quota (measured:
+//! 26 requests per batch with 7 saturated batchers, 12 with 12 idle ones, bench/emulated.md): more
+//! batcher instances, cheaper batchers but emptier batches and a costlier batched component. Where requests are handled one by one, the work stays per request (measured
 //! on bench/emulated-batched, where the model had the batcher's facts at half the measured):
 //! the batch send's body matches each request of its batch (one derivation per request, one
 //! message per batch); the unbatching joins each batch reply with the requests the batcher holds,
@@ -400,21 +404,31 @@ pub struct Batched {
     /// The batcher's instances per logical node: they split each tick's requests, so they set the
     /// batch fill. The estimates take it from the instances they place.
     pub instances: usize,
+    /// Requests per batch at the operating point, once an estimate has settled it from the
+    /// batcher's ticks (see [`Options::batch_fill`]); None before.
+    pub fill: Option<f64>,
 }
 
 impl From<&rewrite::Batcher> for Batched {
     /// One instance until an estimate places more.
     fn from(b: &rewrite::Batcher) -> Self {
-        Batched { batcher: b.name.clone(), channel: b.channel.clone(), size: b.size, instances: 1 }
+        Batched { batcher: b.name.clone(), channel: b.channel.clone(), size: b.size, instances: 1, fill: None }
     }
 }
 
 impl Options {
     /// Requests per batch the cost model assumes: the batch size, or fewer when a batcher
-    /// instance's tick holds fewer. Under saturation the closed loop brings `clients /
-    /// tick_window` requests per tick, split among the batcher's logical nodes and their
-    /// instances: more batcher instances, emptier batches.
+    /// instance's tick holds fewer. A batcher instance cuts a batch from each burst of requests
+    /// it receives, and bursts come at the pace of the closed loop: settled from its ticks
+    /// ([`costs`]: `visits / (instances · ticks)` per request, as measured: 26 and 12 requests
+    /// per batch with 7 and 12 batchers on the emulated cluster, bench/emulated.md). Before
+    /// that, a first guess: the closed loop's `clients / tick_window` requests per tick, split
+    /// among the batcher's logical nodes and their instances. Either way, more batcher
+    /// instances, emptier batches.
     pub fn batch_fill(&self, program: &Program, b: &Batched) -> f64 {
+        if let Some(fill) = b.fill {
+            return fill.clamp(1.0, b.size as f64);
+        }
         let cal = &self.calibration;
         let per_tick = if cal.clients > 0.0 && cal.tick_window > 0.0 { cal.clients / cal.tick_window } else { 1.0 };
         let instances = (self.logical(program, &b.batcher) * b.instances.max(1)) as f64;
@@ -906,34 +920,33 @@ fn costs(
     classes: &[Class],
     partitions: &BTreeMap<String, usize>,
 ) -> Vec<ComponentCost> {
-    // A batcher's instances, where placed, set its batches' fill.
-    let with_batchers;
-    let mut options = options;
+    // A batcher's instances, where placed, set its batches' fill; so do its ticks, settled below.
+    let mut options = std::borrow::Cow::Borrowed(options);
     if options.batched.iter().any(|b| partitions.contains_key(&b.batcher)) {
-        let mut with = options.clone();
-        for b in &mut with.batched {
+        for b in &mut options.to_mut().batched {
             if let Some(&k) = partitions.get(&b.batcher) {
                 b.instances = k.max(1);
             }
         }
-        with_batchers = with;
-        options = &with_batchers;
     }
-    let mut components = costs_at(program, options, classes, None);
+    let mut components = costs_at(program, &options, classes, None);
     let mut last: Vec<f64> = Vec::new();
-    for _ in 0..4 {
+    let rounds = if options.batched.is_empty() { 4 } else { 12 };
+    for _ in 0..rounds {
         for c in &mut components {
             c.set_partitions(partitions.get(&c.name).copied().unwrap_or(1).max(1));
         }
         settle(&mut components, &options.calibration);
         let ticks: Vec<f64> = components.iter().map(|c| c.ticks * c.partitions as f64).collect();
-        let settled =
-            ticks.len() == last.len() && ticks.iter().zip(&last).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs());
+        let fills_settled = settle_fills(program, options.to_mut(), &components);
+        let settled = fills_settled
+            && ticks.len() == last.len()
+            && ticks.iter().zip(&last).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs());
         if settled {
             return components;
         }
         last = ticks.clone();
-        let next = costs_at(program, options, classes, Some(&ticks));
+        let next = costs_at(program, &options, classes, Some(&ticks));
         for (c, n) in components.iter_mut().zip(next) {
             (c.facts_in, c.facts_out, c.work, c.visits) = (n.facts_in, n.facts_out, n.work, n.visits);
             c.facts_in_every = n.facts_in_every;
@@ -941,6 +954,29 @@ fn costs(
     }
     settle(&mut components, &options.calibration);
     components
+}
+
+/// Each batching's fill from its batcher's settled ticks: an instance cuts one batch from each
+/// burst of requests, and a request takes part in `visits` of its ticks (its arrival, its batch's
+/// reply), so a batch holds `visits / (instances · ticks)` requests, `ticks` per client request
+/// of one instance. Moved half way (geometrically) each round, as fill and ticks depend on each
+/// other. Whether every fill had settled.
+fn settle_fills(program: &Program, options: &mut Options, components: &[ComponentCost]) -> bool {
+    let mut settled = true;
+    for i in 0..options.batched.len() {
+        let b = &options.batched[i];
+        let Some(c) = components.iter().find(|c| c.name == b.batcher) else { continue };
+        let instances = (c.logical * c.partitions).max(1) as f64;
+        if c.ticks <= 0.0 || c.visits <= 0.0 {
+            continue;
+        }
+        let target = (c.visits / (instances * c.ticks)).clamp(1.0, b.size as f64);
+        let current = options.batch_fill(program, b);
+        let next = (current * target).sqrt();
+        settled &= (next - current).abs() <= 1e-3 * current;
+        options.batched[i].fill = Some(next);
+    }
+    settled
 }
 
 /// Each component's class, as the estimate shows it, and whether it can take more instances.
