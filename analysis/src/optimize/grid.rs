@@ -6,12 +6,12 @@
 //! costliest component), with the columns the deployment's nodes fill (rounded up: 3 acceptors in
 //! 2 rows are a 2 x 2 grid, in 3 rows a 3 x 1), within the budget. The cost model prices it as it
 //! prices any program: the rewritten counts join one more atom (the node's row), and the component
-//! gets rows x columns nodes. Every node still receives every broadcast, so a grid lowers the
-//! quorum a commit waits for (latency, and how many nodes may be slow or down), not the messages or
-//! the rule work per request: the model predicts no gain, and the plan's note says so. A broadcast
-//! to one row only would make it pay; thrifty broadcast sends to a majority, which over a grid need
-//! not hold a row, so the two do not compose (each rewrite refuses the other's result), and a grid
-//! that pays is taken only when it predicts more than the thrifty broadcasts it excludes.
+//! gets rows x columns nodes. Alone, every node still receives every broadcast, so a grid lowers
+//! the quorum a commit waits for (latency, and how many nodes may be slow or down), not the
+//! messages or the rule work per request. The thrifty step follows the grid and, over it, sends the
+//! phase-2 broadcast to one row (`rewrite::thrifty`), which lowers each node's share to 1 / rows:
+//! so each grid is priced with the thrifty broadcasts that would follow it, against the program
+//! with those that would follow without it, and the plan's note gives both figures.
 
 use super::{estimate, thousands, thrifty_each, Estimate, Options, Profile};
 use crate::model::Program;
@@ -48,8 +48,28 @@ pub(super) fn grid_step(
 ) -> GridStep {
     let a = crate::analyze(text);
     let mut notes = Vec::new();
-    // (estimate, text, options, description, grid), for each grid that pays.
+    // (estimate, text, options, description, grid, with thrifty), for each grid that pays.
     let mut better = Vec::new();
+    // The thrifty step comes next: what it would add, priced without the check.
+    let then_thrifty = |text: &str, opts: &Options, now: &Estimate| {
+        if !options.thrifty {
+            return now.throughput;
+        }
+        let (t, taken, _) = thrifty_each(text, opts, now.throughput, true, &mut |_, _, _| Ok(None), Vec::new());
+        if taken.is_empty() {
+            now.throughput
+        } else {
+            estimate(&crate::analyze(&t).program, opts).throughput
+        }
+    };
+    let without = then_thrifty(text, options, before);
+    let thrifty_note = |alone: f64, total: f64| {
+        if total > alone {
+            format!(" ({} with the thrifty broadcasts that follow)", thousands(total))
+        } else {
+            String::new()
+        }
+    };
     let counted: Vec<String> =
         a.program.components.iter().map(|c| c.name.clone()).filter(|n| rewrite::counted_by_quorum(&a, n)).collect();
     for name in counted {
@@ -78,46 +98,31 @@ pub(super) fn grid_step(
             let description = format!(
                 "grid quorums over `{name}`: {r} x {columns}, a phase-2 quorum one row of {columns}, a phase-1 quorum a node of every row"
             );
+            let total = then_thrifty(&result.new_text, &with, &after).max(after.throughput);
             priced.push(format!(
-                "{r} x {columns} predicts {} requests/s on {} machines",
+                "{r} x {columns} predicts {} requests/s on {} machines{}",
                 thousands(after.throughput),
-                after.machines
+                after.machines,
+                thrifty_note(after.throughput, total)
             ));
-            if after.throughput > before.throughput * 1.01 && after.machines <= options.machines {
-                better.push((after, result.new_text, with, description, (name.clone(), r, columns)));
+            if total > without.max(before.throughput) * 1.01 && after.machines <= options.machines {
+                better.push((after, result.new_text, with, description, (name.clone(), r, columns), total));
             }
         }
         if !priced.is_empty() && better.iter().all(|b| b.4 .0 != name) {
             notes.push(format!(
-                "grid quorums over `{name}` not taken: {}, against {} on {} without (every `{name}` node still \
-                 receives every broadcast: a grid shrinks the quorum a commit waits for, not the messages or the work \
-                 per request)",
+                "grid quorums over `{name}` not taken: {}, against {} on {} without{} (alone, a grid shrinks the \
+                 quorum a commit waits for, not the messages or the work per request; with a thrifty broadcast to \
+                 one row, each `{name}` node receives 1 / rows of it)",
                 priced.join(", "),
                 thousands(before.throughput),
-                before.machines
+                before.machines,
+                thrifty_note(before.throughput, without)
             ));
         }
     }
-    better.sort_by(|p, q| q.0.throughput.total_cmp(&p.0.throughput));
-    // A grid excludes thrifty broadcasts: priced without the check, they must predict less.
-    if options.thrifty && !better.is_empty() {
-        let (thrifty_text, taken, _) =
-            thrifty_each(text, options, before.throughput, true, &mut |_, _, _| Ok(None), Vec::new());
-        if !taken.is_empty() {
-            let thrifty = estimate(&crate::analyze(&thrifty_text).program, options).throughput;
-            if better[0].0.throughput <= thrifty {
-                notes.push(format!(
-                    "grid quorums over `{}` not taken: {} requests/s predicted, against {} for the thrifty \
-                     broadcasts a grid excludes (they send to a majority, which need not hold a row)",
-                    better[0].4 .0,
-                    thousands(better[0].0.throughput),
-                    thousands(thrifty)
-                ));
-                return GridStep::NotTaken(notes);
-            }
-        }
-    }
-    for (after, new_text, with, description, grid) in better {
+    better.sort_by(|p, q| q.5.total_cmp(&p.5));
+    for (after, new_text, with, description, grid, _) in better {
         let Ok(checked) = gate(&new_text, &description, true) else { continue };
         let estimate = Box::new(after);
         return GridStep::Taken { text: new_text, options: Box::new(with), description, checked, grid, estimate };

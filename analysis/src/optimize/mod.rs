@@ -1455,7 +1455,8 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     }
     // Grid quorums, then thrifty broadcasts, once decoupling has stopped: taken first, a thrifty
     // broadcast keeps the count of its answers in the sender and so blocks the decouplings that
-    // pay more (Paxos' commit part). The two do not compose (`grid.rs`), and the grid goes first.
+    // pay more (Paxos' commit part). The grid goes first (thrifty over a grid sends phase 2 to one
+    // row; the grid refuses a majority send), priced with the thrifty step that follows it.
     let mut grids = Vec::new();
     let rows = options.grid.rows();
     if !rows.is_empty() {
@@ -1632,9 +1633,15 @@ fn thrifty_each(
                 }
                 let to = r.addressee().map_or("", |(c, _)| c);
                 let m = &r.head.relation;
+                // Over a grid the send goes to one row (`rewrite::thrifty`).
+                let quorum = if rewrite::grid_rows_of(&a.program, to).is_some() {
+                    format!("one row of `{to}`'s grid")
+                } else {
+                    format!("a quorum of `{to}`")
+                };
                 let description = format!(
-                    "thrifty broadcast: `{}` sends `{m}` to a quorum of `{to}`, the rest on `{m}_widen()` (after a \
-                     crash of a quorum member, its answers wait for that timer)",
+                    "thrifty broadcast: `{}` sends `{m}` to {quorum}, the rest on `{m}_widen()` (after a crash of a \
+                     quorum member, its answers wait for that timer)",
                     key.0,
                 );
                 match gate(&result.new_text, &description, invariants_only) {

@@ -626,23 +626,28 @@ fn totals(program: &Program, a_name: &str) -> Vec<RelationId> {
 /// (`row(a, r) :- position(a, i), r = (i - 1) % R.`, `position` counting `nodes("component", _)`):
 /// the deployment file follows it (`deployment::rewrite_changes`).
 pub fn grid_rows_of(program: &Program, component: &str) -> Option<usize> {
-    program.rules.iter().find_map(|rule| {
-        let [BodyItem::Atom(atom), BodyItem::Condition(cond)] = rule.body.as_slice() else { return None };
-        if cond.op != CompareOp::Assign {
-            return None;
-        }
-        let ExprKind::Binary(BinaryOp::Rem, lhs, k) = &cond.right.kind else { return None };
-        let (ExprKind::Binary(BinaryOp::Sub, i, one), ExprKind::Int(rows)) = (&lhs.kind, &k.kind) else { return None };
-        if !matches!(one.kind, ExprKind::Int(1)) || i.as_var() != atom.args.get(1).and_then(|e| e.as_var()) {
-            return None;
-        }
-        let position = atom.relation_id?;
-        let counts_nodes = program.rules_deriving(position).any(|d| {
-            program.rule(d).atoms().any(|n| {
-                n.relation == NODES_RELATION
-                    && matches!(n.args.first().map(|e| &e.kind), Some(ExprKind::Str(c)) if c == component)
-            })
-        });
-        (counts_nodes && *rows > 0).then_some(*rows as usize)
-    })
+    program.rules.iter().find_map(|rule| row_rule(program, rule).filter(|(c, _)| c == component).map(|(_, r)| r))
+}
+
+/// For the rule [`grid`] adds to place a node in its row (`row(a, r) :- position(a, i), r = (i -
+/// 1) % R.`): the component whose nodes it places and R. The thrifty broadcast over a grid and
+/// the cost model read the rows off it.
+pub(crate) fn row_rule(program: &Program, rule: &Rule) -> Option<(String, usize)> {
+    let [BodyItem::Atom(atom), BodyItem::Condition(cond)] = rule.body.as_slice() else { return None };
+    if cond.op != CompareOp::Assign {
+        return None;
+    }
+    let ExprKind::Binary(BinaryOp::Rem, lhs, k) = &cond.right.kind else { return None };
+    let (ExprKind::Binary(BinaryOp::Sub, i, one), ExprKind::Int(rows)) = (&lhs.kind, &k.kind) else { return None };
+    if !matches!(one.kind, ExprKind::Int(1)) || i.as_var() != atom.args.get(1).and_then(|e| e.as_var()) {
+        return None;
+    }
+    let position = atom.relation_id?;
+    let component = program.rules_deriving(position).find_map(|d| {
+        program.rule(d).atoms().find_map(|n| match n.args.first().map(|e| &e.kind) {
+            Some(ExprKind::Str(c)) if n.relation == NODES_RELATION => Some(c.clone()),
+            _ => None,
+        })
+    })?;
+    (*rows > 0).then_some((component, *rows as usize))
 }

@@ -61,6 +61,21 @@ struct Thrifty {
     /// Each group column of `count` with the column of `m` it holds.
     group: Vec<(usize, usize)>,
     reply: RelationId,
+    /// Over a grid of C: the send goes to one row instead of a majority.
+    grid: Option<RowSend>,
+}
+
+/// A thrifty broadcast over a grid (`rewrite::grid` first): S counts the answers per row of C and
+/// waits for a whole row (phase 2), so `m` goes to one row, chosen by the message's key.
+struct RowSend {
+    /// S's relation placing C's nodes in rows (`acceptor_row(a, r)`).
+    row: RelationId,
+    /// S's relation of each row's size (`acceptor_row_size(r, count(a))`).
+    row_size: RelationId,
+    /// The row column of the count (`accept_count(s, b, r, count(a))`).
+    count_row_col: usize,
+    /// S's relation counting the (non-empty) rows, when the grid added one there.
+    rows: Option<RelationId>,
 }
 
 /// Rewrite the broadcast of `component_name` that `selector` picks (a rule number or head name),
@@ -147,11 +162,15 @@ pub fn broadcasts(analysis: &Analysis, s: ComponentId) -> Vec<RuleId> {
 }
 
 /// For a send the rewrite produced: how many nodes of `of` nodes get each message, a quorum
-/// (`n / 2 + 1`) for the quorum send, the rest for the widening; None for any other rule. The
-/// optimizer's cost model reads it (messages: a quorum instead of every node).
+/// (`n / 2 + 1`) for the quorum send, the rest for the widening; over a grid of R rows, a row
+/// (`of / R`, rounded up) and the rest. None for any other rule. The optimizer's cost model reads
+/// it (messages: a quorum or a row instead of every node).
 pub fn quorum_destinations(program: &crate::model::Program, rule: &Rule, of: usize) -> Option<usize> {
     if rule.kind != RuleKind::Async {
         return None;
+    }
+    if let Some(row) = row_destinations(program, rule, of) {
+        return Some(row);
     }
     let quorum = of / 2 + 1;
     rule.body.iter().find_map(|item| {
@@ -177,6 +196,34 @@ pub fn quorum_destinations(program: &crate::model::Program, rule: &Rule, of: usi
         match cond.op {
             CompareOp::Lt if counts_nodes => Some(quorum.min(of)),
             CompareOp::Ge if counts_nodes => Some(of.saturating_sub(quorum)),
+            _ => None,
+        }
+    })
+}
+
+/// [`quorum_destinations`] of a send to one row (`row(a, r), rows(k), r == hash(..) % k`) or to
+/// the other rows (`!=`): `of` nodes in R rows fill min(R, of) of them.
+fn row_destinations(program: &crate::model::Program, rule: &Rule, of: usize) -> Option<usize> {
+    rule.body.iter().find_map(|item| {
+        let BodyItem::Condition(cond) = item else { return None };
+        let ExprKind::Binary(BinaryOp::Rem, key, k) = &cond.right.kind else { return None };
+        let (r, k) = (cond.left.as_var()?, k.as_var()?);
+        if !matches!(key.kind, ExprKind::Call(Function::Hash, _)) {
+            return None;
+        }
+        // `r` is a node's row in the grid, `k` the number of rows.
+        let rows = rule.atoms().filter(|a| !a.negated).find_map(|a| {
+            let [_, ar] = a.args.as_slice() else { return None };
+            if ar.as_var() != Some(r) {
+                return None;
+            }
+            program.rules_deriving(a.relation_id?).find_map(|d| super::grid::row_rule(program, program.rule(d)))
+        })?;
+        rule.atoms().find(|a| a.args.len() == 1 && a.args[0].as_var() == Some(k))?;
+        let row = of.div_ceil(rows.1.min(of).max(1));
+        match cond.op {
+            CompareOp::Eq => Some(row.min(of)),
+            CompareOp::Ne => Some(of.saturating_sub(row)),
             _ => None,
         }
     })
@@ -219,7 +266,11 @@ fn precondition(cx: &RewriteContext<'_>, rule_id: RuleId) -> Result<Thrifty, Ref
             ),
         ));
     }
-    let (count, count_col, reply) = counted_senders(cx, s, &replies).ok_or_else(|| {
+    let counted = counted_senders(cx, s, &replies);
+    if let (None, Some(row)) = (&counted, grid_row(cx, s, &c_name)) {
+        return Err(phase1_over_grid(cx, rule_id, row, &c_name));
+    }
+    let (count, count_col, reply) = counted.ok_or_else(|| {
         let names: BTreeSet<&str> = replies.iter().map(|(_, h, _)| program.relation(*h).name.as_str()).collect();
         Refusal::new(
             rule.range,
@@ -230,11 +281,16 @@ fn precondition(cx: &RewriteContext<'_>, rule_id: RuleId) -> Result<Thrifty, Ref
             ),
         )
     })?;
+    let row = grid_row(cx, s, &c_name);
+    let grid = match row {
+        Some(row) => Some(row_send(cx, rule_id, row, count, &c_name)?),
+        None => None,
+    };
     for &(x, col) in &all_counts(cx, s, &answers) {
-        thresholds(cx, s, &c_name, x, col)?;
+        thresholds(cx, s, &c_name, x, col, grid.as_ref())?;
     }
-    let group = group_columns(cx, channel, count, count_col, &replies)?;
-    Ok(Thrifty { s, rule: rule_id, nodes_atom, c_name, channel, count, count_col, group, reply })
+    let group = group_columns(cx, channel, count, count_col, &replies, grid.as_ref().map(|g| g.count_row_col))?;
+    Ok(Thrifty { s, rule: rule_id, nodes_atom, c_name, channel, count, count_col, group, reply, grid })
 }
 
 /// The rule sends `m` to every node of C: `nodes("C", a)` binds the destination, which nothing
@@ -524,9 +580,34 @@ fn is_node_count(cx: &RewriteContext<'_>, rel: RelationId, c_name: &str) -> bool
 
 /// Every rule of S reading the count `x` compares it with the number of C's nodes only, in
 /// conditions a quorum passes.
-fn thresholds(cx: &RewriteContext<'_>, s: ComponentId, c_name: &str, x: RelationId, col: usize) -> Result<(), Refusal> {
+fn thresholds(
+    cx: &RewriteContext<'_>,
+    s: ComponentId,
+    c_name: &str,
+    x: RelationId,
+    col: usize,
+    grid: Option<&RowSend>,
+) -> Result<(), Refusal> {
     let program = cx.program;
     let x_name = &program.relation(x).name;
+    // Over a grid every count of the answers is per row: the send reaches one row only.
+    let row_col = match grid {
+        Some(g) => match row_column(cx, x, g.row) {
+            Some(k) => Some(k),
+            None => {
+                return Err(Refusal::new(
+                    program.relation(x).range,
+                    format!(
+                        "`{x_name}` counts answers from `{c_name}` but not per row of its grid (`{}`): sent to one row, \
+                         `{}` would wait for answers that only a majority, or every node, sends",
+                        program.relation(g.row).name,
+                        program.relation(x).name
+                    ),
+                ))
+            }
+        },
+        None => None,
+    };
     for &r in cx.readers(x) {
         let rule = program.rule(r);
         if rule.component != s {
@@ -554,7 +635,13 @@ fn thresholds(cx: &RewriteContext<'_>, s: ComponentId, c_name: &str, x: Relation
                     ))
                 }
             };
-            check_count_use(cx, rule, atom, count_var, c_name, &what, x_name)?;
+            match (grid, row_col) {
+                (Some(g), Some(k)) => {
+                    let row_var = atom.args.get(k).and_then(Expr::as_var);
+                    row_count_use(cx, rule, atom, (count_var, row_var), g, &what, x_name)?
+                }
+                _ => check_count_use(cx, rule, atom, count_var, c_name, &what, x_name)?,
+            }
         }
     }
     Ok(())
@@ -711,6 +798,7 @@ fn group_columns(
     count: RelationId,
     count_col: usize,
     replies: &[Reply],
+    row_col: Option<usize>,
 ) -> Result<Vec<(usize, usize)>, Refusal> {
     let program = cx.program;
     let count_rule = program
@@ -723,6 +811,10 @@ fn group_columns(
     let mut out = Vec::new();
     for (i, arg) in rule.head.args.iter().enumerate() {
         let HeadArg::Expr(e) = arg else { continue };
+        // The answering node's row (over a grid) is not the message's: it does not identify it.
+        if Some(i) == row_col {
+            continue;
+        }
         let budget = Cell::new(TRACE_BUDGET);
         let from_m = e.as_var().and_then(|v| var_origin(cx, rule, v, &budget)).and_then(|(h, k)| {
             replies.iter().filter(|&&(_, reply, _)| reply == h).find_map(|&(rr, _, _)| {
@@ -762,11 +854,189 @@ fn group_columns(
     Ok(out)
 }
 
+/// S's relation placing C's nodes in the rows of a grid (`rewrite::grid` adds it where the
+/// quorums are tested): the program is gridded over C there.
+fn grid_row(cx: &RewriteContext<'_>, s: ComponentId, c_name: &str) -> Option<RelationId> {
+    let program = cx.program;
+    program.component(s).rules.iter().find_map(|&r| {
+        let rule = program.rule(r);
+        let (c, _) = super::grid::row_rule(program, rule)?;
+        (c == c_name).then_some(rule.head.relation_id?)
+    })
+}
+
+/// The head column of `x`'s count rule holding the row of the counted node (`accept_count(s, b,
+/// r, count(a)) :- .., acceptor_row(a, r)`), when it counts per row.
+fn row_column(cx: &RewriteContext<'_>, x: RelationId, row: RelationId) -> Option<usize> {
+    let program = cx.program;
+    let rule = program.rules_deriving(x).map(|d| program.rule(d)).find(|r| r.kind != RuleKind::Delete)?;
+    let counted = rule.head.args.iter().find_map(|h| match h {
+        HeadArg::Aggregate(g) if g.func == AggregateFunc::Count => g.arg.as_var(),
+        _ => None,
+    })?;
+    let row_var = rule.atoms().find_map(|a| match a.args.as_slice() {
+        [n, r] if a.relation_id == Some(row) && !a.negated && n.as_var() == Some(counted) => r.as_var(),
+        _ => None,
+    })?;
+    rule.head.args.iter().position(|h| matches!(h, HeadArg::Expr(e) if e.as_var() == Some(row_var)))
+}
+
+/// `size(r, count(a)) :- row(a, r).`: the number of nodes in each row.
+fn is_row_size(cx: &RewriteContext<'_>, rel: RelationId, row: RelationId) -> bool {
+    let program = cx.program;
+    let derivers: Vec<RuleId> = program.rules_deriving(rel).collect();
+    let [d] = derivers.as_slice() else { return false };
+    let rule = program.rule(*d);
+    let ([HeadArg::Expr(r), HeadArg::Aggregate(g)], [BodyItem::Atom(atom)]) =
+        (rule.head.args.as_slice(), rule.body.as_slice())
+    else {
+        return false;
+    };
+    g.func == AggregateFunc::Count
+        && atom.relation_id == Some(row)
+        && !atom.negated
+        && matches!(atom.args.as_slice(), [a, ar] if a.as_var().is_some() && a.as_var() == g.arg.as_var() && ar.as_var().is_some() && ar.as_var() == r.as_var())
+}
+
+/// `rows(count(r)) :- row(_, r).`: the number of non-empty rows.
+fn is_row_count(cx: &RewriteContext<'_>, rel: RelationId, row: RelationId) -> bool {
+    let program = cx.program;
+    let derivers: Vec<RuleId> = program.rules_deriving(rel).collect();
+    let [d] = derivers.as_slice() else { return false };
+    let rule = program.rule(*d);
+    let ([HeadArg::Aggregate(g)], [BodyItem::Atom(atom)]) = (rule.head.args.as_slice(), rule.body.as_slice()) else {
+        return false;
+    };
+    g.func == AggregateFunc::Count
+        && atom.relation_id == Some(row)
+        && !atom.negated
+        && matches!(atom.args.as_slice(), [_, r] if r.as_var().is_some() && r.as_var() == g.arg.as_var())
+}
+
+/// Over a grid of C, the broadcast's answers must be counted per row and tested against a whole
+/// row (phase 2): the send to one row passes exactly that test.
+fn row_send(
+    cx: &RewriteContext<'_>,
+    rule_id: RuleId,
+    row: RelationId,
+    count: RelationId,
+    c_name: &str,
+) -> Result<RowSend, Refusal> {
+    let program = cx.program;
+    let Some(count_row_col) = row_column(cx, count, row) else {
+        return Err(phase1_over_grid(cx, rule_id, row, c_name));
+    };
+    let s = program.rule(rule_id).component;
+    // The row sizes the count is joined with (checked with each reader in `row_count_use`).
+    let sizes = cx.readers(count).iter().flat_map(|&r| program.rule(r).atoms()).filter_map(|a| a.relation_id);
+    let row_size = sizes.into_iter().find(|&r| is_row_size(cx, r, row)).ok_or_else(|| {
+        Refusal::new(
+            program.relation(count).range,
+            format!(
+                "`{}` counts answers per row of `{c_name}`'s grid, but nothing compares it with a row's size: the \
+                 send to one row needs the answers of a whole row to be enough (phase 2 of a grid)",
+                program.relation(count).name
+            ),
+        )
+    })?;
+    let rows = program.component(s).relations.iter().copied().find(|&r| is_row_count(cx, r, row));
+    Ok(RowSend { row, row_size, count_row_col, rows })
+}
+
+/// Phase 1 over a grid waits for a node of every row (it counts rows, not the answers' senders):
+/// no one row holds that, so its broadcast stays whole (it is rare, once per leader change).
+fn phase1_over_grid(cx: &RewriteContext<'_>, rule_id: RuleId, row: RelationId, c_name: &str) -> Refusal {
+    let program = cx.program;
+    let rule = program.rule(rule_id);
+    Refusal::new(
+        rule.range,
+        format!(
+            "rule {} (`{}`) broadcasts to `{c_name}`, whose nodes are in a grid (`{}`), and its answers are not \
+             counted per row against a row's size: only phase 2's broadcast goes to one row; phase 1 waits for a \
+             node of every row, which no one row holds, so its broadcast stays whole",
+            program.rule_number(rule_id),
+            rule.head.relation,
+            program.relation(row).name
+        ),
+    )
+}
+
+/// Over a grid, a count of the answers is only joined with its row's size (`accept_count(s, b,
+/// r, c), acceptor_row_size(r, c)`): the answers of the whole row the message went to pass it.
+fn row_count_use(
+    cx: &RewriteContext<'_>,
+    rule: &Rule,
+    count_atom: &crate::model::Atom,
+    (count_var, row_var): (&str, Option<&str>),
+    g: &RowSend,
+    what: &str,
+    x_name: &str,
+) -> Result<(), Refusal> {
+    let program = cx.program;
+    let size = &program.relation(g.row_size).name;
+    let uses_count = |e: &Expr| {
+        let mut vars = Vec::new();
+        e.variables(&mut vars);
+        vars.iter().any(|(v, _)| *v == count_var)
+    };
+    let mut row_sized = false;
+    for item in &rule.body {
+        match item {
+            BodyItem::Atom(a) if std::ptr::eq(a, count_atom) => {}
+            BodyItem::Atom(a) if a.args.iter().any(uses_count) => {
+                let joins_size = a.relation_id == Some(g.row_size)
+                    && !a.negated
+                    && row_var.is_some()
+                    && matches!(a.args.as_slice(), [r, c] if r.as_var() == row_var && c.as_var() == Some(count_var));
+                if !joins_size {
+                    return Err(Refusal::new(
+                        a.range,
+                        format!(
+                            "{what} joins the count of answers `{count_var}` of `{x_name}` with `{}`: over a grid, a \
+                             message sent to one row is answered by that row, so the count must be compared with its \
+                             row's size only (`{size}(r, {count_var})`)",
+                            a.relation
+                        ),
+                    ));
+                }
+                row_sized = true;
+            }
+            BodyItem::Atom(_) => {}
+            BodyItem::Condition(cond) if uses_count(&cond.left) || uses_count(&cond.right) => {
+                return Err(Refusal::new(
+                    cond.range,
+                    format!(
+                        "{what} compares the count of answers `{count_var}` of `{x_name}` by a condition: over a grid, \
+                         a message sent to one row passes only a comparison with its row's size (`{size}`)"
+                    ),
+                ))
+            }
+            BodyItem::Condition(_) => {}
+        }
+    }
+    let in_head = rule.head.args.iter().any(|h| match h {
+        HeadArg::Expr(e) => uses_count(e),
+        HeadArg::Aggregate(a) => uses_count(&a.arg),
+    }) || rule.head.destination.as_ref().is_some_and(uses_count);
+    if in_head || !row_sized {
+        return Err(Refusal::new(
+            count_atom.range,
+            format!(
+                "{what} reads the count of answers `{count_var}` of `{x_name}` other than against its row's size \
+                 (`{size}`): over a grid, a message sent to one row is answered by that row only"
+            ),
+        ));
+    }
+    Ok(())
+}
+
 struct Names {
     widen: String,
     unanswered: String,
     rank: String,
     size: String,
+    /// Over a grid whose rows S does not count yet: the relation counting them.
+    rows: String,
     /// Variables of the new rules: one per column of `m`, then the destination, a node's rank,
     /// the number of nodes and the count.
     cols: Vec<String>,
@@ -790,6 +1060,7 @@ fn names(cx: &RewriteContext<'_>, plan: &Thrifty) -> Names {
     let unanswered = fresh(format!("{m}_unanswered"));
     let rank = fresh(format!("thrifty_{}_rank", plan.c_name));
     let size = fresh(format!("thrifty_{}_n", plan.c_name));
+    let rows = fresh(format!("thrifty_{}_rows", plan.c_name));
     let mut vars: BTreeSet<String> = BTreeSet::new();
     let mut var = |base: &str| {
         let name = unused_name(base, |n| vars.contains(n));
@@ -797,7 +1068,7 @@ fn names(cx: &RewriteContext<'_>, plan: &Thrifty) -> Names {
         name
     };
     let cols = program.relation(plan.channel).columns.iter().map(|c| var(&c.name)).collect();
-    Names { widen, unanswered, rank, size, cols, dest: var("a"), r: var("r"), n: var("n"), c: var("c") }
+    Names { widen, unanswered, rank, size, rows, cols, dest: var("a"), r: var("r"), n: var("n"), c: var("c") }
 }
 
 fn slice(text: &str, range: TextRange) -> &str {
@@ -827,10 +1098,16 @@ fn transform(cx: &RewriteContext<'_>, plan: &Thrifty) -> String {
     let key_of = |args: &dyn Fn(usize) -> String| -> Vec<String> { plan.group.iter().map(|&(_, l)| args(l)).collect() };
     let head_arg = |l: usize| slice(text, rule.head.args[l].range()).to_string();
     let key = key_of(&head_arg);
-    edits.push((
-        plan.nodes_atom,
-        format!("{}({dest}, {r}), {}({n}), {} < {n} / 2 + 1", nm.rank, nm.size, place(&r, &n, &key)),
-    ));
+    // Over a grid, the row of the message's key; else a majority rotating with it.
+    let grid = plan.grid.as_ref().map(|g| {
+        let rows = g.rows.map_or_else(|| nm.rows.clone(), |rel| program.relation(rel).name.clone());
+        (g, program.relation(g.row).name.clone(), program.relation(g.row_size).name.clone(), rows)
+    });
+    let quorum = match &grid {
+        Some((_, row, _, rows)) => format!("{row}({dest}, {r}), {rows}({n}), {r} == hash({}) % {n}", key.join(", ")),
+        None => format!("{}({dest}, {r}), {}({n}), {} < {n} / 2 + 1", nm.rank, nm.size, place(&r, &n, &key)),
+    };
+    edits.push((plan.nodes_atom, quorum));
 
     // Declarations after the component's last declaration (or at its start).
     let decls = format!(
@@ -865,10 +1142,13 @@ fn transform(cx: &RewriteContext<'_>, plan: &Thrifty) -> String {
     let cols = nm.cols.join(", ");
     let col_key = key_of(&|l| nm.cols[l].clone());
     let count = program.relation(plan.count);
+    let row_col = plan.grid.as_ref().map(|g| g.count_row_col);
     let count_args: Vec<String> = (0..count.arity())
         .map(|i| {
             if i == plan.count_col {
                 nm.c.clone()
+            } else if Some(i) == row_col {
+                nm.r.clone()
             } else if let Some(&(_, l)) = plan.group.iter().find(|&&(g, _)| g == i) {
                 nm.cols[l].clone()
             } else {
@@ -879,38 +1159,61 @@ fn transform(cx: &RewriteContext<'_>, plan: &Thrifty) -> String {
     let (a, rv, nv) = (&nm.dest, &nm.r, &nm.n);
     let mut s = String::new();
     s.push_str(&format!(
-        "\n\n    // Thrifty broadcast (compart rewrite --thrifty {s} --rule {num}): `{mname}` goes to a quorum of `{c_name}`\n    \
-         // (n / 2 + 1 of its n nodes, by rank, rotating with {keys}); what no quorum answered by\n    \
-         // `{widen}()` goes to the other nodes then, once.\n",
+        "\n\n    // Thrifty broadcast (compart rewrite --thrifty {s} --rule {num}): `{mname}` goes to {to}\n    \
+         // (rotating with {keys}); what no {quorum} answered by `{widen}()` goes to the other nodes then, once.\n",
         s = comp.name,
         num = program.rule_number(plan.rule),
         mname = m.name,
+        to = match &grid {
+            Some(_) => format!("one row of `{c_name}`'s grid"),
+            None => format!("a quorum of `{c_name}` (n / 2 + 1 of its n nodes, by rank)"),
+        },
+        quorum = if grid.is_some() { "row" } else { "quorum" },
         keys = key.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
         widen = nm.widen,
     ));
     // Self-contained rules: their variables cannot clash.
-    s.push_str(&format!(
-        "    {}(a, count(x)) :- nodes(\"{c_name}\", a), nodes(\"{c_name}\", x), str(x) <= str(a).\n",
-        nm.rank
-    ));
-    s.push_str(&format!("    {}(count(a)) :- nodes(\"{c_name}\", a).\n", nm.size));
+    match &grid {
+        Some((g, row, _, rows)) if g.rows.is_none() => {
+            s.push_str(&format!("    {rows}(count(r)) :- {row}(_, r).\n"));
+        }
+        Some(_) => {}
+        None => {
+            s.push_str(&format!(
+                "    {}(a, count(x)) :- nodes(\"{c_name}\", a), nodes(\"{c_name}\", x), str(x) <= str(a).\n",
+                nm.rank
+            ));
+            s.push_str(&format!("    {}(count(a)) :- nodes(\"{c_name}\", a).\n", nm.size));
+        }
+    }
     s.push_str(&format!("    {}({}) :- {}.\n", nm.unanswered, head_args.join(", "), body.join(", ")));
+    // Answered: a quorum (over a grid, a whole row) sent its answers.
+    let answered = match &grid {
+        Some((_, _, size, _)) => format!("{size}({rv}, {c})", c = nm.c),
+        None => format!("{}({nv}),\n        {c} >= {nv} / 2 + 1", nm.size, c = nm.c),
+    };
     s.push_str(&format!(
-        "    delete {u}({cols}) :-\n        {u}({cols}),\n        {cnt}({cargs}),\n        {size}({nv}),\n        {c} >= {nv} / 2 + 1.\n",
+        "    delete {u}({cols}) :-\n        {u}({cols}),\n        {cnt}({cargs}),\n        {answered}.\n",
         u = nm.unanswered,
         cnt = count.name,
         cargs = count_args.join(", "),
-        size = nm.size,
-        c = nm.c,
     ));
+    let others = match &grid {
+        Some((_, row, _, rows)) => {
+            format!("{row}({a}, {rv}),\n        {rows}({nv}),\n        {rv} != hash({}) % {nv}", col_key.join(", "))
+        }
+        None => format!(
+            "{rank}({a}, {rv}),\n        {size}({nv}),\n        {place} >= {nv} / 2 + 1",
+            rank = nm.rank,
+            size = nm.size,
+            place = place(rv, nv, &col_key)
+        ),
+    };
     s.push_str(&format!(
-        "    {mname}@{a}({cols}) :~\n        {w}(),\n        {u}({cols}),\n        {rank}({a}, {rv}),\n        {size}({nv}),\n        {place} >= {nv} / 2 + 1.\n",
+        "    {mname}@{a}({cols}) :~\n        {w}(),\n        {u}({cols}),\n        {others}.\n",
         mname = m.name,
         w = nm.widen,
         u = nm.unanswered,
-        rank = nm.rank,
-        size = nm.size,
-        place = place(rv, nv, &col_key),
     ));
     s.push_str(&format!("    delete {u}({cols}) :- {u}({cols}), {w}().", u = nm.unanswered, w = nm.widen));
     edits.push((TextRange::empty(rule.range.end as usize), s));
@@ -931,13 +1234,24 @@ fn explain(cx: &RewriteContext<'_>, plan: &Thrifty) -> Vec<String> {
     let reply = &program.relation(plan.reply).name;
     let c = &plan.c_name;
     let widen = names(cx, plan).widen;
+    let (quorum, enough) = match &plan.grid {
+        Some(g) => (
+            format!("one row of `{c}`'s grid (`{}`, the row chosen by the message's key, rotating)", program.relation(g.row).name),
+            format!(
+                "`{s}` only counts the senders of `{reply}` per row (`{count}`) against a row's size (`{}`): a phase-2 quorum of the grid is one whole row, so that row's answers are enough; phase 1 (a node of every row) is not made thrifty",
+                program.relation(g.row_size).name
+            ),
+        ),
+        None => (
+            format!("a quorum of `{c}` (n / 2 + 1 of its n nodes, rotating with the message)"),
+            format!("`{s}` only counts the senders of `{reply}` (`{count}`) against a majority of `{c}`'s nodes, so a quorum's answers are enough"),
+        ),
+    };
     vec![
         format!(
-            "thrifty broadcast: `{s}` sends `{m}` to a quorum of `{c}` (n / 2 + 1 of its n nodes, rotating with the message) instead of to every node; what no quorum answered by `{widen}()` goes to the other nodes then, once"
+            "thrifty broadcast: `{s}` sends `{m}` to {quorum} instead of to every node; what no quorum answered by `{widen}()` goes to the other nodes then, once"
         ),
-        format!(
-            "`{s}` only counts the senders of `{reply}` (`{count}`) against a majority of `{c}`'s nodes, so a quorum's answers are enough"
-        ),
+        enough,
         format!(
             "every run is a run of the original in which `{m}` to the nodes outside the quorum is delayed until the widening: the invariants hold, and without crashes every answer still comes; after a crash of a quorum member the answers wait for `{widen}()`, a timer of the environment"
         ),
