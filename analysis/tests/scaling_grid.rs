@@ -5,6 +5,10 @@ mod common;
 use common::{example, line};
 use compart_analysis::{analyze, rewrite};
 
+fn rule_range(analysis: &compart_analysis::Analysis, head: &str) -> compart_analysis::TextRange {
+    analysis.program.rules.iter().find(|r| r.head.relation == head).unwrap().range
+}
+
 fn grid(text: &str, component: &str, rows: usize) -> String {
     let analysis = analyze(text);
     match rewrite::grid(&analysis, component, rows) {
@@ -89,10 +93,12 @@ fn paxos_shaped_quorums_are_arranged() {
 }
 
 /// The default search tries a grid over the nodes the quorums count (Paxos' acceptors, not the
-/// costliest component, the batcher), with 2 and 3 rows, and prices each with the cost model:
-/// every acceptor still receives every p2a, so no grid predicts more, with or without batching
-/// (without it, after the proxies, the proposer stays the costliest instance), and the note says
-/// so with the figures. 2PC's vote count needs every vote: no quorum, so no grid is tried.
+/// costliest component, the batcher), with 2 and 3 rows, and prices each with the cost model and
+/// the thrifty broadcasts that would follow it. Alone a grid lowers no node's messages; followed by
+/// the thrifty p2a to one row, each acceptor gets 1 / rows of them. With batching (nothing
+/// decouples, p2a stays in the proposer) the 3 x 1 grid and the row send are taken, and predict
+/// more than the plan without a grid; without batching p2a is in a proxy that cannot be thrifty,
+/// no grid pays, and the note gives the figures. 2PC's vote count needs every vote: no grid.
 #[test]
 fn optimizer_prices_grids_and_says_why_not() {
     use compart_analysis::optimize;
@@ -102,23 +108,45 @@ fn optimizer_prices_grids_and_says_why_not() {
         let options = optimize::Options { machines: 29, logical: logical.clone(), batch, grid, ..Default::default() };
         optimize::optimize(&analyze(&example("paxos.ded")), &options)
     };
-    for batch in [optimize::BatchChoice::Search, optimize::BatchChoice::Off] {
-        let plan = paxos(batch, optimize::GridChoice::Search);
-        let grid_notes: Vec<&String> = plan.notes.iter().filter(|n| n.contains("grid")).collect();
-        let [note] = grid_notes[..] else { panic!("one note on the acceptors' grid: {:?}", plan.notes) };
-        assert!(note.starts_with("grid quorums over `acceptor` not taken: 2 x 2 predicts"), "{note}");
-        assert!(note.contains(", 3 x 1 predicts"), "{note}");
-        assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
-        // The figures in the note: each grid below the plan without it.
-        let figures: Vec<f64> = note
-            .split(" predicts ")
-            .skip(1)
-            .chain(note.split(", against ").skip(1))
-            .map(|s| s.split(' ').next().unwrap().replace(',', "").parse().unwrap())
-            .collect();
-        let (without, grids) = figures.split_last().unwrap();
-        assert!(grids.len() == 2 && grids.iter().all(|g| g < without), "{note}");
-    }
+    // The requests/s in a note, in order (machine counts are below 1,000).
+    let figures = |note: &str| -> Vec<f64> {
+        let numbers = note.split_whitespace().filter_map(|w| w.trim_start_matches('(').replace(',', "").parse().ok());
+        numbers.filter(|&n: &f64| n >= 1000.0).collect()
+    };
+    // Batched: taken, then p2a to one row; p1a (phase 1) stays whole, and the note says why.
+    let plan = paxos(optimize::BatchChoice::Search, optimize::GridChoice::Search);
+    let steps: Vec<&str> = plan.steps.iter().map(|s| s.description.as_str()).collect();
+    let all = steps.join("\n");
+    assert!(all.contains("grid quorums over `acceptor`: 3 x 1"), "{all}");
+    assert!(all.contains("sends `p2a` to one row of `acceptor`'s grid"), "{all}");
+    assert!(plan.text.contains("r == hash(s, b) % n."), "{}", plan.text);
+    assert!(plan.deployment.contains("acceptor = { rows = 3, columns = 1 }"), "{}", plan.deployment);
+    assert!(plan.notes.iter().any(|n| n.contains("thrifty broadcast of `p1a` over the grid")), "{:?}", plan.notes);
+    let without = paxos(optimize::BatchChoice::Search, optimize::GridChoice::Off);
+    assert!(
+        plan.estimate.throughput > without.estimate.throughput * 1.01,
+        "{} against {}",
+        plan.estimate.throughput,
+        without.estimate.throughput
+    );
+    // 2 x 2 only: with its row send still below the plan without a grid (p2a and p1a thrifty).
+    let plan = paxos(optimize::BatchChoice::Search, optimize::GridChoice::Rows(2));
+    let [note] = plan.notes.iter().filter(|n| n.starts_with("grid quorums")).collect::<Vec<_>>()[..] else {
+        panic!("one note on the acceptors' grid: {:?}", plan.notes)
+    };
+    assert!(note.contains(" with the thrifty broadcasts that follow)"), "{note}");
+    let [grid_alone, grid_thrifty, alone, thrifty] = figures(note)[..] else { panic!("{note}") };
+    assert!(grid_alone < alone && grid_thrifty > grid_alone && grid_thrifty < thrifty, "{note}");
+    // Unbatched: p2a is decoupled into a proxy (no `self`: not thrifty), so a grid is priced alone.
+    let plan = paxos(optimize::BatchChoice::Off, optimize::GridChoice::Search);
+    let [note] = plan.notes.iter().filter(|n| n.contains("grid")).collect::<Vec<_>>()[..] else {
+        panic!("one note on the acceptors' grid: {:?}", plan.notes)
+    };
+    assert!(note.starts_with("grid quorums over `acceptor` not taken: 2 x 2 predicts"), "{note}");
+    assert!(note.contains(", 3 x 1 predicts") && !note.contains("thrifty broadcasts that follow"), "{note}");
+    assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
+    let (without, grids) = figures(note).split_last().map(|(w, g)| (*w, g.to_vec())).unwrap();
+    assert!(grids.len() == 2 && grids.iter().all(|&g| g < without), "{note}");
     // Rows as told: only those.
     let plan = paxos(optimize::BatchChoice::Off, optimize::GridChoice::Rows(2));
     assert!(plan.notes.iter().any(|n| n.contains("2 x 2 predicts") && !n.contains("3 x 1")), "{:?}", plan.notes);
@@ -130,12 +158,30 @@ fn optimizer_prices_grids_and_says_why_not() {
     assert!(!plan.notes.iter().any(|n| n.contains("grid")), "{:?}", plan.notes);
 }
 
-/// Grid and thrifty broadcast do not compose, in either order, and each refusal says why: over a
-/// grid a phase-2 quorum is a row, and thrifty compares counts with a majority only; a thrifty
-/// send goes to a majority, which over a grid need not hold a row (it is not a third quorum).
+/// Grid first, then thrifty: the phase-2 broadcast (p2a, whose answers the grid counts per row
+/// and tests against a row's size) goes to one row, chosen by the message's key, and to the other
+/// rows on `p2a_widen()`; the unanswered p2a is dropped once a whole row answered. Phase 1's
+/// broadcast (p1a, answered by a node of every row) is refused, naming the rule; the other order
+/// (a majority send, then the grid) stays refused.
 #[test]
-fn grid_and_thrifty_refuse_each_other() {
+fn grid_then_thrifty_sends_phase_2_to_a_row() {
     let paxos = analyze(&example("paxos.ded"));
+    let gridded = analyze(&rewrite::grid(&paxos, "acceptor", 2).unwrap().new_text);
+    let out = rewrite::thrifty(&gridded, "proposer", Some("p2a")).unwrap();
+    let analysis = analyze(&out.new_text);
+    assert!(!analysis.has_errors(), "{:?}", analysis.diagnostics);
+    insta::assert_snapshot!(format!("{}\n---\n{}", out.explanation.join("\n"), out.new_text));
+    let p1a = rewrite::thrifty(&gridded, "proposer", Some("p1a")).unwrap_err();
+    assert!(
+        p1a.reason.contains("rule 22 (`p1a`) broadcasts to `acceptor`, whose nodes are in a grid")
+            && p1a.reason.contains("phase 1 waits for a node of every row"),
+        "{}",
+        p1a.reason
+    );
+    assert_eq!(line(gridded.text(), p1a.range), line(gridded.text(), rule_range(&gridded, "p1a")));
+    // The grid's rows the thrifty rewrite reuses: still one row rule, still 2 rows.
+    assert_eq!(rewrite::grid_rows_of(&analysis.program, "acceptor"), Some(2));
+    // A majority send, then the grid: refused, the send named.
     let thrifty = rewrite::thrifty(&paxos, "proposer", Some("p2a")).unwrap().new_text;
     let out = grid(&thrifty, "acceptor", 2);
     assert!(
@@ -143,16 +189,36 @@ fn grid_and_thrifty_refuse_each_other() {
             && out.contains("arrange the grid before the thrifty broadcast"),
         "{out}"
     );
-    let gridded = rewrite::grid(&paxos, "acceptor", 2).unwrap().new_text;
-    let refusal = rewrite::thrifty(&analyze(&gridded), "proposer", Some("p2a")).unwrap_err();
-    assert!(
-        refusal.reason.contains("joins the count of answers `c` of `accept_count` with `acceptor_row_size`"),
-        "{}",
-        refusal.reason
-    );
     // Still a quorum over the acceptors, so the optimizer tries the grid there and says why not.
     assert!(rewrite::counted_by_quorum(&analyze(&thrifty), "acceptor"));
     assert!(!rewrite::counted_by_quorum(&paxos, "proposer"));
+}
+
+/// The cost model's destinations for the sends of a thrifty broadcast over a grid: a row (the
+/// nodes over the rows, rounded up when uneven) for the first send, the others on the widening;
+/// and a majority for the thrifty broadcast without a grid.
+#[test]
+fn a_row_send_reaches_a_row_of_the_grid() {
+    let paxos = analyze(&example("paxos.ded"));
+    let sends = |rows: Option<usize>| {
+        let base = match rows {
+            Some(r) => analyze(&rewrite::grid(&paxos, "acceptor", r).unwrap().new_text),
+            None => analyze(&example("paxos.ded")),
+        };
+        let out = analyze(&rewrite::thrifty(&base, "proposer", Some("p2a")).unwrap().new_text);
+        let p2a: Vec<_> = out.program.rules.iter().filter(|r| r.head.relation == "p2a").cloned().collect();
+        assert_eq!(p2a.len(), 2, "the send and the widening");
+        move |of: usize| p2a.iter().map(|r| rewrite::quorum_destinations(&out.program, r, of)).collect::<Vec<_>>()
+    };
+    let two_rows = sends(Some(2));
+    assert_eq!(two_rows(4), [Some(2), Some(2)], "2 x 2: one row of 2, the other on the widening");
+    assert_eq!(two_rows(6), [Some(3), Some(3)], "2 x 3");
+    assert_eq!(two_rows(3), [Some(2), Some(1)], "3 nodes in 2 rows: rows of 2 and 1");
+    let three_rows = sends(Some(3));
+    assert_eq!(three_rows(3), [Some(1), Some(2)], "3 x 1: a row is one node");
+    assert_eq!(three_rows(9), [Some(3), Some(6)]);
+    let majority = sends(None);
+    assert_eq!(majority(4), [Some(3), Some(1)]);
 }
 
 /// The grid composes with the other Paxos rewrites: over sealed acceptor groups (logical
