@@ -1158,18 +1158,17 @@ fn transform(cx: &RewriteContext<'_>, plan: &Thrifty) -> String {
         .collect();
     let (a, rv, nv) = (&nm.dest, &nm.r, &nm.n);
     let mut s = String::new();
+    let keys = key.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
+    let (to, quorum) = match &grid {
+        Some(_) => (format!("one row of `{c_name}`'s grid\n    // (rotating with {keys})"), "row"),
+        None => (format!("a quorum of `{c_name}`\n    // (n / 2 + 1 of its n nodes, by rank, rotating with {keys})"), "quorum"),
+    };
     s.push_str(&format!(
-        "\n\n    // Thrifty broadcast (compart rewrite --thrifty {s} --rule {num}): `{mname}` goes to {to}\n    \
-         // (rotating with {keys}); what no {quorum} answered by `{widen}()` goes to the other nodes then, once.\n",
+        "\n\n    // Thrifty broadcast (compart rewrite --thrifty {s} --rule {num}): `{mname}` goes to {to}; what no {quorum} answered by\n    \
+         // `{widen}()` goes to the other nodes then, once.\n",
         s = comp.name,
         num = program.rule_number(plan.rule),
         mname = m.name,
-        to = match &grid {
-            Some(_) => format!("one row of `{c_name}`'s grid"),
-            None => format!("a quorum of `{c_name}` (n / 2 + 1 of its n nodes, by rank)"),
-        },
-        quorum = if grid.is_some() { "row" } else { "quorum" },
-        keys = key.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", "),
         widen = nm.widen,
     ));
     // Self-contained rules: their variables cannot clash.
