@@ -202,6 +202,49 @@ fn paxos_thrifty_keeps_answers_and_a_quorum_too_small_is_caught() {
     let _ = std::fs::remove_dir_all(&d);
 }
 
+/// Grid, then thrifty broadcast: p2a goes to one row of a 2 x 2 grid (the deployment `--write`
+/// gives the grid), and `compart verify` finds no difference from the gridded program, outputs
+/// included (without crashes the row answers), nor from the original on invariants. The check can
+/// fail: p2a sent to a column instead (one node of each row, never a whole row) commits nothing
+/// without the widening, and verify reports the lost replies.
+#[test]
+fn paxos_grid_then_thrifty_sends_to_a_row_and_a_column_is_caught() {
+    let d = dir("paxos-grid-thrifty");
+    for f in ["paxos.ded", "paxos.toml"] {
+        std::fs::copy(format!("examples/{f}"), d.join(f)).unwrap();
+    }
+    let paxos = d.join("paxos.ded");
+    let paxos = paxos.to_str().unwrap();
+    let out = compart(&["rewrite", paxos, "--grid", "acceptor", "--rows", "2", "--columns", "2", "--write"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let toml = std::fs::read_to_string(d.join("paxos.toml")).unwrap();
+    assert!(toml.contains("acceptor = { rows = 2, columns = 2 }") && toml.contains("acceptor = 4"), "{toml}");
+    let out = compart(&["rewrite", paxos, "--thrifty", "proposer", "--rule", "p2a"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && stderr.contains("checked against the original"), "{stderr}");
+    let text = String::from_utf8(out.stdout).unwrap();
+    let row = "        acceptor_row(a, r),\n        acceptor_rows(n),\n        r == hash(s, b) % n.";
+    assert!(
+        text.contains(&format!("p2a@a(self, b, s, id, payload) :~\n        propose(s, b, id, payload),\n{row}")),
+        "{text}"
+    );
+    let rewritten = d.join("thrifty.ded");
+    std::fs::write(&rewritten, &text).unwrap();
+    verify(paxos, &rewritten, false, "grid, then --thrifty proposer --rule p2a");
+    verify("examples/paxos.ded", &rewritten, true, "grid, then thrifty, against the original");
+    // Column c holds the nodes at positions 2c + 1 and 2c + 2: one of each row.
+    let column = "        acceptor_position(a, i),\n        acceptor_rows(n),\n        (i - 1) / n == hash(s, b) % n.";
+    let wrong = d.join("column.ded");
+    std::fs::write(&wrong, text.replace(row, column)).unwrap();
+    let out = compart(&["check", wrong.to_str().unwrap()]);
+    assert!(out.status.success(), "the column send is a valid program: {}", String::from_utf8_lossy(&out.stderr));
+    let out = compart(&["verify", paxos, wrong.to_str().unwrap(), "--seeds", "1"]);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{report}");
+    assert!(report.contains("missing output: reply("), "{report}");
+    let _ = std::fs::remove_dir_all(&d);
+}
+
 /// Shared proxies are an equivalence: the merged program is checked on outputs, not only
 /// invariants, against two stateless broadcasters decoupled from one coordinator.
 #[test]

@@ -594,17 +594,15 @@ fn thresholds(
     let row_col = match grid {
         Some(g) => match row_column(cx, x, g.row) {
             Some(k) => Some(k),
-            None => {
-                return Err(Refusal::new(
-                    program.relation(x).range,
-                    format!(
-                        "`{x_name}` counts answers from `{c_name}` but not per row of its grid (`{}`): sent to one row, \
+            None => return Err(Refusal::new(
+                program.relation(x).range,
+                format!(
+                    "`{x_name}` counts answers from `{c_name}` but not per row of its grid (`{}`): sent to one row, \
                          `{}` would wait for answers that only a majority, or every node, sends",
-                        program.relation(g.row).name,
-                        program.relation(x).name
-                    ),
-                ))
-            }
+                    program.relation(g.row).name,
+                    program.relation(x).name
+                ),
+            )),
         },
         None => None,
     };
@@ -1161,7 +1159,10 @@ fn transform(cx: &RewriteContext<'_>, plan: &Thrifty) -> String {
     let keys = key.iter().map(|k| format!("`{k}`")).collect::<Vec<_>>().join(", ");
     let (to, quorum) = match &grid {
         Some(_) => (format!("one row of `{c_name}`'s grid\n    // (rotating with {keys})"), "row"),
-        None => (format!("a quorum of `{c_name}`\n    // (n / 2 + 1 of its n nodes, by rank, rotating with {keys})"), "quorum"),
+        None => (
+            format!("a quorum of `{c_name}`\n    // (n / 2 + 1 of its n nodes, by rank, rotating with {keys})"),
+            "quorum",
+        ),
     };
     s.push_str(&format!(
         "\n\n    // Thrifty broadcast (compart rewrite --thrifty {s} --rule {num}): `{mname}` goes to {to}; what no {quorum} answered by\n    \
