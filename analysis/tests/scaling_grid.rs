@@ -158,6 +158,37 @@ fn optimizer_prices_grids_and_says_why_not() {
     assert!(!plan.notes.iter().any(|n| n.contains("grid")), "{:?}", plan.notes);
 }
 
+/// A grid that pays only with the thrifty broadcast to one row that follows it is dropped when
+/// the check refuses that broadcast: the plan is the one without the grid, and the note says so.
+#[test]
+fn a_grid_that_pays_only_with_the_row_send_goes_with_it() {
+    use compart_analysis::optimize;
+    struct RefuseWiden;
+    impl optimize::StepCheck for RefuseWiden {
+        fn check(&self, _: &str, rewritten: &str, _: bool) -> Result<String, String> {
+            if rewritten.contains("_widen()") {
+                Err("reply(1) missing".into())
+            } else {
+                Ok("accepted".into())
+            }
+        }
+    }
+    let options = optimize::Options {
+        machines: 29,
+        logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
+        ..Default::default()
+    };
+    let plan = optimize::optimize_checked(&analyze(&example("paxos.ded")), &options, Some(&RefuseWiden));
+    assert!(!plan.text.contains("acceptor_row") && !plan.deployment.contains("[grids]"), "{}", plan.text);
+    assert!(!plan.steps.iter().any(|s| s.description.contains("grid")), "{:?}", plan.notes);
+    assert!(plan.notes.iter().any(|n| n.starts_with("grid quorums over `acceptor` dropped")), "{:?}", plan.notes);
+    let off = optimize::optimize(
+        &analyze(&example("paxos.ded")),
+        &optimize::Options { grid: optimize::GridChoice::Off, thrifty: false, ..options.clone() },
+    );
+    assert_eq!(plan.text, off.text, "the plan without grid and thrifty broadcasts");
+}
+
 /// Grid first, then thrifty: the phase-2 broadcast (p2a, whose answers the grid counts per row
 /// and tests against a row's size) goes to one row, chosen by the message's key, and to the other
 /// rows on `p2a_widen()`; the unanswered p2a is dropped once a whole row answered. Phase 1's

@@ -369,7 +369,8 @@ impl optimize::StepCheck for RefuseThrifty {
 /// plan is predicted at least as high as with thrifty turned off. With batching nothing
 /// decouples and the thrifty p2a goes to a quorum of the three acceptors, each then receiving
 /// 2/3 of the p2a it did (the cost model's messages: a quorum instead of every node); each step
-/// is gated (below), and its description says the trade-off.
+/// is gated (below), and its description says the trade-off. Without grids: the default search
+/// takes one there, and sends p2a to one row (tests/scaling_grid.rs).
 #[test]
 fn paxos_thrifty_in_the_default_search() {
     let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
@@ -380,6 +381,7 @@ fn paxos_thrifty_in_the_default_search() {
         logical: logical.clone(),
         thrifty,
         batch,
+        grid: optimize::GridChoice::Off,
         calibration: optimize::Calibration { clients: 1024.0, ..Default::default() },
         ..Default::default()
     };
@@ -443,12 +445,14 @@ impl optimize::StepCheck for RefuseThriftyP1a {
 
 /// The thrifty broadcasts the model picks are checked together, one bounded check for both of
 /// Paxos' (the slow part of the search); when that is refused each is checked on its own, and the
-/// one that passes is taken, the other listed.
+/// one that passes is taken, the other listed. Without grids (a grid that pays only with the row
+/// send is dropped when that is refused: tests/scaling_grid.rs).
 #[test]
 fn thrifty_broadcasts_are_checked_together_then_one_by_one() {
     let text = std::fs::read_to_string(format!("{}/../examples/paxos.ded", env!("CARGO_MANIFEST_DIR"))).unwrap();
     // Sized for 256 clients, where smaller batches make both broadcasts pay.
     let options = optimize::Options {
+        grid: optimize::GridChoice::Off,
         calibration: optimize::Calibration { clients: 256.0, ..Default::default() },
         ..paxos_options(29)
     };

@@ -32,6 +32,9 @@ pub(super) enum GridStep {
         grid: (String, usize, usize),
         /// The budgeted estimate with the grid.
         estimate: Box<Estimate>,
+        /// Whether it pays only with the thrifty broadcast to one row that follows it (dropped when
+        /// the check refuses that).
+        needs_thrifty: bool,
     },
     /// Why no grid was taken, for the plan's notes.
     NotTaken(Vec<String>),
@@ -124,8 +127,17 @@ pub(super) fn grid_step(
     better.sort_by(|p, q| q.5.total_cmp(&p.5));
     for (after, new_text, with, description, grid, _) in better {
         let Ok(checked) = gate(&new_text, &description, true) else { continue };
+        let needs_thrifty = after.throughput <= without.max(before.throughput) * 1.01;
         let estimate = Box::new(after);
-        return GridStep::Taken { text: new_text, options: Box::new(with), description, checked, grid, estimate };
+        return GridStep::Taken {
+            text: new_text,
+            options: Box::new(with),
+            description,
+            checked,
+            grid,
+            estimate,
+            needs_thrifty,
+        };
     }
     GridStep::NotTaken(notes)
 }

@@ -1459,9 +1459,23 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
     // row; the grid refuses a majority send), priced with the thrifty step that follows it.
     let mut grids = Vec::new();
     let rows = options.grid.rows();
+    // A grid that pays only with the row send that follows it: the state before it, to return to
+    // when the check refuses that send.
+    let mut before_grid = None;
     if !rows.is_empty() {
         match grid::grid_step(&text, &options, &here, &rows, &mut gate) {
-            grid::GridStep::Taken { text: new_text, options: with, description, checked, grid, estimate: after } => {
+            grid::GridStep::Taken {
+                text: new_text,
+                options: with,
+                description,
+                checked,
+                grid,
+                estimate: after,
+                needs_thrifty,
+            } => {
+                if needs_thrifty {
+                    before_grid = Some((text.clone(), options.clone(), here.clone(), invariants_only, steps.len()));
+                }
                 here = *after;
                 invariants_only = true;
                 text = new_text;
@@ -1475,7 +1489,21 @@ pub fn optimize_checked(analysis: &Analysis, options: &Options, check: Option<&d
         }
     }
     if options.thrifty {
-        let (next_text, taken) = thrifty_steps(&text, &options, here.throughput, invariants_only, &mut gate);
+        let (mut next_text, mut taken) = thrifty_steps(&text, &options, here.throughput, invariants_only, &mut gate);
+        let row_send = |t: &ThriftySteps| t.iter().any(|(d, _, _)| d.contains("to one row of"));
+        if let Some((old_text, old_options, old_here, old_invariants, old_steps)) = before_grid.take() {
+            if !row_send(&taken) {
+                let (name, _, _) = grids.pop().unwrap_or_default();
+                notes.push(format!(
+                    "grid quorums over `{name}` dropped: the grid paid only with the thrifty broadcast to one row that \
+                     follows it, which was not taken"
+                ));
+                steps.truncate(old_steps);
+                (text, options, here, invariants_only) = (old_text, old_options, old_here, old_invariants);
+                current = estimate(&crate::analyze(&text).program, &Options { machines: 0, ..options.clone() });
+                (next_text, taken) = thrifty_steps(&text, &options, here.throughput, invariants_only, &mut gate);
+            }
+        }
         for (description, est, checked) in taken {
             current = est;
             steps.push(Step { description, throughput: current.throughput, machines: current.machines, checked });

@@ -594,15 +594,17 @@ fn thresholds(
     let row_col = match grid {
         Some(g) => match row_column(cx, x, g.row) {
             Some(k) => Some(k),
-            None => return Err(Refusal::new(
-                program.relation(x).range,
-                format!(
+            None => {
+                return Err(Refusal::new(
+                    program.relation(x).range,
+                    format!(
                     "`{x_name}` counts answers from `{c_name}` but not per row of its grid (`{}`): sent to one row, \
                          `{}` would wait for answers that only a majority, or every node, sends",
                     program.relation(g.row).name,
                     program.relation(x).name
                 ),
-            )),
+                ))
+            }
         },
         None => None,
     };
