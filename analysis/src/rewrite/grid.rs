@@ -112,8 +112,8 @@ fn grid_rows(cx: &RewriteContext<'_>, a: ComponentId, rows: usize) -> Result<(),
 /// A thrifty broadcast to A (`rewrite::thrifty`) sends each message to a majority of A's nodes,
 /// the rest on the widening timer. Over a grid a majority need not hold a whole row (2 x 3: two
 /// nodes of each row), so without crashes the answers would wait for the timer: refused, naming
-/// the send (its rank test would otherwise be taken for a third quorum). Arranged first, the grid
-/// stands, and thrifty refuses the row's count in turn (it compares counts with a majority only).
+/// the send (its rank test would otherwise be taken for a third quorum). The other order composes:
+/// over a grid, thrifty sends phase 2's broadcast to one row.
 fn not_thrifty(cx: &RewriteContext<'_>, totals: &[RelationId], a_name: &str) -> Result<(), Refusal> {
     let program = cx.program;
     // The send picks its destinations by rank against A's node count (`thrifty_A_n(n)`).
@@ -629,9 +629,9 @@ pub fn grid_rows_of(program: &Program, component: &str) -> Option<usize> {
     program.rules.iter().find_map(|rule| row_rule(program, rule).filter(|(c, _)| c == component).map(|(_, r)| r))
 }
 
-/// For the rule [`grid`] adds to place a node in its row (`row(a, r) :- position(a, i), r = (i -
-/// 1) % R.`): the component whose nodes it places and R. The thrifty broadcast over a grid and
-/// the cost model read the rows off it.
+/// For the rule [`grid`] adds to place a node in its row
+/// (`row(a, r) :- position(a, i), r = (i - 1) % R.`): the component whose nodes it places and R.
+/// The thrifty broadcast over a grid and the cost model read the rows off it.
 pub(crate) fn row_rule(program: &Program, rule: &Rule) -> Option<(String, usize)> {
     let [BodyItem::Atom(atom), BodyItem::Condition(cond)] = rule.body.as_slice() else { return None };
     if cond.op != CompareOp::Assign {

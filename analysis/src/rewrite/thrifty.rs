@@ -29,6 +29,14 @@
 //!
 //! The bounded check (`compart verify`) compares outputs as well: without crashes every quorum
 //! member answers, so the answers the original gives are given.
+//!
+//! Over a grid (`rewrite::grid` applied first, its row rules in S): a phase-2 quorum is one whole
+//! row, so `m` goes to one row (`row(a, r), rows(k), r == hash(key) % k`, the non-empty rows
+//! being 0..k), the other rows on the widening, and `m` is answered once a row's count reaches
+//! the row's size. The same delay argument gives safety; the grid's intersection gives the rest.
+//! Preconditions added (`row_send`, `row_count_use`): every count of the answers is per row
+//! (a row column from `row(a, r)` of the counted node) and only joined with the row's size;
+//! phase 1 (rows counted, a node of every row) is refused, its broadcast left whole.
 
 use std::cell::Cell;
 use std::collections::BTreeSet;
