@@ -275,7 +275,9 @@ fn precondition(cx: &RewriteContext<'_>, rule_id: RuleId) -> Result<Thrifty, Ref
         ));
     }
     let counted = counted_senders(cx, s, &replies);
-    if let (None, Some(row)) = (&counted, grid_row(cx, s, &c_name)) {
+    // Over a grid phase 1 counts rows, not the answers' senders.
+    let row = grid_row(cx, s, &c_name);
+    if let (None, Some(row)) = (&counted, row) {
         return Err(phase1_over_grid(cx, rule_id, row, &c_name));
     }
     let (count, count_col, reply) = counted.ok_or_else(|| {
@@ -289,7 +291,6 @@ fn precondition(cx: &RewriteContext<'_>, rule_id: RuleId) -> Result<Thrifty, Ref
             ),
         )
     })?;
-    let row = grid_row(cx, s, &c_name);
     let grid = match row {
         Some(row) => Some(row_send(cx, rule_id, row, count, &c_name)?),
         None => None,
