@@ -96,9 +96,11 @@ fn paxos_shaped_quorums_are_arranged() {
 /// costliest component, the batcher), with 2 and 3 rows, and prices each with the cost model and
 /// the thrifty broadcasts that would follow it. Alone a grid lowers no node's messages; followed by
 /// the thrifty p2a to one row, each acceptor gets 1 / rows of them. With batching (nothing
-/// decouples, p2a stays in the proposer) the 3 x 1 grid and the row send are taken, and predict
-/// more than the plan without a grid; without batching p2a is in a proxy that cannot be thrifty,
-/// no grid pays, and the note gives the figures. 2PC's vote count needs every vote: no grid.
+/// decouples, p2a stays in the proposer) the 3 x 1 grid and the row send, when asked for
+/// (`--grid-rows 3`: unasked, a grid that survives fewer crashes than majorities is not tried),
+/// are taken and predict more than the plan without a grid; without batching p2a is in a proxy
+/// that cannot be thrifty, no grid pays, and the note gives the figures. 2PC's vote count needs
+/// every vote: no grid.
 #[test]
 fn optimizer_prices_grids_and_says_why_not() {
     use compart_analysis::optimize;
@@ -113,8 +115,17 @@ fn optimizer_prices_grids_and_says_why_not() {
         let numbers = note.split_whitespace().filter_map(|w| w.trim_start_matches('(').replace(',', "").parse().ok());
         numbers.filter(|&n: &f64| n >= 1000.0).collect()
     };
-    // Batched: taken, then p2a to one row; p1a (phase 1) stays whole, and the note says why.
+    // Unasked, 3 x 1 is not tried: one crashed acceptor would stop every leader change.
     let plan = paxos(optimize::BatchChoice::Search, optimize::GridChoice::Search);
+    assert!(
+        plan.notes.iter().any(|n| n.contains("3 x 1 not tried: it tolerates 0 crash(es) in phase 1")),
+        "{:?}",
+        plan.notes
+    );
+    assert!(!plan.text.contains("acceptor_row"), "{}", plan.text);
+    // Asked for (3 rows), batched: taken, then p2a to one row; p1a (phase 1) stays whole, and the
+    // note says why.
+    let plan = paxos(optimize::BatchChoice::Search, optimize::GridChoice::Rows(3));
     let steps: Vec<&str> = plan.steps.iter().map(|s| s.description.as_str()).collect();
     let all = steps.join("\n");
     assert!(all.contains("grid quorums over `acceptor`: 3 x 1"), "{all}");
@@ -138,15 +149,17 @@ fn optimizer_prices_grids_and_says_why_not() {
     let [grid_alone, grid_thrifty, alone, thrifty] = figures(note)[..] else { panic!("{note}") };
     assert!(grid_alone < alone && grid_thrifty > grid_alone && grid_thrifty < thrifty, "{note}");
     // Unbatched: p2a is decoupled into a proxy (no `self`: not thrifty), so a grid is priced alone.
-    let plan = paxos(optimize::BatchChoice::Off, optimize::GridChoice::Search);
-    let [note] = plan.notes.iter().filter(|n| n.contains("grid")).collect::<Vec<_>>()[..] else {
-        panic!("one note on the acceptors' grid: {:?}", plan.notes)
-    };
-    assert!(note.starts_with("grid quorums over `acceptor` not taken: 2 x 2 predicts"), "{note}");
-    assert!(note.contains(", 3 x 1 predicts") && !note.contains("thrifty broadcasts that follow"), "{note}");
-    assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
-    let (without, grids) = figures(note).split_last().map(|(w, g)| (*w, g.to_vec())).unwrap();
-    assert!(grids.len() == 2 && grids.iter().all(|&g| g < without), "{note}");
+    for rows in [2, 3] {
+        let plan = paxos(optimize::BatchChoice::Off, optimize::GridChoice::Rows(rows));
+        let [note] = plan.notes.iter().filter(|n| n.contains("grid")).collect::<Vec<_>>()[..] else {
+            panic!("one note on the acceptors' grid: {:?}", plan.notes)
+        };
+        assert!(note.starts_with("grid quorums over `acceptor` not taken: "), "{note}");
+        assert!(!note.contains("thrifty broadcasts that follow"), "{note}");
+        assert!(!plan.text.contains("acceptor_row"), "not taken, so not in the plan");
+        let [grid, without] = figures(note)[..] else { panic!("{note}") };
+        assert!(grid < without, "{note}");
+    }
     // Rows as told: only those.
     let plan = paxos(optimize::BatchChoice::Off, optimize::GridChoice::Rows(2));
     assert!(plan.notes.iter().any(|n| n.contains("2 x 2 predicts") && !n.contains("3 x 1")), "{:?}", plan.notes);
@@ -173,9 +186,11 @@ fn a_grid_that_pays_only_with_the_row_send_goes_with_it() {
             }
         }
     }
+    // 3 rows asked for: the grid that pays with its row send.
     let options = optimize::Options {
         machines: 29,
         logical: [("proposer".to_string(), 2), ("acceptor".to_string(), 3)].into_iter().collect(),
+        grid: optimize::GridChoice::Rows(3),
         ..Default::default()
     };
     let plan = optimize::optimize_checked(&analyze(&example("paxos.ded")), &options, Some(&RefuseWiden));

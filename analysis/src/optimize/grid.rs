@@ -13,7 +13,7 @@
 //! so each grid is priced with the thrifty broadcasts that would follow it, against the program
 //! with those that would follow without it, and the plan's note gives both figures.
 
-use super::{estimate, thousands, thrifty_each, Estimate, Options, Profile};
+use super::{estimate, thousands, thrifty_each, Estimate, GridChoice, Options, Profile};
 use crate::model::Program;
 use crate::rewrite;
 
@@ -92,6 +92,14 @@ pub(super) fn grid_step(
             // The grid is full: rows x columns nodes, the columns those the deployment's nodes fill.
             let nodes = options.logical(&a.program, &name);
             let columns = nodes.div_ceil(r).max(1);
+            // Unasked, a grid may not tolerate fewer crashes than the majorities it replaces.
+            if let Some(why) = fewer_crashes_tolerated(nodes, r, columns).filter(|_| options.grid == GridChoice::Search)
+            {
+                notes.push(format!(
+                    "grid quorums over `{name}`: {r} x {columns} not tried: {why} (`--grid-rows {r}` tries it)"
+                ));
+                continue;
+            }
             let mut with = options.clone();
             with.logical.insert(name.clone(), r * columns);
             if let Some(profile) = &mut with.profile {
@@ -142,6 +150,22 @@ pub(super) fn grid_step(
     GridStep::NotTaken(notes)
 }
 
+/// Why a `rows` x `columns` grid tolerates fewer crashed nodes than majorities of `nodes` do
+/// (⌊(nodes − 1) / 2⌋ for each phase), else None. A phase-2 quorum needs a whole row: each crash
+/// may take out a row, so it survives `rows − 1`; a phase-1 quorum needs a node of every row: it
+/// is lost when a whole row is, so it survives `columns − 1`. A 3 x 1 grid over 3 acceptors
+/// commits with one acceptor, but a crash stops every leader change until the node returns.
+fn fewer_crashes_tolerated(nodes: usize, rows: usize, columns: usize) -> Option<String> {
+    let majority = nodes.saturating_sub(1) / 2;
+    let (phase2, phase1) = (rows.saturating_sub(1), columns.saturating_sub(1));
+    (phase1.min(phase2) < majority).then(|| {
+        format!(
+            "it tolerates {phase1} crash(es) in phase 1 and {phase2} in phase 2, where majorities of {nodes} \
+             tolerate {majority} in each"
+        )
+    })
+}
+
 /// The grid changes the rules that count and test the quorums in place (a row column, a join with
 /// the row): each still derives about the facts it did per request, so it keeps the measured
 /// frequency of the rule it replaces (the only one of its component with its head), which a
@@ -165,6 +189,17 @@ fn keep_measured(before: &Program, after: &Program, profile: &mut Profile) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Majorities of 3 survive one crash in each phase: so does a 2 x 2 grid, not a 3 x 1 (phase 1
+    /// needs the single node of every row). Majorities of 6 survive two: a 3 x 2 grid one in phase 1.
+    #[test]
+    fn grids_tolerating_fewer_crashes_than_majorities_are_named() {
+        assert_eq!(fewer_crashes_tolerated(3, 2, 2), None);
+        assert_eq!(fewer_crashes_tolerated(4, 2, 2), None);
+        let why = fewer_crashes_tolerated(3, 3, 1).expect("3 x 1 loses phase 1 to one crash");
+        assert!(why.contains("0 crash(es) in phase 1 and 2 in phase 2") && why.contains("tolerate 1"), "{why}");
+        assert!(fewer_crashes_tolerated(6, 3, 2).is_some());
+    }
 
     /// The grid's counting and testing rules keep the measured frequencies of the rules they
     /// replace; the row rules it adds, which replace nothing, stay unmeasured (static estimate).
