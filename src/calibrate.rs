@@ -768,12 +768,19 @@ mod tests {
         assert!(check.node_rms() < 0.4, "{table}");
     }
 
-    /// The latest bench run (bench/emulated-batched), whose Paxos plan batches the proposer: every
-    /// predicted gain within 25% of the measured one, the batched plans costed through the
-    /// batchings their deployments record (`[batches]`).
+    /// The bench runs whose Paxos plan batches the proposer (bench/emulated-batched; the latest,
+    /// bench/emulated-thrifty, with the thrifty p2a too): every predicted gain within 25% of the
+    /// measured one, the batched plans costed through the batchings their deployments record
+    /// (`[batches]`).
     #[test]
     fn batched_plans_are_predicted_within_the_tolerance() {
-        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/emulated-batched");
+        for bench in ["bench/emulated-batched", "bench/emulated-thrifty"] {
+            batched_bench_within_the_tolerance(bench);
+        }
+    }
+
+    fn batched_bench_within_the_tolerance(bench: &str) {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join(bench);
         let mut reports: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().path())
