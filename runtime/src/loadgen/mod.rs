@@ -431,13 +431,18 @@ impl Workload {
                     outputs
                 }
             };
-            // Prefer the output whose first column has the input's id name; from another
+            // Prefer the output whose first column has the input's id name, and among those one
+            // named after the input (`get` -> `get_reply` before `put_done`); from another
             // component, only such an output.
             let id_name = &program.relation(input).columns.first().map(|c| c.name.clone()).unwrap_or_default();
-            let best = outputs
+            let input_name = &program.relation(input).name;
+            let same_id: Vec<RelationId> =
+                outputs.iter().copied().filter(|&o| &program.relation(o).columns[0].name == id_name).collect();
+            let best = same_id
                 .iter()
                 .copied()
-                .find(|&o| &program.relation(o).columns[0].name == id_name)
+                .find(|&o| program.relation(o).name.starts_with(&format!("{input_name}_")))
+                .or_else(|| same_id.first().copied())
                 .or_else(|| outputs.first().copied().filter(|&o| program.relation(o).component == component));
             if let Some(output) = best {
                 return Op::new(program, input, output, weight);
@@ -709,6 +714,20 @@ mod tests {
             .replace("reply(id, v) :- fwd(id, v).", "reply(id, v) :- fwd(id, v), id > 0.");
         let a = compart_analysis::analyze(&unrelated);
         assert!(Workload::detect(&a.program, &WorkloadChoice::default()).is_err());
+    }
+
+    /// Two request kinds with the same id column name: each pairs with the output named after it,
+    /// not with the first output that echoes its id.
+    #[test]
+    fn pairs_each_input_with_the_output_named_after_it() {
+        let src = "component kv {\n input put(id: int, k: int, v: int)\n input get(id: int, k: int)\n output put_done(id: int, k: int)\n output get_reply(id: int, k: int, v: int)\n table data(k: int, v: int)\n data(k, v) :+ put(_, k, v).\n put_done(id, k) :- put(id, k, _).\n get_reply(id, k, v) :- get(id, k), data(k, v).\n}\n";
+        let a = compart_analysis::analyze(src);
+        assert!(!a.has_errors(), "{:?}", a.diagnostics);
+        for (input, output) in [("get", "get_reply"), ("put", "put_done")] {
+            let choice = WorkloadChoice { input: Some(input.into()), ..Default::default() };
+            let w = Workload::detect(&a.program, &choice).unwrap();
+            assert_eq!(a.program.relation(w.ops[0].output).name, output, "{input}");
+        }
     }
 
     #[test]
