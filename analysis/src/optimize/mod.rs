@@ -938,7 +938,8 @@ fn costs(
         }
         settle(&mut components, &options.calibration);
         let ticks: Vec<f64> = components.iter().map(|c| c.ticks * c.partitions as f64).collect();
-        let fills_settled = settle_fills(program, options.to_mut(), &components);
+        // Only a batching needs its own copy of the options (its fill changes).
+        let fills_settled = options.batched.is_empty() || settle_fills(program, options.to_mut(), &components);
         let settled = fills_settled
             && ticks.len() == last.len()
             && ticks.iter().zip(&last).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs());
