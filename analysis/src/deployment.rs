@@ -230,14 +230,7 @@ fn share(doc: &mut DocumentMut, program: &Program, parts: &[String], into: &str)
         doc.get(section).and_then(|s| s.get(name)).and_then(read)
     };
     let nodes = parts.iter().filter_map(|p| count("components", p, &logical_nodes)).max();
-    let instances = parts
-        .iter()
-        .filter_map(|p| {
-            count("partitions", p, &Item::as_integer)
-                .or_else(|| count("components", p, &|i: &Item| i.as_table_like()?.get("partitions")?.as_integer()))
-        })
-        .max()
-        .unwrap_or(1);
+    let instances = parts.iter().filter_map(|p| instances_per_node(doc, p)).max().unwrap_or(1);
     let hosts = parts.iter().find(|p| {
         doc.get("components")
             .and_then(|c| c.get(p))
@@ -268,6 +261,15 @@ fn share(doc: &mut DocumentMut, program: &Program, parts: &[String], into: &str)
         ));
     }
     Ok(Some(note))
+}
+
+/// The instances per logical node a file gives `component`: its `[partitions]` entry, else its
+/// `[components]` entry's `partitions` (the runtime's order); None when neither says.
+fn instances_per_node(doc: &DocumentMut, component: &str) -> Option<i64> {
+    doc.get("partitions")
+        .and_then(|p| p.get(component))
+        .and_then(Item::as_integer)
+        .or_else(|| doc.get("components")?.get(component)?.as_table_like()?.get("partitions")?.as_integer())
 }
 
 /// For a component whose processes grow from `before` to `after`: what its `hosts` list (one
@@ -417,12 +419,7 @@ pub fn batchings(text: Option<&str>, program: &Program) -> Result<Vec<crate::opt
         }
         let size = entry.get("size").and_then(Item::as_integer).filter(|&n| n >= 2);
         let size = size.ok_or_else(|| bad("`size` must be an integer of 2 or more"))?;
-        let partitions = doc
-            .get("partitions")
-            .and_then(|p| p.get(name))
-            .and_then(Item::as_integer)
-            .or_else(|| doc.get("components")?.get(name)?.as_table_like()?.get("partitions")?.as_integer())
-            .unwrap_or(1);
+        let partitions = instances_per_node(&doc, name).unwrap_or(1);
         out.push(crate::optimize::Batched {
             batcher: name.to_string(),
             channel: channel.to_string(),
