@@ -890,36 +890,37 @@ fn row_column(cx: &RewriteContext<'_>, x: RelationId, row: RelationId) -> Option
     rule.head.args.iter().position(|h| matches!(h, HeadArg::Expr(e) if e.as_var() == Some(row_var)))
 }
 
-/// `size(r, count(a)) :- row(a, r).`: the number of nodes in each row.
-fn is_row_size(cx: &RewriteContext<'_>, rel: RelationId, row: RelationId) -> bool {
+/// `rel`'s only rule when it counts over `row` alone (`... count(v) ... :- row(x, y).`): its head
+/// arguments, the counted variable and the row atom's two arguments.
+fn count_over_row<'p>(
+    cx: &RewriteContext<'p>,
+    rel: RelationId,
+    row: RelationId,
+) -> Option<(&'p [HeadArg], Option<&'p str>, [&'p Expr; 2])> {
     let program = cx.program;
     let derivers: Vec<RuleId> = program.rules_deriving(rel).collect();
-    let [d] = derivers.as_slice() else { return false };
+    let [d] = derivers.as_slice() else { return None };
     let rule = program.rule(*d);
-    let ([HeadArg::Expr(r), HeadArg::Aggregate(g)], [BodyItem::Atom(atom)]) =
-        (rule.head.args.as_slice(), rule.body.as_slice())
-    else {
-        return false;
-    };
-    g.func == AggregateFunc::Count
-        && atom.relation_id == Some(row)
-        && !atom.negated
-        && matches!(atom.args.as_slice(), [a, ar] if a.as_var().is_some() && a.as_var() == g.arg.as_var() && ar.as_var().is_some() && ar.as_var() == r.as_var())
+    let [BodyItem::Atom(atom)] = rule.body.as_slice() else { return None };
+    let [x, y] = atom.args.as_slice() else { return None };
+    let counted = rule.head.args.iter().find_map(|h| match h {
+        HeadArg::Aggregate(g) if g.func == AggregateFunc::Count => Some(g.arg.as_var()),
+        _ => None,
+    })?;
+    (atom.relation_id == Some(row) && !atom.negated).then_some((rule.head.args.as_slice(), counted, [x, y]))
+}
+
+/// `size(r, count(a)) :- row(a, r).`: the number of nodes in each row.
+fn is_row_size(cx: &RewriteContext<'_>, rel: RelationId, row: RelationId) -> bool {
+    let Some((head, counted, [a, ar])) = count_over_row(cx, rel, row) else { return false };
+    let [HeadArg::Expr(r), HeadArg::Aggregate(_)] = head else { return false };
+    a.as_var().is_some() && a.as_var() == counted && ar.as_var().is_some() && ar.as_var() == r.as_var()
 }
 
 /// `rows(count(r)) :- row(_, r).`: the number of non-empty rows.
 fn is_row_count(cx: &RewriteContext<'_>, rel: RelationId, row: RelationId) -> bool {
-    let program = cx.program;
-    let derivers: Vec<RuleId> = program.rules_deriving(rel).collect();
-    let [d] = derivers.as_slice() else { return false };
-    let rule = program.rule(*d);
-    let ([HeadArg::Aggregate(g)], [BodyItem::Atom(atom)]) = (rule.head.args.as_slice(), rule.body.as_slice()) else {
-        return false;
-    };
-    g.func == AggregateFunc::Count
-        && atom.relation_id == Some(row)
-        && !atom.negated
-        && matches!(atom.args.as_slice(), [_, r] if r.as_var().is_some() && r.as_var() == g.arg.as_var())
+    let Some((head, counted, [_, r])) = count_over_row(cx, rel, row) else { return false };
+    matches!(head, [HeadArg::Aggregate(_)]) && r.as_var().is_some() && r.as_var() == counted
 }
 
 /// Over a grid of C, the broadcast's answers must be counted per row and tested against a whole
